@@ -1,0 +1,40 @@
+// Shared command-line plumbing: flag parsing with a usage message, error reporting with exit
+// codes that mean something, machine-readable output.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isTtaqError, TtaqError } from '../../sdk/errors/index.ts';
+
+/** Exit codes: 0 ok, 1 the job failed, 2 bad usage or input. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Parses flags; `--help` prints `help` and returns null. Unknown flags are a usage error. */
+export function parseFlags<O extends Options>(argv: string[], options: O, help: string) {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(help.trimEnd() + '\n');
+    return null;
+  }
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new TtaqError('CLI_USAGE', `${(e as Error).message}\n\n${help}`);
+  }
+}
+
+/** Prints an error for a person (or as JSON with TTAQ_JSON_ERRORS=1) and returns the exit code. */
+export function reportError(e: unknown): number {
+  if (isTtaqError(e)) {
+    if (process.env.TTAQ_JSON_ERRORS === '1') {
+      process.stderr.write(JSON.stringify({ error: { code: e.code, message: e.message, ...e.details } }) + '\n');
+    } else {
+      process.stderr.write(`ttaq: ${e.message} [${e.code}]\n`);
+    }
+    return e.code === 'CLI_USAGE' || e.code === 'CONFIG_INVALID' ? EXIT.usage : EXIT.failed;
+  }
+  process.stderr.write(`ttaq: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
+  return EXIT.failed;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n');
+}
