@@ -1,0 +1,109 @@
+// The model manifest: the JSON file beside every model ttaq produces or ships
+// (`<model>.onnx` + `<model>.manifest.json`). It tells every consumer (eval, quantizer, agent) how to
+// feed the model and what it holds. One zod schema is the single source of truth.
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { TtaqError } from '../errors/index.ts';
+
+export const PreprocessSchema = z.object({
+  /** Network input size. */
+  height: z.number().int().positive(),
+  width: z.number().int().positive(),
+  /** 1 = grayscale, 3 = RGB (channel order R, G, B). */
+  channels: z.union([z.literal(1), z.literal(3)]),
+  /** How a frame of another size is brought to height x width. */
+  resize: z.enum(['stretch', 'center-crop', 'letterbox']).default('stretch'),
+  /** Applied after scaling pixels to [0, 1]: (x - mean[c]) / std[c]. */
+  mean: z.array(z.number()).min(1),
+  std: z.array(z.number().positive()).min(1),
+  layout: z.literal('NCHW').default('NCHW'),
+});
+export type Preprocess = z.infer<typeof PreprocessSchema>;
+
+export const LayerQuantSchema = z.object({
+  node: z.string(),
+  weightBits: z.number().int().optional(),
+  activationBits: z.number().int().optional(),
+});
+
+export const ManifestSchema = z.object({
+  format: z.literal('ttaq-manifest/1'),
+  name: z.string(),
+  /** Model file name, relative to the manifest. */
+  model: z.string(),
+  /** SHA-256 of the model file (hex). */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  input: z.object({ name: z.string(), shape: z.array(z.number().int()) }),
+  output: z.object({ name: z.string() }),
+  labels: z.array(z.string()).min(2),
+  preprocess: PreprocessSchema,
+  /** The BatchNormalization nodes test-time adaptation may update. */
+  adaptation: z.object({ bnNodes: z.array(z.string()) }).default({ bnNodes: [] }),
+  /** Present on quantized models. */
+  quantization: z
+    .object({
+      weightBits: z.number().int(),
+      activationBits: z.number().int(),
+      method: z.string(),
+      variant: z.enum(['true-width', 'int8-container']),
+      layers: z.array(LayerQuantSchema).default([]),
+      calibration: z.record(z.string(), z.unknown()).default({}),
+    })
+    .optional(),
+  /** How the model was made: the exact command, metrics, dataset. */
+  provenance: z
+    .object({
+      command: z.string().optional(),
+      dataset: z.string().optional(),
+      metrics: z.record(z.string(), z.number()).default({}),
+      createdAt: z.string().optional(),
+    })
+    .default({ metrics: {} }),
+});
+export type Manifest = z.infer<typeof ManifestSchema>;
+
+export const manifestPathFor = (modelPath: string): string => modelPath.replace(/\.onnx$/, '') + '.manifest.json';
+
+export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Parses and validates a manifest; the error names the file and the offending key. */
+export function parseManifest(json: unknown, source = 'manifest'): Manifest {
+  const r = ManifestSchema.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new TtaqError('MANIFEST_INVALID', `${source}: '${issue.path.join('.') || '(root)'}' ${issue.message}; fix that key (see docs/ARCHITECTURE.md, model manifest)`, { path: issue.path });
+  }
+  return r.data;
+}
+
+export async function readManifest(path: string): Promise<Manifest> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new TtaqError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(e as Error).message}; every model needs its <model>.manifest.json beside it`, {}, { cause: e });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new TtaqError('MANIFEST_INVALID', `${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseManifest(json, path);
+}
+
+export async function writeManifest(path: string, m: Manifest): Promise<void> {
+  await writeFile(path, JSON.stringify(ManifestSchema.parse(m), null, 2) + '\n');
+}
+
+/** Checks a model's bytes against the manifest's SHA-256. */
+export function checkModelHash(m: Manifest, modelBytes: Uint8Array, source: string): void {
+  const got = sha256Hex(modelBytes);
+  if (got !== m.sha256) {
+    throw new TtaqError('STATE_MISMATCH', `${source}: model SHA-256 ${got.slice(0, 12)}… does not match its manifest (${m.sha256.slice(0, 12)}…); regenerate the manifest or use the model it describes`);
+  }
+}
+
+/** Fashion-MNIST's class names, in label order. */
+export const FASHION_MNIST_LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
