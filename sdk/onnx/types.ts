@@ -89,4 +89,10 @@ export interface Model {
   readonly docString?: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly graph: Graph;
+  /** ModelProto.domain, when set. */
+  readonly domain?: string;
+  /** ModelProto.model_version, when set. */
+  readonly modelVersion?: number;
+  /** Model-local functions, carried as encoded FunctionProto bytes (opaque, like sub-graphs). */
+  readonly functions?: readonly Uint8Array[];
 }

@@ -1,0 +1,7 @@
+// The one seam around onnxruntime-node: sessions, execution providers, tensors. Nothing else in
+// ttaq imports onnxruntime-node.
+export { createSession } from './session.ts';
+export type { CudaOptions, GraphOptimization, Session, SessionOptions, TensorRtOptions } from './session.ts';
+export { DEFAULT_PROVIDERS, defaultAvailableProviders, defaultLogger, resolveProviders } from './providers.ts';
+export type { ProviderName, RuntimeLogEvent, RuntimeLogger } from './providers.ts';
+export { hasSubByteIO, rewriteSubByteIO, type SubByteRewrite } from './subbyte.ts';

@@ -1,0 +1,104 @@
+// Execution-provider choice: a preference list resolved against what the installed onnxruntime-node
+// binary can actually run, with one logged reason per provider skipped. Pure except for
+// `defaultAvailableProviders`, which asks the binding (tests inject their own list instead).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { TtaqError } from '../errors/index.ts';
+
+/** Provider names as onnxruntime-node spells them. */
+export type ProviderName = 'tensorrt' | 'cuda' | 'cpu' | 'webgpu' | 'dml' | 'coreml' | (string & {});
+
+export const DEFAULT_PROVIDERS: readonly ProviderName[] = ['tensorrt', 'cuda', 'cpu'];
+
+export interface RuntimeLogEvent {
+  readonly level: 'info' | 'warn';
+  readonly message: string;
+  /** The provider the event is about. */
+  readonly provider?: string;
+  readonly reason?: string;
+}
+
+export type RuntimeLogger = (e: RuntimeLogEvent) => void;
+
+const printed = new Set<string>();
+/**
+ * The default logger: each distinct warning once per process on stderr; info lines only with
+ * TTAQ_DEBUG=1 (falling back from the default GPU preference on a CPU box is routine, not news).
+ */
+export const defaultLogger: RuntimeLogger = (e) => {
+  if (e.level === 'info' && process.env.TTAQ_DEBUG !== '1') return;
+  if (printed.has(e.message)) return;
+  printed.add(e.message);
+  process.stderr.write(`ttaq runtime: ${e.message}\n`);
+};
+
+function bindingDir(): string | undefined {
+  try {
+    const main = createRequire(import.meta.url).resolve('onnxruntime-node');
+    return join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+}
+
+const libName = (provider: string): string =>
+  process.platform === 'win32' ? `onnxruntime_providers_${provider}.dll` : `libonnxruntime_providers_${provider}.so`;
+
+let cachedAvailable: readonly string[] | undefined;
+
+/**
+ * Providers the installed binary can run: those bundled in it, plus the non-bundled ones
+ * (cuda, tensorrt) whose provider library has been installed next to the binding.
+ */
+export function defaultAvailableProviders(): readonly string[] {
+  if (cachedAvailable) return cachedAvailable;
+  const dir = bindingDir();
+  cachedAvailable = ort.listSupportedBackends()
+    .filter((b) => b.bundled || (dir !== undefined && existsSync(join(dir, libName(b.name)))))
+    .map((b) => b.name);
+  return cachedAvailable;
+}
+
+/** Why a provider is not available, for the log line. */
+function unavailableReason(name: string, available: readonly string[]): string {
+  if (name === 'tensorrt' || name === 'cuda') {
+    return `this onnxruntime-node build has no ${name} provider library (available: ${available.join(', ') || 'none'}); ` +
+      `install the GPU build (npm install onnxruntime-node --onnxruntime-node-install=cuda12) on a machine with CUDA`;
+  }
+  return `not supported by this onnxruntime-node build (available: ${available.join(', ') || 'none'})`;
+}
+
+/**
+ * Filters the preference list down to the available providers, in preference order, logging one
+ * reason per provider skipped. Throws RUNTIME_NO_PROVIDER when none is left.
+ */
+export function resolveProviders(
+  preference: readonly ProviderName[],
+  available: readonly string[],
+  log: RuntimeLogger,
+  explicit = true,
+): ProviderName[] {
+  const out: ProviderName[] = [];
+  const level = explicit ? 'warn' : 'info';
+  for (const p of preference) {
+    if (out.includes(p)) continue;
+    if (available.includes(p)) {
+      out.push(p);
+      continue;
+    }
+    const next = preference.slice(preference.indexOf(p) + 1).find((q) => available.includes(q));
+    const reason = unavailableReason(p, available);
+    log({ level, provider: p, reason, message: `provider '${p}' skipped: ${reason}${next ? `; trying '${next}'` : ''}` });
+  }
+  if (out.length === 0) {
+    throw new TtaqError(
+      'RUNTIME_NO_PROVIDER',
+      `none of the requested execution providers [${preference.join(', ')}] is available in this onnxruntime-node build ` +
+        `(available: ${available.join(', ') || 'none'}); add 'cpu' to the providers option`,
+      { requested: [...preference], available: [...available] },
+    );
+  }
+  return out;
+}

@@ -1,0 +1,55 @@
+// onnxruntime-node 1.30 cannot move sub-byte tensors across its JavaScript boundary: fetching an
+// int4/uint4 output aborts the process (out of memory in OrtValueToNapiValue), and a model with an
+// int2/uint2 input or output fails session creation ("Unsupported data type"). onnxruntime's Cast
+// handles these types, and the IR holds them unpacked as int8/uint8 anyway, so a session rewrites
+// every sub-byte graph input to an int8/uint8 input followed by a Cast, and every sub-byte graph
+// output to a Cast to int8/uint8. Callers still see the original names and dtypes.
+import { ONNX_DTYPE } from '../onnx/codec.ts';
+import { isSubByte } from '../onnx/packing.ts';
+import type { DType, Graph, Model, Node, ValueInfo } from '../onnx/types.ts';
+
+export interface SubByteRewrite {
+  readonly model: Model;
+  /** Original input name -> the name fed to onnxruntime (only rewritten inputs). */
+  readonly inputs: ReadonlyMap<string, { readonly feed: string; readonly dtype: DType }>;
+  /** Original output name -> the name fetched from onnxruntime (only rewritten outputs). */
+  readonly outputs: ReadonlyMap<string, { readonly fetch: string; readonly dtype: DType }>;
+}
+
+const wide = (d: DType): DType => (d === 'int4' || d === 'int2' ? 'int8' : 'uint8');
+
+export const hasSubByteIO = (g: Graph): boolean =>
+  g.inputs.some((v) => isSubByte(v.dtype)) || g.outputs.some((v) => isSubByte(v.dtype));
+
+/** Rewrites sub-byte graph inputs/outputs as described above; a no-op when there are none. */
+export function rewriteSubByteIO(model: Model): SubByteRewrite {
+  const g = model.graph;
+  const inputs = new Map<string, { feed: string; dtype: DType }>();
+  const outputs = new Map<string, { fetch: string; dtype: DType }>();
+  if (!hasSubByteIO(g)) return { model, inputs, outputs };
+  const taken = new Set<string>([...g.inputs.map((v) => v.name), ...g.initializers.keys(), ...g.nodes.flatMap((n) => [...n.outputs, n.name])]);
+  const fresh = (hint: string): string => {
+    let s = hint;
+    for (let i = 1; taken.has(s); i++) s = `${hint}_${i}`;
+    taken.add(s);
+    return s;
+  };
+  const pre: Node[] = [];
+  const post: Node[] = [];
+  const newInputs: ValueInfo[] = g.inputs.map((v) => {
+    if (!isSubByte(v.dtype)) return v;
+    const feed = fresh(`${v.name}__ttaq_${wide(v.dtype)}`);
+    inputs.set(v.name, { feed, dtype: v.dtype });
+    pre.push({ name: fresh(`${v.name}__ttaq_cast_in`), opType: 'Cast', domain: '', inputs: [feed], outputs: [v.name], attrs: { to: { kind: 'int', value: ONNX_DTYPE[v.dtype] } } });
+    return { ...v, name: feed, dtype: wide(v.dtype) };
+  });
+  const newOutputs: ValueInfo[] = g.outputs.map((v) => {
+    if (!isSubByte(v.dtype)) return v;
+    const fetch = fresh(`${v.name}__ttaq_${wide(v.dtype)}`);
+    outputs.set(v.name, { fetch, dtype: v.dtype });
+    post.push({ name: fresh(`${v.name}__ttaq_cast_out`), opType: 'Cast', domain: '', inputs: [v.name], outputs: [fetch], attrs: { to: { kind: 'int', value: ONNX_DTYPE[wide(v.dtype)] } } });
+    return { ...v, name: fetch, dtype: wide(v.dtype) };
+  });
+  const graph: Graph = { ...g, nodes: [...pre, ...g.nodes, ...post], inputs: newInputs, outputs: newOutputs };
+  return { model: { ...model, graph }, inputs, outputs };
+}

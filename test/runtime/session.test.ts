@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isTtaqError } from '../../sdk/errors/index.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { encodeModel } from '../../sdk/onnx/codec.ts';
+import { f32, i64, intRange, makeTensor } from '../../sdk/onnx/tensor.ts';
+import type { Model, Tensor } from '../../sdk/onnx/types.ts';
+import { createSession, resolveProviders, type RuntimeLogEvent } from '../../sdk/runtime/index.ts';
+import { model } from '../onnx/fixtures.ts';
+
+const quiet = { logger: () => {} };
+
+function affine(): Model {
+  const b = new GraphBuilder();
+  b.input('x', 'float32', ['batch', 3]);
+  const y = b.op1('Add', [b.op1('Mul', ['x', b.constant(f32([3], [1, 2, 3]))]), b.scalar(0.5)], {}, { outputNames: ['y'] });
+  const r = b.op1('Relu', [y], {}, { outputNames: ['r'] });
+  b.output(y, 'float32', ['batch', 3]);
+  b.output(r, 'float32', ['batch', 3]);
+  return model(b);
+}
+
+test('provider resolution: only cpu available, preference tensorrt,cuda,cpu -> cpu with two logged reasons', async () => {
+  const events: RuntimeLogEvent[] = [];
+  const s = await createSession(affine(), {
+    providers: ['tensorrt', 'cuda', 'cpu'],
+    availableProviders: () => ['cpu'],
+    logger: (e) => events.push(e),
+  });
+  assert.equal(s.provider, 'cpu');
+  assert.equal(events.length, 2);
+  assert.deepEqual(events.map((e) => e.provider), ['tensorrt', 'cuda']);
+  assert.ok(events.every((e) => e.level === 'warn' && /trying 'cpu'/.test(e.message) && e.reason && e.reason.length > 10));
+  await s.release();
+});
+
+test('provider resolution: the default preference logs at info level, explicit preference at warn', () => {
+  const ev: RuntimeLogEvent[] = [];
+  assert.deepEqual(resolveProviders(['tensorrt', 'cuda', 'cpu'], ['cpu', 'cuda'], (e) => ev.push(e), false), ['cuda', 'cpu']);
+  assert.equal(ev.length, 1);
+  assert.equal(ev[0]!.level, 'info');
+  assert.match(ev[0]!.message, /'tensorrt' skipped.*trying 'cuda'/);
+});
+
+test('provider resolution: nothing available -> RUNTIME_NO_PROVIDER', async () => {
+  await assert.rejects(
+    createSession(affine(), { providers: ['tensorrt', 'cuda'], availableProviders: () => ['cpu'], logger: () => {} }),
+    (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_NO_PROVIDER' && /tensorrt, cuda/.test(e.message) && /available: cpu/.test(e.message),
+  );
+  await assert.rejects(
+    createSession(affine(), { availableProviders: () => [], logger: () => {} }),
+    (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_NO_PROVIDER',
+  );
+});
+
+test('run: IR tensors in and out, fetch subsets, symbolic batch, threads and options accepted', async () => {
+  const s = await createSession(encodeModel(affine()), { ...quiet, intraOpThreads: 1, interOpThreads: 1, graphOptimization: 'basic', extra: { 'session.disable_prepacking': '1' } });
+  assert.deepEqual(s.inputNames, ['x']);
+  assert.deepEqual(s.outputNames, ['y', 'r']);
+  assert.deepEqual(s.inputs[0], { name: 'x', dtype: 'float32', shape: ['batch', 3] });
+  const x = f32([2, 3], [1, 1, 1, -1, -1, -1]);
+  const all = await s.run({ x });
+  assert.deepEqual(Array.from(all.y!.data as Float32Array), [1.5, 2.5, 3.5, -0.5, -1.5, -2.5]);
+  assert.deepEqual(Array.from(all.r!.data as Float32Array), [1.5, 2.5, 3.5, 0, 0, 0]);
+  assert.deepEqual(all.y!.dims, [2, 3]);
+  const only = await s.run({ x }, ['r']);
+  assert.deepEqual(Object.keys(only), ['r']);
+  await s.release();
+  await s.release(); // idempotent
+  await assert.rejects(s.run({ x }), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_RUN_FAILED' && /released/.test(e.message));
+});
+
+test('run: int64 and bool tensors pass through unchanged', async () => {
+  const b = new GraphBuilder();
+  b.input('idx', 'int64', [3]);
+  b.input('mask', 'bool', [3]);
+  const plus = b.op1('Add', ['idx', b.scalar(10, 'int64')], {}, { outputNames: ['plus'] });
+  const notm = b.op1('Not', ['mask'], {}, { outputNames: ['notm'] });
+  const shape = b.op1('Shape', ['idx'], {}, { outputNames: ['shape'] });
+  b.output(plus, 'int64', [3]);
+  b.output(notm, 'bool', [3]);
+  b.output(shape, 'int64', [1]);
+  const s = await createSession(model(b), quiet);
+  const out = await s.run({ idx: i64([3], [1, -2, 2 ** 40]), mask: makeTensor('bool', [3], Uint8Array.from([1, 0, 1])) });
+  assert.equal(out.plus!.dtype, 'int64');
+  assert.deepEqual(Array.from(out.plus!.data as BigInt64Array), [11n, 8n, 2n ** 40n + 10n]);
+  assert.equal(out.notm!.dtype, 'bool');
+  assert.deepEqual(Array.from(out.notm!.data as Uint8Array), [0, 1, 0]);
+  assert.deepEqual(Array.from(out.shape!.data as BigInt64Array), [3n]);
+  await s.release();
+});
+
+test('run: sub-byte inputs and outputs work (onnxruntime-node cannot move them itself)', async () => {
+  for (const [dtype, opset, ir] of [['int4', 21, 10], ['uint4', 21, 10], ['int2', 25, 13], ['uint2', 25, 13]] as const) {
+    const b = new GraphBuilder();
+    b.input('q', dtype, [5]);
+    b.input('x', 'float32', [5]);
+    const s1 = b.constant(f32([], [0.5]));
+    const dq = b.op1('DequantizeLinear', ['q', s1], {}, { outputNames: ['dq'] });
+    const zp = b.constant(makeTensor(dtype, [], (dtype.startsWith('u') ? Uint8Array : Int8Array).from([1]) as Int8Array & Uint8Array) as Tensor);
+    const qx = b.op1('QuantizeLinear', ['x', s1, zp], {}, { outputNames: ['qx'] });
+    b.output(dq, 'float32', [5]);
+    b.output(qx, dtype, [5]);
+    const m = model(b, opset, ir);
+    const signed = dtype === 'int4' || dtype === 'int2';
+    const qv = signed ? [-2, -1, 0, 1, 1] : [0, 1, 2, 3, 3];
+    const q = makeTensor(dtype, [5], (signed ? Int8Array : Uint8Array).from(qv) as Int8Array & Uint8Array) as Tensor;
+    for (const src of [m, encodeModel(m)]) {
+      const s = await createSession(src, quiet);
+      assert.deepEqual(s.inputs.map((v) => [v.name, v.dtype]), [['q', dtype], ['x', 'float32']]);
+      assert.deepEqual(s.outputs.map((v) => [v.name, v.dtype]), [['dq', 'float32'], ['qx', dtype]]);
+      const out = await s.run({ q, x: f32([5], [-10, -0.5, 0, 0.5, 10]) });
+      assert.deepEqual(Array.from(out.dq!.data as Float32Array), qv.map((v) => v * 0.5), `${dtype} dequantized`);
+      assert.equal(out.qx!.dtype, dtype);
+      const [lo, hi] = intRange[dtype]!;
+      const want = [-10, -0.5, 0, 0.5, 10].map((v) => Math.min(hi, Math.max(lo, Math.round(v / 0.5) + 1)));
+      assert.deepEqual(Array.from(out.qx!.data as ArrayLike<number>), want, `${dtype} quantized`);
+      await s.release();
+    }
+  }
+});
+
+test('errors: bad model -> RUNTIME_SESSION_FAILED with the ORT message; bad feeds -> RUNTIME_RUN_FAILED', async () => {
+  const b = new GraphBuilder();
+  b.input('x', 'float32', [2]);
+  b.output(b.op1('NoSuchOp', ['x']), 'float32', [2]);
+  await assert.rejects(createSession(model(b), { ...quiet, source: 'broken.onnx' }), (e: unknown) =>
+    isTtaqError(e) && e.code === 'RUNTIME_SESSION_FAILED' && /broken\.onnx/.test(e.message) && /NoSuchOp/.test(e.message));
+  await assert.rejects(createSession(Uint8Array.from([1, 2, 3]), quiet), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_SESSION_FAILED');
+  const s = await createSession(affine(), quiet);
+  await assert.rejects(s.run({}), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_RUN_FAILED' && /missing \[x\]/.test(e.message));
+  await assert.rejects(s.run({ x: f32([1, 3], [1, 2, 3]), z: f32([1], [1]) }), (e: unknown) => isTtaqError(e) && /unknown \[z\]/.test(e.message));
+  await assert.rejects(s.run({ x: f32([1, 3], [1, 2, 3]) }, ['nope']), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_RUN_FAILED' && /nope/.test(e.message));
+  await assert.rejects(s.run({ x: f32([4], [1, 2, 3, 4]) }), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_RUN_FAILED' && /rank|dimension|shape/i.test(e.message));
+  await s.release();
+});
+
+test('a provider that fails to start falls back to the next one with a logged reason', async () => {
+  // Pretend cuda is available: without its provider library (any CPU-only install) onnxruntime
+  // fails to append it when the session is created, as a GPU provider without a driver does.
+  const events: RuntimeLogEvent[] = [];
+  const s = await createSession(affine(), { providers: ['cuda', 'cpu'], logger: (e) => events.push(e), availableProviders: () => ['cuda', 'cpu'] });
+  if (s.provider === 'cpu') {
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.level, 'warn');
+    assert.match(events[0]!.message, /'cuda' failed to create a session.*trying 'cpu'/);
+  } else {
+    assert.equal(s.provider, 'cuda'); // a machine with a working CUDA install
+  }
+  const out = await s.run({ x: f32([1, 3], [1, 1, 1]) }, ['y']);
+  assert.deepEqual(Array.from(out.y!.data as Float32Array), [1.5, 2.5, 3.5]);
+  await s.release();
+});
+
+test('a provider onnxruntime-node does not register is skipped with a reason, never reported as used', async () => {
+  const events: RuntimeLogEvent[] = [];
+  const s = await createSession(affine(), { providers: ['dml', 'cpu'], logger: (e) => events.push(e), availableProviders: () => ['dml', 'cpu'] });
+  assert.equal(s.provider, 'cpu');
+  assert.equal(events.length, 1);
+  assert.match(events[0]!.message, /'dml' skipped: .*no 'dml' backend/);
+  await s.release();
+});
+
+test('attribute A.int values work through sessions created many times (cheap repeated creation)', async () => {
+  const b = new GraphBuilder();
+  b.input('x', 'float32', [1, 4]);
+  b.output(b.op1('ReduceSum', ['x', b.ints([1])], { keepdims: A.int(0) }, { outputNames: ['s'] }), 'float32', [1]);
+  const m = model(b, 17);
+  for (let i = 0; i < 20; i++) {
+    const s = await createSession(m, quiet);
+    const out = await s.run({ x: f32([1, 4], [i, 1, 2, 3]) });
+    assert.equal((out.s!.data as Float32Array)[0], i + 6);
+    await s.release();
+  }
+});
