@@ -1,0 +1,705 @@
+// The edge agent: frames from a source, batched, through the model runner (inference, and
+// test-time adaptation every k batches or after a detected shift), with state checkpoints in
+// SQLite, metrics over HTTP and reports to the fleet.
+//
+//   capture process (source.ts) ->  batches of N frames (max wait)  ->  runner.infer / runner.adapt
+//        never waits on the model       |                                   |
+//                                       +-> drift detector -> adapt window   +-> checkpoints every n steps
+//
+// Capture runs in its own process, so a slow model step drops frames (latest-frame mode) or holds
+// the reads back (all-frames mode) but never stalls the capture itself. Reloads swap the runner
+// between batches. stop() finishes the batch in flight, writes a final checkpoint, sends the last
+// report and closes everything in order.
+import { hostname } from 'node:os';
+import pino, { type Logger } from 'pino';
+import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
+import type { AgentConfig } from './config.ts';
+import { DriftDetector, type DriftReading } from './drift.ts';
+import { AgentHttp } from './http.ts';
+import { Exposition, RateMeter, Window } from './metrics.ts';
+import type { PreprocessSpec } from './preprocess.ts';
+import { OpenCvSource } from './source.ts';
+import { AgentStore, type PredictionRow } from './store.ts';
+import { createTelemetrySink } from './telemetry.ts';
+import type {
+  AgentCommand,
+  AgentEvent,
+  Frame,
+  FrameBatch,
+  FrameSource,
+  InferOutput,
+  ModelRunner,
+  RunnerFactory,
+  TelemetrySink,
+} from './ports.ts';
+
+export interface AgentDeps {
+  /** Builds the frame source for a preprocessing spec (default: OpenCV capture per config.source). */
+  readonly sourceFactory?: (spec: PreprocessSpec, batchSize: number) => FrameSource;
+  /** Builds the model runner (default: sdk/runtime + sdk/adapt per config). */
+  readonly runnerFactory?: RunnerFactory;
+  readonly telemetry?: TelemetrySink;
+  readonly logger?: Logger;
+}
+
+export type ExitReason = 'signal' | 'source-ended' | 'max-frames' | 'source-failed' | 'stopped' | 'error';
+
+export interface AgentExit {
+  readonly reason: ExitReason;
+  readonly detail?: string;
+  readonly framesProcessed: number;
+  readonly steps: number;
+}
+
+/** Lifetime counters (Prometheus counters) and interval accumulators (telemetry reports). */
+class Stats {
+  frames = 0;
+  batches = 0;
+  adaptSteps = 0;
+  resets = 0;
+  shifts = 0;
+  checkpoints = 0;
+  checkpointErrors = 0;
+  reloads = 0;
+  reloadFailures = 0;
+  errors = 0;
+  lastBatchAt = 0;
+  lastEntropy = NaN;
+  lastDrift: DriftReading = { score: 0, entropy: 0, shift: false };
+  readonly batchLatency = new Window(512);
+  readonly frameLatency = new Window(2048);
+  readonly fps = new RateMeter(10_000);
+  // interval (reset at every telemetry report)
+  iFrames = 0;
+  iEntropySum = 0;
+  iConfSum = 0;
+  iLossSum = 0;
+  iLossN = 0;
+  iDriftMax = 0;
+  iStart = Date.now();
+  iLatency = new Window(1024);
+  iDroppedBase = 0;
+  histogram: number[] = [];
+}
+
+type Mode = 'created' | 'running' | 'stopping' | 'stopped';
+
+export class Agent {
+  readonly log: Logger;
+  private readonly store: AgentStore;
+  /** This run's id in the agent database (runs table). */
+  readonly runId: number;
+  private readonly telemetry: TelemetrySink;
+  private readonly factory: RunnerFactory;
+  private runner!: ModelRunner;
+  private source!: FrameSource;
+  private http: AgentHttp | undefined;
+  private readonly detector: DriftDetector;
+  private readonly s = new Stats();
+  private mode: Mode = 'created';
+  private paused = false;
+  private resumeWaiter: (() => void) | undefined;
+  private batchSize = 1;
+  private shiftWindow = 0;
+  private stepsAtCheckpoint = 0;
+  private inFlight: Promise<void> = Promise.resolve();
+  private loopDone: Promise<AgentExit> | undefined;
+  private exit: AgentExit | undefined;
+  private stopReason: ExitReason = 'stopped';
+  private stopDetail: string | undefined;
+  private telemetryTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+  private modelPath: string;
+  private manifestPath: string | undefined;
+  private reloading = false;
+  private sourceEnded = false;
+  private fatalSource: string | undefined;
+  httpPort: number | undefined;
+
+  private constructor(readonly config: AgentConfig, private readonly deps: AgentDeps, store: AgentStore, telemetry: TelemetrySink, log: Logger) {
+    this.log = log;
+    this.store = store;
+    this.telemetry = telemetry;
+    this.runId = store.beginRun(config, hostname());
+    // The real runner (onnxruntime, sdk/adapt) is imported only when used: fakes start faster.
+    this.factory = deps.runnerFactory ?? (async (m) => {
+      const { createRunnerFactory } = await import('./runner.ts');
+      return createRunnerFactory(config, (e) => {
+        log[e.level]({ provider: e.provider, reason: e.reason }, e.message);
+        if (e.level === 'warn') this.record('warn', 'provider', e.message, { provider: e.provider });
+      })(m);
+    });
+    this.detector = new DriftDetector(config.adaptation.shift);
+    this.modelPath = config.model.path;
+    this.manifestPath = config.model.manifest;
+  }
+
+  /** Opens storage and telemetry; `start()` then loads the model and begins. */
+  static async create(config: AgentConfig, deps: AgentDeps = {}): Promise<Agent> {
+    const log = deps.logger ?? pino({ level: config.log.level, base: { pid: process.pid, agent: 'ttaq' } });
+    const store = AgentStore.open(config.storage.path);
+    const telemetry = deps.telemetry ?? (await createTelemetrySink(config, log));
+    return new Agent(config, deps, store, telemetry, log);
+  }
+
+  private record(level: string, kind: string, message: string, data?: unknown): void {
+    try {
+      this.store.event(this.runId, level, kind, message, data);
+    } catch (e) {
+      this.log.error({ err: e }, 'cannot write the run log');
+    }
+  }
+
+  private event(e: AgentEvent): void {
+    this.telemetry.event(e);
+  }
+
+  /** Loads the model, restores adaptation state, starts the source, HTTP and the loop. */
+  async start(): Promise<void> {
+    if (this.mode !== 'created') throw new TtaqError('INTERNAL', 'agent already started');
+    this.mode = 'running';
+    this.record('info', 'start', `agent starting (run ${this.runId})`, { pid: process.pid });
+    try {
+      this.runner = await this.factory({ path: this.modelPath, manifest: this.manifestPath });
+      this.afterRunnerLoaded('start');
+      this.batchSize = Math.min(this.config.batch.size, this.runner.info.fixedBatch ?? Infinity);
+      const spec = this.runner.info.preprocess;
+      this.source = this.deps.sourceFactory
+        ? this.deps.sourceFactory(spec, this.batchSize)
+        : new OpenCvSource({ source: this.config.source, preprocess: spec, batch: this.batchSize });
+      this.source.onEvent((e) => this.onSourceEvent(e));
+      if (this.config.http.enabled) {
+        this.http = new AgentHttp(this.config.http, {
+          health: () => this.health(),
+          metrics: () => this.metricsText(),
+          status: () => this.status(),
+          command: (c) => this.command(c),
+        });
+        this.httpPort = await this.http.start();
+        this.log.info({ port: this.httpPort, host: this.config.http.host }, `http listening on ${this.config.http.host}:${this.httpPort} (/healthz, /metrics, /status)`);
+      }
+      this.telemetry.onCommand?.((c) => this.command(c));
+      await this.source.start();
+      this.log.info({ source: this.source.description, batch: this.batchSize, maxWaitMs: this.config.batch.maxWaitMs }, 'source started');
+    } catch (e) {
+      this.mode = 'stopped';
+      await this.http?.stop();
+      await this.runner?.dispose().catch(() => {});
+      this.store.endRun(this.runId, `failed to start: ${(e as Error).message}`);
+      this.store.close();
+      throw e;
+    }
+    this.telemetryTimer = setInterval(() => this.report(), this.config.telemetry.intervalSec * 1000);
+    this.telemetryTimer.unref();
+    this.loopDone = this.loop();
+  }
+
+  /** Resolves when the agent has stopped (source ended, max frames, stop()). */
+  async done(): Promise<AgentExit> {
+    if (!this.loopDone) throw new TtaqError('INTERNAL', 'agent not started');
+    await this.loopDone;
+    return this.shutdown();
+  }
+
+  private afterRunnerLoaded(why: 'start' | 'reload'): void {
+    const i = this.runner.info;
+    this.log.info({ model: i.modelName, path: i.modelPath, sha256: i.modelSha256, provider: i.provider, adaptive: i.adaptive, method: i.method }, `model '${i.modelName}' runs on ${i.provider}${i.adaptive ? ` with adaptation (${i.method})` : ''}`);
+    this.record('info', 'model', `model ${i.modelName} (${i.modelSha256.slice(0, 12)}) on ${i.provider}`, { why, provider: i.provider, sha256: i.modelSha256 });
+    this.s.histogram = new Array<number>(i.classes).fill(0);
+    this.detector.reset();
+    this.shiftWindow = 0;
+    this.restore();
+  }
+
+  /** Restores the newest checkpoint when it belongs to this model; otherwise starts fresh, saying why. */
+  private restore(): void {
+    const r = this.runner;
+    if (!r.loadState || !this.config.adaptation.restore) return;
+    const latest = this.store.latestCheckpoint();
+    const sha = r.info.modelSha256;
+    let reason: string | undefined;
+    if (!latest) reason = 'no checkpoint in the database';
+    else if (latest.modelSha256 !== sha) reason = `the newest checkpoint is for model ${latest.modelName} (${latest.modelSha256.slice(0, 12)}…), this model is ${sha.slice(0, 12)}…`;
+    else {
+      try {
+        r.loadState(latest.state);
+        this.stepsAtCheckpoint = r.step ?? latest.step;
+        this.log.info({ step: latest.step, checkpoint: latest.id, createdAt: latest.createdAt }, `adaptation state restored at step ${latest.step}`);
+        this.record('info', 'restore', `restored checkpoint ${latest.id} at step ${latest.step}`, { checkpoint: latest.id, step: latest.step });
+        return;
+      } catch (e) {
+        reason = `checkpoint ${latest.id} does not fit: ${(e as Error).message}`;
+      }
+    }
+    this.stepsAtCheckpoint = r.step ?? 0;
+    this.log.info({ reason }, `starting adaptation from the source parameters: ${reason}`);
+    this.record('info', 'restore', `fresh start: ${reason}`);
+  }
+
+  private onSourceEvent(e: Parameters<Parameters<FrameSource['onEvent']>[0]>[0]): void {
+    switch (e.type) {
+      case 'connected':
+        this.log.info({ width: e.width, height: e.height, fps: e.fps, backend: e.backend }, `source connected (${e.width}x${e.height} @ ${e.fps || '?'} fps)`);
+        this.record('info', 'source', `connected ${e.width}x${e.height}`);
+        break;
+      case 'failed':
+        this.s.errors++;
+        this.log.warn({ error: e.error, attempt: e.attempt, retryInMs: e.retryInMs }, `source failed (attempt ${e.attempt}), retrying in ${e.retryInMs} ms: ${e.error}`);
+        this.record('warn', 'source', e.error, { attempt: e.attempt, retryInMs: e.retryInMs });
+        if (e.attempt === 1) this.event({ type: 'error', code: 'SOURCE_FAILED', where: this.source.description, message: e.error.slice(0, 2000) });
+        break;
+      case 'end':
+        this.sourceEnded = true;
+        this.log.info('source ended');
+        break;
+      case 'fatal':
+        this.fatalSource = e.error;
+        this.log.error({ error: e.error }, `source gave up: ${e.error}`);
+        this.record('error', 'source', e.error);
+        this.event({ type: 'error', code: 'SOURCE_FAILED', where: this.source.description, message: e.error.slice(0, 2000) });
+        break;
+    }
+  }
+
+  // --- the loop --------------------------------------------------------------------------------
+
+  private async loop(): Promise<AgentExit> {
+    const max = this.config.maxFrames;
+    try {
+      while (this.mode === 'running') {
+        if (this.paused) {
+          await new Promise<void>((r) => { this.resumeWaiter = r; });
+          continue;
+        }
+        const batch = await this.collect();
+        if (batch === 'end') {
+          this.stopReason = this.fatalSource ? 'source-failed' : 'source-ended';
+          this.stopDetail = this.fatalSource;
+          break;
+        }
+        if (!batch) continue;
+        // Paused while the batch was filling: hold it until resumed (or stopped).
+        while (this.paused && this.mode === 'running') await new Promise<void>((r) => { this.resumeWaiter = r; });
+        if (this.mode !== 'running') break;
+        const run = this.processBatch(batch);
+        this.inFlight = run.catch(() => {});
+        await run;
+        if (max > 0 && this.s.frames >= max) {
+          this.stopReason = 'max-frames';
+          break;
+        }
+      }
+    } catch (e) {
+      this.stopReason = isTtaqError(e) && e.code === 'SOURCE_FAILED' ? 'source-failed' : 'error';
+      this.stopDetail = (e as Error).message;
+      this.log.error({ err: e }, `agent loop stopped: ${(e as Error).message}`);
+      this.record('error', 'loop', (e as Error).message);
+    }
+    return { reason: this.stopReason, framesProcessed: this.s.frames, steps: this.runner.step ?? this.s.adaptSteps, ...(this.stopDetail ? { detail: this.stopDetail } : {}) };
+  }
+
+  /** Up to N frames: waits for the first, then at most maxWaitMs for the rest. */
+  private async collect(): Promise<FrameBatch | 'end' | null> {
+    const frames: Frame[] = [];
+    const first = await this.source.next(250);
+    if (first === 'end') return 'end';
+    if (first === 'timeout' || this.mode !== 'running') return null;
+    frames.push(first);
+    const deadline = Date.now() + this.config.batch.maxWaitMs;
+    const max = this.config.maxFrames > 0 ? Math.min(this.batchSize, this.config.maxFrames - this.s.frames) : this.batchSize;
+    let ended = false;
+    while (frames.length < max) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      const f = await this.source.next(left);
+      if (f === 'timeout') break;
+      if (f === 'end') { ended = true; break; }
+      frames.push(f);
+    }
+    if (ended) this.sourceEnded = true;
+    const { channels: c, height: h, width: w } = this.runner.info.preprocess;
+    const size = c * h * w;
+    const data = new Float32Array(frames.length * size);
+    let n = 0;
+    const metas: Omit<Frame, 'data'>[] = [];
+    for (const f of frames) {
+      if (f.data.length !== size) continue; // preprocessed for a previous model (reload in between)
+      data.set(f.data, n * size);
+      const { data: _d, ...meta } = f;
+      metas.push(meta);
+      n++;
+    }
+    if (n === 0) return null;
+    return { data: n === frames.length ? data : data.subarray(0, n * size), dims: [n, c, h, w], frames: metas };
+  }
+
+  private shouldAdapt(): boolean {
+    const a = this.config.adaptation;
+    if (!a.enabled || !this.runner.adapt) return false;
+    if (this.shiftWindow > 0) return true;
+    return a.every > 0 && this.s.batches % a.every === 0;
+  }
+
+  private async processBatch(batch: FrameBatch): Promise<void> {
+    const runner = this.runner;
+    const adapt = this.shouldAdapt();
+    const t0 = performance.now();
+    let out: InferOutput;
+    let loss: number | undefined;
+    try {
+      if (adapt) {
+        const r = await runner.adapt!(batch);
+        out = r;
+        loss = r.loss;
+        this.s.adaptSteps++;
+        if (Number.isFinite(r.loss)) { this.s.iLossSum += r.loss; this.s.iLossN++; }
+        if (r.reset) {
+          this.s.resets++;
+          this.log.warn({ step: r.step }, 'adapter reset itself to the source parameters (collapse guard)');
+          this.record('warn', 'reset', 'collapse guard reset', { step: r.step });
+          this.event({ type: 'reset', reason: 'collapse', message: `collapse guard at step ${r.step}` });
+        }
+        if (this.shiftWindow > 0) this.shiftWindow--;
+      } else {
+        out = await runner.infer(batch);
+      }
+    } catch (e) {
+      // Count, report, carry on: one bad batch must not stop a camera.
+      this.s.errors++;
+      const code = isTtaqError(e) ? e.code : 'INTERNAL';
+      this.log.error({ err: e, adapt }, `batch failed: ${(e as Error).message}`);
+      this.record('error', 'batch', (e as Error).message, { code });
+      this.event({ type: 'error', code, where: adapt ? 'adapt' : 'infer', message: (e as Error).message.slice(0, 2000) });
+      return;
+    }
+    const now = Date.now();
+    const ms = performance.now() - t0;
+    const n = batch.dims[0];
+    const s = this.s;
+    s.frames += n;
+    s.batches++;
+    s.iFrames += n;
+    s.lastBatchAt = now;
+    s.batchLatency.add(ms / 1000);
+    s.fps.add(n, now);
+    for (const f of batch.frames) {
+      s.frameLatency.add((now - f.capturedAt) / 1000);
+      s.iLatency.add(now - f.capturedAt);
+    }
+    for (let i = 0; i < n; i++) {
+      const p = out.predictions[i]!;
+      if (p >= 0 && p < s.histogram.length) s.histogram[p]!++;
+      s.iConfSum += out.confidence[i] ?? 0;
+    }
+    s.iEntropySum += out.meanEntropy * n;
+    s.lastEntropy = out.meanEntropy;
+
+    const drift = this.detector.update(out.meanEntropy, runner.info.classes, out.bnStats);
+    s.lastDrift = drift;
+    s.iDriftMax = Math.max(s.iDriftMax, drift.score);
+    const shiftCfg = this.config.adaptation.shift;
+    if (shiftCfg.enabled && drift.shift && this.shiftWindow === 0) {
+      s.shifts++;
+      this.shiftWindow = shiftCfg.adaptBatches;
+      this.log.info({ score: drift.score, threshold: shiftCfg.threshold, entropy: drift.entropy }, `shift detected (score ${drift.score.toFixed(2)}); adapting on the next ${shiftCfg.adaptBatches} batches`);
+      this.record('info', 'shift', `score ${drift.score.toFixed(3)}`, { score: drift.score });
+      this.event({ type: 'shift_detected', score: drift.score, threshold: shiftCfg.threshold });
+    }
+
+    if (this.config.storage.predictionLog.enabled) {
+      const rows: PredictionRow[] = batch.frames.map((f, i) => ({ at: f.capturedAt, seq: f.seq, label: out.predictions[i]!, confidence: out.confidence[i], entropy: out.entropy[i]!, adapted: adapt }));
+      try {
+        this.store.logPredictions(this.runId, runner.info.modelSha256, rows, this.config.storage.predictionLog.maxRows);
+      } catch (e) {
+        s.errors++;
+        this.log.error({ err: e }, 'cannot write the prediction log');
+      }
+    }
+    this.log.debug({ n, ms: Math.round(ms * 10) / 10, adapt, loss, entropy: out.meanEntropy, drift: drift.score }, 'batch');
+
+    const every = this.config.adaptation.checkpointEvery;
+    const step = runner.step ?? s.adaptSteps;
+    if (adapt && every > 0 && step - this.stepsAtCheckpoint >= every) this.checkpoint('periodic');
+  }
+
+  // --- checkpoints, control --------------------------------------------------------------------
+
+  /** Writes the adapter's state; returns the checkpoint id (undefined when there is no state). */
+  checkpoint(reason: string): number | undefined {
+    const r = this.runner;
+    if (!r?.saveState) return undefined;
+    try {
+      const state = r.saveState();
+      const step = r.step ?? this.s.adaptSteps;
+      const id = this.store.saveCheckpoint({ runId: this.runId, modelSha256: r.info.modelSha256, modelName: r.info.modelName, method: r.info.method ?? '', step, reason, state }, this.config.storage.keepCheckpoints);
+      this.stepsAtCheckpoint = step;
+      this.s.checkpoints++;
+      this.log.info({ step, checkpoint: id, bytes: state.byteLength, reason }, `checkpoint ${id} at step ${step} (${reason})`);
+      this.event({ type: 'checkpoint', step, path: this.store.path.slice(-1024) });
+      return id;
+    } catch (e) {
+      this.s.checkpointErrors++;
+      this.log.error({ err: e }, `checkpoint failed: ${(e as Error).message}`);
+      this.record('error', 'checkpoint', (e as Error).message);
+      return undefined;
+    }
+  }
+
+  /** Stops processing after the batch in flight (capture goes on: latest-frame sources drop). */
+  async pause(): Promise<void> {
+    if (this.paused) return;
+    this.paused = true;
+    this.log.info('paused');
+    this.record('info', 'pause', 'paused');
+    this.event({ type: 'paused' });
+    await this.inFlight;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.log.info('resumed');
+    this.record('info', 'pause', 'resumed');
+    this.event({ type: 'resumed' });
+    const w = this.resumeWaiter;
+    this.resumeWaiter = undefined;
+    w?.();
+  }
+
+  resetAdaptation(): void {
+    if (!this.runner.resetState) throw new TtaqError('CONFIG_INVALID', 'this model runs without adaptation; nothing to reset (set adaptation.enabled: true)');
+    this.runner.resetState();
+    this.s.resets++;
+    this.log.info('adaptation reset to the source parameters (command)');
+    this.record('info', 'reset', 'reset by command');
+    this.event({ type: 'reset', reason: 'command' });
+  }
+
+  /**
+   * Loads a model (default: the configured path again, e.g. a file replaced in place) next to the
+   * running one and swaps it in between batches. The old model's state is checkpointed first.
+   */
+  async reload(path = this.modelPath, manifest?: string, expectSha?: string): Promise<{ sha256: string; provider: string }> {
+    if (this.reloading) throw new TtaqError('CONFIG_INVALID', 'a reload is already running; wait for it to finish');
+    if (this.mode !== 'running') throw new TtaqError('CONFIG_INVALID', 'the agent is not running');
+    this.reloading = true;
+    const manifestPath = manifest ?? (path === this.modelPath ? this.manifestPath : undefined);
+    try {
+      let next: ModelRunner;
+      try {
+        next = await this.factory({ path, manifest: manifestPath });
+        if (expectSha && next.info.modelSha256 !== expectSha) {
+          await next.dispose();
+          throw new TtaqError('STATE_MISMATCH', `reload: '${path}' has SHA-256 ${next.info.modelSha256.slice(0, 12)}…, the command expected ${expectSha.slice(0, 12)}…; send the right file or hash`);
+        }
+      } catch (e) {
+        this.s.reloadFailures++;
+        this.log.error({ err: e, path }, `reload failed, keeping the running model: ${(e as Error).message}`);
+        this.record('error', 'reload', (e as Error).message, { path });
+        this.event({ type: 'model_reload', sha256: expectSha ?? this.runner.info.modelSha256, ok: false, message: (e as Error).message.slice(0, 2000) });
+        throw e;
+      }
+      await this.inFlight;
+      const old = this.runner;
+      this.checkpoint('reload');
+      this.runner = next;
+      this.modelPath = path;
+      this.manifestPath = manifestPath;
+      const a = old.info.preprocess;
+      const b = next.info.preprocess;
+      if (JSON.stringify(a) !== JSON.stringify(b)) {
+        const src = this.source as FrameSource & { setPreprocess?: (s: PreprocessSpec) => void };
+        src.setPreprocess?.(b);
+      }
+      this.batchSize = Math.min(this.config.batch.size, next.info.fixedBatch ?? Infinity);
+      this.s.reloads++;
+      this.afterRunnerLoaded('reload');
+      this.event({ type: 'model_reload', sha256: next.info.modelSha256, ok: true });
+      await old.dispose().catch((e: unknown) => this.log.warn({ err: e }, 'disposing the old model failed'));
+      return { sha256: next.info.modelSha256, provider: next.info.provider };
+    } finally {
+      this.reloading = false;
+    }
+  }
+
+  /** Runs an operator command (HTTP or MQTT). */
+  async command(c: AgentCommand): Promise<unknown> {
+    switch (c.name) {
+      case 'pause': await this.pause(); return { paused: true };
+      case 'resume': this.resume(); return { paused: false };
+      case 'reset': this.resetAdaptation(); return { step: this.runner.step ?? 0 };
+      case 'checkpoint': return { checkpoint: this.checkpoint('manual') ?? null };
+      case 'reload': return this.reload(c.path ?? this.modelPath, c.manifest, c.sha256);
+    }
+  }
+
+  // --- reporting ---------------------------------------------------------------------------------
+
+  private report(final = false): void {
+    const s = this.s;
+    const now = Date.now();
+    const intervalS = Math.max(0.001, (now - s.iStart) / 1000);
+    const src = this.source?.stats();
+    const dropped = src ? src.dropped - s.iDroppedBase : 0;
+    const r = this.runner;
+    if (!r) return;
+    const priors = r.ablPriors?.();
+    this.telemetry.telemetry({
+      intervalS,
+      fps: s.iFrames / intervalS,
+      latencyP50Ms: nz(s.iLatency.quantile(0.5)),
+      latencyP95Ms: nz(s.iLatency.quantile(0.95)),
+      droppedFrames: Math.max(0, dropped),
+      meanEntropy: s.iFrames ? s.iEntropySum / s.iFrames : 0,
+      meanConfidence: s.iFrames ? Math.min(1, s.iConfSum / s.iFrames) : 0,
+      classHistogram: [...s.histogram],
+      ...(priors ? { ablPriors: Array.from(priors, Number) } : {}),
+      adaptLoss: s.iLossN ? s.iLossSum / s.iLossN : null,
+      adaptSteps: s.adaptSteps,
+      resets: s.resets,
+      paused: this.paused,
+      driftScore: Math.max(0, s.iDriftMax),
+      provider: r.info.provider,
+      memoryMb: process.memoryUsage().rss / (1024 * 1024),
+      modelSha256: r.info.modelSha256,
+    });
+    if (final) return;
+    s.iStart = now;
+    s.iFrames = 0;
+    s.iEntropySum = 0;
+    s.iConfSum = 0;
+    s.iLossSum = 0;
+    s.iLossN = 0;
+    s.iDriftMax = 0;
+    s.iLatency = new Window(1024);
+    s.iDroppedBase = src?.dropped ?? 0;
+    s.histogram = new Array<number>(r.info.classes).fill(0);
+  }
+
+  health(): { ok: boolean; body: Record<string, unknown> } {
+    const src = this.source?.stats();
+    const age = this.s.lastBatchAt ? Date.now() - this.s.lastBatchAt : null;
+    const stallMs = Math.max(30_000, this.config.source.reconnect.stallTimeoutMs * 3);
+    let status = 'ok';
+    let ok = true;
+    if (this.mode !== 'running') { status = this.mode; ok = false; }
+    else if (this.fatalSource) { status = 'source-failed'; ok = false; }
+    else if (this.paused) status = 'paused';
+    else if (src && !src.connected && !this.sourceEnded) { status = 'source-disconnected'; ok = false; }
+    else if (age !== null && age > stallMs && !this.sourceEnded) { status = 'stalled'; ok = false; }
+    return {
+      ok,
+      body: {
+        status,
+        uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+        framesProcessed: this.s.frames,
+        lastBatchAgeMs: age,
+        source: src ? { description: this.source.description, connected: src.connected, reconnects: src.reconnects, lastError: src.lastError ?? null } : null,
+        model: this.runner ? { name: this.runner.info.modelName, sha256: this.runner.info.modelSha256, provider: this.runner.info.provider } : null,
+        paused: this.paused,
+      },
+    };
+  }
+
+  status(): Record<string, unknown> {
+    const r = this.runner;
+    return {
+      ...this.health().body,
+      runId: this.runId,
+      adaptation: { enabled: this.config.adaptation.enabled && !!r?.adapt, method: r?.info.method ?? null, step: r?.step ?? null, adaptSteps: this.s.adaptSteps, resets: this.s.resets, shifts: this.s.shifts, shiftWindow: this.shiftWindow, driftScore: this.s.lastDrift.score },
+      checkpoints: this.s.checkpoints,
+      batchSize: this.batchSize,
+      sourceStats: this.source?.stats() ?? null,
+    };
+  }
+
+  metricsText(): string {
+    const s = this.s;
+    const src = this.source?.stats();
+    const r = this.runner;
+    const mem = process.memoryUsage();
+    const e = new Exposition();
+    e.gauge('ttaq_agent_up', 'Whether the agent loop is running (1) or stopping/stopped (0).', this.mode === 'running' ? 1 : 0);
+    e.gauge('ttaq_agent_paused', 'Whether processing is paused by an operator.', this.paused ? 1 : 0);
+    e.gauge('ttaq_agent_uptime_seconds', 'Seconds since the agent started.', (Date.now() - this.startedAt) / 1000);
+    e.counter('ttaq_agent_frames_processed', 'Frames that went through the model.', s.frames);
+    e.counter('ttaq_agent_batches', 'Batches that went through the model.', s.batches);
+    e.gauge('ttaq_agent_fps', 'Frames processed per second over the last 10 s.', s.fps.rate());
+    e.counter('ttaq_agent_frames_read', 'Frames read from the source.', src?.read ?? 0);
+    e.counter('ttaq_agent_frames_dropped', 'Frames replaced by a newer one before the pipeline took them.', src?.dropped ?? 0);
+    e.counter('ttaq_agent_frames_skipped', 'Frames skipped by the stride.', src?.skipped ?? 0);
+    e.gauge('ttaq_agent_source_connected', 'Whether the source is open and delivering.', src?.connected ? 1 : 0);
+    e.counter('ttaq_agent_source_reconnects', 'Successful reopenings of the source after a failure.', src?.reconnects ?? 0);
+    e.counter('ttaq_agent_source_failures', 'Failed attempts to open or read the source.', src?.failures ?? 0);
+    e.summary('ttaq_agent_batch_latency_seconds', 'Model time per batch (inference or adaptation step), last 512 batches.', s.batchLatency);
+    e.summary('ttaq_agent_frame_latency_seconds', 'Capture-to-prediction time per frame, last 2048 frames.', s.frameLatency);
+    e.counter('ttaq_agent_adaptation_steps', 'Adaptation steps run by this process.', s.adaptSteps);
+    e.gauge('ttaq_agent_adaptation_step', "The adapter's step counter (restored from checkpoints).", r?.step ?? 0);
+    e.counter('ttaq_agent_adaptation_resets', 'Resets to the source parameters (collapse guard or command).', s.resets);
+    e.counter('ttaq_agent_shifts_detected', 'Distribution shifts the drift detector reported.', s.shifts);
+    e.gauge('ttaq_agent_drift_score', "The drift detector's score on the last batch.", s.lastDrift.score);
+    e.gauge('ttaq_agent_mean_entropy_nats', 'Mean prediction entropy of the last batch.', Number.isNaN(s.lastEntropy) ? 0 : s.lastEntropy);
+    e.counter('ttaq_agent_checkpoints', 'Adaptation-state checkpoints written.', s.checkpoints);
+    e.counter('ttaq_agent_checkpoint_errors', 'Checkpoints that failed to write.', s.checkpointErrors);
+    e.counter('ttaq_agent_model_reloads', 'Successful model reloads.', s.reloads);
+    e.counter('ttaq_agent_model_reload_failures', 'Failed model reloads (the old model kept running).', s.reloadFailures);
+    e.counter('ttaq_agent_errors', 'Errors counted and survived (failed batches, source failures).', s.errors);
+    if (r) {
+      e.gauge('ttaq_agent_model_info', 'The model in use and the execution provider running it (value 1).', 1, {
+        model: r.info.modelName, sha256: r.info.modelSha256, provider: r.info.provider, method: r.info.method ?? 'none',
+      });
+    }
+    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.rss, { kind: 'rss' });
+    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.heapUsed, { kind: 'heap_used' });
+    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.external, { kind: 'external' });
+    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.arrayBuffers, { kind: 'array_buffers' });
+    return e.text();
+  }
+
+  // --- shutdown ----------------------------------------------------------------------------------
+
+  /** Asks the agent to stop; resolves when everything is flushed and closed. */
+  async stop(reason: ExitReason = 'stopped', detail?: string): Promise<AgentExit> {
+    if (this.mode === 'running') {
+      this.stopReason = reason;
+      if (detail) this.stopDetail = detail;
+      this.mode = 'stopping';
+      const w = this.resumeWaiter;
+      this.resumeWaiter = undefined;
+      w?.();
+    }
+    return this.done();
+  }
+
+  private shutdownPromise: Promise<AgentExit> | undefined;
+
+  private shutdown(): Promise<AgentExit> {
+    this.shutdownPromise ??= this.doShutdown();
+    return this.shutdownPromise;
+  }
+
+  private async doShutdown(): Promise<AgentExit> {
+    const result = await this.loopDone!;
+    this.mode = 'stopping';
+    const exit: AgentExit = { ...result, reason: this.stopReason, ...(this.stopDetail ? { detail: this.stopDetail } : {}), framesProcessed: this.s.frames, steps: this.runner.step ?? this.s.adaptSteps };
+    this.log.info({ reason: exit.reason, frames: exit.framesProcessed }, `stopping (${exit.reason})`);
+    if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    await this.inFlight;
+    await this.source.stop().catch((e: unknown) => this.log.warn({ err: e }, 'stopping the source failed'));
+    this.checkpoint('shutdown');
+    this.report(true);
+    await this.telemetry.flush(3000).catch((e: unknown) => this.log.warn({ err: e }, 'telemetry flush failed'));
+    await this.telemetry.close().catch((e: unknown) => this.log.warn({ err: e }, 'telemetry close failed'));
+    await this.http?.stop();
+    await this.runner.dispose().catch((e: unknown) => this.log.warn({ err: e }, 'disposing the model failed'));
+    this.record('info', 'stop', `stopped: ${exit.reason}`, { frames: exit.framesProcessed, steps: exit.steps });
+    this.store.endRun(this.runId, exit.reason + (exit.detail ? `: ${exit.detail}` : ''));
+    this.store.close();
+    this.mode = 'stopped';
+    this.exit = exit;
+    this.log.info({ ...exit }, 'stopped');
+    return exit;
+  }
+}
+
+const nz = (v: number): number => (Number.isFinite(v) ? Math.max(0, v) : 0);

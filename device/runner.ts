@@ -1,0 +1,230 @@
+// ModelRunners on sdk/runtime: plain inference (the model plus a small prediction head appended
+// as ONNX nodes, so onnxruntime computes predictions, confidences and entropies), and adaptive
+// inference through sdk/adapt's Adapter. `createRunnerFactory` picks one per the agent config.
+import { TtaqError } from '../sdk/errors/index.ts';
+import { Adapter } from '../sdk/adapt/index.ts';
+import { readManifest, manifestPathFor, sha256Hex, type Manifest } from '../sdk/manifest/index.ts';
+import { decodeModel } from '../sdk/onnx/codec.ts';
+import { A, GraphBuilder } from '../sdk/onnx/builder.ts';
+import { readModelBytes } from '../sdk/onnx/io.ts';
+import { f32, makeTensor } from '../sdk/onnx/tensor.ts';
+import type { Model, TensorOf } from '../sdk/onnx/types.ts';
+import {
+  createSession,
+  DEFAULT_PROVIDERS,
+  defaultAvailableProviders,
+  resolveProviders,
+  type RuntimeLogEvent,
+  type Session,
+  type SessionOptions,
+} from '../sdk/runtime/index.ts';
+import type { AgentConfig } from './config.ts';
+import type { AdaptOutput, FrameBatch, InferOutput, ModelRunner, RunnerFactory, RunnerInfo } from './ports.ts';
+
+const OUT = { pred: 'ttaq_agent::pred', conf: 'ttaq_agent::confidence', entropy: 'ttaq_agent::entropy' } as const;
+
+export interface LoadedModel {
+  readonly path: string;
+  readonly bytes: Uint8Array;
+  readonly sha256: string;
+  readonly manifest: Manifest;
+}
+
+/** Reads a model and its manifest; the manifest's SHA-256 must match the file. */
+export async function loadModelFiles(path: string, manifestPath?: string): Promise<LoadedModel> {
+  const bytes = await readModelBytes(path);
+  const manifest = await readManifest(manifestPath ?? manifestPathFor(path));
+  const sha256 = sha256Hex(bytes);
+  if (sha256 !== manifest.sha256) {
+    throw new TtaqError('STATE_MISMATCH', `model '${path}' has SHA-256 ${sha256.slice(0, 12)}…, its manifest says ${manifest.sha256.slice(0, 12)}…; use the manifest written with this model (or regenerate it)`, { path });
+  }
+  return { path, bytes, sha256, manifest };
+}
+
+/**
+ * Appends the prediction head to the logits (any shape [N, C, ...1]): TopK(1) of the softmax gives
+ * the predicted class (int32) and its probability; the entropy is -sum(p log p), the sum as a
+ * MatMul with ones so it needs no opset-specific reduction.
+ */
+export function withPredictionHead(model: Model, logits: string, classes: number): Model {
+  const b = GraphBuilder.from(model.graph, 'ttaq_agent_');
+  const z = b.op1('Flatten', [logits], { axis: A.int(1) });
+  const p = b.op1('Softmax', [z], { axis: A.int(1) });
+  const logp = b.op1('LogSoftmax', [z], { axis: A.int(1) });
+  const [val, idx] = b.op('TopK', [p, b.ints([1])], { axis: A.int(1) }, { outputs: 2 });
+  const flat = b.ints([-1]);
+  b.op('Reshape', [val!, flat], {}, { outputNames: [OUT.conf] });
+  b.op('Cast', [b.op1('Reshape', [idx!, flat])], { to: A.int(6) }, { outputNames: [OUT.pred] });
+  const ones = b.constant(f32([classes, 1], new Float32Array(classes).fill(1)), 'ones');
+  const plogp = b.op1('MatMul', [b.op1('Mul', [p, logp]), ones]);
+  b.op('Neg', [b.op1('Reshape', [plogp, flat])], {}, { outputNames: [OUT.entropy] });
+  b.output(OUT.pred, 'int32', [null]);
+  b.output(OUT.conf, 'float32', [null]);
+  b.output(OUT.entropy, 'float32', [null]);
+  return { ...model, graph: b.build() };
+}
+
+/** A tiny graph: logits [N, C] -> max softmax probability [N] (for runners that give only logits). */
+function confidenceModel(classes: number): Model {
+  const b = new GraphBuilder('confidence');
+  const z = b.input('logits', 'float32', ['N', classes]);
+  const [val] = b.op('TopK', [b.op1('Softmax', [z], { axis: A.int(1) }), b.ints([1])], { axis: A.int(1) }, { outputs: 2 });
+  b.op('Reshape', [val!, b.ints([-1])], {}, { outputNames: ['confidence'] });
+  b.output('confidence', 'float32', [null]);
+  return { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 'ttaq', producerVersion: '0', metadata: {}, graph: b.build() };
+}
+
+export function sessionOptions(c: AgentConfig['model'], logger: (e: RuntimeLogEvent) => void): SessionOptions {
+  return {
+    providers: c.providers,
+    tensorrt: { engineCacheDir: c.tensorrt.cacheDir, fp16: c.tensorrt.fp16, int8: c.tensorrt.int8, ...(c.tensorrt.workspaceMb ? { trtMaxWorkspaceSize: c.tensorrt.workspaceMb * 1024 * 1024 } : {}), deviceId: c.cuda.deviceId },
+    cuda: { deviceId: c.cuda.deviceId },
+    ...(c.intraOpThreads ? { intraOpThreads: c.intraOpThreads } : {}),
+    logger,
+  };
+}
+
+function baseInfo(m: LoadedModel, model: Model, provider: string): Omit<RunnerInfo, 'adaptive'> {
+  const pre = m.manifest.preprocess;
+  const inDims = model.graph.inputs.find((v) => v.name === m.manifest.input.name)?.shape;
+  const b0 = inDims?.[0];
+  return {
+    modelName: m.manifest.name,
+    modelPath: m.path,
+    modelSha256: m.sha256,
+    provider,
+    classes: m.manifest.labels.length,
+    labels: m.manifest.labels,
+    channels: pre.channels,
+    height: pre.height,
+    width: pre.width,
+    preprocess: { height: pre.height, width: pre.width, channels: pre.channels, resize: pre.resize, mean: pre.mean, std: pre.std },
+    ...(typeof b0 === 'number' && b0 > 0 ? { fixedBatch: b0 } : {}),
+  };
+}
+
+/** Pads a partial batch to the model's fixed batch size. */
+function inputTensor(batch: FrameBatch, fixed: number | undefined): TensorOf<'float32'> {
+  const [n, c, h, w] = batch.dims;
+  if (fixed === undefined || n === fixed) return makeTensor('float32', [n, c, h, w], batch.data);
+  if (n > fixed) throw new TtaqError('INTERNAL', `batch of ${n} frames for a model with fixed batch size ${fixed}`);
+  const data = new Float32Array(fixed * c * h * w);
+  data.set(batch.data);
+  return makeTensor('float32', [fixed, c, h, w], data);
+}
+
+/** Plain inference: the model with the prediction head, one session. */
+export async function createPlainRunner(m: LoadedModel, opts: SessionOptions): Promise<ModelRunner> {
+  const decoded = decodeModel(m.bytes, `'${m.path}'`);
+  if (!decoded.ok) throw decoded.error;
+  const classes = m.manifest.labels.length;
+  const model = withPredictionHead(decoded.value, m.manifest.output.name, classes);
+  const session = await createSession(model, { ...opts, source: `'${m.path}'` });
+  const info: RunnerInfo = { ...baseInfo(m, decoded.value, session.provider), adaptive: false };
+  return {
+    info,
+    async infer(batch: FrameBatch): Promise<InferOutput> {
+      const n = batch.dims[0];
+      const out = await session.run({ [m.manifest.input.name]: inputTensor(batch, info.fixedBatch) }, [OUT.pred, OUT.conf, OUT.entropy]);
+      const entropy = (out[OUT.entropy] as TensorOf<'float32'>).data.subarray(0, n);
+      return {
+        predictions: (out[OUT.pred] as TensorOf<'int32'>).data.subarray(0, n),
+        confidence: (out[OUT.conf] as TensorOf<'float32'>).data.subarray(0, n),
+        entropy,
+        meanEntropy: mean(entropy),
+      };
+    },
+    async dispose() {
+      await session.release();
+    },
+  };
+}
+
+const mean = (a: Float32Array): number => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
+
+/**
+ * The provider a component's sessions run on, as far as the runtime's log tells: the first of the
+ * resolved preference list that did not report a failure.
+ */
+function providerTracker(preference: readonly string[]): { logger: (e: RuntimeLogEvent) => void; provider: () => string } {
+  const failed = new Set<string>();
+  let resolved: string[] = [];
+  try {
+    resolved = resolveProviders(preference.length ? preference : DEFAULT_PROVIDERS, defaultAvailableProviders(), () => {}, false);
+  } catch {
+    resolved = [];
+  }
+  return {
+    logger: (e) => { if (e.level === 'warn' && e.provider && /failed to create/.test(e.message)) failed.add(e.provider); },
+    provider: () => resolved.find((p) => !failed.has(p)) ?? 'unknown',
+  };
+}
+
+/** Adaptive inference through sdk/adapt: `adapt` is one Adapter.step. */
+export async function createAdaptiveRunner(m: LoadedModel, method: string, options: Record<string, unknown>, opts: SessionOptions, log: (e: RuntimeLogEvent) => void): Promise<ModelRunner> {
+  const tracker = providerTracker(opts.providers ?? DEFAULT_PROVIDERS);
+  const logger = (e: RuntimeLogEvent) => { tracker.logger(e); log(e); };
+  const adapter = await Adapter.create({
+    model: m.bytes,
+    manifest: m.manifest,
+    method,
+    options,
+    modelSha256: m.sha256,
+    session: { ...opts, logger },
+    source: `'${m.path}'`,
+  });
+  const classes = adapter.classes;
+  const conf: Session = await createSession(confidenceModel(classes), { ...opts, providers: ['cpu'], logger, source: 'confidence head' });
+  const decoded = decodeModel(m.bytes, `'${m.path}'`);
+  if (!decoded.ok) throw decoded.error;
+  const info: RunnerInfo = { ...baseInfo(m, decoded.value, tracker.provider()), adaptive: true, method };
+  const confidence = async (logits: TensorOf<'float32'>, n: number): Promise<Float32Array> =>
+    ((await conf.run({ logits: makeTensor('float32', [logits.dims[0]!, classes], logits.data) }))['confidence'] as TensorOf<'float32'>).data.subarray(0, n);
+  return {
+    info,
+    get step() {
+      return adapter.counters.steps;
+    },
+    async infer(batch) {
+      const n = batch.dims[0];
+      const r = await adapter.infer(inputTensor(batch, info.fixedBatch));
+      const entropy = r.entropies.subarray(0, n);
+      return { predictions: r.predictions.subarray(0, n), confidence: await confidence(r.logits, n), entropy, meanEntropy: mean(entropy) };
+    },
+    async adapt(batch): Promise<AdaptOutput> {
+      const n = batch.dims[0];
+      const r = await adapter.step(inputTensor(batch, info.fixedBatch));
+      const entropy = r.entropies.subarray(0, n);
+      return {
+        predictions: r.predictions.subarray(0, n),
+        confidence: await confidence(r.logits, n),
+        entropy,
+        meanEntropy: mean(entropy),
+        loss: r.loss,
+        step: adapter.counters.steps,
+        reset: r.reset,
+      };
+    },
+    saveState: () => adapter.state(),
+    loadState: (blob) => adapter.restore(blob),
+    resetState: () => adapter.reset(),
+    ablPriors: () => (adapter.options.loss === 'abl' ? adapter.ablStatistics().freq : undefined),
+    async dispose() {
+      await adapter.close();
+      await conf.release();
+    },
+  };
+}
+
+/**
+ * The runner factory for an agent config: adaptive when adaptation is enabled, plain otherwise.
+ * `log` receives the runtime's provider events (skips and fallbacks).
+ */
+export function createRunnerFactory(c: AgentConfig, log: (e: RuntimeLogEvent) => void): RunnerFactory {
+  return async ({ path, manifest }) => {
+    const m = await loadModelFiles(path, manifest);
+    const opts = sessionOptions(c.model, log);
+    if (c.adaptation.enabled) return createAdaptiveRunner(m, c.adaptation.method, c.adaptation.options, opts, log);
+    return createPlainRunner(m, opts);
+  };
+}

@@ -1,0 +1,85 @@
+// The agent's telemetry sinks: MQTT through sdk/telemetry's TelemetryClient (with its SQLite
+// outbox), the log, or memory (tests).
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { TtaqError } from '../sdk/errors/index.ts';
+import type { Logger } from 'pino';
+import type { AgentConfig } from './config.ts';
+import { nullTelemetry, type AgentCommand, type AgentEvent, type TelemetryReport, type TelemetrySink } from './ports.ts';
+
+/** A sink that writes to the agent's log. */
+export function logTelemetry(log: Logger): TelemetrySink {
+  return {
+    telemetry(report: TelemetryReport) { log.debug({ telemetry: report }, 'telemetry'); },
+    event(e: AgentEvent) { log.info({ event: e }, `event ${e.type}`); },
+    async flush() {},
+    async close() {},
+  };
+}
+
+/** A sink that records everything (tests, and `--dry-run` style inspection). */
+export function memoryTelemetry(): TelemetrySink & { reports: TelemetryReport[]; events: AgentEvent[]; closed: boolean; command?: (c: AgentCommand) => Promise<unknown> } {
+  const sink = {
+    reports: [] as TelemetryReport[],
+    events: [] as AgentEvent[],
+    closed: false,
+    command: undefined as ((c: AgentCommand) => Promise<unknown>) | undefined,
+    telemetry(r: TelemetryReport) { sink.reports.push(r); },
+    event(e: AgentEvent) { sink.events.push(e); },
+    onCommand(h: (c: AgentCommand) => Promise<unknown>) { sink.command = h; },
+    async flush() {},
+    async close() { sink.closed = true; },
+  };
+  return sink;
+}
+
+export const deviceIdOf = (c: AgentConfig['telemetry']): string =>
+  c.deviceId ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+
+/**
+ * The MQTT sink on sdk/telemetry's TelemetryClient: reports and events go through its SQLite outbox
+ * (kept while the broker is unreachable), fleet commands come back to the agent. Imported only
+ * when telemetry is on.
+ */
+export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<TelemetrySink> {
+  const { TelemetryClient } = await import('../sdk/telemetry/index.ts');
+  const client = new TelemetryClient({
+    broker: c.telemetry.url,
+    device: deviceIdOf(c.telemetry),
+    outbox: c.telemetry.outbox ?? join(dirname(c.storage.path), 'telemetry-outbox.db'),
+    agent: 'ttaq-agent',
+    log: (level, msg, fields) => log[level](fields ?? {}, `telemetry: ${msg}`),
+  });
+  // Publishing validates the payload; a bad one is a bug to log, never a reason to stop the agent.
+  const guard = (what: string, f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      log.warn({ err: e }, `telemetry ${what} not sent: ${(e as Error).message}`);
+    }
+  };
+  return {
+    telemetry: (r) => guard('report', () => client.publishTelemetry(r)),
+    event: (e) => guard(`event ${e.type}`, () => client.publishEvent(e)),
+    onCommand(h) {
+      client.onCommand('pause', () => h({ name: 'pause' }));
+      client.onCommand('resume', () => h({ name: 'resume' }));
+      client.onCommand('reset', () => h({ name: 'reset' }));
+      client.onCommand('reload', (a) => {
+        if (!a.path) throw new TtaqError('CONFIG_INVALID', 'this agent reloads from a path on the device; copy the model there and send {path, sha256}');
+        return h({ name: 'reload', path: a.path, sha256: a.sha256 });
+      });
+    },
+    async flush(ms) {
+      await client.flush(ms);
+    },
+    async close() {
+      await client.stop(2000);
+    },
+  };
+}
+
+export async function createTelemetrySink(c: AgentConfig, log: Logger): Promise<TelemetrySink> {
+  if (!c.telemetry.enabled) return nullTelemetry;
+  return mqttTelemetry(c, log);
+}

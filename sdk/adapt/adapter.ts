@@ -1,0 +1,409 @@
+// The Adapter: one model, one option set, two sessions (inference and adapt step), and the state
+// that evolves over a stream (BN parameters, optimiser moments, robust statistics, ABL statistics,
+// counters). Everything here that loops does so over BN channels or classes, never over images.
+import { createHash } from 'node:crypto';
+import { TtaqError } from '../errors/index.ts';
+import type { Manifest } from '../manifest/index.ts';
+import { sha256Hex } from '../manifest/index.ts';
+import { decodeModel, encodeModel } from '../onnx/codec.ts';
+import { f32 } from '../onnx/tensor.ts';
+import type { Model, Tensor, TensorOf } from '../onnx/types.ts';
+import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
+import { classWeights, initAblStats, logitOffset, updateAblStats, type AblStats } from './abl.ts';
+import type { BnLayer } from './bn.ts';
+import { buildAdaptGraphs, HEAD, type AdaptGraphs } from './graphs.ts';
+import { createVectorOptimizer, type VectorOptimizer } from './optimizer.ts';
+import { methodOptions, parseAdaptOptions, type AdaptOptions, type AdaptOptionsInput } from './options.ts';
+import { decodeState, encodeState } from './state.ts';
+
+export interface AdapterInit {
+  /** The model: IR, or the bytes of an ONNX file (then its SHA-256 keys the state). */
+  readonly model: Model | Uint8Array;
+  /** The model's manifest: input/output names, labels (classes), BN nodes, SHA-256. */
+  readonly manifest?: Manifest;
+  /** A method preset (`source`, `bn`, `tent`, `eata`, `abl`/`ttaq`, optionally `:robust` etc.). */
+  readonly method?: string;
+  /** Options (applied over the preset when both are given). */
+  readonly options?: AdaptOptionsInput;
+  /** SHA-256 identifying the model in the state blob (default: manifest.sha256, else computed). */
+  readonly modelSha256?: string;
+  readonly session?: SessionOptions;
+  /** Name used in error messages. */
+  readonly source?: string;
+}
+
+export interface InferResult {
+  /** [N, C] */
+  readonly logits: TensorOf<'float32'>;
+  /** Predicted class per sample. */
+  readonly predictions: Int32Array;
+  /** Prediction entropy per sample (nats). */
+  readonly entropies: Float32Array;
+  /** Mean prediction entropy of the batch (nats). */
+  readonly entropy: number;
+}
+
+export interface StepResult extends InferResult {
+  /** The adaptation loss of the batch (NaN when the method has none). */
+  readonly loss: number;
+  /** Whether the BN parameters were updated by this batch. */
+  readonly adapted: boolean;
+  /** Samples that passed the entropy filter (N for plain entropy, 0 for no-update methods). */
+  readonly selected: number;
+  /** Whether this batch triggered a reset (collapse guard or non-finite values). */
+  readonly reset: boolean;
+}
+
+export interface AdapterCounters {
+  /** Batches seen by step(). */
+  steps: number;
+  /** Batches that updated the parameters. */
+  updates: number;
+  /** Batches whose entropy filter kept no sample (no update). */
+  skipped: number;
+  /** Images seen by step(). */
+  samples: number;
+  /** Resets by the collapse guard. */
+  collapseResets: number;
+  /** Resets after a non-finite loss or gradient. */
+  nonFiniteResets: number;
+  /** Resets asked for by the caller (reset()). */
+  manualResets: number;
+}
+
+const zeroCounters = (): AdapterCounters => ({ steps: 0, updates: 0, skipped: 0, samples: 0, collapseResets: 0, nonFiniteResets: 0, manualResets: 0 });
+
+export class Adapter {
+  readonly options: AdaptOptions;
+  readonly classes: number;
+  readonly modelSha256: string;
+  readonly counters: AdapterCounters = zeroCounters();
+  /** The BN layers whose affine parameters adapt, in graph order. */
+  readonly adaptedLayers: readonly string[];
+
+  private readonly scale: Float32Array[];
+  private readonly bias: Float32Array[];
+  private readonly mean: Float32Array[];
+  private readonly var: Float32Array[];
+  private abl: AblStats;
+  private entropyEma = NaN;
+  private stepsSinceReset = 0;
+  private readonly opt: VectorOptimizer | null;
+
+  private constructor(
+    private readonly graphs: AdaptGraphs,
+    private readonly inferSession: Session,
+    private readonly stepSession: Session | null,
+    options: AdaptOptions,
+    modelSha256: string,
+    private readonly source: string,
+  ) {
+    this.options = options;
+    this.classes = graphs.classes;
+    this.modelSha256 = modelSha256;
+    const L = graphs.layers;
+    this.scale = L.map((l) => Float32Array.from(l.source.scale));
+    this.bias = L.map((l) => Float32Array.from(l.source.bias));
+    this.mean = L.map((l) => Float32Array.from(l.source.mean));
+    this.var = L.map((l) => Float32Array.from(l.source.var));
+    this.abl = initAblStats(graphs.classes);
+    this.adaptedLayers = graphs.adapted.map((l) => l.node);
+    this.opt = stepSession
+      ? createVectorOptimizer(graphs.adapted.flatMap((l) => [l.channels, l.channels]), {
+        kind: options.optimizer, lr: options.lr, beta1: options.beta1, beta2: options.beta2, momentum: options.momentum, weightDecay: options.weightDecay,
+      })
+      : null;
+  }
+
+  /** Builds the graphs and sessions for a model. */
+  static async create(init: AdapterInit): Promise<Adapter> {
+    const source = init.source ?? (init.manifest ? `model '${init.manifest.name}'` : 'the model');
+    const options = init.method ? methodOptions(init.method, init.options) : parseAdaptOptions(init.options ?? {});
+    let model: Model;
+    let sha = init.modelSha256 ?? init.manifest?.sha256;
+    if (init.model instanceof Uint8Array) {
+      const r = decodeModel(init.model, source);
+      if (!r.ok) throw r.error;
+      model = r.value;
+      sha ??= sha256Hex(init.model);
+    } else {
+      model = init.model;
+      sha ??= sha256Hex(encodeModel(model));
+    }
+    const m = init.manifest;
+    const bnNodes = options.bnNodes ?? (m && m.adaptation.bnNodes.length > 0 ? m.adaptation.bnNodes : undefined);
+    const graphs = await buildAdaptGraphs(model, {
+      norm: options.norm,
+      loss: options.loss,
+      robustAlpha: options.robustAlpha,
+      detachRobustStats: options.robustDetachStats,
+      entropyMargin: options.entropyMargin,
+      maxWeight: options.abl.maxWeight,
+      bnNodes,
+      freezeLast: options.freezeLast,
+      input: m?.input.name,
+      logits: m?.output.name,
+      classes: m?.labels.length,
+      source,
+    });
+    const sopts: SessionOptions = { ...init.session, source };
+    const inferSession = await createSession(graphs.inference, { ...sopts, source: `${source} (adaptation inference graph)` });
+    const stepSession = graphs.step ? await createSession(graphs.step.model, { ...sopts, source: `${source} (adaptation step graph)` }) : null;
+    return new Adapter(graphs, inferSession, stepSession, options, sha, source);
+  }
+
+  /** Releases the onnxruntime sessions. */
+  async close(): Promise<void> {
+    await this.inferSession.release();
+    await this.stepSession?.release();
+  }
+
+  /** Predictions with the current parameters; changes no state. */
+  async infer(batch: TensorOf<'float32'>): Promise<InferResult> {
+    this.checkBatch(batch);
+    const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.entropy]);
+    return this.inferResult(out);
+  }
+
+  /**
+   * One adaptation step: predictions come from the same forward pass that computes the update.
+   * Methods without a loss (source, bn) only normalise (and update the robust statistics).
+   */
+  async step(batch: TensorOf<'float32'>): Promise<StepResult> {
+    this.checkBatch(batch);
+    const o = this.options;
+    if (o.episodic) this.restoreSource(false);
+    const n = batch.dims[0]!;
+    this.counters.steps++;
+    this.counters.samples += n;
+    const robustOut = this.graphs.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var] : []));
+
+    if (!this.stepSession) {
+      const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.entropy, ...robustOut]);
+      this.takeRobustStats(out);
+      const r = this.inferResult(out);
+      return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true) };
+    }
+
+    const step = this.graphs.step!;
+    const out = await this.stepSession.run(this.feeds(batch, true));
+    const r = this.inferResult(out);
+    const loss = Number((out[step.loss] as Tensor).data[0]);
+    const selected = o.loss === 'entropy' ? n : Number((out[HEAD.selected] as Tensor).data[0]);
+    const grads = this.graphs.adapted.flatMap((l) => [l.inputs.scale, l.inputs.bias]).map((w) => (out[step.grads.get(w)!] as TensorOf<'float32'>).data);
+
+    const finite = Number.isFinite(loss) && grads.every((g) => g.every(Number.isFinite));
+    if (!finite) {
+      this.counters.nonFiniteResets++;
+      this.restoreSource(true);
+      return { ...r, loss, adapted: false, selected, reset: true };
+    }
+    this.takeRobustStats(out);
+    let adapted = false;
+    if (selected > 0) {
+      const params = this.graphs.adapted.flatMap((_, i) => [this.scale[i]!, this.bias[i]!]);
+      if (o.anchor > 0) {
+        const src = this.graphs.adapted.flatMap((l) => [l.source.scale, l.source.bias]);
+        for (let i = 0; i < grads.length; i++) {
+          const g = Float32Array.from(grads[i]!);
+          const p = params[i]!;
+          const s = src[i]!;
+          for (let j = 0; j < g.length; j++) g[j] = g[j]! + o.anchor * (p[j]! - s[j]!);
+          grads[i] = g;
+        }
+      }
+      this.opt!.step(params, grads);
+      this.counters.updates++;
+      adapted = true;
+    } else {
+      this.counters.skipped++;
+    }
+    if (o.loss === 'abl') {
+      const v = (name: string) => (out[name] as TensorOf<'float32'>).data;
+      updateAblStats(this.abl, {
+        n,
+        probSum: v(HEAD.probSum),
+        predCount: v(HEAD.predCount),
+        predEntropySum: v(HEAD.predEntropySum),
+        ...(selected > 0 ? { gradAbsSum: v(HEAD.gradAbsSum) } : {}),
+      }, o.abl);
+    }
+    const reset = this.guard(r.entropy, false);
+    return { ...r, loss, adapted: adapted && !reset, selected, reset };
+  }
+
+  /** Back to the source parameters and statistics; forgets optimiser moments and ABL statistics. */
+  reset(): void {
+    this.counters.manualResets++;
+    this.restoreSource(true);
+  }
+
+  /** The current BN affine parameters of every rewritten layer (copies). */
+  parameters(): { node: string; scale: Float32Array; bias: Float32Array; mean: Float32Array; var: Float32Array }[] {
+    return this.graphs.layers.map((l, i) => ({ node: l.node, scale: Float32Array.from(this.scale[i]!), bias: Float32Array.from(this.bias[i]!), mean: Float32Array.from(this.mean[i]!), var: Float32Array.from(this.var[i]!) }));
+  }
+
+  /** The ABL class statistics (copies). */
+  ablStatistics(): { freq: Float64Array; complexity: Float64Array; grad: Float64Array } {
+    return { freq: Float64Array.from(this.abl.freq), complexity: Float64Array.from(this.abl.complexity), grad: Float64Array.from(this.abl.grad) };
+  }
+
+  /** The entropy EMA the collapse guard watches (normalised by ln C; NaN before the first batch). */
+  get entropyEmaValue(): number {
+    return this.entropyEma;
+  }
+
+  /** A digest of the options that shape the state (a blob is only restored under the same). */
+  get optionsKey(): string {
+    const o = this.options;
+    const key = JSON.stringify({ layers: this.graphs.layers.map((l) => l.node), adapted: this.adaptedLayers, norm: o.norm, loss: o.loss, optimizer: o.optimizer, classes: this.classes });
+    return createHash('sha256').update(key).digest('hex').slice(0, 16);
+  }
+
+  /** Everything that evolves, as one versioned blob (see state.ts). */
+  state(): Uint8Array {
+    const arrays = new Map<string, Float32Array | Float64Array>();
+    this.graphs.layers.forEach((l, i) => {
+      arrays.set(`${l.node}::scale`, this.scale[i]!);
+      arrays.set(`${l.node}::bias`, this.bias[i]!);
+      arrays.set(`${l.node}::mean`, this.mean[i]!);
+      arrays.set(`${l.node}::var`, this.var[i]!);
+    });
+    const os = this.opt?.exportState();
+    os?.moments.forEach((m, i) => arrays.set(`opt::${i}`, m));
+    arrays.set('abl::freq', this.abl.freq);
+    arrays.set('abl::complexity', this.abl.complexity);
+    arrays.set('abl::grad', this.abl.grad);
+    return encodeState({
+      modelSha256: this.modelSha256,
+      optionsKey: this.optionsKey,
+      counters: { ...this.counters },
+      scalars: { optT: os?.t ?? 0, entropyEma: Number.isNaN(this.entropyEma) ? -1 : this.entropyEma, stepsSinceReset: this.stepsSinceReset, ablUpdates: this.abl.updates, ablGradUpdates: this.abl.gradUpdates },
+      arrays,
+    });
+  }
+
+  /** Restores a blob from state(); refuses one made for another model or option set. */
+  restore(blob: Uint8Array): void {
+    const s = decodeState(blob);
+    if (s.modelSha256 !== this.modelSha256) {
+      throw new TtaqError('STATE_MISMATCH', `${this.source}: adaptation state was saved for model ${s.modelSha256.slice(0, 12)}…, this is ${this.modelSha256.slice(0, 12)}…; discard the state (reset) or load the model it belongs to`);
+    }
+    if (s.optionsKey !== this.optionsKey) {
+      throw new TtaqError('STATE_MISMATCH', `${this.source}: adaptation state was saved with other adaptation options (BN layers, normalisation, loss or optimiser); discard it or restore it under the same options`);
+    }
+    const get = (name: string, len: number): Float32Array | Float64Array => {
+      const a = s.arrays.get(name);
+      if (!a || a.length !== len) throw new TtaqError('ADAPT_BAD_STATE', `adaptation state lacks '${name}' of length ${len}; discard the state (reset)`);
+      return a;
+    };
+    // Validate everything before changing anything.
+    const L = this.graphs.layers;
+    const vals = L.map((l) => ['scale', 'bias', 'mean', 'var'].map((k) => get(`${l.node}::${k}`, l.channels)));
+    const os = this.opt?.exportState();
+    const moments = os ? os.moments.map((m, i) => Float32Array.from(get(`opt::${i}`, m.length))) : [];
+    const abl = ['freq', 'complexity', 'grad'].map((k) => get(`abl::${k}`, this.classes));
+    L.forEach((_, i) => {
+      this.scale[i]!.set(vals[i]![0]!);
+      this.bias[i]!.set(vals[i]![1]!);
+      this.mean[i]!.set(vals[i]![2]!);
+      this.var[i]!.set(vals[i]![3]!);
+    });
+    if (this.opt) this.opt.importState({ t: s.scalars['optT'] ?? 0, moments });
+    this.abl.freq.set(abl[0]!);
+    this.abl.complexity.set(abl[1]!);
+    this.abl.grad.set(abl[2]!);
+    this.abl.updates = s.scalars['ablUpdates'] ?? 0;
+    this.abl.gradUpdates = s.scalars['ablGradUpdates'] ?? 0;
+    const ema = s.scalars['entropyEma'] ?? -1;
+    this.entropyEma = ema < 0 ? NaN : ema;
+    this.stepsSinceReset = s.scalars['stepsSinceReset'] ?? 0;
+    for (const k of Object.keys(this.counters) as (keyof AdapterCounters)[]) this.counters[k] = s.counters[k] ?? 0;
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  private checkBatch(batch: TensorOf<'float32'>): void {
+    if (batch.dtype !== 'float32' || batch.dims.length < 2 || batch.dims[0]! < 1) {
+      throw new TtaqError('CONFIG_INVALID', `${this.source}: a batch must be a float32 tensor [N, C, H, W] with N >= 1, got ${batch.dtype} [${batch.dims.join(', ')}]`);
+    }
+    if (this.options.norm === 'batch' && batch.dims[0] === 1 && batch.dims.length === 2) {
+      throw new TtaqError('CONFIG_INVALID', `${this.source}: batch normalisation of a single sample without spatial extent is undefined; use norm 'robust' or 'source'`);
+    }
+  }
+
+  private feeds(batch: TensorOf<'float32'>, forStep: boolean): Record<string, Tensor> {
+    const g = this.graphs;
+    const feeds: Record<string, Tensor> = { [g.input]: batch };
+    (forStep ? g.stepLayers : g.layers).forEach((l, i) => {
+      feeds[l.inputs.scale] = f32(l.paramDims, this.scale[i]!);
+      feeds[l.inputs.bias] = f32(l.paramDims, this.bias[i]!);
+      if (g.statsFed) {
+        feeds[l.inputs.mean] = f32(l.paramDims, this.mean[i]!);
+        feeds[l.inputs.var] = f32(l.paramDims, this.var[i]!);
+      }
+    });
+    if (forStep && this.options.loss === 'abl') {
+      feeds[HEAD.classWeight] = f32([this.classes], classWeights(this.abl, this.options.abl));
+      feeds[HEAD.logitOffset] = f32([this.classes], logitOffset(this.abl, this.options.abl));
+    }
+    return feeds;
+  }
+
+  private inferResult(out: Record<string, Tensor>): InferResult {
+    const logits = out[this.graphs.logits] as TensorOf<'float32'>;
+    const pred = out[HEAD.pred]!;
+    const ent = (out[HEAD.entropy] as TensorOf<'float32'>).data;
+    const predictions = Int32Array.from(pred.data as BigInt64Array, (x) => Number(x));
+    let s = 0;
+    for (let i = 0; i < ent.length; i++) s += ent[i]!;
+    return { logits, predictions, entropies: ent, entropy: s / Math.max(1, ent.length) };
+  }
+
+  private takeRobustStats(out: Record<string, Tensor>): void {
+    if (this.options.norm !== 'robust') return;
+    const pull = this.options.robustSourcePull;
+    this.graphs.layers.forEach((l, i) => {
+      const m = (out[l.outputs!.mean] as TensorOf<'float32'>).data;
+      const v = (out[l.outputs!.var] as TensorOf<'float32'>).data;
+      const mi = this.mean[i]!;
+      const vi = this.var[i]!;
+      if (!m.every(Number.isFinite) || !v.every(Number.isFinite)) return;
+      for (let c = 0; c < l.channels; c++) {
+        mi[c] = pull > 0 ? (1 - pull) * m[c]! + pull * l.source.mean[c]! : m[c]!;
+        vi[c] = pull > 0 ? (1 - pull) * v[c]! + pull * l.source.var[c]! : v[c]!;
+      }
+    });
+  }
+
+  /** Updates the entropy EMA; resets to source on collapse. Returns whether it reset. */
+  private guard(meanEntropy: number, noUpdateMethod: boolean): boolean {
+    const o = this.options;
+    const h = meanEntropy / Math.log(this.classes);
+    this.entropyEma = Number.isNaN(this.entropyEma) ? h : o.collapseMomentum * this.entropyEma + (1 - o.collapseMomentum) * h;
+    this.stepsSinceReset++;
+    if (noUpdateMethod || o.collapseEntropy <= 0 || o.episodic) return false;
+    if (this.stepsSinceReset > o.collapseWarmup && this.entropyEma < o.collapseEntropy) {
+      this.counters.collapseResets++;
+      this.restoreSource(true);
+      return true;
+    }
+    return false;
+  }
+
+  /** Source parameters and statistics back; `full` also forgets optimiser, ABL and guard state. */
+  private restoreSource(full: boolean): void {
+    this.graphs.layers.forEach((l: BnLayer, i) => {
+      this.scale[i]!.set(l.source.scale);
+      this.bias[i]!.set(l.source.bias);
+      this.mean[i]!.set(l.source.mean);
+      this.var[i]!.set(l.source.var);
+    });
+    this.opt?.reset();
+    if (full) {
+      this.abl = initAblStats(this.classes);
+      this.entropyEma = NaN;
+      this.stepsSinceReset = 0;
+    }
+  }
+}

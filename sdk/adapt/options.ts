@@ -1,0 +1,128 @@
+// The adapter's options: one zod schema, defaults in one place, validated at the edge. The
+// TypeScript types are inferred from the schema. Defaults follow docs/METHOD.md (## Adaptation).
+import { z } from 'zod';
+import { TtaqError } from '../errors/index.ts';
+
+/** Which loss drives the update of the BN affine parameters. */
+export const LossKindSchema = z.enum([
+  /** No update (with `norm: 'source'` the plain source model, with `'batch'` BN-adapt). */
+  'none',
+  /** TENT: mean prediction entropy over the batch. */
+  'entropy',
+  /** EATA-style: entropy over samples below the entropy margin, weighted by exp(E0 - H). */
+  'eata',
+  /** ABL: adaptive balanced loss (SPEC section 5). */
+  'abl',
+]);
+export type LossKind = z.infer<typeof LossKindSchema>;
+
+/**
+ * How BN normalises at test time.
+ * - source: the statistics fed in (the source running statistics; robust EMA when mode is robust)
+ * - batch: the statistics of the current batch (TENT, BN-adapt); needs batches of about 16+
+ * - robust: (1 - alpha) * EMA + alpha * batch, with the EMA (started at the source statistics)
+ *   replaced by the mixed statistics after every step (RoTTA-style); works for batches of 1-8
+ */
+export const NormModeSchema = z.enum(['source', 'batch', 'robust']);
+export type NormMode = z.infer<typeof NormModeSchema>;
+
+export const AblOptionsSchema = z.object({
+  /** Momentum of the class statistics (pi, kappa, g). */
+  momentum: z.number().min(0).max(1).default(0.95),
+  // Defaults from the ablation in docs/METHOD.md (## ABL): the frequency term and the logit
+  // adjustment helped, with these signs; the complexity and gradient-share terms did not.
+  /** Exponent on the class frequency: w *= pi^(-a). 0 switches the term off. */
+  freqExp: z.number().default(1),
+  /** Exponent on the class complexity: w *= (1 + kappa)^b. 0 switches the term off. */
+  complexityExp: z.number().default(0),
+  /** Exponent on the accumulated gradient share: w *= (mean g / g)^c. 0 switches the term off. */
+  gradExp: z.number().default(0),
+  /** Logit adjustment in the loss: z' = z + tau * log(pi). 0 switches it off. */
+  tau: z.number().default(1),
+  /** Upper bound of a per-sample weight relative to the batch mean (keeps rare-class spikes sane). */
+  maxWeight: z.number().positive().default(5),
+  /** Floor of pi before log / power (avoids log 0). */
+  minFreq: z.number().positive().default(1e-3),
+});
+export type AblOptions = z.infer<typeof AblOptionsSchema>;
+
+export const AdaptOptionsSchema = z.object({
+  loss: LossKindSchema.default('entropy'),
+  norm: NormModeSchema.default('batch'),
+  /** Weight of the current batch's moments in robust mode. */
+  robustAlpha: z.number().min(0).max(1).default(0.05),
+  /**
+   * Robust mode: treat the mixed statistics as constants in the gradient (they hold the batch
+   * moments with weight robustAlpha only). Much cheaper at batch 1-8; see docs/METHOD.md.
+   */
+  robustDetachStats: z.boolean().default(true),
+  /** Pulls the robust EMA statistics toward the source ones after every step (0 = off). */
+  robustSourcePull: z.number().min(0).max(1).default(0),
+  /** Entropy margin as a fraction of ln C (EATA filter; used by eata and abl). */
+  entropyMargin: z.number().positive().default(0.4),
+  optimizer: z.enum(['adam', 'sgd']).default('adam'),
+  lr: z.number().positive().default(1e-3),
+  /** SGD momentum (ignored by Adam). */
+  momentum: z.number().min(0).max(1).default(0.9),
+  beta1: z.number().min(0).max(1).default(0.9),
+  beta2: z.number().min(0).max(1).default(0.999),
+  weightDecay: z.number().min(0).default(0),
+  /** L2 anchor to the source parameters: loss += anchor / 2 * ||theta - theta_src||^2. 0 = off. */
+  anchor: z.number().min(0).default(0),
+  /**
+   * BN nodes to adapt. Default: the manifest's adaptation.bnNodes, else every
+   * BatchNormalization node of the model.
+   */
+  bnNodes: z.array(z.string()).optional(),
+  /** Leaves the affine parameters of the last n adapted BN nodes frozen (they still normalise). */
+  freezeLast: z.number().int().min(0).default(0),
+  /** Restores source parameters and statistics before every step (no accumulation). */
+  episodic: z.boolean().default(false),
+  /** Collapse guard: EMA momentum of the batch mean normalised entropy H / ln C. */
+  collapseMomentum: z.number().min(0).max(1).default(0.9),
+  /** Reset to source when the entropy EMA falls below this (normalised units, 0 = off). */
+  collapseEntropy: z.number().min(0).max(1).default(0.02),
+  /** Steps before the collapse guard may fire (lets the EMA settle). */
+  collapseWarmup: z.number().int().min(0).default(10),
+  abl: AblOptionsSchema.default(AblOptionsSchema.parse({})),
+});
+export type AdaptOptions = z.infer<typeof AdaptOptionsSchema>;
+export type AdaptOptionsInput = z.input<typeof AdaptOptionsSchema>;
+
+export function parseAdaptOptions(input: AdaptOptionsInput = {}, source = 'adapter options'): AdaptOptions {
+  const r = AdaptOptionsSchema.safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new TtaqError('CONFIG_INVALID', `${source}: '${issue.path.join('.') || '(root)'}' ${issue.message}; see AdaptOptionsSchema in sdk/adapt/options.ts for the allowed values`, { path: issue.path });
+  }
+  return r.data;
+}
+
+/**
+ * Named presets for the evaluation protocols and the agent. `abl` is ttaq's adaptation;
+ * `ttaq` is an alias. A method name may carry a normalisation suffix: `tent:robust`.
+ */
+export const METHOD_PRESETS: Readonly<Record<string, AdaptOptionsInput>> = {
+  source: { loss: 'none', norm: 'source' },
+  bn: { loss: 'none', norm: 'batch' },
+  tent: { loss: 'entropy', norm: 'batch' },
+  eata: { loss: 'eata', norm: 'batch', anchor: 1 },
+  abl: { loss: 'abl', norm: 'batch' },
+  ttaq: { loss: 'abl', norm: 'batch' },
+};
+
+/** Options for a method name such as `tent`, `abl:robust`, `bn:robust`. */
+export function methodOptions(method: string, overrides: AdaptOptionsInput = {}): AdaptOptions {
+  const [name, norm] = method.split(':');
+  const preset = METHOD_PRESETS[name ?? ''];
+  if (!preset) {
+    throw new TtaqError('CONFIG_INVALID', `unknown adaptation method '${method}'; use one of ${Object.keys(METHOD_PRESETS).join(', ')}, optionally with :source, :batch or :robust`);
+  }
+  const merged: AdaptOptionsInput = { ...preset, ...overrides };
+  if (norm !== undefined) {
+    const n = NormModeSchema.safeParse(norm);
+    if (!n.success) throw new TtaqError('CONFIG_INVALID', `method '${method}': unknown normalisation '${norm}'; use source, batch or robust`);
+    merged.norm = n.data;
+  }
+  return parseAdaptOptions(merged, `method '${method}'`);
+}

@@ -1,0 +1,96 @@
+// BatchNormalization on batch statistics, lowered into primitive ops before differentiation
+// (onnxruntime's CPU inference build does not run training_mode = 1 everywhere, and the primitive
+// form differentiates through the batch mean and variance with the ordinary rules):
+//   x3 = Reshape(X, [N, C, -1]);  mu = mean(x3, [0, 2]);  d = x3 - mu;  v = mean(d*d, [0, 2])
+//   Y  = Reshape(d / sqrt(v + eps) * scale + B, Shape(X))
+//   running_mean_out = m * input_mean + (1 - m) * mu,  running_var_out likewise with v
+// v is the population (biased) variance, as in ONNX's training mode. Output names are kept.
+import { TtaqError } from '../errors/index.ts';
+import { A, GraphBuilder } from '../onnx/builder.ts';
+import { makeTensor, allocArray } from '../onnx/tensor.ts';
+import type { DType, Model, Node, Tensor } from '../onnx/types.ts';
+
+/**
+ * 'model': BN nodes with training_mode = 1 use batch statistics, the others their inputs' running
+ * statistics; 'batch': every BN uses batch statistics (TENT-style adaptation, training);
+ * 'running': every BN uses the running statistics it is given.
+ */
+export type BatchNormMode = 'model' | 'batch' | 'running';
+
+const isTraining = (n: Node, opset: number): boolean => {
+  const a = n.attrs['training_mode'];
+  if (a?.kind === 'int') return a.value === 1;
+  return opset < 14 && n.outputs.filter(Boolean).length > 1;
+};
+
+/** Returns the model with BN nodes rewritten per `mode` (the same object when nothing changes). */
+export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number): Model {
+  const g = model.graph;
+  const bns = g.nodes.filter((n) => n.opType === 'BatchNormalization' && n.domain === '');
+  if (bns.length === 0) return model;
+  const taken: string[] = [];
+  for (const n of g.nodes) { taken.push(n.name); for (const o of n.outputs) if (o) taken.push(o); }
+  for (const v of g.inputs) taken.push(v.name);
+  for (const k of g.initializers.keys()) taken.push(k);
+  const b = new GraphBuilder(g.name, '', taken);
+  const dtypeOf = (name: string): DType =>
+    g.initializers.get(name)?.dtype ?? g.inputs.find((v) => v.name === name)?.dtype ?? g.valueInfo.get(name)?.dtype ?? 'float32';
+  const scalar = (v: number, dt: DType): string => {
+    const data = allocArray(dt, 1);
+    (data as Float32Array)[0] = v;
+    return b.constant(makeTensor(dt, [], data) as Tensor, 'bn_const');
+  };
+  const nodes: Node[] = [];
+  let changed = false;
+  for (const n of g.nodes) {
+    if (n.opType !== 'BatchNormalization' || n.domain !== '') { nodes.push(n); continue; }
+    const training = mode === 'batch' || (mode === 'model' && isTraining(n, opset));
+    const outs = n.outputs;
+    if (outs.length > 3 && outs.slice(3).some(Boolean)) {
+      throw new TtaqError('AUTODIFF_BAD_REQUEST', `BatchNormalization node '${n.name}' of model '${g.name}' uses the saved_mean/saved_var outputs of opset < 14; re-export the model at opset 14 or later`, { node: n.name });
+    }
+    const [X, scale, B, inMean, inVar] = n.inputs as [string, string, string, string, string];
+    const eps = n.attrs['epsilon']?.kind === 'float' ? n.attrs['epsilon'].value : 1e-5;
+    const momentum = n.attrs['momentum']?.kind === 'float' ? n.attrs['momentum'].value : 0.9;
+    const start = b.nodes.length;
+    if (!training) {
+      if (!isTraining(n, opset)) { nodes.push(n); continue; }
+      // Training node evaluated on running statistics: inference BN, running outputs pass through.
+      const { training_mode: _t, ...attrs } = n.attrs;
+      b.op('BatchNormalization', n.inputs, attrs, { outputNames: [outs[0]!], name: n.name });
+      if (outs[1]) b.op('Identity', [inMean], {}, { outputNames: [outs[1]], name: `${n.name}.running_mean` });
+      if (outs[2]) b.op('Identity', [inVar], {}, { outputNames: [outs[2]], name: `${n.name}.running_var` });
+    } else {
+      const dt = dtypeOf(scale);
+      const pre = n.name;
+      const reduceMean = (x: string, name: string): string => opset >= 18
+        ? b.op1('ReduceMean', [x, b.ints([0, 2])], { keepdims: A.int(1) }, { name })
+        : b.op1('ReduceMean', [x], { axes: A.ints([0, 2]), keepdims: A.int(1) }, { name });
+      const x3 = b.op1('Reshape', [X, b.ints([0, 0, -1])], {}, { name: `${pre}.flatten` });
+      const mu = reduceMean(x3, `${pre}.batch_mean`);
+      const d = b.op1('Sub', [x3, mu], {}, { name: `${pre}.center` });
+      const v = reduceMean(b.op1('Mul', [d, d], {}, { name: `${pre}.square` }), `${pre}.batch_var`);
+      const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [v, scalar(eps, dt)], {}, { name: `${pre}.add_eps` })], {}, { name: `${pre}.std` })], {}, { name: `${pre}.inv_std` });
+      const shape = b.ints([1, -1, 1]);
+      const s3 = b.op1('Reshape', [scale, shape], {}, { name: `${pre}.scale3` });
+      const b3 = b.op1('Reshape', [B, shape], {}, { name: `${pre}.bias3` });
+      const y3 = b.op1('Add', [b.op1('Mul', [b.op1('Mul', [d, inv], {}, { name: `${pre}.normalize` }), s3], {}, { name: `${pre}.scale` }), b3], {}, { name: `${pre}.shift` });
+      b.op('Reshape', [y3, b.op1('Shape', [X], {}, { name: `${pre}.shape` })], {}, { outputNames: [outs[0]!], name: pre });
+      const running = (stat: string, given: string, out: string, what: string): void => {
+        if (momentum === 0) { b.op('Reshape', [stat, b.ints([-1])], {}, { outputNames: [out], name: `${pre}.${what}` }); return; }
+        const s1 = b.op1('Reshape', [stat, b.ints([-1])], {}, { name: `${pre}.${what}_flat` });
+        const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
+        const c = b.op1('Mul', [s1, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
+        b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
+      };
+      if (outs[1]) running(mu, inMean, outs[1], 'running_mean');
+      if (outs[2]) running(v, inVar, outs[2], 'running_var');
+    }
+    nodes.push(...b.nodes.slice(start));
+    changed = true;
+  }
+  if (!changed) return model;
+  const initializers = new Map(g.initializers);
+  for (const [k, t] of b.initializers) initializers.set(k, t);
+  return { ...model, graph: { ...g, nodes, initializers } };
+}

@@ -1,0 +1,32 @@
+// BatchNormalization on given (running) statistics:
+//   y = (x - mean) * inv * scale + B,  inv = 1 / sqrt(var + eps)
+//   dx = dy * scale * inv,  dscale = sum(dy * (x - mean) * inv),  dB = sum(dy)
+// (sums over all axes but the channel axis). Batch-statistics BN is lowered to primitive ops
+// before differentiation (see ../bn.ts), so a training_mode node never reaches this rule.
+import { attrFloat, attrInt } from './attrs.ts';
+import type { GradRule } from './types.ts';
+
+export const rule: GradRule = {
+  opType: 'BatchNormalization',
+  nonDiffInputs: [3, 4],
+  backward(c) {
+    const { b, node } = c;
+    if (attrInt(node, 'training_mode', 0) === 1) c.fail('training_mode BN reached the inference rule; this is a bug in the BN lowering');
+    const [x, scale, bias, mean, vr] = node.inputs as [string, string, string, string, string];
+    const gy = c.gy[0]!;
+    const eps = attrFloat(node, 'epsilon', 1e-5);
+    const rank = c.rank(x);
+    const bshape = c.ints([-1, ...new Array<number>(Math.max(rank - 2, 0)).fill(1)]);
+    const col = (v: string): string => b.op1('Reshape', [v, bshape]);
+    const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [vr, c.scalar(eps, x)])])]);
+    const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+    const gx = c.needs[0] ? b.op1('Mul', [gy, col(b.op1('Mul', [scale, inv]))]) : null;
+    let gs: string | null = null;
+    if (c.needs[1]) {
+      const xhat = b.op1('Mul', [b.op1('Sub', [x, col(mean)]), col(inv)]);
+      gs = c.reduceSum(b.op1('Mul', [gy, xhat]), axes, false);
+    }
+    const gb = c.needs[2] ? c.reduceSum(gy, axes, false) : null;
+    return [gx, gs, gb, null, null];
+  },
+};

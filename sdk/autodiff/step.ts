@@ -1,0 +1,76 @@
+// One gradient step's plumbing: holds the session of a gradient graph and runs it on the current
+// parameters and a batch, returning loss, requested forward outputs and gradients. Feeds are IR
+// tensors wrapping the caller's typed arrays (no copies); outputs wrap onnxruntime's buffers.
+import { TtaqError } from '../errors/index.ts';
+import type { Tensor } from '../onnx/types.ts';
+import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
+import type { GradientGraph } from './graph.ts';
+
+/** Parameters by wrt name: a Map or a plain object of tensors. */
+export type ParamFeed = ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>;
+
+export interface StepOptions {
+  /** Session options (providers, threads). Default: sdk/runtime's defaults. */
+  readonly session?: SessionOptions;
+}
+
+export interface StepResult {
+  readonly loss: number;
+  /** Requested forward outputs. */
+  readonly outputs: Record<string, Tensor>;
+  /** wrt name -> gradient (same dtype and shape as the parameter). */
+  readonly grads: Map<string, Tensor>;
+}
+
+export class GradientStep {
+  /** Milliseconds spent inside Session.run and in total, summed over runs (for overhead figures). */
+  readonly timing = { runs: 0, sessionMs: 0, totalMs: 0 };
+  private readonly fetch: string[];
+
+  private constructor(readonly graph: GradientGraph, readonly session: Session) {
+    this.fetch = [graph.loss, ...graph.outputs, ...graph.grads.values()];
+  }
+
+  static async create(graph: GradientGraph, opts: StepOptions = {}): Promise<GradientStep> {
+    const s = await createSession(graph.model, { source: `gradient graph of '${graph.model.graph.name}'`, ...(opts.session ?? {}) });
+    return new GradientStep(graph, s);
+  }
+
+  /** Runs the graph: `params` must hold every wrt value, `batch` every other input. */
+  async run(params: ParamFeed, batch: Readonly<Record<string, Tensor>>): Promise<StepResult> {
+    const t0 = performance.now();
+    const feeds: Record<string, Tensor> = { ...batch };
+    const get = params instanceof Map ? (k: string) => params.get(k) : (k: string) => (params as Record<string, Tensor>)[k];
+    for (const w of this.graph.grads.keys()) {
+      const t = get(w) ?? batch[w];
+      if (!t) {
+        throw new TtaqError('AUTODIFF_BAD_REQUEST', `GradientStep.run: no value for '${w}' (differentiated value of '${this.graph.model.graph.name}'); pass it in params`, { wrt: w });
+      }
+      feeds[w] = t;
+    }
+    const t1 = performance.now();
+    const out = await this.session.run(feeds, this.fetch);
+    const t2 = performance.now();
+    const lossT = out[this.graph.loss]!;
+    const outputs: Record<string, Tensor> = {};
+    for (const o of this.graph.outputs) outputs[o] = out[o]!;
+    const grads = new Map<string, Tensor>();
+    for (const [w, gname] of this.graph.grads) grads.set(w, out[gname]!);
+    const res = { loss: Number(lossT.data[0]), outputs, grads };
+    this.timing.runs++;
+    this.timing.sessionMs += t2 - t1;
+    this.timing.totalMs += performance.now() - t0;
+    return res;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Deep copies of parameter tensors (e.g. GradientGraph.params) that an optimizer may update in place. */
+export function copyParams(params: ReadonlyMap<string, Tensor>): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [k, t] of params) out.set(k, { dtype: t.dtype, dims: [...t.dims], data: t.data.slice() } as Tensor);
+  return out;
+}

@@ -1,0 +1,109 @@
+// Image folders: one sub-folder per class (sorted names = label order unless `classes` is given),
+// JPEG / PNG / WebP files decoded by sharp into the Dataset layout. All images must share one
+// size unless `height`/`width` are given (then every image is resized to it, aspect not kept).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import sharp from 'sharp';
+import { TtaqError } from '../errors/index.ts';
+import type { ProgressFn } from '../progress/index.ts';
+import { checkDataset, imageAt, packLabels, type Dataset } from './dataset.ts';
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'] as const;
+
+export interface ImageFolderOptions {
+  /** 1 (gray) or 3 (RGB); default: 3 when the first image has colour, else 1. */
+  readonly channels?: 1 | 3;
+  /** Resize every image to this size (default: keep, and require one size). */
+  readonly height?: number;
+  readonly width?: number;
+  /** Class names in label order; folder names not in the list are an error. */
+  readonly classes?: readonly string[];
+  /** Read at most this many images per class (sorted by file name). */
+  readonly limitPerClass?: number;
+  readonly onProgress?: ProgressFn;
+}
+
+const isImage = (f: string): boolean => (IMAGE_EXTENSIONS as readonly string[]).includes(extname(f).toLowerCase());
+
+/** The class sub-folders of `dir`, sorted. */
+export function classFolders(dir: string): string[] {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} does not exist; pass a folder with one sub-folder per class`);
+  }
+  return readdirSync(dir).filter((f) => statSync(join(dir, f)).isDirectory()).sort();
+}
+
+/** Decodes one image file to HWC uint8 with `channels` channels, optionally resized. */
+export async function decodeImage(path: string, channels?: 1 | 3, height?: number, width?: number): Promise<{ data: Uint8Array; height: number; width: number; channels: 1 | 3 }> {
+  try {
+    let img = sharp(path, { failOn: 'error' });
+    const meta = await img.metadata();
+    const ch: 1 | 3 = channels ?? ((meta.channels ?? 3) >= 3 && meta.space !== 'b-w' ? 3 : 1);
+    img = img.removeAlpha();
+    if (height && width) img = img.resize(width, height, { fit: 'fill' });
+    img = ch === 1 ? img.toColourspace('b-w') : img.toColourspace('srgb');
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== ch) {
+      // sharp keeps 3 channels for some gray inputs: take the first band
+      const n = info.width * info.height;
+      const out = new Uint8Array(n * ch);
+      for (let p = 0; p < n; p++) for (let c = 0; c < ch; c++) out[p * ch + c] = data[p * info.channels + Math.min(c, info.channels - 1)]!;
+      return { data: out, height: info.height, width: info.width, channels: ch };
+    }
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width, channels: ch };
+  } catch (e) {
+    throw new TtaqError('DATA_BAD_FORMAT', `cannot decode image ${path}: ${(e as Error).message}; remove or replace the file`, { path }, { cause: e });
+  }
+}
+
+/** Reads an image-folder dataset. */
+export async function readImageFolder(dir: string, opts: ImageFolderOptions = {}): Promise<Dataset> {
+  const folders = classFolders(dir);
+  if (folders.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} has no class sub-folders; put each class's images in <dir>/<class>/`);
+  const classes = opts.classes ?? folders;
+  const files: { path: string; label: number }[] = [];
+  for (const f of folders) {
+    const label = classes.indexOf(f);
+    if (label < 0) throw new TtaqError('DATA_BAD_FORMAT', `${join(dir, f)}: class '${f}' is not in the class list (${classes.slice(0, 5).join(', ')}${classes.length > 5 ? ', ...' : ''}); fix the folder name or the class list`);
+    let names = readdirSync(join(dir, f)).filter(isImage).sort();
+    if (opts.limitPerClass !== undefined) names = names.slice(0, opts.limitPerClass);
+    for (const n of names) files.push({ path: join(dir, f, n), label });
+  }
+  if (files.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} holds no ${IMAGE_EXTENSIONS.join('/')} files in its class sub-folders`);
+  const first = await decodeImage(files[0]!.path, opts.channels, opts.height, opts.width);
+  const { height, width, channels } = first;
+  const per = height * width * channels;
+  const images = new Uint8Array(files.length * per);
+  const CONCURRENCY = 8;
+  for (let s = 0; s < files.length; s += CONCURRENCY) {
+    const chunk = files.slice(s, s + CONCURRENCY);
+    const decoded = await Promise.all(chunk.map((f, k) => (s + k === 0 ? first : decodeImage(f.path, channels, opts.height, opts.width))));
+    decoded.forEach((img, k) => {
+      if (img.height !== height || img.width !== width) {
+        throw new TtaqError('DATA_BAD_FORMAT', `${chunk[k]!.path} is ${img.height}x${img.width} but ${files[0]!.path} is ${height}x${width}; give a size (height/width, --size) to resize all images to one`);
+      }
+      images.set(img.data, (s + k) * per);
+    });
+    opts.onProgress?.({ stage: 'decode', done: Math.min(files.length, s + CONCURRENCY), total: files.length });
+  }
+  return checkDataset({ count: files.length, height, width, channels, images, labels: packLabels(files.map((f) => f.label)), classes }, dir);
+}
+
+/** Writes a dataset as an image folder of PNGs: <dir>/<class>/<index>.png. */
+export async function writeImageFolder(d: Dataset, dir: string, onProgress?: ProgressFn): Promise<void> {
+  const names = d.classes ?? [];
+  const folderOf = (label: number): string => names[label] ?? String(label);
+  const created = new Set<string>();
+  const width = String(Math.max(0, d.count - 1)).length;
+  for (let i = 0; i < d.count; i++) {
+    const sub = join(dir, folderOf(d.labels[i]!).replace(/[\\/]/g, '_'));
+    if (!created.has(sub)) {
+      await mkdir(sub, { recursive: true });
+      created.add(sub);
+    }
+    const png = await sharp(imageAt(d, i), { raw: { width: d.width, height: d.height, channels: d.channels as 1 | 3 } }).png().toBuffer();
+    await writeFile(join(sub, `${String(i).padStart(width, '0')}.png`), png);
+    if (onProgress && (i % 256 === 255 || i === d.count - 1)) onProgress({ stage: 'write png', done: i + 1, total: d.count });
+  }
+}

@@ -1,0 +1,140 @@
+// The data module's seeded PRNG: xoshiro128** seeded through splitmix32, with bulk fills for noise.
+// Corruptions derive one generator per (seed, corruption, image index), so an image's corruption
+// does not depend on how the dataset was cut into batches, and the random structure (noise
+// pattern, blur angle, warp field) is shared across severities: only the magnitude changes.
+// Not for cryptography.
+
+const rotl = (x: number, k: number): number => ((x << k) | (x >>> (32 - k))) >>> 0;
+
+/** splitmix32 step: a good 32-bit mix of any integer. */
+export function mix32(x: number): number {
+  let z = (x + 0x9e3779b9) >>> 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+/** FNV-1a of a string (stable ids for corruption names). */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h >>> 0;
+}
+
+export class DataRng {
+  private s0 = 0;
+  private s1 = 0;
+  private s2 = 0;
+  private s3 = 0;
+  private spare = NaN;
+
+  /** Seeds from one or more integers (each mixed in, so nearby seeds give unrelated streams). */
+  constructor(...keys: number[]) {
+    let x = 0x6a09e667;
+    for (const k of keys) x = mix32((x ^ (k >>> 0)) >>> 0) ^ mix32((k / 4294967296) >>> 0);
+    const next = (): number => (x = mix32(x));
+    this.s0 = next(); this.s1 = next(); this.s2 = next(); this.s3 = next();
+    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+  }
+
+  u32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = (this.s1 << 9) >>> 0;
+    this.s2 = (this.s2 ^ this.s0) >>> 0;
+    this.s3 = (this.s3 ^ this.s1) >>> 0;
+    this.s1 = (this.s1 ^ this.s2) >>> 0;
+    this.s0 = (this.s0 ^ this.s3) >>> 0;
+    this.s2 = (this.s2 ^ t) >>> 0;
+    this.s3 = rotl(this.s3, 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1). */
+  uniform(): number {
+    return this.u32() / 4294967296;
+  }
+
+  /** Uniform in [lo, hi). */
+  range(lo: number, hi: number): number {
+    return lo + (hi - lo) * this.uniform();
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.uniform() * n);
+  }
+
+  /** Standard normal (Box-Muller, the second value kept for the next call). */
+  normal(): number {
+    if (!Number.isNaN(this.spare)) {
+      const s = this.spare;
+      this.spare = NaN;
+      return s;
+    }
+    let u = this.uniform();
+    while (u === 0) u = this.uniform();
+    const r = Math.sqrt(-2 * Math.log(u));
+    const a = 2 * Math.PI * this.uniform();
+    this.spare = r * Math.sin(a);
+    return r * Math.cos(a);
+  }
+
+  /** Gamma(shape, 1) (Marsaglia-Tsang; shape < 1 through the u^(1/shape) boost). */
+  gamma(shape: number): number {
+    if (shape < 1) {
+      let u = this.uniform();
+      while (u === 0) u = this.uniform();
+      return this.gamma(shape + 1) * Math.pow(u, 1 / shape);
+    }
+    const d = shape - 1 / 3;
+    const c = 1 / Math.sqrt(9 * d);
+    for (;;) {
+      let x: number;
+      let v: number;
+      do {
+        x = this.normal();
+        v = 1 + c * x;
+      } while (v <= 0);
+      v = v * v * v;
+      const u = this.uniform();
+      if (u < 1 - 0.0331 * x * x * x * x) return d * v;
+      if (Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+    }
+  }
+
+  fillUniform(out: Float32Array, lo = 0, hi = 1): Float32Array {
+    const span = (hi - lo) / 4294967296;
+    for (let i = 0; i < out.length; i++) out[i] = lo + this.u32() * span;
+    return out;
+  }
+
+  fillNormal(out: Float32Array, mean = 0, std = 1): Float32Array {
+    for (let i = 0; i < out.length; i++) out[i] = mean + std * this.normal();
+    return out;
+  }
+
+  /** In-place Fisher-Yates shuffle. */
+  shuffle<T extends { length: number; [i: number]: unknown }>(a: T): T {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      const t = a[i];
+      a[i] = a[j];
+      a[j] = t;
+    }
+    return a;
+  }
+}
+
+/** A sample from Dirichlet(alpha * 1_k) (normalised Gamma draws; a degenerate all-zero draw falls back to one-hot). */
+export function sampleDirichlet(rng: DataRng, alpha: number, k: number): Float64Array {
+  const p = new Float64Array(k);
+  let sum = 0;
+  for (let i = 0; i < k; i++) sum += p[i] = rng.gamma(alpha);
+  if (!(sum > 0)) {
+    p.fill(0);
+    p[rng.int(k)] = 1;
+    return p;
+  }
+  for (let i = 0; i < k; i++) p[i] = p[i]! / sum;
+  return p;
+}

@@ -1,0 +1,28 @@
+// sdk/eval: the evaluation protocols of SPEC section 7 over models x adaptation methods, with
+// paper-style tables.
+//
+//   const models = [await loadEvalModel('models/resnet20-fmnist.onnx')];
+//   const p = getProtocol('continual');            // continual | imbalanced | camera | longrun
+//   const blocks = await corruptedFashionMnist({ severity: p.severity, order: p.order, seed: 0, classes: 10 });
+//     (or folderDomains(dir, ...) for IDX pairs per domain / an ImageNet-C tree)
+//   const rows = await evaluate(models, ['source', 'bn', 'tent', 'abl'], blocks,
+//                               { protocol: p.name, batch: p.batch, passes: p.passes, order: p.order, seed: 0 });
+//   markdownTable(rows)                             // | model | method | gauss | ... | mean |
+//   measureStepCost(model, ['tent', 'abl:robust'], [1, 8, 64])  // adapt step vs inference time
+import { readModelBytes } from '../onnx/io.ts';
+import { checkModelHash, manifestPathFor, readManifest } from '../manifest/index.ts';
+import type { EvalModel } from './run.ts';
+
+export { corruptedFashionMnist, dataLayout, defaultIdxDomains, folderDomains, orderDomain, type DomainBlock, type DomainOptions } from './domains.ts';
+export { getProtocol, PROTOCOLS, SHORT_DOMAIN, type Protocol } from './protocols.ts';
+export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
+export { markdownTable, runSummary } from './table.ts';
+export { measureStepCost, timingTable, type StepCost } from './timing.ts';
+
+/** Reads a model and the manifest beside it, checking the model's SHA-256 against the manifest. */
+export async function loadEvalModel(path: string, name?: string): Promise<EvalModel> {
+  const bytes = await readModelBytes(path);
+  const manifest = await readManifest(manifestPathFor(path));
+  checkModelHash(manifest, bytes, path);
+  return { name: name ?? manifest.name, model: bytes, manifest };
+}

@@ -1,0 +1,63 @@
+// The evaluation protocols (SPEC section 7) as data: how samples are ordered within a domain (a
+// label order of sdk/data's streams), the default batch size, and how many passes over the domain
+// sequence.
+import type { LabelOrder } from '../data/index.ts';
+import { TtaqError } from '../errors/index.ts';
+
+export interface Protocol {
+  readonly name: string;
+  readonly description: string;
+  readonly order: LabelOrder;
+  readonly batch: number;
+  readonly passes: number;
+  /** Severity of the on-the-fly corruptions. */
+  readonly severity: number;
+}
+
+export const PROTOCOLS: Readonly<Record<string, Protocol>> = {
+  continual: {
+    name: 'continual',
+    description: '15 corruptions at severity 5 in order, one pass, no reset; shuffled within each domain',
+    order: { kind: 'shuffled' },
+    batch: 64,
+    passes: 1,
+    severity: 5,
+  },
+  imbalanced: {
+    name: 'imbalanced',
+    description: 'continual, with samples of each domain ordered by a Dirichlet(0.1) label-shift sampler (segments of 100)',
+    order: { kind: 'dirichlet', alpha: 0.1, segment: 100 },
+    batch: 64,
+    passes: 1,
+    severity: 5,
+  },
+  camera: {
+    name: 'camera',
+    description: 'small, temporally correlated batches (runs of one class, 32 frames on average) as from a camera',
+    order: { kind: 'runs', meanRun: 32 },
+    batch: 4,
+    passes: 1,
+    severity: 5,
+  },
+  longrun: {
+    name: 'longrun',
+    description: 'long-run stability: 10 passes over the 15-domain continual stream, no reset',
+    order: { kind: 'shuffled' },
+    batch: 64,
+    passes: 10,
+    severity: 5,
+  },
+};
+
+export function getProtocol(name: string): Protocol {
+  const p = PROTOCOLS[name];
+  if (!p) throw new TtaqError('CLI_USAGE', `unknown protocol '${name}'; use one of ${Object.keys(PROTOCOLS).join(', ')}`);
+  return p;
+}
+
+/** Short column names for the 15 corruptions (the papers' table headers). */
+export const SHORT_DOMAIN: Readonly<Record<string, string>> = {
+  gaussian_noise: 'gauss', shot_noise: 'shot', impulse_noise: 'impul', defocus_blur: 'defoc', glass_blur: 'glass',
+  motion_blur: 'motn', zoom_blur: 'zoom', snow: 'snow', frost: 'frost', fog: 'fog', brightness: 'brit',
+  contrast: 'contr', elastic_transform: 'elast', pixelate: 'pixel', jpeg_compression: 'jpeg',
+};

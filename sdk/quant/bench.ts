@@ -1,0 +1,58 @@
+// Benchmark: seconds per 1,000 reconstruction iterations of one ResNet-20 block (default the
+// stride-2 block with projection shortcut, layer2.0, at batch 32 on 28x28 inputs), for the QDrop
+// configuration and for TTAQ (QDrop + PEM + PCR). Timing covers the iteration loop only.
+//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--threads N] [--json]
+import { parseArgs } from 'node:util';
+import { buildNet } from '../nn/index.ts';
+import { blockGraph, partitionBlocks } from './blocks.ts';
+import { makePlan } from './plan.ts';
+import { calibrateModel } from './ptq.ts';
+import { reconstructBlock, runOver, type ReconOptions } from './recon.ts';
+
+export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number }
+
+export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; variants?: readonly string[] } = {}): Promise<BenchResult[]> {
+  const model = buildNet({ arch: 'resnet20' }, 'infer').model;
+  const n = 256;
+  const images = new Float32Array(n * 784);
+  for (let i = 0; i < images.length; i++) images[i] = Math.sin(i * 0.37) + 0.3 * Math.cos(i * 1.3);
+  const set = { images, dims: [n, 1, 28, 28] };
+  const plan = makePlan(model.graph, { wBits: 4, aBits: 4 });
+  const blocks = partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node)));
+  const target = blocks.find((b) => b.name === (o.block ?? 'layer2.0'))!;
+  const cal = await calibrateModel(model, plan, set, { weight: { method: 'lp' }, act: 'mse', actImages: 64 });
+  let x: { data: Float32Array; dims: number[] } = { data: images, dims: set.dims };
+  for (const b of blocks) {
+    if (b === target) break;
+    x = await runOver({ ...model, graph: blockGraph(model.graph, b) }, b.input, b.output, x.data, x.dims);
+  }
+  const nodes = new Set(target.nodes);
+  const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
+  const iterations = o.iterations ?? 200;
+  const out: BenchResult[] = [];
+  for (const variant of o.variants ?? ['qdrop', 'ttaq']) {
+    const opts: ReconOptions = {
+      iterations, batch: o.batch ?? 32, inputQuantProb: 0.5, learnActs: true, lrV: 1e-3, lrStep: 4e-5, roundWeight: 0.01,
+      betaStart: 20, betaEnd: 2, warmup: 0.2, seed: 0,
+      ...(o.threads ? { intraOpThreads: o.threads } : {}),
+      ...(variant.endsWith(':ct') ? { convTransposeAsConv: false } : {}),
+      ...(variant.startsWith('ttaq') ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),
+    };
+    const r = await reconstructBlock(model, target, sites, { weights: new Map(cal.values.weights), acts: new Map(cal.values.acts) }, plan,
+      { xfp: x.data, xq: x.data, dims: x.dims }, opts, () => {}, variant);
+    out.push({ variant, iterations, loopSeconds: r.report.loopSeconds, secondsPer1000: (r.report.loopSeconds / iterations) * 1000, cpuSecondsPer1000: (r.report.loopCpuSeconds / iterations) * 1000 });
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { iterations: { type: 'string' }, block: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, json: { type: 'boolean' } } });
+  const res = await benchReconstruction({
+    ...(values.iterations ? { iterations: Number(values.iterations) } : {}),
+    ...(values.block ? { block: values.block } : {}),
+    ...(values.threads ? { threads: Number(values.threads) } : {}),
+    ...(values.variant ? { variants: values.variant } : {}),
+  });
+  if (values.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+  else for (const r of res) process.stdout.write(`${r.variant}: ${r.secondsPer1000.toFixed(2)} s wall, ${r.cpuSecondsPer1000.toFixed(2)} CPU-s per 1000 iterations (${r.iterations} timed)\n`);
+}

@@ -1,0 +1,283 @@
+// sdk/quant: low-bit post-training quantization with block reconstruction (AdaRound + LSQ +
+// QDrop), PEM and PCR, and QDQ export.
+//
+//   quantize({ model, calib, eval?, options, progress? }) -> QuantizeResult
+//     model    FP32 inference model (BN on running statistics, or folded: BNs are inserted)
+//     calib    preprocessed calibration images (NCHW float32), labels optional
+//     options  QuantizeOptionsSchema (wBits 2|3|4|8, aBits 4|8, method minmax|mse|adaround|brecq|
+//              qdrop|ttaq, preset fast|default|paper, pem/pcr weights, overrides, statePath, ...)
+//   -> { model (true-width QDQ), int8Model (same numbers in 8-bit containers), plan, values,
+//        blocks, report, manifest (the manifest's `quantization` section), bnNodes }
+//
+// The pieces are exported for callers that need one step: quantizer math (quantizer.ts),
+// calibration (calibrate.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
+// blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts), PEM (pem.ts), export (export.ts).
+import { TtaqError, isTtaqError } from '../errors/index.ts';
+import { getRule } from '../autodiff/index.ts';
+import type { Model } from '../onnx/types.ts';
+import { noProgress, type ProgressFn } from '../progress/index.ts';
+import { blockGraph, partitionBlocks, type Block } from './blocks.ts';
+import { exportQdq, weightBytesByDType, type QuantValues } from './export.ts';
+import { parseQuantizeOptions, resolveMethod, type MethodPlan, type QuantizeOptions, type QuantizeOptionsInput } from './options.ts';
+import { measurePerturbation, type LayerPerturbation } from './pem.ts';
+import { makePlan, type QuantPlan } from './plan.ts';
+import { prepareModel } from './prepare.ts';
+import { calibrateModel } from './ptq.ts';
+import { initialCaches, quantizedBlock, reconstructBlock, runOver, type BlockCaches, type BlockReport, type MutableValues } from './recon.ts';
+import { accuracy, compareOutputs, modelBytes, type LayerSqnr, type QuantReport } from './report.ts';
+import { fixedBatch, modelInput, type CalibSet } from './stats.ts';
+import { decodeCodes, encodeCodes, loadState, saveState, stateKey, type ReconState } from './state.ts';
+import { sha256Hex } from '../manifest/index.ts';
+import { encodeModel } from '../onnx/codec.ts';
+
+export * from './quantizer.ts';
+export * from './calibrate.ts';
+export { makePlan, weightOf, WEIGHTED_OPS, type ActSite, type LayerOverride, type PlanOptions, type QuantPlan, type WeightSite } from './plan.ts';
+export { prepareModel, convsWithoutBn, type BnInsertion, type PreparedModel } from './prepare.ts';
+export { partitionBlocks, blockGraph, segments, type Block } from './blocks.ts';
+export { exportQdq, qdqGraph, requiredOpset, dequantizedWeights, weightBytesByDType, type ExportVariant, type QuantValues } from './export.ts';
+export { calibrateModel, type CalibrationOptions, type CalibrationResult } from './ptq.ts';
+export { collectStats, candidateErrorsOrt, sampleValues, type CalibSet, type ValueStats } from './stats.ts';
+export { measurePerturbation, DEFAULT_PERTURBATIONS, type Perturbation, type PerturbationKind, type LayerPerturbation } from './pem.ts';
+export { buildReconGraph, initialV, hardCodes, type ReconGraph, type ReconGraphOptions } from './recongraph.ts';
+export { reconstructBlock, quantizedBlock, type BlockReport, type ReconOptions } from './recon.ts';
+export { QuantizeOptionsSchema, parseQuantizeOptions, resolveMethod, METHODS, PRESETS, type Method, type Preset, type QuantizeOptions, type QuantizeOptionsInput, type MethodPlan } from './options.ts';
+export type { QuantReport, LayerSqnr } from './report.ts';
+
+export interface QuantizeInput {
+  readonly model: Model;
+  readonly calib: CalibSet;
+  /** Labelled images for the accuracy report (default: the calibration images when they carry labels). */
+  readonly eval?: CalibSet;
+  readonly options: QuantizeOptionsInput;
+  readonly progress?: ProgressFn;
+}
+
+export interface ManifestQuantization {
+  readonly weightBits: number;
+  readonly activationBits: number;
+  readonly method: string;
+  readonly layers: { node: string; weightBits: number; activationBits?: number }[];
+  readonly calibration: Record<string, unknown>;
+}
+
+export interface QuantizeResult {
+  readonly model: Model;
+  readonly int8Model: Model;
+  readonly prepared: Model;
+  readonly plan: QuantPlan;
+  readonly values: QuantValues;
+  readonly blocks: readonly Block[];
+  readonly report: QuantReport;
+  readonly manifest: ManifestQuantization;
+  /** BN nodes of the quantized model (adaptation sites). */
+  readonly bnNodes: readonly string[];
+  readonly options: QuantizeOptions;
+  readonly method: MethodPlan;
+}
+
+function checkCalib(model: Model, set: CalibSet | undefined, o: QuantizeOptions): CalibSet {
+  if (!set || !set.images || set.dims.length === 0 || set.dims[0]! === 0) {
+    throw new TtaqError('QUANT_CALIB_MISSING', 'no calibration images given; pass --calib <dataset> (1,024 images by default)');
+  }
+  const n = set.dims[0]!;
+  const per = set.dims.slice(1).reduce((a, b) => a * b, 1);
+  if (set.images.length !== n * per) {
+    throw new TtaqError('QUANT_CALIB_MISSING', `calibration tensor holds ${set.images.length} values for dims [${set.dims.join(', ')}]; the reader is wrong`);
+  }
+  const need = Math.max(o.minCalibImages, fixedBatch(model) ?? 1);
+  if (n < need) {
+    throw new TtaqError('QUANT_CALIB_TOO_SMALL', `${n} calibration images; at least ${need} are needed (${o.calibImages} recommended); pass a larger --calib set or lower --min-calib`, { images: n, needed: need });
+  }
+  const input = model.graph.inputs.find((i) => i.name === modelInput(model))!;
+  const shape = input.shape ?? [];
+  set.dims.slice(1).forEach((d, i) => {
+    const want = shape[i + 1];
+    if (typeof want === 'number' && want !== d) {
+      throw new TtaqError('QUANT_CALIB_MISSING', `calibration images are [${set.dims.slice(1).join(', ')}] per sample, the model input '${input.name}' takes [${shape.slice(1).join(', ')}]; preprocess them to the model's size`);
+    }
+  });
+  const take = Math.min(n, o.calibImages);
+  return { images: set.images.subarray(0, take * per), dims: [take, ...set.dims.slice(1)], ...(set.labels ? { labels: set.labels } : {}) };
+}
+
+/** Ops of a block that the autodiff engine cannot differentiate. */
+function missingRules(model: Model, b: Block): { node: string; op: string }[] {
+  const byName = new Map(model.graph.nodes.map((n) => [n.name, n]));
+  return b.nodes.map((n) => byName.get(n)!).filter((n) => !getRule(n.opType, n.domain)).map((n) => ({ node: n.name, op: n.opType }));
+}
+
+const copyValues = (v: QuantValues): MutableValues => ({ weights: new Map(v.weights), acts: new Map(v.acts) });
+
+export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
+  const o = parseQuantizeOptions(input.options);
+  const mp = resolveMethod(o);
+  const progress = input.progress ?? noProgress;
+  const seconds: Record<string, number> = {};
+  let t = performance.now();
+  const lap = (k: string): void => { const now = performance.now(); seconds[k] = (now - t) / 1000; t = now; };
+
+  const planOpts = {
+    wBits: o.wBits, aBits: o.aBits, firstLastBits: o.firstLastBits, inputBits: o.inputBits,
+    weightSymmetric: o.weightSymmetric, overrides: o.overrides,
+  };
+  makePlan(input.model.graph, planOpts); // bit widths and the model are checked before any work
+  const set = checkCalib(input.model, input.calib, o);
+  progress({ stage: 'prepare', done: 0, total: 1 });
+  const prep = await prepareModel(input.model, set, o.bnInsertion);
+  const model = prep.model;
+  const plan = makePlan(model.graph, planOpts);
+  const blocks = mp.reconstruct ? partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node))) : [];
+  for (const b of blocks) {
+    const miss = missingRules(model, b);
+    if (miss.length) {
+      const m = miss[0]!;
+      throw new TtaqError('QUANT_NO_GRAD_RULE', `block '${b.name}' contains node '${m.node}' (${m.op}), which has no gradient rule, so it cannot be reconstructed; use --method mse (no reconstruction) or add a rule under sdk/autodiff/rules/${m.op}.ts`, { block: b.name, node: m.node, op: m.op });
+    }
+  }
+  lap('prepare');
+  progress({ stage: 'calibrate', done: 0, total: 1 });
+  const cal = await calibrateModel(model, plan, set, {
+    weight: { method: mp.weightCalib, p: o.weightP },
+    act: mp.actCalib,
+    percentile: o.percentile,
+    actImages: o.actImages,
+    actSearch: o.actSearch,
+    biasCorrection: o.biasCorrection,
+  });
+  lap('calibrate');
+  const values = copyValues(cal.values);
+  const blockReports: BlockReport[] = [];
+  let pemInfo: Map<string, LayerPerturbation> | undefined;
+  if (mp.reconstruct) {
+    if (mp.pem > 0) {
+      progress({ stage: 'pem', done: 0, total: 1 });
+      pemInfo = await measurePerturbation(model, plan, set, { ...(o.perturbations ? { perturbations: o.perturbations } : {}), limit: o.actImages, seed: o.seed + 11 });
+      lap('pem');
+    }
+    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, intraOpThreads: undefined, n: set.dims[0] };
+    const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
+    const state: ReconState = (o.statePath ? await loadState(o.statePath, key) : undefined) ?? { format: 'ttaq-quant-state/1', key, blocks: [] };
+    let caches: BlockCaches = initialCaches(set, set.dims[0]!);
+    const sitesOf = (b: Block) => {
+      const nodes = new Set(b.nodes);
+      return {
+        weights: plan.weights.filter((w) => nodes.has(w.node)),
+        acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))),
+      };
+    };
+    for (const b of blocks) {
+      const stage = `block ${b.index + 1}/${blocks.length} ${b.name}`;
+      const sites = sitesOf(b);
+      const done = state.blocks.find((s) => s.block === b.name);
+      if (done) {
+        for (const w of sites.weights) {
+          const cur = values.weights.get(w.node)!;
+          const enc = done.codes[w.node];
+          if (enc) values.weights.set(w.node, { params: cur.params, codes: decodeCodes(enc, cur.codes.length, `state of block '${b.name}'`) });
+        }
+        for (const a of sites.acts) {
+          const s = done.steps[a.value];
+          const cur = values.acts.get(a.value)!;
+          if (s !== undefined) values.acts.set(a.value, { ...cur, scale: Float32Array.of(s) });
+        }
+        const fp = await runOver({ ...model, graph: blockGraph(model.graph, b), metadata: {} }, b.input, b.output, caches.xfp, caches.dims);
+        const q = await runOver(quantizedBlock(model, b, { plan, ...values }), b.input, b.output, caches.xq, caches.dims);
+        caches = { xfp: fp.data, xq: q.data, dims: fp.dims };
+        blockReports.push(done.report);
+        progress({ stage: `${stage} (resumed)`, done: 1, total: 1 });
+        continue;
+      }
+      try {
+        const r = await reconstructBlock(model, b, sites, values, plan, caches, {
+          iterations: mp.iterations,
+          batch: o.batch,
+          inputQuantProb: mp.inputQuantProb,
+          learnActs: mp.learnActs,
+          lrV: o.lrV,
+          lrStep: o.lrStep,
+          roundWeight: o.roundWeight,
+          betaStart: o.betaStart,
+          betaEnd: o.betaEnd,
+          warmup: o.warmup,
+          seed: o.seed,
+          ...(pemInfo && mp.pem > 0 ? { pem: { weight: mp.pem, coef: new Map([...pemInfo].map(([k, v]) => [k, v.coef])) } } : {}),
+          ...(mp.pcr > 0 ? { pcr: { weight: mp.pcr, gamma: o.pcrGamma, temperature: o.pcrTemperature } } : {}),
+          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : {}),
+        }, progress, stage);
+        caches = r.next;
+        blockReports.push(r.report);
+      } catch (e) {
+        if (isTtaqError(e) && e.code === 'AUTODIFF_NO_RULE') {
+          throw new TtaqError('QUANT_NO_GRAD_RULE', `block '${b.name}': ${e.message}; use --method mse (no reconstruction) for this model`, { block: b.name }, { cause: e });
+        }
+        throw e;
+      }
+      if (o.statePath) {
+        const sites2 = sitesOf(b);
+        state.blocks.push({
+          block: b.name,
+          report: blockReports.at(-1)!,
+          codes: Object.fromEntries(sites2.weights.map((w) => [w.node, encodeCodes(values.weights.get(w.node)!.codes)])),
+          steps: Object.fromEntries(sites2.acts.map((a) => [a.value, values.acts.get(a.value)!.scale[0]!])),
+        });
+        await saveState(o.statePath, state);
+      }
+    }
+    lap('reconstruct');
+  }
+  const finalValues: QuantValues = { plan, weights: values.weights, acts: values.acts, biases: cal.values.biases ?? new Map() };
+  const meta = { 'ttaq.quant.method': o.method, 'ttaq.quant.w_bits': String(o.wBits), 'ttaq.quant.a_bits': String(o.aBits) };
+  const trueWidth = exportQdq(model, finalValues, 'true-width', { ...meta, 'ttaq.quant.variant': 'true-width' });
+  const int8 = exportQdq(model, finalValues, 'int8-container', { ...meta, 'ttaq.quant.variant': 'int8-container' });
+  lap('export');
+
+  // report
+  progress({ stage: 'report', done: 0, total: 1 });
+  const nodeOut = new Map(model.graph.nodes.map((n) => [n.name, n.outputs[0]!]));
+  const logits = model.graph.outputs[0]!.name;
+  const watch = [...plan.weights.map((w) => nodeOut.get(w.node)!), logits];
+  const sq = o.reportImages > 0 ? await compareOutputs(model, int8, [...new Set(watch)], set, o.reportImages) : new Map<string, number>();
+  const actBitsOf = new Map<string, number>();
+  for (const a of plan.acts) for (const c of a.consumers) actBitsOf.set(c, a.spec.bits);
+  const layers: LayerSqnr[] = plan.weights.map((w) => ({
+    node: w.node, weightBits: w.spec.bits, activationBits: actBitsOf.get(w.node) ?? null, sqnrDb: sq.get(nodeOut.get(w.node)!) ?? NaN,
+  }));
+  const evalSet = input.eval ?? (set.labels ? set : undefined);
+  let acc: QuantReport['accuracy'] = null;
+  if (evalSet?.labels) {
+    const n = evalSet.dims[0]!;
+    acc = { fp32: await accuracy(model, evalSet), quantized: await accuracy(trueWidth, evalSet), images: n, source: input.eval ? 'eval set' : 'calibration images' };
+  }
+  lap('report');
+  const report: QuantReport = {
+    method: o.method,
+    weightBits: o.wBits,
+    activationBits: o.aBits,
+    layers,
+    outputSqnrDb: sq.get(logits) ?? null,
+    size: { fp32Bytes: modelBytes(input.model), quantizedBytes: modelBytes(trueWidth), weightsByDType: weightBytesByDType(trueWidth) },
+    accuracy: acc,
+    blocks: blockReports,
+    seconds,
+    calibration: cal.summary,
+    ...(pemInfo ? { pem: Object.fromEntries([...pemInfo].map(([k, v]) => [k, { rho: v.rho, coef: v.coef }])) } : {}),
+  };
+  progress({ stage: 'report', done: 1, total: 1 });
+  const manifest: ManifestQuantization = {
+    weightBits: o.wBits,
+    activationBits: o.aBits,
+    method: o.method,
+    layers: plan.weights.map((w) => ({ node: w.node, weightBits: w.spec.bits, ...(actBitsOf.has(w.node) ? { activationBits: actBitsOf.get(w.node)! } : {}) })),
+    calibration: {
+      images: set.dims[0],
+      ...cal.summary,
+      preset: mp.reconstruct ? o.preset : undefined,
+      iterationsPerBlock: mp.iterations,
+      pem: mp.pem,
+      pcr: mp.pcr,
+      insertedBn: prep.inserted,
+    },
+  };
+  return { model: trueWidth, int8Model: int8, prepared: model, plan, values: finalValues, blocks, report, manifest, bnNodes: prep.bnNodes, options: o, method: mp };
+}

@@ -1,0 +1,112 @@
+// Options of `quantize` (and of `ttaq quantize`): one zod schema, defaults in one place.
+import { z } from 'zod';
+import { TtaqError } from '../errors/index.ts';
+
+export const METHODS = ['minmax', 'mse', 'adaround', 'brecq', 'qdrop', 'ttaq'] as const;
+export type Method = (typeof METHODS)[number];
+export const PRESETS = { fast: 500, default: 2000, paper: 20000 } as const;
+export type Preset = keyof typeof PRESETS;
+
+const Override = z.object({
+  match: z.string().min(1),
+  wBits: z.number().int().optional(),
+  aBits: z.number().int().optional(),
+  skip: z.boolean().optional(),
+});
+
+const Perturbation = z.object({ kind: z.enum(['noise', 'blur', 'contrast', 'brightness']), strength: z.number().nonnegative() });
+
+export const QuantizeOptionsSchema = z.object({
+  /** Weight bit width: 2, 3, 4 or 8. */
+  wBits: z.number().int(),
+  /** Activation bit width: 4 or 8. */
+  aBits: z.number().int(),
+  method: z.enum(METHODS).default('ttaq'),
+  /** Reconstruction iterations per block: fast 500, default 2000, paper 20000. */
+  preset: z.enum(['fast', 'default', 'paper']).default('default'),
+  /** Overrides the preset's iteration count. */
+  iterations: z.number().int().nonnegative().optional(),
+  /** Calibration images used (default 1024). */
+  calibImages: z.number().int().positive().default(1024),
+  /** Fewest calibration images accepted (default 32, one batch). */
+  minCalibImages: z.number().int().positive().default(32),
+  /** PEM weight; default 1 for method ttaq, 0 otherwise. */
+  pem: z.number().nonnegative().optional(),
+  /** PCR weight; default 1 for method ttaq, 0 otherwise. */
+  pcr: z.number().nonnegative().optional(),
+  pcrGamma: z.number().nonnegative().default(0.1),
+  pcrTemperature: z.number().positive().default(1),
+  perturbations: z.array(Perturbation).optional(),
+  /** Width of the first and last weighted layers; null keeps them at the global widths. */
+  firstLastBits: z.number().int().nullable().default(8),
+  inputBits: z.number().int().default(8),
+  weightSymmetric: z.boolean().default(false),
+  overrides: z.array(Override).default([]),
+  /** Activation calibration: default 'minmax' for method minmax, else 'mse'. */
+  actCalib: z.enum(['minmax', 'percentile', 'mse']).optional(),
+  percentile: z.number().gt(50).lte(100).default(99.99),
+  actImages: z.number().int().positive().default(256),
+  actSearch: z.enum(['ort', 'js']).default('ort'),
+  /** Lp exponent of the weight search. */
+  weightP: z.number().positive().default(2.4),
+  biasCorrection: z.boolean().default(false),
+  /** Insert BN after convs of a BN-folded model: 'auto' when the model has no BN at all. */
+  bnInsertion: z.enum(['auto', 'always', 'never']).default('auto'),
+  batch: z.number().int().positive().default(32),
+  seed: z.number().int().default(0),
+  lrV: z.number().positive().default(1e-3),
+  lrStep: z.number().positive().default(4e-5),
+  roundWeight: z.number().nonnegative().default(0.01),
+  betaStart: z.number().positive().default(20),
+  betaEnd: z.number().positive().default(2),
+  warmup: z.number().min(0).max(1).default(0.2),
+  /** Probability of the quantized block input per element (QDrop); default 0.5 for qdrop/ttaq, 1 for adaround/brecq. */
+  inputQuantProb: z.number().min(0).max(1).optional(),
+  /** Images for the per-layer SQNR report (default 128; 0 skips it). */
+  reportImages: z.number().int().nonnegative().default(128),
+  /** Resume file: finished blocks are stored here and skipped on a rerun with the same inputs. */
+  statePath: z.string().optional(),
+  intraOpThreads: z.number().int().positive().optional(),
+});
+
+export type QuantizeOptionsInput = z.input<typeof QuantizeOptionsSchema>;
+export type QuantizeOptions = z.output<typeof QuantizeOptionsSchema>;
+
+export function parseQuantizeOptions(o: unknown, source = 'quantize options'): QuantizeOptions {
+  const r = QuantizeOptionsSchema.safeParse(o);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new TtaqError('CONFIG_INVALID', `${source}: '${issue.path.join('.') || '(root)'}' ${issue.message}`, { path: issue.path });
+  }
+  return r.data;
+}
+
+/** What each method does, resolved from the options. */
+export interface MethodPlan {
+  readonly weightCalib: 'minmax' | 'lp';
+  readonly actCalib: 'minmax' | 'percentile' | 'mse';
+  readonly reconstruct: boolean;
+  readonly learnActs: boolean;
+  readonly inputQuantProb: number;
+  readonly iterations: number;
+  readonly pem: number;
+  readonly pcr: number;
+}
+
+export function resolveMethod(o: QuantizeOptions): MethodPlan {
+  const recon = !['minmax', 'mse'].includes(o.method);
+  const ttaq = o.method === 'ttaq';
+  if (!recon && ((o.pem ?? 0) > 0 || (o.pcr ?? 0) > 0)) {
+    throw new TtaqError('CONFIG_INVALID', `PEM and PCR act during block reconstruction; method '${o.method}' has none. Use --method ttaq (or adaround/brecq/qdrop) or drop --pem/--pcr`);
+  }
+  return {
+    weightCalib: o.method === 'minmax' ? 'minmax' : 'lp',
+    actCalib: o.actCalib ?? (o.method === 'minmax' ? 'minmax' : 'mse'),
+    reconstruct: recon,
+    learnActs: recon && o.method !== 'adaround',
+    inputQuantProb: o.inputQuantProb ?? (o.method === 'qdrop' || ttaq ? 0.5 : 1),
+    iterations: recon ? (o.iterations ?? PRESETS[o.preset]) : 0,
+    pem: recon ? (o.pem ?? (ttaq ? 1 : 0)) : 0,
+    pcr: recon ? (o.pcr ?? (ttaq ? 1 : 0)) : 0,
+  };
+}

@@ -1,0 +1,286 @@
+// Block reconstruction: blocks are reconstructed in order; each block's FP inputs, FP targets and
+// quantized-path inputs are cached for all calibration images, so a block costs only its own
+// forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
+// codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
+import { TtaqError } from '../errors/index.ts';
+import { buildGradientGraph, GradientStep } from '../autodiff/index.ts';
+import { makeTensor } from '../onnx/tensor.ts';
+import type { Model, Tensor } from '../onnx/types.ts';
+import type { ProgressFn } from '../progress/index.ts';
+import { createSession } from '../runtime/index.ts';
+import { blockGraph, type Block } from './blocks.ts';
+import { qdqGraph, type QuantValues } from './export.ts';
+import { hardCodes, initialV, buildReconGraph, type ReconGraphOptions } from './recongraph.ts';
+import type { ActSite, WeightSite } from './plan.ts';
+import type { QuantParams } from './quantizer.ts';
+import { gatherRows, type CalibSet } from './stats.ts';
+import { Adam } from '../optim/index.ts';
+import { convTransposeToConv } from '../adapt/fastgrad.ts';
+
+export interface ReconOptions {
+  readonly iterations: number;
+  readonly batch: number;
+  /** Per element probability of the quantized block input (QDrop 0.5, BRECQ 1). */
+  readonly inputQuantProb: number;
+  readonly learnActs: boolean;
+  readonly lrV: number;
+  readonly lrStep: number;
+  readonly roundWeight: number;
+  readonly betaStart: number;
+  readonly betaEnd: number;
+  /** Fraction of iterations without the rounding regulariser. */
+  readonly warmup: number;
+  readonly pem?: { readonly weight: number; readonly coef: ReadonlyMap<string, number> };
+  readonly pcr?: { readonly weight: number; readonly gamma: number; readonly temperature: number };
+  readonly seed: number;
+  /** Session options for the training step (threads). */
+  readonly intraOpThreads?: number;
+  /** Let onnxruntime's worker threads spin between ops (default false: on shared CPUs spinning
+   * threads fight other processes; measured 56 vs 105 ms per step on the loaded 2-core box). */
+  readonly spinning?: boolean;
+  /** Rewrite stride-1 ConvTranspose input gradients as Conv (sdk/adapt's rewrite; default true). */
+  readonly convTransposeAsConv?: boolean;
+}
+
+export interface BlockReport {
+  readonly block: string;
+  readonly iterations: number;
+  readonly seconds: number;
+  /** Seconds inside the iteration loop only (no graph building, caching or evaluation). */
+  readonly loopSeconds: number;
+  /** CPU seconds (user + system, all threads) of the process inside the loop: robust to other load. */
+  readonly loopCpuSeconds: number;
+  /** Reconstruction error (per-sample sum, batch mean) of nearest rounding and of the result, on all calibration images. */
+  readonly mseBefore: number;
+  readonly mseAfter: number;
+  readonly finalLoss: Readonly<Record<string, number>>;
+}
+
+/** Mutable per-model quantizer values, updated block by block. */
+export interface MutableValues {
+  readonly weights: Map<string, { params: QuantParams; codes: Int32Array }>;
+  readonly acts: Map<string, QuantParams>;
+}
+
+class Rand {
+  private s: number;
+  constructor(seed: number) { this.s = (seed >>> 0) || 1; }
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+}
+
+/** Runs a single-input single-output graph over a cached [N, ...] array in batches. */
+export async function runOver(model: Model, input: string, output: string, data: Float32Array, dims: readonly number[], batch = 64, threads?: number): Promise<{ data: Float32Array; dims: number[] }> {
+  const s = await createSession(model, { source: `block '${model.graph.name}'`, ...(threads ? { intraOpThreads: threads } : {}) });
+  const n = dims[0]!;
+  const per = dims.slice(1).reduce((a, b) => a * b, 1);
+  let out: Float32Array | undefined;
+  let outDims: number[] = [];
+  try {
+    for (let start = 0; start < n; start += batch) {
+      const m = Math.min(batch, n - start);
+      const x = makeTensor('float32', [m, ...dims.slice(1)], data.subarray(start * per, (start + m) * per));
+      const y = (await s.run({ [input]: x }, [output]))[output]!;
+      const yd = y.data as Float32Array;
+      if (!out) {
+        outDims = [n, ...y.dims.slice(1)];
+        out = new Float32Array(n * (yd.length / m));
+      }
+      out.set(yd, start * (yd.length / m));
+    }
+  } finally {
+    await s.release();
+  }
+  return { data: out!, dims: outDims };
+}
+
+function blockModel(full: Model, b: Block): Model {
+  return { ...full, graph: blockGraph(full.graph, b), metadata: {} };
+}
+
+/** The quantized forward of one block (QDQ, int8 containers, identical numerics to the export). */
+export function quantizedBlock(full: Model, b: Block, values: QuantValues): Model {
+  const bm = blockModel(full, b);
+  const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
+  return { ...bm, graph: qdqGraph(bm.graph, values, 'int8-container', opset, Math.max(opset, 13)) };
+}
+
+const mseOf = (a: Float32Array, b: Float32Array, n: number): number => {
+  let e = 0;
+  for (let i = 0; i < a.length; i++) { const d = a[i]! - b[i]!; e += d * d; }
+  return e / n;
+};
+
+export interface BlockCaches {
+  xfp: Float32Array;
+  xq: Float32Array;
+  dims: number[];
+}
+
+/**
+ * Reconstructs one block in place: updates `values` (codes of its weights, steps of its
+ * activations) and returns the caches for the next block.
+ */
+export async function reconstructBlock(
+  full: Model,
+  block: Block,
+  sites: { weights: readonly WeightSite[]; acts: readonly ActSite[] },
+  values: MutableValues,
+  plan: QuantValues['plan'],
+  caches: BlockCaches,
+  opts: ReconOptions,
+  progress: ProgressFn,
+  stage: string,
+): Promise<{ report: BlockReport; next: BlockCaches }> {
+  const t0 = performance.now();
+  const N = caches.dims[0]!;
+  const B = Math.min(opts.batch, N);
+  const fp = blockModel(full, block);
+  const yfp = await runOver(fp, block.input, block.output, caches.xfp, caches.dims);
+  const snapshot = (): QuantValues => ({ plan, weights: values.weights, acts: values.acts });
+  const before = await runOver(quantizedBlock(full, block, snapshot()), block.input, block.output, caches.xq, caches.dims);
+  const mseBefore = mseOf(before.data, yfp.data, N);
+
+  const wInit = new Map<string, { params: QuantParams; floor: Float32Array; v: Float32Array }>();
+  for (const w of sites.weights) {
+    const t = full.graph.initializers.get(w.weight)!;
+    const cur = values.weights.get(w.node)!;
+    const { v, floor } = initialV(t.data as Float32Array, w.dims, cur.params);
+    wInit.set(w.node, { params: cur.params, floor, v });
+  }
+  const aInit = new Map(sites.acts.map((a) => [a.value, values.acts.get(a.value)!]));
+  const gopts: ReconGraphOptions = {
+    inputQuantProb: opts.inputQuantProb,
+    learnActs: opts.learnActs,
+    batch: B,
+    seed: opts.seed + block.index * 7919,
+    ...(opts.pem ? { pem: opts.pem } : {}),
+    ...(opts.pcr ? { pcr: opts.pcr } : {}),
+  };
+  let finalLoss: Record<string, number> = {};
+  let loopSeconds = 0;
+  let loopCpuSeconds = 0;
+  if (opts.iterations > 0 && (sites.weights.length > 0 || (opts.learnActs && sites.acts.length > 0))) {
+    const rg = buildReconGraph(full, block, sites, wInit, aInit, caches.dims, yfp.dims, gopts);
+    const wrt = [...rg.vParams.values(), ...(opts.learnActs ? [...rg.stepParams.values()] : [])];
+    const partNames = Object.entries(rg.parts).filter(([, v]) => v) as [string, string][];
+    const zeros = (dims: readonly number[]): Tensor => makeTensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)));
+    const xShape = [B, ...caches.dims.slice(1)];
+    const yShape = [B, ...yfp.dims.slice(1)];
+    const gg = await buildGradientGraph({
+      model: rg.model,
+      loss: rg.loss,
+      wrt,
+      outputs: partNames.map(([, v]) => v),
+      stopGradient: rg.stopGradient,
+      sampleBatch: B,
+      sampleFeeds: {
+        [rg.inputs.xq]: zeros(xShape), [rg.inputs.xfp]: zeros(xShape), [rg.inputs.y]: zeros(yShape),
+        [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(opts.betaStart)),
+        [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
+      },
+    });
+    const step = await GradientStep.create(opts.convTransposeAsConv === false ? gg : { ...gg, model: convTransposeToConv(gg.model) }, {
+      session: {
+        source: `reconstruction of block '${block.name}'`,
+        ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
+        extra: { 'session.intra_op.allow_spinning': opts.spinning ? '1' : '0' },
+      },
+    });
+    const params = new Map<string, Tensor>(gg.params);
+    const vNames = new Set(rg.vParams.values());
+    // Adam with two learning rates: AdaRound's V and the LSQ steps
+    const adamV = new Adam({ lr: opts.lrV });
+    const adamS = new Adam({ lr: opts.lrStep });
+    const gV = new Map<string, Tensor>();
+    const gS = new Map<string, Tensor>();
+    const rand = new Rand(opts.seed * 31 + block.index);
+    const perm = Int32Array.from({ length: N }, (_, i) => i);
+    let pos = N;
+    const idx = new Int32Array(B);
+    const bufQ = new Float32Array(B * (caches.xq.length / N));
+    const bufF = new Float32Array(B * (caches.xfp.length / N));
+    const bufY = new Float32Array(B * (yfp.data.length / N));
+    const beta = new Float32Array(1);
+    const rw = new Float32Array(1);
+    const warm = Math.floor(opts.iterations * opts.warmup);
+    const tl = performance.now();
+    const cpu0 = process.cpuUsage();
+    try {
+      for (let it = 0; it < opts.iterations; it++) {
+        for (let i = 0; i < B; i++) {
+          if (pos >= N) {
+            for (let k = N - 1; k > 0; k--) { const j = Math.floor(rand.next() * (k + 1)); const t = perm[k]!; perm[k] = perm[j]!; perm[j] = t; }
+            pos = 0;
+          }
+          idx[i] = perm[pos++]!;
+        }
+        const rel = it < warm ? 0 : (it - warm) / Math.max(1, opts.iterations - warm);
+        beta[0] = opts.betaEnd + (opts.betaStart - opts.betaEnd) * (1 - rel);
+        rw[0] = it < warm ? 0 : opts.roundWeight;
+        const r = await step.run(params, {
+          [rg.inputs.xq]: gatherRows(caches.xq, caches.dims, idx, bufQ),
+          [rg.inputs.xfp]: gatherRows(caches.xfp, caches.dims, idx, bufF),
+          [rg.inputs.y]: gatherRows(yfp.data, yfp.dims, idx, bufY),
+          [rg.inputs.beta]: makeTensor('float32', [], beta),
+          [rg.inputs.roundWeight]: makeTensor('float32', [], rw),
+        });
+        gV.clear();
+        gS.clear();
+        for (const [k, g] of r.grads) (vNames.has(k) ? gV : gS).set(k, g);
+        adamV.step(params, gV);
+        if (gS.size) adamS.step(params, gS);
+        if (it % 50 === 0 || it === opts.iterations - 1) {
+          finalLoss = { loss: r.loss, ...Object.fromEntries(partNames.map(([k, v]) => [k, Number(r.outputs[v]!.data[0])])) };
+          progress({ stage, done: it + 1, total: opts.iterations, info: `loss ${r.loss.toFixed(4)}` });
+        }
+      }
+    } finally {
+      loopSeconds = (performance.now() - tl) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      loopCpuSeconds = (cpu.user + cpu.system) / 1e6;
+      await step.release();
+    }
+    for (const w of sites.weights) {
+      const v = params.get(rg.vParams.get(w.node)!)!.data as Float32Array;
+      const cur = values.weights.get(w.node)!;
+      values.weights.set(w.node, { params: cur.params, codes: hardCodes(wInit.get(w.node)!.floor, v, w.dims, cur.params) });
+    }
+    if (opts.learnActs) {
+      for (const a of sites.acts) {
+        const s = Number(params.get(rg.stepParams.get(a.value)!)!.data[0]);
+        const cur = values.acts.get(a.value)!;
+        if (!(s > 0) || !Number.isFinite(s)) {
+          throw new TtaqError('INTERNAL', `block '${block.name}': the learned step of '${a.value}' became ${s}; lower the activation learning rate (lrStep)`);
+        }
+        values.acts.set(a.value, { ...cur, scale: Float32Array.of(s) });
+      }
+    }
+  } else {
+    progress({ stage, done: 1, total: 1 });
+  }
+  const after = await runOver(quantizedBlock(full, block, snapshot()), block.input, block.output, caches.xq, caches.dims);
+  const report: BlockReport = {
+    block: block.name,
+    iterations: opts.iterations,
+    seconds: (performance.now() - t0) / 1000,
+    loopSeconds,
+    loopCpuSeconds,
+    mseBefore,
+    mseAfter: mseOf(after.data, yfp.data, N),
+    finalLoss,
+  };
+  return { report, next: { xfp: yfp.data, xq: after.data, dims: yfp.dims } };
+}
+
+/** Caches for the first block: the calibration images on both paths. */
+export function initialCaches(set: CalibSet, n: number): BlockCaches {
+  const per = set.dims.slice(1).reduce((a, b) => a * b, 1);
+  const x = set.images.subarray(0, n * per);
+  return { xfp: x, xq: x, dims: [n, ...set.dims.slice(1)] };
+}

@@ -1,0 +1,279 @@
+// The training graph of one block's reconstruction, as plain ONNX ops that sdk/autodiff
+// differentiates:
+//   weights     Ŵ = s·(clip(⌊W/s⌋ + h(V) + z, qmin, qmax) − z),  h(V) = clip(σ(V)(ζ−γ)+γ, 0, 1)   (AdaRound)
+//   activations x̂ = s·(clip(round(x/s) + z, qmin, qmax) − z) with Round straight-through, which
+//               gives LSQ's step gradient (round(x/s) − x/s inside the range, qmin/qmax − z outside)
+//   block input x_in = where(u < p, x̂_q, x_fp), u ~ U(0, 1) elementwise (QDrop; p = 1 is BRECQ)
+//   loss        rec + λ_round·Σ(1 − |2h − 1|^β) + λ_PEM·L_PEM + λ_PCR·L_PCR
+// Reconstruction error and PCR's KL are summed over a sample and averaged over the batch (the
+// AdaRound/BRECQ convention that λ_round = 0.01 was tuned for).
+import { A, GraphBuilder } from '../onnx/builder.ts';
+import { f32, makeTensor } from '../onnx/tensor.ts';
+import type { Graph, Model, Node, Tensor } from '../onnx/types.ts';
+import type { Block } from './blocks.ts';
+import type { ActSite, WeightSite } from './plan.ts';
+import { rangeOf, type QuantParams } from './quantizer.ts';
+
+export const ADAROUND_ZETA = 1.1;
+export const ADAROUND_GAMMA = -0.1;
+
+export interface ReconGraphOptions {
+  /** Probability of taking the quantized input per element (QDrop 0.5; 1 = always quantized, 0 = always FP). */
+  readonly inputQuantProb: number;
+  /** Learn activation steps (LSQ); otherwise they are constants. */
+  readonly learnActs: boolean;
+  /** PEM: weight and, per weighted node, the constant c_l multiplying ‖Ŵ_l‖² (ρ_l·e_l/‖W_l‖²). */
+  readonly pem?: { readonly weight: number; readonly coef: ReadonlyMap<string, number> };
+  /** PCR: weight, noise ratio γ and temperature T. */
+  readonly pcr?: { readonly weight: number; readonly gamma: number; readonly temperature: number };
+  readonly batch: number;
+  /** Seed for the random ops (mask, PCR noise); a different seed per block keeps them independent. */
+  readonly seed: number;
+}
+
+export interface ReconGraph {
+  readonly model: Model;
+  readonly loss: string;
+  /** Parameters (initializers to differentiate): AdaRound V per node, LSQ steps per value. */
+  readonly vParams: ReadonlyMap<string, string>;
+  readonly stepParams: ReadonlyMap<string, string>;
+  /** Data inputs: the block inputs on both paths, the FP target, β and the rounding weight. */
+  readonly inputs: { readonly xq: string; readonly xfp: string; readonly y: string; readonly beta: string; readonly roundWeight: string };
+  /** Values the autodiff must treat as constants. */
+  readonly stopGradient: readonly string[];
+  /** Loss components, output for logging. */
+  readonly parts: { readonly rec: string; readonly round: string; readonly pem?: string; readonly pcr?: string };
+  /** Graph value holding the block's output on the clean branch. */
+  readonly output: string;
+}
+
+/** Shape [1, .., C, .., 1] that broadcasts a per-channel vector along `axis` of a rank-r tensor. */
+export const channelShape = (rank: number, axis: number, c: number): number[] => Array.from({ length: rank }, (_, i) => (i === axis ? c : 1));
+
+/** V such that h(V) equals the fractional part of W/s (AdaRound's initialisation). */
+export function initialV(w: Float32Array, dims: readonly number[], p: QuantParams): { v: Float32Array; floor: Float32Array } {
+  const axis = p.spec.axis ?? 0;
+  let inner = 1;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
+  const C = p.scale.length;
+  const v = new Float32Array(w.length);
+  const floor = new Float32Array(w.length);
+  for (let i = 0; i < w.length; i++) {
+    const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+    const r = Math.fround(w[i]! / p.scale[c]!);
+    const f = Math.floor(r);
+    floor[i] = f;
+    const frac = Math.min(Math.max(r - f, 1e-4), 1 - 1e-4);
+    const sig = (frac - ADAROUND_GAMMA) / (ADAROUND_ZETA - ADAROUND_GAMMA);
+    v[i] = Math.log(sig / (1 - sig));
+  }
+  return { v, floor };
+}
+
+/** Hard rounding at the end: codes = clamp(⌊W/s⌋ + [h(V) ≥ 0.5] + z, qmin, qmax). */
+export function hardCodes(floor: Float32Array, v: Float32Array, dims: readonly number[], p: QuantParams): Int32Array {
+  const { qmin, qmax } = rangeOf(p.spec);
+  const axis = p.spec.axis ?? 0;
+  let inner = 1;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
+  const C = p.scale.length;
+  const out = new Int32Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+    const sig = 1 / (1 + Math.exp(-v[i]!));
+    const h = Math.min(1, Math.max(0, sig * (ADAROUND_ZETA - ADAROUND_GAMMA) + ADAROUND_GAMMA));
+    const q = floor[i]! + (h >= 0.5 ? 1 : 0) + p.zeroPoint[c]!;
+    out[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+  }
+  return out;
+}
+
+function reduceMean(b: GraphBuilder, x: string, axes: readonly number[], opset: number): string {
+  return opset >= 18
+    ? b.op1('ReduceMean', [x, b.ints(axes)], { keepdims: A.int(1) })
+    : b.op1('ReduceMean', [x], { axes: A.ints(axes), keepdims: A.int(1) });
+}
+
+export interface BlockSites {
+  readonly weights: readonly WeightSite[];
+  readonly acts: readonly ActSite[];
+}
+
+/**
+ * Builds the reconstruction graph of `block`. `wInit` holds each weighted node's scales/zero points
+ * (fixed) with its ⌊W/s⌋ and initial V; `aInit` the initial activation quantizers.
+ */
+export function buildReconGraph(
+  full: Model,
+  block: Block,
+  sites: BlockSites,
+  wInit: ReadonlyMap<string, { params: QuantParams; floor: Float32Array; v: Float32Array }>,
+  aInit: ReadonlyMap<string, QuantParams>,
+  inputShape: readonly number[],
+  outputShape: readonly number[],
+  opts: ReconGraphOptions,
+): ReconGraph {
+  const g = full.graph;
+  const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
+  const set = new Set(block.nodes);
+  const nodes = g.nodes.filter((n) => set.has(n.name));
+  const b = new GraphBuilder(`recon:${block.name}`, '', [...g.initializers.keys(), ...nodes.flatMap((n) => [n.name, ...n.outputs]), block.input]);
+  const stop: string[] = [];
+  const inShape = [opts.batch, ...inputShape.slice(1)];
+  const xq = b.input('recon.x_q', 'float32', inShape);
+  const xfp = b.input('recon.x_fp', 'float32', inShape);
+  const y = b.input('recon.y_fp', 'float32', [opts.batch, ...outputShape.slice(1)]);
+  const beta = b.input('recon.beta', 'float32', []);
+  const roundWeight = b.input('recon.round_weight', 'float32', []);
+  // shared initializers the block reads (BN parameters, biases), except the quantized weights
+  const wByInit = new Map(sites.weights.map((w) => [w.weight, w]));
+  for (const n of nodes) for (const i of n.inputs) { const t = i && g.initializers.get(i); if (t && !wByInit.has(i)) b.initializers.set(i, t); }
+
+  // activation quantizers
+  const stepParams = new Map<string, string>();
+  const actByValue = new Map(sites.acts.map((a) => [a.value, a]));
+  const fq = (x: string, site: ActSite): string => {
+    const p = aInit.get(site.value)!;
+    const { qmin, qmax } = rangeOf(p.spec);
+    let s = stepParams.get(site.value);
+    if (!s) {
+      s = b.initializer(`recon.step:${site.value}`, f32([], [p.scale[0]!]));
+      stepParams.set(site.value, s);
+      if (!opts.learnActs) stop.push(s);
+    }
+    const z = p.zeroPoint[0]!;
+    let r = b.op1('Round', [b.op1('Div', [x, s])]);
+    if (z !== 0) r = b.op1('Add', [r, b.scalar(z)]);
+    let c = b.op1('Clip', [r, b.scalar(qmin), b.scalar(qmax)]);
+    if (z !== 0) c = b.op1('Sub', [c, b.scalar(z)]);
+    return b.op1('Mul', [c, s]);
+  };
+
+  // AdaRound weights
+  const vParams = new Map<string, string>();
+  const wHat = new Map<string, string>();
+  const hVals: string[] = [];
+  for (const site of sites.weights) {
+    const init = wInit.get(site.node)!;
+    const p = init.params;
+    const { qmin, qmax } = rangeOf(p.spec);
+    const cs = channelShape(site.dims.length, p.spec.axis ?? 0, p.scale.length);
+    const v = b.initializer(`recon.v:${site.node}`, makeTensor('float32', site.dims, Float32Array.from(init.v)));
+    vParams.set(site.node, v);
+    const floor = b.constant(makeTensor('float32', site.dims, init.floor), `${site.node}.w_floor`);
+    const sc = b.constant(makeTensor('float32', cs, Float32Array.from(p.scale)), `${site.node}.w_scale`);
+    const zp = b.constant(makeTensor('float32', cs, Float32Array.from(p.zeroPoint)), `${site.node}.w_zero_point`);
+    const sig = b.op1('Sigmoid', [v]);
+    const h = b.op1('Clip', [b.op1('Add', [b.op1('Mul', [sig, b.scalar(ADAROUND_ZETA - ADAROUND_GAMMA)]), b.scalar(ADAROUND_GAMMA)]), b.scalar(0), b.scalar(1)]);
+    hVals.push(h);
+    const q = b.op1('Clip', [b.op1('Add', [b.op1('Add', [floor, h]), zp]), b.scalar(qmin), b.scalar(qmax)]);
+    wHat.set(site.weight, b.op1('Mul', [b.op1('Sub', [q, zp]), sc], {}, { name: `${site.node}.w_hat` }));
+  }
+
+  // block input
+  const inSite = actByValue.get(block.input);
+  const xqHat = inSite ? fq(xq, inSite) : xq;
+  let xin: string;
+  if (opts.inputQuantProb >= 1) xin = xqHat;
+  else if (opts.inputQuantProb <= 0) xin = xfp;
+  else {
+    const u = b.op1('RandomUniformLike', [xq], { seed: A.float(opts.seed), dtype: A.int(1) });
+    stop.push(u);
+    const mask = b.op1('Less', [u, b.scalar(opts.inputQuantProb)]);
+    xin = b.op1('Where', [mask, xqHat, xfp]);
+  }
+
+  // one copy of the block's nodes, reading `entry`
+  const emit = (entry: string, tag: string): string => {
+    const rename = new Map<string, string>([[block.input, entry]]);
+    const fqCache = new Map<string, string>();
+    for (const n of nodes) {
+      const ins = n.inputs.map((v) => {
+        if (!v) return v;
+        const w = wHat.get(v);
+        if (w) return w;
+        const r = rename.get(v) ?? v;
+        const site = actByValue.get(v);
+        if (site && v !== block.input && site.consumers.includes(n.name)) {
+          let q = fqCache.get(v);
+          if (!q) { q = fq(r, site); fqCache.set(v, q); }
+          return q;
+        }
+        return r;
+      });
+      const outs = n.outputs.map((o) => (o ? b.fresh(`${o}${tag}`) : o));
+      n.outputs.forEach((o, i) => o && rename.set(o, outs[i]!));
+      const node: Node = { ...n, name: b.fresh(`${n.name}${tag}`), inputs: ins, outputs: outs };
+      b.nodes.push(node);
+    }
+    return rename.get(block.output)!;
+  };
+  const yhat = emit(xin, '');
+  const invB = b.scalar(1 / opts.batch);
+  const d = b.op1('Sub', [yhat, y]);
+  const rec = b.op1('Mul', [b.op1('ReduceSum', [b.op1('Mul', [d, d])], { keepdims: A.int(0) }), invB], {}, { outputNames: ['recon.loss_rec'] });
+  // rounding regulariser
+  let round = b.scalar(0);
+  for (const h of hVals) {
+    const t = b.op1('Pow', [b.op1('Abs', [b.op1('Sub', [b.op1('Mul', [h, b.scalar(2)]), b.scalar(1)])]), beta]);
+    round = b.op1('Add', [round, b.op1('ReduceSum', [b.op1('Sub', [b.scalar(1), t])], { keepdims: A.int(0) })]);
+  }
+  round = b.op1('Identity', [round], {}, { outputNames: ['recon.loss_round'] });
+  let loss = b.op1('Add', [rec, b.op1('Mul', [round, roundWeight])]);
+  let pem: string | undefined;
+  if (opts.pem && opts.pem.weight > 0) {
+    let acc = b.scalar(0);
+    for (const site of sites.weights) {
+      const c = opts.pem.coef.get(site.node) ?? 0;
+      if (c === 0) continue;
+      const wh = wHat.get(site.weight)!;
+      acc = b.op1('Add', [acc, b.op1('Mul', [b.op1('ReduceSum', [b.op1('Mul', [wh, wh])], { keepdims: A.int(0) }), b.scalar(c)])]);
+    }
+    pem = b.op1('Identity', [acc], {}, { outputNames: ['recon.loss_pem'] });
+    loss = b.op1('Add', [loss, b.op1('Mul', [pem, b.scalar(opts.pem.weight)])]);
+  }
+  let pcr: string | undefined;
+  if (opts.pcr && opts.pcr.weight > 0) {
+    const rank = inShape.length;
+    const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+    const xs = b.op1('Identity', [xin]);
+    stop.push(xs);
+    const mean = reduceMean(b, xs, axes, opset);
+    const dev = b.op1('Sub', [xs, mean]);
+    const std = b.op1('Sqrt', [b.op1('Add', [reduceMean(b, b.op1('Mul', [dev, dev]), axes, opset), b.scalar(1e-12)])]);
+    const noise = b.op1('RandomNormalLike', [xs], { seed: A.float(opts.seed + 0.5), dtype: A.int(1) });
+    const eps = b.op1('Mul', [noise, b.op1('Mul', [std, b.scalar(opts.pcr.gamma)])]);
+    stop.push(eps);
+    const yt = emit(b.op1('Add', [xin, eps]), '.pcr');
+    const T = opts.pcr.temperature;
+    const clean = b.op1('Identity', [yhat]);
+    stop.push(clean);
+    const zc = T === 1 ? clean : b.op1('Div', [clean, b.scalar(T)]);
+    const zt = T === 1 ? yt : b.op1('Div', [yt, b.scalar(T)]);
+    const logp = b.op1('LogSoftmax', [zc], { axis: A.int(1) });
+    const p = b.op1('Exp', [logp]);
+    const logq = b.op1('LogSoftmax', [zt], { axis: A.int(1) });
+    const kl = b.op1('ReduceSum', [b.op1('Mul', [p, b.op1('Sub', [logp, logq])])], { keepdims: A.int(0) });
+    pcr = b.op1('Mul', [kl, invB], {}, { outputNames: ['recon.loss_pcr'] });
+    loss = b.op1('Add', [loss, b.op1('Mul', [pcr, b.scalar(opts.pcr.weight)])]);
+  }
+  const lossName = b.op1('Identity', [loss], {}, { outputNames: ['recon.loss'] });
+  b.output(lossName, 'float32', []);
+  b.output(rec, 'float32', []);
+  b.output(round, 'float32', []);
+  if (pem) b.output(pem, 'float32', []);
+  if (pcr) b.output(pcr, 'float32', []);
+  const graph: Graph = b.build();
+  return {
+    model: { ...full, graph, metadata: {} },
+    loss: lossName,
+    vParams,
+    stepParams,
+    inputs: { xq, xfp, y, beta, roundWeight },
+    stopGradient: stop,
+    parts: { rec, round, ...(pem ? { pem } : {}), ...(pcr ? { pcr } : {}) },
+    output: yhat,
+  };
+}
+
+export type { Tensor };

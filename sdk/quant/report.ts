@@ -1,0 +1,94 @@
+// The quantization report: per-layer SQNR of the quantized model against the FP model, model size by
+// dtype, clean accuracy of both when labels are given, time per block.
+import type { Model } from '../onnx/types.ts';
+import { encodeModel } from '../onnx/codec.ts';
+import { createSession } from '../runtime/index.ts';
+import { weightBytesByDType } from './export.ts';
+import type { BlockReport } from './recon.ts';
+import { fixedBatch, forBatches, modelInput, setSize, withOutputs, type CalibSet } from './stats.ts';
+
+export interface LayerSqnr {
+  readonly node: string;
+  readonly weightBits: number;
+  readonly activationBits: number | null;
+  /** SQNR (dB) of the layer's output in the quantized model vs the FP model, whole-network inputs. */
+  readonly sqnrDb: number;
+}
+
+export interface QuantReport {
+  readonly method: string;
+  readonly weightBits: number;
+  readonly activationBits: number;
+  readonly layers: readonly LayerSqnr[];
+  /** SQNR of the network output (logits). */
+  readonly outputSqnrDb: number | null;
+  readonly size: { readonly fp32Bytes: number; readonly quantizedBytes: number; readonly weightsByDType: Readonly<Record<string, number>> };
+  readonly accuracy: { readonly fp32: number; readonly quantized: number; readonly images: number; readonly source: string } | null;
+  readonly blocks: readonly BlockReport[];
+  readonly seconds: Readonly<Record<string, number>>;
+  readonly calibration: Readonly<Record<string, unknown>>;
+  readonly pem?: Readonly<Record<string, { rho: number; coef: number }>>;
+}
+
+/** Σy² and Σ(y − ŷ)² of named values between two models fed the same images. */
+export async function compareOutputs(fp: Model, q: Model, values: readonly string[], set: CalibSet, limit: number): Promise<Map<string, number>> {
+  const n = Math.min(limit, setSize(set));
+  const out = new Map<string, number>();
+  if (n === 0 || values.length === 0) return out;
+  const a = await createSession(withOutputs(fp, values), { source: 'FP model (report)' });
+  const b = await createSession(withOutputs(q, values), { source: 'quantized model (report)' });
+  const sig = new Float64Array(values.length);
+  const err = new Float64Array(values.length);
+  try {
+    const batch = fixedBatch(fp) ?? 32;
+    const input = modelInput(fp);
+    const results: Record<string, import('../onnx/types.ts').Tensor>[] = [];
+    await forBatches(a, input, set, batch, values, (r) => { results.push(r); }, n);
+    let k = 0;
+    await forBatches(b, modelInput(q), set, batch, values, (r) => {
+      const ra = results[k++]!;
+      values.forEach((v, i) => {
+        const x = ra[v]!.data as Float32Array;
+        const y = r[v]!.data as Float32Array;
+        let s = 0, e = 0;
+        for (let j = 0; j < x.length; j++) { const d = x[j]! - y[j]!; s += x[j]! * x[j]!; e += d * d; }
+        sig[i]! += s;
+        err[i]! += e;
+      });
+    }, n);
+  } finally {
+    await a.release();
+    await b.release();
+  }
+  values.forEach((v, i) => out.set(v, err[i]! === 0 ? Infinity : 10 * Math.log10(sig[i]! / err[i]!)));
+  return out;
+}
+
+/** Top-1 accuracy of a model on a labelled set. */
+export async function accuracy(model: Model, set: CalibSet, limit = setSize(set)): Promise<number> {
+  const labels = set.labels;
+  if (!labels) return NaN;
+  const out = model.graph.outputs[0]!.name;
+  const s = await createSession(model, { source: 'accuracy' });
+  let right = 0;
+  let total = 0;
+  try {
+    await forBatches(s, modelInput(model), set, fixedBatch(model) ?? 256, [out], (r, start, n) => {
+      const t = r[out]!;
+      const c = t.dims[1]!;
+      const d = t.data as Float32Array;
+      for (let i = 0; i < n; i++) {
+        let best = 0;
+        for (let k = 1; k < c; k++) if (d[i * c + k]! > d[i * c + best]!) best = k;
+        if (best === Number(labels[start + i])) right++;
+        total++;
+      }
+    }, Math.min(limit, setSize(set)));
+  } finally {
+    await s.release();
+  }
+  return total ? right / total : NaN;
+}
+
+export const modelBytes = (m: Model): number => encodeModel(m).length;
+export { weightBytesByDType };

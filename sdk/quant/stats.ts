@@ -1,0 +1,256 @@
+// Calibration statistics measured by running calibration images through the FP model in
+// onnxruntime, with the values of interest exposed as extra outputs and reduced inside the graph
+// (min, max, per-channel sums), so only small vectors cross into JavaScript.
+import { TtaqError } from '../errors/index.ts';
+import { A, GraphBuilder } from '../onnx/builder.ts';
+import { f32, makeTensor } from '../onnx/tensor.ts';
+import type { Model, Tensor } from '../onnx/types.ts';
+import { getOpset } from '../onnx/versions.ts';
+import { createSession, type Session } from '../runtime/index.ts';
+import { rangeOf, type QuantSpec } from './quantizer.ts';
+
+/** Preprocessed calibration images, NCHW float32 (what the model's input takes), optional labels. */
+export interface CalibSet {
+  readonly images: Float32Array;
+  readonly dims: readonly number[];
+  readonly labels?: ArrayLike<number>;
+}
+
+export const setSize = (s: CalibSet): number => s.dims[0]!;
+export const sampleSize = (s: CalibSet): number => s.dims.slice(1).reduce((a, b) => a * b, 1);
+
+/** Images [start, start + n) as a tensor (a view, no copy). */
+export function sliceSet(s: CalibSet, start: number, n: number): Tensor {
+  const per = sampleSize(s);
+  return makeTensor('float32', [n, ...s.dims.slice(1)], s.images.subarray(start * per, (start + n) * per));
+}
+
+/** Rows `idx` of a [N, ...] float array gathered into one batch tensor (row copies, no element loop). */
+export function gatherRows(data: Float32Array, dims: readonly number[], idx: ArrayLike<number>, out?: Float32Array): Tensor {
+  const per = dims.slice(1).reduce((a, b) => a * b, 1);
+  const buf = out ?? new Float32Array(idx.length * per);
+  for (let i = 0; i < idx.length; i++) buf.set(data.subarray(idx[i]! * per, (idx[i]! + 1) * per), i * per);
+  return makeTensor('float32', [idx.length, ...dims.slice(1)], buf);
+}
+
+/** Emits ReduceX over `axes` (all axes when undefined), attribute or input form by opset. */
+export function reduce(b: GraphBuilder, op: string, x: string, axes: readonly number[] | undefined, opset: number, keepdims = 0): string {
+  const inputForm = op === 'ReduceSum' ? opset >= 13 : opset >= 18;
+  if (!axes) return b.op1(op, [x], { keepdims: A.int(keepdims) });
+  return inputForm
+    ? b.op1(op, [x, b.ints(axes)], { keepdims: A.int(keepdims) })
+    : b.op1(op, [x], { axes: A.ints(axes), keepdims: A.int(keepdims) });
+}
+
+/** A copy of the model whose outputs are `outputs` (values of the graph) instead of its own. */
+export function withOutputs(model: Model, outputs: readonly string[]): Model {
+  const inputs = new Set(model.graph.inputs.map((i) => i.name));
+  const extra = outputs.filter((o) => inputs.has(o)).map((o) => ({ name: `${o}:as_output`, opType: 'Identity', domain: '', inputs: [o], outputs: [o + ':copy'], attrs: {} }));
+  return {
+    ...model,
+    graph: {
+      ...model.graph,
+      nodes: [...extra, ...model.graph.nodes],
+      outputs: outputs.map((name) => ({ name: inputs.has(name) ? name + ':copy' : name, dtype: 'float32' as const })),
+    },
+  };
+}
+
+/** The output name `withOutputs` gives a value. */
+export const outputNameOf = (model: Model, v: string): string => (model.graph.inputs.some((i) => i.name === v) ? v + ':copy' : v);
+
+const inputName = (m: Model): string => {
+  const ins = m.graph.inputs.filter((i) => !m.graph.initializers.has(i.name));
+  if (ins.length !== 1) throw new TtaqError('QUANT_BAD_MODEL', `model '${m.graph.name}' has ${ins.length} data inputs; the quantizer needs exactly one image input`);
+  return ins[0]!.name;
+};
+
+export const modelInput = inputName;
+
+/** The fixed batch size of the model's input, or undefined when the batch dimension is symbolic. */
+export function fixedBatch(m: Model): number | undefined {
+  const name = inputName(m);
+  const d = m.graph.inputs.find((i) => i.name === name)?.shape?.[0];
+  return typeof d === 'number' ? d : undefined;
+}
+
+/** Runs a session over the set in batches; `fn` receives each batch's outputs. */
+export async function forBatches(
+  s: Session,
+  input: string,
+  set: CalibSet,
+  batch: number,
+  fetch: readonly string[],
+  fn: (out: Record<string, Tensor>, start: number, n: number) => void,
+  limit = setSize(set),
+): Promise<void> {
+  for (let start = 0; start < limit; start += batch) {
+    const n = Math.min(batch, limit - start);
+    fn(await s.run({ [input]: sliceSet(set, start, n) }, fetch), start, n);
+  }
+}
+
+/** Ranks of values, from one run of the model on one image. */
+export async function valueDims(model: Model, values: readonly string[], set: CalibSet): Promise<Map<string, readonly number[]>> {
+  const s = await createSession(withOutputs(model, values), { source: `shape probe of '${model.graph.name}'` });
+  try {
+    const out = await s.run({ [inputName(model)]: sliceSet(set, 0, fixedBatch(model) ?? 1) });
+    return new Map(values.map((v) => [v, out[outputNameOf(model, v)]!.dims]));
+  } finally {
+    await s.release();
+  }
+}
+
+export interface ValueStats {
+  readonly min: number;
+  readonly max: number;
+  /** Per-channel mean and variance (channel = axis 1), over batch and spatial positions. */
+  readonly mean: Float64Array;
+  readonly variance: Float64Array;
+  /** Mean per-sample energy Σx² (over one sample's elements). */
+  readonly energy: number;
+  readonly dims: readonly number[];
+}
+
+/**
+ * Min, max, per-channel mean/variance and per-sample energy of `values` over the first `limit`
+ * images, reduced inside onnxruntime.
+ */
+export async function collectStats(model: Model, values: readonly string[], set: CalibSet, opts: { batch?: number; limit?: number } = {}): Promise<Map<string, ValueStats>> {
+  const uniq = [...new Set(values)];
+  if (uniq.length === 0) return new Map();
+  const dims = await valueDims(model, uniq, set);
+  const opset = getOpset(model) ?? 13;
+  const b = GraphBuilder.from(model.graph);
+  b.outputs.length = 0;
+  const outs: { v: string; min: string; max: string; s1: string; s2: string; e: string }[] = [];
+  for (const v of uniq) {
+    const rank = dims.get(v)!.length;
+    const axes = rank >= 2 ? [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)] : [0];
+    const sq = b.op1('Mul', [v, v]);
+    const o = {
+      v,
+      min: reduce(b, 'ReduceMin', v, undefined, opset),
+      max: reduce(b, 'ReduceMax', v, undefined, opset),
+      s1: reduce(b, 'ReduceSum', v, axes, opset),
+      s2: reduce(b, 'ReduceSum', sq, axes, opset),
+      e: reduce(b, 'ReduceSum', sq, undefined, opset),
+    };
+    for (const k of ['min', 'max', 's1', 's2', 'e'] as const) b.output(o[k]);
+    outs.push(o);
+  }
+  const s = await createSession({ ...model, graph: b.build() }, { source: `statistics of '${model.graph.name}'` });
+  const acc = outs.map((o) => {
+    const d = dims.get(o.v)!;
+    const c = d.length >= 2 ? d[1]! : 1;
+    return { min: Infinity, max: -Infinity, s1: new Float64Array(c), s2: new Float64Array(c), e: 0, count: 0, perSample: d.slice(2).reduce((a, x) => a * x, 1) };
+  });
+  const limit = Math.min(opts.limit ?? setSize(set), setSize(set));
+  try {
+    await forBatches(s, inputName(model), set, fixedBatch(model) ?? opts.batch ?? 64, outs.flatMap((o) => [o.min, o.max, o.s1, o.s2, o.e]), (r, _start, n) => {
+      outs.forEach((o, i) => {
+        const a = acc[i]!;
+        a.min = Math.min(a.min, r[o.min]!.data[0] as number);
+        a.max = Math.max(a.max, r[o.max]!.data[0] as number);
+        const s1 = r[o.s1]!.data as Float32Array;
+        const s2 = r[o.s2]!.data as Float32Array;
+        for (let c = 0; c < a.s1.length; c++) { a.s1[c]! += s1[c]!; a.s2[c]! += s2[c]!; }
+        a.e += r[o.e]!.data[0] as number;
+        a.count += n;
+      });
+    }, limit);
+  } finally {
+    await s.release();
+  }
+  const res = new Map<string, ValueStats>();
+  outs.forEach((o, i) => {
+    const a = acc[i]!;
+    const m = a.count * a.perSample;
+    const mean = a.s1.map((x) => x / m);
+    const variance = a.s2.map((x, c) => Math.max(0, x / m - mean[c]! ** 2));
+    res.set(o.v, { min: a.min, max: a.max, mean, variance, energy: a.e / a.count, dims: dims.get(o.v)! });
+  });
+  return res;
+}
+
+/**
+ * Squared quantization error of every candidate (scale, zero point) for each value, summed over the
+ * first `limit` images; evaluated inside onnxruntime, one [K, n] broadcast per value and batch.
+ */
+export async function candidateErrorsOrt(
+  model: Model,
+  sites: readonly { value: string; spec: QuantSpec; scale: Float32Array; zeroPoint: Float32Array }[],
+  set: CalibSet,
+  opts: { limit?: number; maxElements?: number } = {},
+): Promise<Map<string, Float64Array>> {
+  if (sites.length === 0) return new Map();
+  const opset = getOpset(model) ?? 13;
+  const dims = await valueDims(model, sites.map((s) => s.value), set);
+  const b = GraphBuilder.from(model.graph);
+  b.outputs.length = 0;
+  const errOut = new Map<string, string>();
+  let perSample = 1;
+  for (const site of sites) {
+    const k = site.scale.length;
+    const { qmin, qmax } = rangeOf(site.spec);
+    const d = dims.get(site.value)!;
+    perSample = Math.max(perSample, d.slice(1).reduce((a, x) => a * x, 1) * k);
+    const flat = b.op1('Reshape', [site.value, b.ints([1, -1])]);
+    const s = b.constant(f32([k, 1], site.scale), `${site.value}_cand_scale`);
+    const z = b.constant(f32([k, 1], site.zeroPoint), `${site.value}_cand_zp`);
+    const q = b.op1('Clip', [b.op1('Add', [b.op1('Round', [b.op1('Div', [flat, s])]), z]), b.scalar(qmin), b.scalar(qmax)]);
+    const dq = b.op1('Mul', [b.op1('Sub', [q, z]), s]);
+    const diff = b.op1('Sub', [dq, flat]);
+    const e = reduce(b, 'ReduceSum', b.op1('Mul', [diff, diff]), [1], opset);
+    b.output(e);
+    errOut.set(site.value, e);
+  }
+  const maxEl = opts.maxElements ?? 4_000_000;
+  const batch = fixedBatch(model) ?? Math.max(1, Math.floor(maxEl / perSample));
+  const s = await createSession({ ...model, graph: b.build() }, { source: `activation search of '${model.graph.name}'` });
+  const acc = new Map(sites.map((x) => [x.value, new Float64Array(x.scale.length)]));
+  try {
+    await forBatches(s, inputName(model), set, batch, [...errOut.values()], (r) => {
+      for (const [v, name] of errOut) {
+        const e = r[name]!.data as Float32Array;
+        const a = acc.get(v)!;
+        for (let i = 0; i < a.length; i++) a[i]! += e[i]!;
+      }
+    }, Math.min(opts.limit ?? setSize(set), setSize(set)));
+  } finally {
+    await s.release();
+  }
+  return acc;
+}
+
+/** Raw values of `value` over the first `limit` images, subsampled to at most `cap` numbers (percentile, JS search). */
+export async function sampleValues(model: Model, values: readonly string[], set: CalibSet, opts: { limit?: number; cap?: number; batch?: number } = {}): Promise<Map<string, Float32Array>> {
+  const s = await createSession(withOutputs(model, values), { source: `value sampling of '${model.graph.name}'` });
+  const cap = opts.cap ?? 1_000_000;
+  const limit = Math.min(opts.limit ?? setSize(set), setSize(set));
+  const chunks = new Map<string, Float32Array[]>(values.map((v) => [v, []]));
+  try {
+    await forBatches(s, inputName(model), set, fixedBatch(model) ?? opts.batch ?? 32, values.map((v) => outputNameOf(model, v)), (r, _start, n) => {
+      for (const v of values) {
+        const d = r[outputNameOf(model, v)]!.data as Float32Array;
+        const keep = Math.max(1, Math.floor((cap * n) / limit));
+        const stride = Math.max(1, Math.floor(d.length / keep));
+        if (stride === 1) { chunks.get(v)!.push(Float32Array.from(d)); continue; }
+        const out = new Float32Array(Math.ceil(d.length / stride));
+        for (let i = 0, k = 0; i < d.length; i += stride) out[k++] = d[i]!;
+        chunks.get(v)!.push(out);
+      }
+    }, limit);
+  } finally {
+    await s.release();
+  }
+  const res = new Map<string, Float32Array>();
+  for (const [v, list] of chunks) {
+    const total = list.reduce((a, c) => a + c.length, 0);
+    const all = new Float32Array(total);
+    let o = 0;
+    for (const c of list) { all.set(c, o); o += c.length; }
+    res.set(v, all);
+  }
+  return res;
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import sharp from 'sharp';
+import { imageAt } from '../../sdk/data/dataset.ts';
+import { readImageFolder, writeImageFolder } from '../../sdk/data/folder.ts';
+import { listImageNetC, readImageNetC } from '../../sdk/data/imagenetc.ts';
+import { isTtaqError } from '../../sdk/errors/index.ts';
+import { rgbSet } from './helpers.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ttaq-folder-'));
+
+test('image folder: PNG round trip, classes from folder names, gray conversion', async () => {
+  const src = rgbSet(6, 16);
+  await writeImageFolder(src, join(dir, 'set'));
+  const back = await readImageFolder(join(dir, 'set'), { classes: src.classes });
+  assert.equal(back.count, 6);
+  assert.equal(back.channels, 3);
+  // files are read class by class; match each read image to its source by label and bytes
+  for (let i = 0; i < back.count; i++) {
+    const found = Array.from({ length: src.count }, (_, j) => j).some((j) => src.labels[j] === back.labels[i] && Buffer.compare(Buffer.from(imageAt(src, j)), Buffer.from(imageAt(back, i))) === 0);
+    assert.ok(found, `image ${i} (label ${back.labels[i]}) has no identical source`);
+  }
+  const grayBack = await readImageFolder(join(dir, 'set'), { channels: 1, height: 8, width: 8 });
+  assert.equal(grayBack.channels, 1);
+  assert.equal(grayBack.images.length, 6 * 64);
+});
+
+test('JPEG and WebP decode; mixed sizes without a size option is DATA_BAD_FORMAT', async () => {
+  const root = join(dir, 'mixed');
+  mkdirSync(join(root, 'a'), { recursive: true });
+  mkdirSync(join(root, 'b'), { recursive: true });
+  const raw = { raw: { width: 10, height: 10, channels: 3 as const } };
+  const px = Buffer.alloc(300, 128);
+  writeFileSync(join(root, 'a', '1.jpg'), await sharp(px, raw).jpeg().toBuffer());
+  writeFileSync(join(root, 'b', '1.webp'), await sharp(px, raw).webp().toBuffer());
+  const ok = await readImageFolder(root);
+  assert.deepEqual(Array.from(ok.labels), [0, 1]);
+  assert.deepEqual(ok.classes, ['a', 'b']);
+  assert.ok(Math.abs(ok.images[0]! - 128) < 4);
+  writeFileSync(join(root, 'b', '2.png'), await sharp(Buffer.alloc(12 * 12 * 3, 0), { raw: { width: 12, height: 12, channels: 3 } }).png().toBuffer());
+  await assert.rejects(readImageFolder(root), (e: unknown) => isTtaqError(e) && e.code === 'DATA_BAD_FORMAT' && /give a size/.test(e.message));
+  const resized = await readImageFolder(root, { height: 10, width: 10 });
+  assert.equal(resized.count, 3);
+  writeFileSync(join(root, 'b', '3.png'), Buffer.from('not a png'));
+  await assert.rejects(readImageFolder(root, { height: 10, width: 10 }), (e: unknown) => isTtaqError(e) && e.code === 'DATA_BAD_FORMAT' && /3\.png/.test(e.message));
+});
+
+test('ImageNet-C layout: domains with one shared class list', async () => {
+  const root = join(dir, 'inc');
+  const src = rgbSet(4, 8);
+  for (const [c, s] of [['fog', 1], ['fog', 3], ['snow', 5]] as const) await writeImageFolder(src, join(root, c, String(s)));
+  assert.deepEqual(listImageNetC(root).map((d) => `${d.corruption}/${d.severity}`), ['fog/1', 'fog/3', 'snow/5']);
+  const domains = await readImageNetC(root, { corruptions: ['snow', 'fog'], severities: [3, 5] });
+  assert.deepEqual(domains.map((d) => `${d.corruption}/${d.severity}`), ['snow/5', 'fog/3']);
+  assert.deepEqual(domains[0]!.data.classes, domains[1]!.data.classes);
+  await assert.rejects(readImageNetC(root, { corruptions: ['rain'] }), (e: unknown) => isTtaqError(e) && e.code === 'DATA_NOT_FOUND');
+});

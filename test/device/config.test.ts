@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isTtaqError } from '../../sdk/errors/index.ts';
+import { applyOverrides, BUNDLED_MODEL, detectSourceKind, loadAgentConfig, parseAgentConfig } from '../../device/config.ts';
+import { backoffMs } from '../../device/capture-child.ts';
+import { tmp } from './helpers.ts';
+
+function configError(input: unknown): string {
+  try {
+    parseAgentConfig(input, 'agent.yaml');
+  } catch (e) {
+    assert.ok(isTtaqError(e), 'a TtaqError');
+    assert.equal(e.code, 'CONFIG_INVALID');
+    return e.message;
+  }
+  assert.fail('expected CONFIG_INVALID');
+}
+
+test('defaults run the bundled model on a video file', () => {
+  const c = parseAgentConfig({});
+  assert.equal(c.model.path, BUNDLED_MODEL);
+  assert.deepEqual(c.model.providers, ['tensorrt', 'cuda', 'cpu']);
+  assert.equal(detectSourceKind(c.source), 'file');
+  assert.equal(c.batch.size, 8);
+  assert.equal(c.adaptation.enabled, true);
+  assert.equal(c.http.host, '127.0.0.1');
+});
+
+test('a bad value names the key, the problem and the fix', () => {
+  const m = configError({ batch: { size: 0 } });
+  assert.match(m, /^agent\.yaml: 'batch\.size': too small/);
+  assert.match(m, /1 to 1024/);
+  assert.match(configError({ model: { providers: ['gpu'] } }), /'model\.providers\.0'.*tensorrt, cuda, cpu/);
+  assert.match(configError({ source: { mode: 'newest' } }), /'source\.mode'.*'latest'.*'all'/);
+  assert.match(configError({ http: { port: 70000 } }), /'http\.port'/);
+  assert.match(configError({ source: { reconnect: { factor: 0.5 } } }), /'source\.reconnect\.factor'/);
+});
+
+test('an unknown key is named with the keys its section allows', () => {
+  const m = configError({ source: { url: 'x.mp4' } });
+  assert.match(m, /unknown key 'source\.url'/);
+  assert.match(m, /allowed in source: uri, kind/);
+  assert.match(configError({ telemetri: {} }), /unknown key 'telemetri'.*telemetry/);
+});
+
+test('YAML files, --set overrides and path resolution', () => {
+  const dir = tmp();
+  const file = join(dir, 'agent.yaml');
+  writeFileSync(file, 'source:\n  uri: rtsp://user:pw@cam/stream\nbatch:\n  size: 4\nstorage:\n  path: st/agent.db\n');
+  const c = loadAgentConfig(file, ['batch.maxWaitMs=20', 'adaptation.shift.threshold=2.5', 'model.providers=[cuda, cpu]'], dir);
+  assert.equal(c.batch.size, 4);
+  assert.equal(c.batch.maxWaitMs, 20);
+  assert.equal(c.adaptation.shift.threshold, 2.5);
+  assert.deepEqual(c.model.providers, ['cuda', 'cpu']);
+  assert.equal(c.storage.path, join(dir, 'st/agent.db'));
+  assert.equal(c.source.uri, 'rtsp://user:pw@cam/stream', 'URLs are not paths');
+  assert.throws(() => applyOverrides({}, ['batch.size']), /not key=value/);
+  writeFileSync(file, 'source: [1, 2]\n');
+  assert.throws(() => loadAgentConfig(file), (e: unknown) => isTtaqError(e) && e.code === 'CONFIG_INVALID' && /'source'/.test(e.message));
+  writeFileSync(file, 'source:\n  uri: "unterminated\n');
+  assert.throws(() => loadAgentConfig(file), /not valid YAML/);
+  assert.throws(() => loadAgentConfig(join(dir, 'missing.yaml')), /cannot read config .*missing\.yaml/);
+});
+
+test('source kinds are detected from the URI', () => {
+  const k = (uri: string) => detectSourceKind({ uri, kind: 'auto' });
+  assert.equal(k('/data/clip.mp4'), 'file');
+  assert.equal(k('rtsp://10.0.0.5:554/stream1'), 'rtsp');
+  assert.equal(k('/dev/video0'), 'v4l2');
+  assert.equal(k('1'), 'v4l2');
+  assert.equal(k('nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1'), 'gstreamer');
+  assert.equal(detectSourceKind({ uri: '/dev/video0', kind: 'gstreamer' }), 'gstreamer');
+});
+
+test('reconnect backoff doubles and is capped', () => {
+  const r = { initialDelayMs: 100, maxDelayMs: 1000, factor: 2, maxAttempts: 0, stallTimeoutMs: 0 };
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoffMs(a, r)), [100, 200, 400, 800, 1000, 1000]);
+});

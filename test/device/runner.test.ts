@@ -1,0 +1,136 @@
+// The real runners on onnxruntime (CPU): a tiny model built with the graph builder, its manifest,
+// the prediction head checked against a plain computation, adaptation through sdk/adapt, and the
+// whole agent on a generated video with checkpoint and restore.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import pino from 'pino';
+import { Agent } from '../../device/agent.ts';
+import { parseAgentConfig } from '../../device/config.ts';
+import { createAdaptiveRunner, createPlainRunner, loadModelFiles, sessionOptions } from '../../device/runner.ts';
+import { AgentStore } from '../../device/store.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { encodeModel } from '../../sdk/onnx/codec.ts';
+import { f32 } from '../../sdk/onnx/tensor.ts';
+import type { Model } from '../../sdk/onnx/types.ts';
+import { sha256Hex, writeManifest } from '../../sdk/manifest/index.ts';
+import type { FrameBatch } from '../../device/ports.ts';
+import { makeVideo, SPEC, tmp } from './helpers.ts';
+
+const CLASSES = 4;
+const PIX = 64;
+
+/** x [N, 1, 8, 8] -> BN -> Flatten -> Gemm -> logits [N, 4]; weights from a fixed formula. */
+function tinyModel(): { model: Model; W: Float32Array; b: Float32Array } {
+  const W = Float32Array.from({ length: PIX * CLASSES }, (_, i) => Math.sin(i * 0.37) * 0.3);
+  const b = Float32Array.from({ length: CLASSES }, (_, i) => 0.1 * i);
+  const g = new GraphBuilder('tiny');
+  const x = g.input('x', 'float32', ['N', 1, 8, 8]);
+  const bn = g.op1('BatchNormalization', [x, g.initializer('bn.scale', f32([1], [1])), g.initializer('bn.bias', f32([1], [0])), g.initializer('bn.mean', f32([1], [0])), g.initializer('bn.var', f32([1], [1]))], { epsilon: A.float(1e-5) }, { name: 'bn' });
+  const flat = g.op1('Flatten', [bn], { axis: A.int(1) });
+  g.op('Gemm', [flat, g.initializer('fc.w', f32([PIX, CLASSES], W)), g.initializer('fc.b', f32([CLASSES], b))], {}, { outputNames: ['logits'] });
+  g.output('logits', 'float32', ['N', CLASSES]);
+  return { model: { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 'test', producerVersion: '0', metadata: {}, graph: g.build() }, W, b };
+}
+
+async function writeTiny(dir: string): Promise<{ path: string; W: Float32Array; b: Float32Array }> {
+  const { model, W, b } = tinyModel();
+  const bytes = encodeModel(model);
+  const path = join(dir, 'tiny.onnx');
+  writeFileSync(path, bytes);
+  await writeManifest(join(dir, 'tiny.manifest.json'), {
+    format: 'ttaq-manifest/1', name: 'tiny', model: 'tiny.onnx', sha256: sha256Hex(bytes),
+    input: { name: 'x', shape: [-1, 1, 8, 8] }, output: { name: 'logits' }, labels: ['a', 'b', 'c', 'd'],
+    preprocess: { ...SPEC, layout: 'NCHW' }, adaptation: { bnNodes: ['bn'] }, provenance: { metrics: {} },
+  });
+  return { path, W, b };
+}
+
+const silentLog = () => {};
+
+test('plain runner: predictions, confidence and entropy match a direct computation', async () => {
+  const dir = tmp();
+  const { path, W, b } = await writeTiny(dir);
+  const m = await loadModelFiles(path);
+  const runner = await createPlainRunner(m, sessionOptions(parseAgentConfig({ model: { providers: ['cpu'] } }).model, silentLog));
+  assert.equal(runner.info.provider, 'cpu');
+  assert.equal(runner.info.classes, 4);
+  const n = 3;
+  const data = Float32Array.from({ length: n * PIX }, (_, i) => Math.cos(i * 0.11));
+  const batch: FrameBatch = { data, dims: [n, 1, 8, 8], frames: [] };
+  const out = await runner.infer(batch);
+  const scale = 1 / Math.sqrt(1 + 1e-5);
+  for (let s = 0; s < n; s++) {
+    const z = Array.from({ length: CLASSES }, (_, k) => b[k]! + Array.from({ length: PIX }, (_, j) => data[s * PIX + j]! * scale * W[j * CLASSES + k]!).reduce((a, v) => a + v, 0));
+    const mx = Math.max(...z);
+    const e = z.map((v) => Math.exp(v - mx));
+    const sum = e.reduce((a, v) => a + v, 0);
+    const p = e.map((v) => v / sum);
+    const want = p.indexOf(Math.max(...p));
+    assert.equal(out.predictions[s], want, `sample ${s}`);
+    assert.ok(Math.abs(out.confidence[s]! - p[want]!) < 1e-5);
+    const h = -p.reduce((a, v) => a + v * Math.log(v), 0);
+    assert.ok(Math.abs(out.entropy[s]! - h) < 1e-5, `entropy ${out.entropy[s]} vs ${h}`);
+  }
+  await runner.dispose();
+});
+
+test('a manifest that does not match the model is refused', async () => {
+  const dir = tmp();
+  const { path } = await writeTiny(dir);
+  writeFileSync(path, new Uint8Array([1, 2, 3]));
+  await assert.rejects(loadModelFiles(path), /SHA-256 .* its manifest says/);
+});
+
+test('adaptive runner: steps, state round trip, reset', async () => {
+  const dir = tmp();
+  const { path } = await writeTiny(dir);
+  const m = await loadModelFiles(path);
+  const r = await createAdaptiveRunner(m, 'tent', {}, sessionOptions(parseAgentConfig({ model: { providers: ['cpu'] } }).model, silentLog), silentLog);
+  assert.equal(r.info.provider, 'cpu');
+  const batch: FrameBatch = { data: Float32Array.from({ length: 8 * PIX }, (_, i) => Math.sin(i * 0.07) * 2 + 0.5), dims: [8, 1, 8, 8], frames: [] };
+  for (let i = 0; i < 3; i++) await r.adapt!(batch);
+  assert.equal(r.step, 3);
+  const blob = r.saveState!();
+  const before = await r.infer(batch);
+  r.resetState!();
+  r.loadState!(blob);
+  assert.equal(r.step, 3);
+  const after = await r.infer(batch);
+  after.entropy.forEach((v, i) => assert.ok(Math.abs(v - before.entropy[i]!) < 1e-6));
+  await r.dispose();
+});
+
+test('the agent end to end: video -> tiny ONNX model with adaptation -> checkpoint -> restore', async () => {
+  const dir = tmp();
+  const { path } = await writeTiny(dir);
+  const video = join(dir, 'clip.avi');
+  makeVideo(video, 24);
+  const config = parseAgentConfig({
+    source: { uri: video },
+    model: { path, providers: ['cpu'] },
+    batch: { size: 4, maxWaitMs: 50 },
+    adaptation: { method: 'tent:robust', checkpointEvery: 0 },
+    storage: { path: join(dir, 'agent.db'), predictionLog: { enabled: true } },
+    http: { enabled: false },
+  });
+  const run = async () => {
+    const agent = await Agent.create(config, { logger: pino({ level: 'silent' }) });
+    await agent.start();
+    return agent.done();
+  };
+  const first = await run();
+  assert.equal(first.reason, 'source-ended', first.detail);
+  assert.equal(first.framesProcessed, 24);
+  assert.ok(first.steps >= 6, 'one step per batch of at most 4 frames');
+  const st = AgentStore.open(config.storage.path);
+  const ck = st.latestCheckpoint()!;
+  assert.equal(ck.reason, 'shutdown');
+  assert.equal(ck.step, first.steps);
+  assert.equal(new TextDecoder().decode(ck.state.subarray(0, 8)), 'TTAQADPT');
+  assert.equal(st.predictionCount(), 24);
+  st.close();
+  const second = await run();
+  assert.ok(second.steps >= first.steps + 6, `the step counter continued from the checkpoint (${first.steps} -> ${second.steps})`);
+});

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { SourceSchema } from '../../device/config.ts';
+import { loadOpenCv } from '../../device/cv.ts';
+import { preprocessInto } from '../../device/preprocess.ts';
+import { OpenCvSource } from '../../device/source.ts';
+import type { Frame, SourceEvent } from '../../device/ports.ts';
+import { makeVideo, SPEC, tmp, until } from './helpers.ts';
+
+test('preprocessing: colour, resize modes and per-channel normalisation', () => {
+  const cv = loadOpenCv();
+  // BGR (10, 20, 30) everywhere, 6 rows x 12 cols
+  const m = new cv.Mat(6, 12, cv.CV_8UC3, [10, 20, 30]);
+  const rgb = { height: 4, width: 4, channels: 3 as const, resize: 'stretch' as const, mean: [0.1, 0.2, 0.3], std: [0.5, 0.25, 0.125] };
+  const out = preprocessInto(cv, m, rgb, new Float32Array(48));
+  // CHW, R first: (30/255 - 0.1)/0.5, (20/255 - 0.2)/0.25, (10/255 - 0.3)/0.125
+  const want = [(30 / 255 - 0.1) / 0.5, (20 / 255 - 0.2) / 0.25, (10 / 255 - 0.3) / 0.125];
+  for (let c = 0; c < 3; c++) for (let i = 0; i < 16; i++) assert.ok(Math.abs(out[c * 16 + i]! - want[c]!) < 1e-5, `channel ${c}`);
+  // letterbox of a 2:1 frame into 4x4: rows 0 and 3 are padding (black), rows 1-2 the picture
+  const half = new cv.Mat(6, 12, cv.CV_8UC1, 200);
+  const lb = preprocessInto(cv, half, { ...SPEC, height: 4, width: 4, resize: 'letterbox', mean: [0], std: [1] }, new Float32Array(16));
+  assert.deepEqual(Array.from(lb.subarray(0, 4)), [0, 0, 0, 0]);
+  for (const v of lb.subarray(4, 12)) assert.ok(Math.abs(v - 200 / 255) < 1e-5);
+  // center-crop keeps the middle: left half 0, right half 255 -> the crop straddles both
+  const split = new cv.Mat(4, 8, cv.CV_8UC1, 0);
+  split.getRegion(new cv.Rect(4, 0, 4, 4)).setTo(255);
+  const cc = preprocessInto(cv, split, { ...SPEC, height: 4, width: 4, resize: 'center-crop', mean: [0], std: [1] }, new Float32Array(16));
+  assert.ok(cc[0]! < 0.05 && cc[3]! > 0.95, `crop spans the middle: ${Array.from(cc.subarray(0, 4))}`);
+});
+
+async function drain(src: OpenCvSource, max = 1000): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  for (;;) {
+    const f = await src.next(5000);
+    if (f === 'end') return frames;
+    assert.notEqual(f, 'timeout', 'frames keep coming');
+    frames.push(f as Frame);
+    if (frames.length >= max) return frames;
+  }
+}
+
+test('a video file gives every frame, preprocessed, with stride', async () => {
+  const dir = tmp();
+  const video = join(dir, 'clip.avi');
+  makeVideo(video, 20);
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: video }), preprocess: SPEC, batch: 4 });
+  assert.equal(src.mode, 'all');
+  await src.start();
+  const frames = await drain(src);
+  await src.stop();
+  assert.equal(frames.length, 20);
+  assert.deepEqual(frames.map((f) => f.seq), Array.from({ length: 20 }, (_, i) => i));
+  assert.equal(frames[0]!.data.length, 64);
+  // frame 5: BGR (50, 205, 128) -> grey ~ 0.114*50 + 0.587*205 + 0.299*128 = 164.1 -> (164.1/255 - 0.5)/0.25
+  const want = (164.1 / 255 - 0.5) / 0.25;
+  assert.ok(Math.abs(frames[5]!.data[27]! - want) < 0.1, `grey value ${frames[5]!.data[27]} vs ${want}`);
+  const s = src.stats();
+  assert.equal(s.read, 20);
+  assert.equal(s.dropped, 0);
+
+  const strided = new OpenCvSource({ source: SourceSchema.parse({ uri: video, stride: 3 }), preprocess: SPEC, batch: 4 });
+  await strided.start();
+  const every3 = await drain(strided);
+  await strided.stop();
+  assert.deepEqual(every3.map((f) => f.seq), [0, 3, 6, 9, 12, 15, 18]);
+  assert.equal(strided.stats().skipped, 13);
+});
+
+test('latest-frame mode drops frames while the consumer is busy', async () => {
+  const dir = tmp();
+  const video = join(dir, 'clip.avi');
+  makeVideo(video, 60);
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: video, mode: 'latest' }), preprocess: SPEC });
+  await src.start();
+  const first = await src.next(5000);
+  assert.notEqual(typeof first, 'string');
+  await until(() => src.stats().read === 60, 10_000, 'the whole file read');
+  const rest = await drain(src);
+  await src.stop();
+  const s = src.stats();
+  assert.ok(s.dropped > 40, `dropped ${s.dropped}`);
+  assert.equal(s.delivered, 1 + rest.length);
+  assert.equal(s.read, s.delivered + s.dropped);
+  assert.ok(rest.length <= 2, 'only the newest frames remain');
+  assert.ok(rest.at(-1)!.seq >= 58, 'and they are the latest');
+});
+
+test('a source that disappears is reopened with backoff and carries on', async () => {
+  const dir = tmp();
+  const video = join(dir, 'clip.avi');
+  const away = join(dir, 'away.avi');
+  makeVideo(video, 10);
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: video, loop: true, reconnect: { initialDelayMs: 20, maxDelayMs: 80 } }), preprocess: SPEC, batch: 2 });
+  const events: SourceEvent[] = [];
+  src.onEvent((e) => events.push(e));
+  await src.start();
+  const before = await drain(src, 15);
+  assert.equal(before.length, 15, 'looping past the end of the file');
+  renameSync(video, away);
+  // Consume until the capture hits the end of the file and fails to reopen it (several times).
+  await until(async () => {
+    const f = await src.next(50);
+    void f;
+    return events.filter((e) => e.type === 'failed').length >= 3;
+  }, 10_000, 'failed reopen attempts');
+  const failed = events.filter((e): e is Extract<SourceEvent, { type: 'failed' }> => e.type === 'failed');
+  assert.match(failed[0]!.error, /not found/);
+  assert.ok(failed[1]!.retryInMs >= failed[0]!.retryInMs, 'backoff grows');
+  assert.ok(failed.every((f) => f.retryInMs <= 80), 'backoff is capped');
+  assert.equal(src.stats().connected, false);
+  renameSync(away, video);
+  const after = await drain(src, 12);
+  await src.stop();
+  assert.equal(after.length, 12, 'frames flow again');
+  const s = src.stats();
+  assert.ok(s.reconnects >= 1, `reconnects ${s.reconnects}`);
+  assert.ok(s.failures >= 3);
+  assert.ok(after.at(-1)!.seq > before.at(-1)!.seq, 'sequence numbers keep growing');
+});

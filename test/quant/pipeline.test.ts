@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { TtaqError } from '../../sdk/errors/index.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { f32, makeTensor } from '../../sdk/onnx/tensor.ts';
+import type { Model } from '../../sdk/onnx/types.ts';
+import { prepareModel, quantize, type QuantizeOptionsInput } from '../../sdk/quant/index.ts';
+import { createSession } from '../../sdk/runtime/index.ts';
+import { tinyResNet, tinySet } from './fixtures.ts';
+
+const coded = (code: string, re?: RegExp) => (e: unknown) => e instanceof TtaqError && e.code === code && (!re || re.test(e.message));
+
+const FAST: QuantizeOptionsInput = { wBits: 4, aBits: 4, method: 'qdrop', iterations: 20, batch: 8, minCalibImages: 16, reportImages: 0, actImages: 32 };
+
+/** A BN-folded residual net: conv+bias -> relu -> conv+bias (+ skip) -> relu -> pool -> gemm. */
+function foldedNet(): Model {
+  const b = new GraphBuilder('folded');
+  const x = b.input('input', 'float32', ['N', 1, 8, 8]);
+  let seed = 5;
+  const rnd = (n: number, s: number) => Float32Array.from({ length: n }, () => { seed = (seed * 1103515245 + 12345) % 2147483648; return (seed / 2147483648 - 0.5) * s; });
+  const conv = (inp: string, cin: number, cout: number, name: string) => b.op1('Conv', [inp, b.initializer(`${name}.weight`, makeTensor('float32', [cout, cin, 3, 3], rnd(cout * cin * 9, 0.6))), b.initializer(`${name}.bias`, f32([cout], rnd(cout, 0.2)))], { pads: A.ints([1, 1, 1, 1]), kernel_shape: A.ints([3, 3]) }, { name });
+  const h = b.op1('Relu', [conv(x, 1, 4, 'c1')], {}, { name: 'r1' });
+  const h2 = b.op1('Relu', [conv(h, 4, 4, 'c2')], {}, { name: 'r2' });
+  const y = b.op1('Relu', [b.op1('Add', [conv(h2, 4, 4, 'c3'), h], {}, { name: 'add' })], {}, { name: 'r3' });
+  const p = b.op1('Flatten', [b.op1('GlobalAveragePool', [y], {}, { name: 'pool' })], { axis: A.int(1) }, { name: 'flat' });
+  b.op1('Gemm', [p, b.initializer('fc.weight', makeTensor('float32', [10, 4], rnd(40, 1))), b.initializer('fc.bias', f32([10], rnd(10, 0.1)))], { transB: A.int(1) }, { name: 'fc', outputNames: ['logits'] });
+  b.output('logits', 'float32', ['N', 10]);
+  return { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 'test', producerVersion: '0', metadata: {}, graph: b.build() };
+}
+
+test('bad inputs give coded errors that say what to do', async () => {
+  const model = tinyResNet();
+  const set = tinySet(64);
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, wBits: 5 } }), coded('QUANT_BAD_BITS', /weight bit width 5/));
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, aBits: 2 } }), coded('QUANT_BAD_BITS', /activation bit width 2/));
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, overrides: [{ match: 'fc', wBits: 6 }] } }), coded('QUANT_BAD_BITS', /node 'fc'/));
+  await assert.rejects(quantize({ model, calib: undefined as never, options: FAST }), coded('QUANT_CALIB_MISSING', /--calib/));
+  await assert.rejects(quantize({ model, calib: { images: new Float32Array(0), dims: [0, 1, 8, 8] }, options: FAST }), coded('QUANT_CALIB_MISSING'));
+  await assert.rejects(quantize({ model, calib: tinySet(8), options: { ...FAST, minCalibImages: 32 } }), coded('QUANT_CALIB_TOO_SMALL', /8 calibration images; at least 32/));
+  await assert.rejects(quantize({ model, calib: { images: new Float32Array(64 * 100), dims: [64, 1, 10, 10] }, options: FAST }), coded('QUANT_CALIB_MISSING', /preprocess/));
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, method: 'mse', pem: 1 } }), coded('CONFIG_INVALID', /reconstruction/));
+  // an op without a gradient rule inside a block
+  const g = model.graph;
+  const odd: Model = { ...model, graph: { ...g, nodes: g.nodes.map((n) => (n.name === 'layer2.0.relu1' ? { ...n, opType: 'Softplus' } : n)) } };
+  await assert.rejects(quantize({ model: odd, calib: set, options: FAST }), coded('QUANT_NO_GRAD_RULE', /layer2\.0\.relu1.*Softplus.*--method mse/));
+  // ...which is fine without reconstruction
+  const ok = await quantize({ model: odd, calib: set, options: { ...FAST, method: 'mse' } });
+  assert.equal(ok.blocks.length, 0);
+});
+
+test('a BN-folded model gets identity BNs after its convs, measured on calibration data', async () => {
+  const model = foldedNet();
+  const set = tinySet(64);
+  const prep = await prepareModel(model, set);
+  assert.deepEqual(prep.inserted, ['c1.bn', 'c2.bn', 'c3.bn']);
+  assert.deepEqual(prep.bnNodes, prep.inserted);
+  const run = async (m: Model) => {
+    const s = await createSession(m);
+    const out = (await s.run({ input: makeTensor('float32', set.dims, set.images) })).logits!.data as Float32Array;
+    await s.release();
+    return out;
+  };
+  const [a, b] = [await run(model), await run(prep.model)];
+  let md = 0;
+  for (let i = 0; i < a.length; i++) md = Math.max(md, Math.abs(a[i]! - b[i]!));
+  assert.ok(md < 1e-4, `prepared model computes the same logits (max diff ${md})`);
+  const r = await quantize({ model, calib: set, options: FAST });
+  assert.deepEqual([...r.bnNodes], ['c1.bn', 'c2.bn', 'c3.bn']);
+  assert.equal(r.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 3);
+  assert.deepEqual(r.manifest.calibration.insertedBn, ['c1.bn', 'c2.bn', 'c3.bn']);
+});
+
+test('an interrupted run resumes from its finished blocks and ends where an uninterrupted run ends', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttaq-quant-'));
+  try {
+    const model = tinyResNet(4);
+    const set = tinySet(48);
+    const full = await quantize({ model, calib: set, options: { ...FAST, statePath: join(dir, 'a.json') } });
+    const statePath = join(dir, 'b.json');
+    let started = 0;
+    await assert.rejects(quantize({
+      model, calib: set, options: { ...FAST, statePath },
+      progress: (e) => { if (e.stage.startsWith('block 3/') && e.done === 1) { started++; throw new Error('interrupted'); } },
+    }), /interrupted/);
+    assert.equal(started, 1);
+    const stages: string[] = [];
+    const resumed = await quantize({ model, calib: set, options: { ...FAST, statePath }, progress: (e) => stages.push(e.stage) });
+    assert.ok(stages.includes('block 1/5 stem (resumed)') && stages.includes('block 2/5 layer1.0 (resumed)'));
+    assert.ok(!stages.some((s) => s.startsWith('block 3/5') && s.includes('resumed')));
+    for (const [node, v] of full.values.weights) assert.deepEqual(Array.from(resumed.values.weights.get(node)!.codes), Array.from(v.codes), node);
+    for (const [value, p] of full.values.acts) assert.equal(resumed.values.acts.get(value)!.scale[0], p.scale[0], value);
+    await assert.rejects(quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } }), coded('STATE_MISMATCH', /another model or other options/));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

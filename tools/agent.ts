@@ -1,0 +1,78 @@
+// `ttaq agent`: the edge agent. Reads frames (file, RTSP, V4L2, GStreamer/CSI), runs the model with
+// test-time adaptation, keeps its state in SQLite, serves /healthz and /metrics, reports to MQTT.
+// SIGTERM / SIGINT stop it gracefully (final checkpoint and report); a second signal exits at once.
+// SIGHUP reloads the model from its configured path.
+import { Agent } from '../device/agent.ts';
+import { loadAgentConfig } from '../device/config.ts';
+import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+
+export const summary = 'run the edge agent: capture, infer, adapt, checkpoint, serve /metrics';
+
+const HELP = `usage: ttaq agent [--config agent.yaml] [--set key=value ...] [options]
+
+Runs the edge agent until the source ends, --max-frames is reached, or SIGTERM/SIGINT.
+
+options:
+  --config <file>      agent config (YAML or JSON); without it the defaults run the bundled
+                       model on data/stream.mp4 (see examples/deploy-to-jetson/agent.yaml)
+  --set <key=value>    override one config key, e.g. --set batch.size=4 (repeatable)
+  --source <uri>       shortcut for --set source.uri=<uri> (file, rtsp://, /dev/video0, GStreamer)
+  --model <file.onnx>  shortcut for --set model.path=<file>
+  --max-frames <n>     stop after n frames
+  --print-config       print the resolved config as JSON and exit
+  --json               print the exit summary as JSON
+  -h, --help           this text
+
+signals: SIGTERM/SIGINT stop gracefully (twice: at once), SIGHUP reloads the model.
+exit codes: 0 stopped or source ended, 1 failed (source gave up, model error), 2 bad config.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, {
+    config: { type: 'string' },
+    set: { type: 'string', multiple: true },
+    source: { type: 'string' },
+    model: { type: 'string' },
+    'max-frames': { type: 'string' },
+    'print-config': { type: 'boolean' },
+    json: { type: 'boolean' },
+  }, HELP);
+  if (!f) return EXIT.ok;
+  const sets = [...(f.values.set ?? [])];
+  if (f.values.source) sets.push(`source.uri=${JSON.stringify(f.values.source)}`);
+  if (f.values.model) sets.push(`model.path=${JSON.stringify(f.values.model)}`);
+  if (f.values['max-frames']) sets.push(`maxFrames=${f.values['max-frames']}`);
+  const config = loadAgentConfig(f.values.config, sets);
+  if (f.values['print-config']) {
+    printJson(config);
+    return EXIT.ok;
+  }
+
+  const agent = await Agent.create(config);
+  let signals = 0;
+  const onStop = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      agent.log.warn(`second ${sig}: exiting without cleanup`);
+      process.exit(EXIT.failed);
+    }
+    agent.log.info(`${sig}: stopping`);
+    void agent.stop('signal', sig);
+  };
+  const onHup = () => {
+    agent.log.info('SIGHUP: reloading the model');
+    agent.reload().catch(() => { /* logged and reported by the agent */ });
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', onHup);
+  try {
+    await agent.start();
+    const exit = await agent.done();
+    if (f.values.json) printJson(exit);
+    return exit.reason === 'source-failed' || exit.reason === 'error' ? EXIT.failed : EXIT.ok;
+  } finally {
+    process.off('SIGTERM', onStop);
+    process.off('SIGINT', onStop);
+    process.off('SIGHUP', onHup);
+  }
+}

@@ -1,0 +1,157 @@
+// `ttaq eval`: runs an evaluation protocol over models x adaptation methods and prints the
+// paper-style error table (Markdown, or JSON with --json); --timing measures the adapt step
+// against inference instead.
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { parseAdaptOptions, type AdaptOptionsInput } from '../sdk/adapt/index.ts';
+import { parseCorruptionList } from '../sdk/data/index.ts';
+import { TtaqError } from '../sdk/errors/index.ts';
+import {
+  corruptedFashionMnist, evaluate, folderDomains, getProtocol, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
+  parseMethodSpec, parseOptionPairs, PROTOCOLS, runSummary, timingTable, type DomainBlock,
+} from '../sdk/eval/index.ts';
+import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { progressPrinter } from './lib/progress.ts';
+
+export const summary = 'evaluate models x adaptation methods on the continual / imbalanced / camera / long-run protocols';
+
+const DEFAULT_MODEL = 'models/resnet20-fmnist.onnx';
+
+const help = `usage: ttaq eval [--model <m.onnx>[,<m2.onnx>]] [--method source,bn,tent,eata,abl] [options]
+
+Runs a protocol (SPEC section 7) for every model x method and prints the error (%) per domain and
+the mean as a Markdown table. Each model needs its <model>.manifest.json beside it.
+
+  --model <paths>          comma-separated ONNX models (default ${DEFAULT_MODEL}); repeatable
+  --method <list>          source, bn, tent, eata, abl (= ttaq); a suffix picks the normalisation
+                           (abl:robust, tent:batch, bn:robust) and '@key=value,...' overrides options
+                           for that method only (abl:robust@abl.tau=0,abl.freqExp=0); separate methods
+                           with ';' when overrides are used, else ',' (default source,bn,tent,abl)
+  --protocol <name>        ${Object.values(PROTOCOLS).map((p) => `${p.name} (${p.description}; batch ${p.batch}, ${p.passes} pass${p.passes > 1 ? 'es' : ''})`).join('\n                           ')}
+                           default continual
+  --data <dir>             external domains instead of Fashion-MNIST corrupted on the fly: a folder
+                           with one IDX pair per domain (<domain>-images-idx3-ubyte[.gz] with
+                           <domain>-labels-idx1-ubyte[.gz] or a shared labels-idx1-ubyte[.gz]), or an
+                           ImageNet-C tree <dir>/<corruption>/<severity>/<class>/<image>
+  --domains <a,b,c>        domains in visiting order (default: the 15 corruptions / every domain found)
+  --severity <1-5>         corruption severity (default 5)
+  --batch <n>              batch size (default: the protocol's)
+  --passes <n>             passes over the domain sequence (default: the protocol's)
+  --limit <n>              at most n samples per domain (default: all)
+  --seed <s>               seed of corruption, order and shuffles (default 0)
+  --lr <x>                 learning rate of the adapted BN parameters (default: method preset, 1e-3)
+  --set <key=value>        any adapter option (sdk/adapt/options.ts), dotted for ABL: --set abl.tau=0
+                           --set norm=robust --set collapseEntropy=0; repeatable
+  --threads <n>            onnxruntime intra-op threads (default: one per core)
+  --timing                 measure adapt-step vs inference time (batches 1,8,64) instead of a protocol
+  --timing-batches <list>  batch sizes for --timing (default 1,8,64)
+  --out <file>             also write the table (.md) or the JSON (.json) to a file
+  --json                   print JSON (rows with per-domain and per-pass errors, counters, time)
+  --quiet                  no progress output
+Exit codes: 0 ok, 1 failed, 2 bad usage or input.`;
+
+const intFlag = (v: string | undefined, name: string, min = 1): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new TtaqError('CLI_USAGE', `--${name} ${v}: expected an integer >= ${min}`);
+  return n;
+};
+
+/** --set pairs into adapter options, validated (usage error, exit 2). */
+export function parseSetFlags(sets: readonly string[]): AdaptOptionsInput {
+  const out = parseOptionPairs(sets, '--set') as AdaptOptionsInput;
+  checkOptions(out, '--set');
+  return out;
+}
+
+function checkOptions(o: AdaptOptionsInput, where: string): void {
+  try {
+    parseAdaptOptions(o, where);
+  } catch (e) {
+    if (e instanceof TtaqError) throw new TtaqError('CLI_USAGE', e.message);
+    throw e;
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const parsed = parseFlags(argv, {
+    model: { type: 'string', multiple: true }, method: { type: 'string' }, protocol: { type: 'string' }, data: { type: 'string' },
+    domains: { type: 'string' }, severity: { type: 'string' }, batch: { type: 'string' }, passes: { type: 'string' },
+    limit: { type: 'string' }, seed: { type: 'string' }, lr: { type: 'string' }, set: { type: 'string', multiple: true },
+    threads: { type: 'string' }, timing: { type: 'boolean' }, 'timing-batches': { type: 'string' }, out: { type: 'string' },
+    json: { type: 'boolean' }, quiet: { type: 'boolean' },
+  }, help);
+  if (!parsed) return EXIT.ok;
+  const f = parsed.values;
+  if (parsed.positionals.length > 0) throw new TtaqError('CLI_USAGE', `unexpected argument '${parsed.positionals[0]}'\n\n${help}`);
+
+  const modelPaths = (f.model ?? [DEFAULT_MODEL]).flatMap((m) => m.split(',')).map((s) => s.trim()).filter(Boolean);
+  for (const p of modelPaths) {
+    if (!existsSync(p)) throw new TtaqError('CLI_USAGE', `--model ${p} does not exist${p === DEFAULT_MODEL ? ' (the bundled model: train it with ttaq train, or pass --model)' : ''}`);
+  }
+  const methodText = f.method ?? 'source,bn,tent,abl';
+  const methods = methodText.split(methodText.includes('@') || methodText.includes(';') ? ';' : ',').map((s) => s.trim()).filter(Boolean);
+  const protocol = getProtocol(f.protocol ?? 'continual');
+  const batch = intFlag(f.batch, 'batch') ?? protocol.batch;
+  const passes = intFlag(f.passes, 'passes') ?? protocol.passes;
+  const severity = intFlag(f.severity, 'severity') ?? protocol.severity;
+  if (severity > 5) throw new TtaqError('CLI_USAGE', `--severity ${severity}: use 1 to 5`);
+  const limit = intFlag(f.limit, 'limit');
+  const seed = intFlag(f.seed, 'seed', 0) ?? 0;
+  const threads = intFlag(f.threads, 'threads');
+  const adapt: AdaptOptionsInput = parseSetFlags(f.set ?? []);
+  if (f.lr !== undefined) {
+    const lr = Number(f.lr);
+    if (!(lr > 0)) throw new TtaqError('CLI_USAGE', `--lr ${f.lr}: expected a positive number`);
+    adapt.lr = lr;
+  }
+  for (const m of methods) parseMethod(m, adapt);
+  const session = threads !== undefined ? { intraOpThreads: threads } : undefined;
+  const progress = progressPrinter(process.stderr, f.quiet ?? false);
+  const models = await Promise.all(modelPaths.map((p) => loadEvalModel(p)));
+
+  if (f.timing) {
+    const batches = (f['timing-batches'] ?? '1,8,64').split(',').map((s) => intFlag(s.trim(), 'timing-batches')!);
+    const all = [];
+    for (const m of models) {
+      const rows = await measureStepCost(m, methods, batches, { adapt, ...(session ? { session } : {}) });
+      all.push({ model: m.name, rows });
+    }
+    if (f.json) printJson({ timing: all });
+    else for (const t of all) process.stdout.write(`${t.model}\n\n${timingTable(t.rows)}\n`);
+    if (f.out) await writeFile(f.out, f.out.endsWith('.json') ? JSON.stringify({ timing: all }, null, 2) : all.map((t) => `${t.model}\n\n${timingTable(t.rows)}`).join('\n'));
+    return EXIT.ok;
+  }
+
+  const classes = models[0]!.manifest.labels.length;
+  for (const m of models) {
+    if (m.manifest.labels.length !== classes) throw new TtaqError('CLI_USAGE', `models disagree on the number of classes (${classes} vs ${m.manifest.labels.length} in ${m.name}); evaluate them separately`);
+  }
+  const domains = f.domains ? (f.data ? f.domains.split(',').map((s) => s.trim()).filter(Boolean) : parseCorruptionList(f.domains)) : undefined;
+  const pre = models[0]!.manifest.preprocess;
+  const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, onProgress: progress };
+  const blocks: DomainBlock[] = f.data
+    ? await folderDomains(f.data, { ...domOpts, height: pre.height, width: pre.width, channels: pre.channels })
+    : await corruptedFashionMnist(domOpts);
+
+  const rows = await evaluate(models, methods, blocks, { protocol: protocol.name, batch, passes, order: protocol.order, seed, adapt, ...(session ? { session } : {}), onProgress: progress });
+  const result = {
+    protocol: protocol.name, batch, passes, severity, seed, limit: limit ?? null, data: f.data ?? 'fashion-mnist (corrupted on the fly)',
+    methods, adapt, rows,
+  };
+  const table = markdownTable(rows);
+  if (f.json) printJson(result);
+  else process.stdout.write(`${protocol.name}: ${protocol.description}; batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}, severity ${severity}${limit ? `, ${limit} samples per domain` : ''}\n\n${table}\n${runSummary(rows)}`);
+  if (f.out) await writeFile(f.out, f.out.endsWith('.json') ? JSON.stringify(result, null, 2) + '\n' : table);
+  return EXIT.ok;
+}
+
+/** Validates a method spec early (usage error, exit 2). */
+function parseMethod(m: string, adapt: AdaptOptionsInput): void {
+  const spec = parseMethodSpec(m);
+  const [name, norm] = spec.method.split(':');
+  if (!['source', 'bn', 'tent', 'eata', 'abl', 'ttaq'].includes(name ?? '') || (norm !== undefined && !['source', 'batch', 'robust'].includes(norm))) {
+    throw new TtaqError('CLI_USAGE', `--method ${m}: use source, bn, tent, eata, abl or ttaq, optionally with :source, :batch or :robust, and @key=value,... overrides`);
+  }
+  checkOptions(mergeOptions(adapt as Record<string, unknown>, spec.options as Record<string, unknown>) as AdaptOptionsInput, `--method ${m}`);
+}

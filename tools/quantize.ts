@@ -1,0 +1,206 @@
+// `ttaq quantize`: FP32 model + calibration images -> low-bit QDQ model (true-width and int8-container
+// variants), each with its manifest, and a report (per-layer SQNR, size, accuracy, time per block).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { TtaqError } from '../sdk/errors/index.ts';
+import { readImageFolder } from '../sdk/data/folder.ts';
+import { readFashionMnist, readIdxDir } from '../sdk/data/idx.ts';
+import type { Dataset } from '../sdk/data/dataset.ts';
+import { preprocessBatch } from '../sdk/data/preprocess.ts';
+import { manifestPathFor, readManifest, sha256Hex, writeManifest, type Manifest } from '../sdk/manifest/index.ts';
+import { encodeModel } from '../sdk/onnx/codec.ts';
+import { loadModel } from '../sdk/onnx/io.ts';
+import { writeFile } from 'node:fs/promises';
+import { checkActBits, checkWeightBits, quantize, METHODS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
+import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { progressPrinter } from './lib/progress.ts';
+
+export const summary = 'quantize an FP32 model to W2/3/4/8 A4/8 with block reconstruction, PEM and PCR';
+
+const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|3|4|8 --a-bits 4|8 --out out.onnx [options]
+
+  --model PATH        FP32 ONNX model; its manifest (<model>.manifest.json) gives preprocessing and labels
+  --calib DATASET     calibration images: fashion-mnist[:train|test], <idx-dir>[:split], or an image folder
+  --eval DATASET      labelled images for the accuracy report (default: none; the calibration images
+                      are used when they carry labels)
+  --eval-limit N      at most N evaluation images (default all)
+  --w-bits B          weight bits: 2, 3, 4 or 8
+  --a-bits B          activation bits: 4 or 8
+  --method M          ${METHODS.join(' | ')} (default ttaq)
+  --preset P          fast | default | paper: ~500 / 2,000 / 20,000 iterations per block (default default)
+  --iterations N      iterations per block (overrides --preset)
+  --pem W             PEM weight (default 1 for ttaq, 0 otherwise; 0 disables)
+  --pcr W             PCR weight (default 1 for ttaq, 0 otherwise; 0 disables)
+  --calib-images N    calibration images used (default 1024)
+  --min-calib N       fewest calibration images accepted (default 32)
+  --first-last B      bits of the first and last weighted layers (default 8; 'same' = --w-bits/--a-bits)
+  --override SPEC     per-node widths: <name-or-regex>=w<B>a<B> | <name-or-regex>=skip (repeatable)
+  --act-calib C       minmax | percentile | mse (default mse; minmax for --method minmax)
+  --bias-correction   fold (W - Wq) E[x] into the biases
+  --batch N           reconstruction batch (default 32)
+  --seed N            random seed (default 0)
+  --state PATH        resume file: finished blocks are kept and skipped on a rerun (default <out>.state.json)
+  --no-state          do not write a resume file
+  --threads N         onnxruntime threads per operator
+  --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
+  --json              print the report as JSON
+  --quiet             no progress output
+`;
+
+function parseDatasetArg(spec: string): { kind: 'fmnist' | 'idx' | 'folder'; path: string; split: string } {
+  const m = /^(.*?)(?::([A-Za-z0-9_.-]+))?$/.exec(spec)!;
+  const path = m[1]!;
+  const split = m[2] ?? '';
+  if (path === 'fashion-mnist' || path === 'fmnist') return { kind: 'fmnist', path, split: split || 'train' };
+  if (!existsSync(path)) throw new TtaqError('DATA_NOT_FOUND', `dataset '${spec}' not found; pass fashion-mnist[:train|test], an IDX folder[:split] or an image folder`);
+  if (!statSync(path).isDirectory()) throw new TtaqError('DATA_BAD_SPEC', `dataset '${spec}' is a file; pass the folder that holds the IDX files or the class sub-folders`);
+  const hasIdx = readdirSync(path).some((f) => /-images-idx[34]-ubyte/.test(f));
+  return { kind: hasIdx ? 'idx' : 'folder', path, split: split || 'train' };
+}
+
+async function readDataset(spec: string): Promise<Dataset> {
+  const d = parseDatasetArg(spec);
+  if (d.kind === 'fmnist') return readFashionMnist(d.split === 'test' ? 'test' : 'train');
+  if (d.kind === 'idx') return readIdxDir(d.path, d.split);
+  return readImageFolder(d.path);
+}
+
+/** A seeded random subset of `n` images, preprocessed for the model. */
+function toCalibSet(d: Dataset, m: Manifest, n: number, seed: number): CalibSet {
+  const count = Math.min(n, d.count);
+  const idx = Int32Array.from({ length: d.count }, (_, i) => i);
+  let s = (seed * 2654435761 + 1) >>> 0;
+  for (let i = d.count - 1; i > 0; i--) {
+    s = (Math.imul(s ^ (s >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
+    const j = s % (i + 1);
+    const t = idx[i]!; idx[i] = idx[j]!; idx[j] = t;
+  }
+  const per = d.height * d.width * d.channels;
+  const images = new Uint8Array(count * per);
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    images.set(d.images.subarray(idx[i]! * per, (idx[i]! + 1) * per), i * per);
+    labels[i] = Number(d.labels[idx[i]!]);
+  }
+  const t = preprocessBatch({ count, height: d.height, width: d.width, channels: d.channels, images } as never, m.preprocess);
+  return { images: t.data, dims: t.dims, labels };
+}
+
+function parseOverride(s: string): { match: string; wBits?: number; aBits?: number; skip?: boolean } {
+  const eq = s.lastIndexOf('=');
+  if (eq <= 0) throw new TtaqError('CLI_USAGE', `--override '${s}': expected <name-or-regex>=w<B>a<B> or <name-or-regex>=skip`);
+  const match = s.slice(0, eq);
+  const rhs = s.slice(eq + 1);
+  if (rhs === 'skip') return { match, skip: true };
+  const m = /^(?:w(\d+))?(?:a(\d+))?$/.exec(rhs);
+  if (!m || (!m[1] && !m[2])) throw new TtaqError('CLI_USAGE', `--override '${s}': '${rhs}' should look like w4a8, w2 or a8`);
+  return { match, ...(m[1] ? { wBits: Number(m[1]) } : {}), ...(m[2] ? { aBits: Number(m[2]) } : {}) };
+}
+
+const num = (v: string | undefined, flag: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new TtaqError('CLI_USAGE', `${flag} '${v}' is not a number`);
+  return n;
+};
+
+function printReport(r: QuantReport, out: string): void {
+  const w = (s: string) => process.stdout.write(s + '\n');
+  w(`quantized ${r.method} W${r.weightBits}A${r.activationBits} -> ${out}`);
+  if (r.accuracy) w(`accuracy on ${r.accuracy.images} ${r.accuracy.source}: FP32 ${(r.accuracy.fp32 * 100).toFixed(2)}%  quantized ${(r.accuracy.quantized * 100).toFixed(2)}%  (drop ${((r.accuracy.fp32 - r.accuracy.quantized) * 100).toFixed(2)} pt)`);
+  w(`size: FP32 ${(r.size.fp32Bytes / 1024).toFixed(1)} KiB -> ${(r.size.quantizedBytes / 1024).toFixed(1)} KiB  (${Object.entries(r.size.weightsByDType).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)} KiB`).join(', ')})`);
+  if (r.outputSqnrDb !== null) w(`output SQNR ${r.outputSqnrDb.toFixed(2)} dB`);
+  w('layer                              W  A   SQNR dB');
+  for (const l of r.layers) w(`${l.node.padEnd(34)} ${String(l.weightBits).padStart(1)}  ${String(l.activationBits ?? '-').padStart(1)}  ${l.sqnrDb.toFixed(2).padStart(7)}`);
+  if (r.blocks.length) {
+    w('block                 seconds   mse(nearest)  mse(after)');
+    for (const b of r.blocks) w(`${b.block.padEnd(20)} ${b.seconds.toFixed(1).padStart(8)}   ${b.mseBefore.toExponential(3).padStart(11)}  ${b.mseAfter.toExponential(3).padStart(10)}`);
+  }
+  w(`time: ${Object.entries(r.seconds).map(([k, v]) => `${k} ${v.toFixed(1)}s`).join(', ')}`);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, {
+    model: { type: 'string' }, calib: { type: 'string' }, eval: { type: 'string' }, 'eval-limit': { type: 'string' },
+    'w-bits': { type: 'string' }, 'a-bits': { type: 'string' }, method: { type: 'string' }, preset: { type: 'string' },
+    iterations: { type: 'string' }, pem: { type: 'string' }, pcr: { type: 'string' }, 'calib-images': { type: 'string' },
+    'min-calib': { type: 'string' }, 'first-last': { type: 'string' }, override: { type: 'string', multiple: true },
+    'act-calib': { type: 'string' }, 'bias-correction': { type: 'boolean' }, batch: { type: 'string' }, seed: { type: 'string' },
+    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, out: { type: 'string' },
+    json: { type: 'boolean' }, quiet: { type: 'boolean' },
+  }, HELP);
+  if (!f) return EXIT.ok;
+  const v = f.values;
+  for (const k of ['model', 'calib', 'w-bits', 'a-bits', 'out'] as const) {
+    if (!v[k]) throw new TtaqError('CLI_USAGE', `--${k} is required\n\n${HELP}`);
+  }
+  const modelPath = v.model as string;
+  const out = v.out as string;
+  if (!out.endsWith('.onnx')) throw new TtaqError('CLI_USAGE', `--out '${out}' should end in .onnx (the manifest and the int8 variant are named after it)`);
+  checkWeightBits(num(v['w-bits'] as string, '--w-bits')!, '--w-bits');
+  checkActBits(num(v['a-bits'] as string, '--a-bits')!, '--a-bits');
+  const model = await loadModel(modelPath);
+  const manifest = await readManifest(manifestPathFor(modelPath));
+  const seed = num(v.seed as string | undefined, '--seed') ?? 0;
+  const calibN = num(v['calib-images'] as string | undefined, '--calib-images') ?? 1024;
+  const progress = progressPrinter(process.stderr, !!v.quiet);
+  progress({ stage: 'load data', done: 0, total: 1 });
+  const calib = toCalibSet(await readDataset(v.calib as string), manifest, calibN, seed);
+  const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string), manifest, num(v['eval-limit'] as string | undefined, '--eval-limit') ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
+  const fl = v['first-last'] as string | undefined;
+  const options: QuantizeOptionsInput = {
+    wBits: num(v['w-bits'] as string, '--w-bits')!,
+    aBits: num(v['a-bits'] as string, '--a-bits')!,
+    method: (v.method ?? 'ttaq') as QuantizeOptionsInput['method'],
+    preset: (v.preset ?? 'default') as QuantizeOptionsInput['preset'],
+    calibImages: calibN,
+    seed,
+    ...(v.iterations ? { iterations: num(v.iterations as string, '--iterations') } : {}),
+    ...(v.pem !== undefined ? { pem: num(v.pem as string, '--pem') } : {}),
+    ...(v.pcr !== undefined ? { pcr: num(v.pcr as string, '--pcr') } : {}),
+    ...(v['min-calib'] ? { minCalibImages: num(v['min-calib'] as string, '--min-calib') } : {}),
+    ...(fl !== undefined ? { firstLastBits: fl === 'same' ? null : num(fl, '--first-last') } : {}),
+    overrides: ((v.override as string[] | undefined) ?? []).map(parseOverride),
+    ...(v['act-calib'] ? { actCalib: v['act-calib'] as 'mse' } : {}),
+    biasCorrection: !!v['bias-correction'],
+    ...(v.batch ? { batch: num(v.batch as string, '--batch') } : {}),
+    ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
+    ...(v['no-state'] ? {} : { statePath: (v.state as string | undefined) ?? out.replace(/\.onnx$/, '.state.json') }),
+  };
+  const res = await quantize({ model, calib, ...(evalSet ? { eval: evalSet } : {}), options, progress });
+
+  const command = `ttaq quantize ${argv.join(' ')}`;
+  const write = async (path: string, m: typeof res.model, variant: 'true-width' | 'int8-container'): Promise<string> => {
+    const bytes = encodeModel(m);
+    await writeFile(path, bytes);
+    const inName = m.graph.inputs[0]!.name;
+    const outName = m.graph.outputs[0]!.name;
+    const mf: Manifest = {
+      ...manifest,
+      name: `${manifest.name}-w${res.options.wBits}a${res.options.aBits}-${res.options.method}${variant === 'int8-container' ? '-int8' : ''}`,
+      model: basename(path),
+      sha256: sha256Hex(bytes),
+      input: { name: inName, shape: manifest.input.shape },
+      output: { name: outName },
+      adaptation: { bnNodes: [...res.bnNodes] },
+      quantization: { ...res.manifest, variant, layers: res.manifest.layers, calibration: res.manifest.calibration },
+      provenance: {
+        command,
+        dataset: v.calib as string,
+        metrics: {
+          ...(res.report.accuracy ? { fp32Accuracy: res.report.accuracy.fp32, accuracy: res.report.accuracy.quantized } : {}),
+          ...(res.report.outputSqnrDb !== null && Number.isFinite(res.report.outputSqnrDb) ? { outputSqnrDb: res.report.outputSqnrDb } : {}),
+        },
+        createdAt: new Date().toISOString(),
+      },
+    };
+    await writeManifest(manifestPathFor(path), mf);
+    return path;
+  };
+  await write(out, res.model, 'true-width');
+  const int8Path = join(dirname(out), basename(out).replace(/\.onnx$/, '.int8.onnx'));
+  await write(int8Path, res.int8Model, 'int8-container');
+  if (v.json) printJson({ out, int8: int8Path, report: res.report });
+  else printReport(res.report, out);
+  return EXIT.ok;
+}
