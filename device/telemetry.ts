@@ -65,6 +65,8 @@ export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<Teleme
       client.onCommand('pause', () => h({ name: 'pause' }));
       client.onCommand('resume', () => h({ name: 'resume' }));
       client.onCommand('reset', () => h({ name: 'reset' }));
+      // A snapshot is an adaptation-state checkpoint taken now; the reply names it.
+      client.onCommand('snapshot', () => h({ name: 'checkpoint' }));
       client.onCommand('reload', (a) => {
         if (!a.path) throw new TtaqError('CONFIG_INVALID', 'this agent reloads from a path on the device; copy the model there and send {path, sha256}');
         return h({ name: 'reload', path: a.path, sha256: a.sha256 });

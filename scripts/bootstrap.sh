@@ -10,8 +10,9 @@ say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
 # --- system packages -----------------------------------------------------------------------
 # libopencv-dev: camera/video I/O and image ops; dataset-fashion-mnist: the bundled models' data;
-# mosquitto: the real broker the tests run against; ffmpeg: H.264 encoding for stream videos.
-APT_PACKAGES=(libopencv-dev dataset-fashion-mnist mosquitto ffmpeg)
+# mosquitto: the real broker the tests run against; ffmpeg: H.264 encoding for stream videos;
+# chromium: the headless browser the dashboard test drives.
+APT_PACKAGES=(libopencv-dev dataset-fashion-mnist mosquitto ffmpeg chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -10,7 +10,7 @@ import { f32 } from '../onnx/tensor.ts';
 import type { Model, Tensor, TensorOf } from '../onnx/types.ts';
 import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
 import { classWeights, initAblStats, logitOffset, updateAblStats, type AblStats } from './abl.ts';
-import type { BnLayer } from './bn.ts';
+import { ROBUST_ALPHA, type BnLayer } from './bn.ts';
 import { buildAdaptGraphs, HEAD, type AdaptGraphs } from './graphs.ts';
 import { createVectorOptimizer, type VectorOptimizer } from './optimizer.ts';
 import { methodOptions, parseAdaptOptions, type AdaptOptions, type AdaptOptionsInput } from './options.ts';
@@ -135,7 +135,6 @@ export class Adapter {
     const graphs = await buildAdaptGraphs(model, {
       norm: options.norm,
       loss: options.loss,
-      robustAlpha: options.robustAlpha,
       detachRobustStats: options.robustDetachStats,
       entropyMargin: options.entropyMargin,
       maxWeight: options.abl.maxWeight,
@@ -343,6 +342,12 @@ export class Adapter {
         feeds[l.inputs.var] = f32(l.paramDims, this.var[i]!);
       }
     });
+    if (this.options.norm === 'robust') {
+      const o = this.options;
+      const n = batch.dims[0]!;
+      const alpha = o.robustAlphaBatch > 0 ? 1 - Math.pow(1 - o.robustAlpha, n / o.robustAlphaBatch) : o.robustAlpha;
+      feeds[ROBUST_ALPHA] = f32([], [alpha]);
+    }
     if (forStep && this.options.loss === 'abl') {
       feeds[HEAD.classWeight] = f32([this.classes], classWeights(this.abl, this.options.abl));
       feeds[HEAD.logitOffset] = f32([this.classes], logitOffset(this.abl, this.options.abl));

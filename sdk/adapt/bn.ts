@@ -5,7 +5,8 @@
 //
 //   mu_b = sum(x) / M,  var_b = sum((x - mu_b)^2) / M                   (biased, like PyTorch)
 //   batch:  mu = mu_b,                      var = var_b
-//   robust: mu = m + alpha (mu_b - m),      var = v + alpha (var_b - v)  (m, v: EMA inputs)
+//   robust: mu = m + alpha (mu_b - m),      var = v + alpha (var_b - v)  (m, v: EMA inputs;
+//           alpha: scalar input, see ROBUST_ALPHA)
 //   source: mu = m,                         var = v
 //   y    = (x - mu) * (scale / sqrt(var + eps)) + bias
 //
@@ -35,8 +36,8 @@ export interface BnLayer {
 
 export interface BnRewriteOptions {
   readonly norm: NormMode;
-  /** Weight of the batch moments in robust mode. */
-  readonly robustAlpha: number;
+  /** Unused: in robust mode the weight of the batch moments is the scalar graph input ROBUST_ALPHA. */
+  readonly robustAlpha?: number;
   /** BN node names to rewrite; default every BatchNormalization node. */
   readonly bnNodes?: readonly string[] | undefined;
   /** Keep the fused BatchNormalization op where the mode allows it (source norm; inference only). */
@@ -56,6 +57,9 @@ export interface BnRewrite {
   readonly graph: Graph;
   readonly layers: readonly BnLayer[];
 }
+
+/** Robust mode: the scalar graph input holding the weight of the batch moments (per step, so it can follow the batch size). */
+export const ROBUST_ALPHA = 'ttaq::robust_alpha';
 
 /** The default-domain opset of a model (ops here change form at 13 and 18). */
 export function defaultOpset(m: Model): number {
@@ -170,7 +174,8 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
           varUsed = varB;
           centered = dB;
         } else {
-          const alpha = b.scalar(o.robustAlpha);
+          if (!b.inputs.some((v) => v.name === ROBUST_ALPHA)) b.input(ROBUST_ALPHA, 'float32', []);
+          const alpha = ROBUST_ALPHA;
           const m = inputs.mean;
           const v = inputs.var;
           outputs = { mean: `${n.name}::mixed_mean`, var: `${n.name}::mixed_var` };

@@ -16,7 +16,8 @@ import type { LossKind, NormMode } from './options.ts';
 export interface AdaptGraphOptions {
   readonly norm: NormMode;
   readonly loss: LossKind;
-  readonly robustAlpha: number;
+  /** Unused (robust alpha is fed per step); kept for callers that pass it. */
+  readonly robustAlpha?: number;
   /** Robust mode: no gradient through the mixed statistics (default true). */
   readonly detachRobustStats?: boolean;
   /** Entropy margin as a fraction of ln C. */
@@ -90,7 +91,7 @@ export async function buildAdaptGraphs(model: Model, o: AdaptGraphOptions): Prom
   }
 
   const finish = (withLoss: boolean): { model: Model; layers: readonly BnLayer[]; loss?: string } => {
-    const rw = rewriteBn(model, { norm: o.norm, robustAlpha: o.robustAlpha, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source });
+    const rw = rewriteBn(model, { norm: o.norm, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source });
     const b = GraphBuilder.from(rw.graph);
     // Keep only the logits among the original outputs (plus the robust statistics).
     const keep = new Set([logits, ...rw.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var] : []))]);

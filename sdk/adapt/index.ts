@@ -42,7 +42,7 @@ export {
   type NormMode,
 } from './options.ts';
 export { buildAdaptGraphs, type AdaptGraphOptions, type AdaptGraphs } from './graphs.ts';
-export { bnNodesOf, rewriteBn, type BnLayer, type BnRewrite, type BnRewriteOptions } from './bn.ts';
+export { bnNodesOf, rewriteBn, ROBUST_ALPHA, type BnLayer, type BnRewrite, type BnRewriteOptions } from './bn.ts';
 export { HEAD } from './loss.ts';
 export { classWeights, initAblStats, logitOffset, updateAblStats, type AblStats, type BatchClassSummary } from './abl.ts';
 export { createVectorOptimizer, type VectorOptimizer, type VectorOptimizerOptions } from './optimizer.ts';

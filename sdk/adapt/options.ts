@@ -49,8 +49,14 @@ export type AblOptions = z.infer<typeof AblOptionsSchema>;
 export const AdaptOptionsSchema = z.object({
   loss: LossKindSchema.default('entropy'),
   norm: NormModeSchema.default('batch'),
-  /** Weight of the current batch's moments in robust mode. */
+  /** Weight of the current batch's moments in robust mode, for a batch of robustAlphaBatch images. */
   robustAlpha: z.number().min(0).max(1).default(0.05),
+  /**
+   * Batch size robustAlpha refers to: a batch of N images gets 1 - (1 - alpha)^(N / robustAlphaBatch),
+   * so the EMA spans the same number of images at every batch size (small correlated batches would
+   * otherwise pull it toward the class of the current run). 0 uses robustAlpha as is.
+   */
+  robustAlphaBatch: z.number().min(0).default(64),
   /**
    * Robust mode: treat the mixed statistics as constants in the gradient (they hold the batch
    * moments with weight robustAlpha only). Much cheaper at batch 1-8; see docs/METHOD.md.
@@ -107,8 +113,9 @@ export const METHOD_PRESETS: Readonly<Record<string, AdaptOptionsInput>> = {
   bn: { loss: 'none', norm: 'batch' },
   tent: { loss: 'entropy', norm: 'batch' },
   eata: { loss: 'eata', norm: 'batch', anchor: 1 },
-  abl: { loss: 'abl', norm: 'batch' },
-  ttaq: { loss: 'abl', norm: 'batch' },
+  // The L2 anchor keeps long streams stable (docs/METHOD.md, ## ABL: 10 passes drift 4.7 points without it).
+  abl: { loss: 'abl', norm: 'batch', anchor: 1 },
+  ttaq: { loss: 'abl', norm: 'batch', anchor: 1 },
 };
 
 /** Options for a method name such as `tent`, `abl:robust`, `bn:robust`. */

@@ -96,7 +96,7 @@ describe('normalisation modes', () => {
 
   it('robust mode mixes the EMA with the batch moments and keeps the mix as the next EMA', async () => {
     const alpha = 0.1;
-    const a = await make(tinyParams(), 'bn:robust', { robustAlpha: alpha }, model);
+    const a = await make(tinyParams(), 'bn:robust', { robustAlpha: alpha, robustAlphaBatch: 0 }, model);
     const xb = Float64Array.from(x.data);
     const mean = [0, 0];
     const vr = [0, 0];
@@ -120,13 +120,14 @@ describe('normalisation modes', () => {
     const p = tinyParams(6);
     const lr = 1e-2;
     const alpha = 0.2;
-    const a = await make(p, 'tent:robust', { lr, robustAlpha: alpha });
+    const a = await make(p, 'tent:robust', { lr, robustAlpha: alpha, robustAlphaBatch: 8 });
     const ref = { g1: Float64Array.from(p.g1), b1: Float64Array.from(p.b1n), g2: Float64Array.from(p.g2), b2: Float64Array.from(p.b2n) };
     let ema = { m1: Array.from(p.m1), v1: Array.from(p.v1), m2: Array.from(p.m2), v2: Array.from(p.v2) };
     const opt = new RefAdam([2, 2, 5, 5], lr);
     for (let s = 0; s < 3; s++) {
       const x = batch(150 + s, 4);
-      const r = referenceTent(p, x, ref.g1, ref.b1, ref.g2, ref.b2, undefined, { alpha, ...ema });
+      // A batch of 4 with alpha given for 8: 1 - (1 - alpha)^(4/8).
+      const r = referenceTent(p, x, ref.g1, ref.b1, ref.g2, ref.b2, undefined, { alpha: 1 - Math.sqrt(1 - alpha), ...ema });
       const out = await a.step(x);
       assert.ok(maxAbsDiff(out.logits.data, r.logits) < 2e-4, `step ${s}: logits differ by ${maxAbsDiff(out.logits.data, r.logits)}`);
       opt.step([ref.g1, ref.b1, ref.g2, ref.b2], [r.grads.g1, r.grads.b1, r.grads.g2, r.grads.b2]);
@@ -171,7 +172,7 @@ describe('ABL', () => {
     let gap = -1;
     let margin = 0;
     for (let i = 4; i < 12; i++) if (sorted[i + 1]! - sorted[i]! > gap) { gap = sorted[i + 1]! - sorted[i]!; margin = (sorted[i]! + sorted[i + 1]!) / 2; }
-    const a = await make(p, 'abl', { lr, entropyMargin: margin / lnK, abl: { freqExp: 0, complexityExp: 0, gradExp: 0, tau: 0 } });
+    const a = await make(p, 'abl', { lr, anchor: 0, entropyMargin: margin / lnK, abl: { freqExp: 0, complexityExp: 0, gradExp: 0, tau: 0 } });
     const ref = { g1: Float64Array.from(p.g1), b1: Float64Array.from(p.b1n), g2: Float64Array.from(p.g2), b2: Float64Array.from(p.b2n) };
     const opt = new RefAdam([2, 2, 5, 5], lr);
     for (const x of xs) {
