@@ -46,9 +46,8 @@ export type ErrorCode =
   | 'TELEMETRY_OUTBOX'
   | 'TELEMETRY_STORE'
   | 'CLI_USAGE'
-  // tools/demo.ts, tools/bench.ts
+  // tools/demo.ts
   | 'DEMO_STEP_FAILED'
-  | 'BENCH_UNKNOWN'
   | 'MANIFEST_INVALID'
   | 'INTERNAL';
 

@@ -1,0 +1,230 @@
+// `ttaq bench`: one harness for the figures the issues name. Each benchmark is an existing bench
+// function of its module (imported, not copied) or a short measurement over the SDK, and reports
+// its figure as a ratio against a baseline measured in the same run where this machine has one.
+// PyTorch is not installed here: its figures are constants from the issues, labelled as such.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { benchStep } from '../sdk/autodiff/bench.ts';
+import { demoAgentConfig, FULL_DEMO, runAgentOverVideo } from '../sdk/demo/index.ts';
+import { fashionMnistDir, materializeStream, planStream, readFashionMnist, resolveStreamSpec, take, writeLabelledVideo, numClasses } from '../sdk/data/index.ts';
+import { TtaqError } from '../sdk/errors/index.ts';
+import { loadEvalModel, measureStepCost } from '../sdk/eval/index.ts';
+import { readManifest, manifestPathFor } from '../sdk/manifest/index.ts';
+import { loadModel } from '../sdk/onnx/index.ts';
+import { makeTensor } from '../sdk/onnx/tensor.ts';
+import type { Model } from '../sdk/onnx/types.ts';
+import { benchReconstruction } from '../sdk/quant/bench.ts';
+import { quantize } from '../sdk/quant/index.ts';
+import { createSession } from '../sdk/runtime/index.ts';
+import { benchTelemetry } from '../sdk/telemetry/bench.ts';
+import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+
+export const summary = 'benchmarks: training step, quantization, inference widths, adapt-step overhead, agent pipeline, receiver ingest';
+
+/** Reference figures from the issues, NOT measured in this run (no PyTorch on this machine). */
+export const REFERENCES = {
+  pytorchTrainImagesPerS: { value: 1200, text: 'PyTorch CPU ResNet-20 training step, batch 128, this 2-core machine (issue figure, not measured here)' },
+  trainGoalRatio: 2,
+  qdropPytorchSecondsPer1000: { value: 15, text: "QDrop's PyTorch, stride-2 ResNet-20 block, batch 32 (issue figure, not measured here)" },
+  quantGoalSecondsPer1000: 7.5,
+  adaptGoalRatio: 2.5,
+  receiverGoalMsgsPerS: 5000,
+} as const;
+
+export interface BenchFigure {
+  readonly bench: string;
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  /** value / baseline (or baseline / value for times, so > 1 is always "better than the baseline" where noted). */
+  readonly ratio?: number;
+  readonly baseline?: string;
+  readonly goal?: string;
+  readonly note?: string;
+}
+
+interface Ctx { readonly model: string; readonly threads: number | undefined; readonly quick: boolean; readonly log: (s: string) => void }
+type Bench = { readonly summary: string; readonly run: (c: Ctx) => Promise<BenchFigure[]> };
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+/** Deterministic image-like input of the model's shape at a batch size. */
+function input(shape: readonly number[], batch: number) {
+  const dims = [batch, ...shape.slice(1).map((d) => (d > 0 ? d : 1))];
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = Math.sin(i * 0.37) * 1.5;
+  return makeTensor('float32', dims, data);
+}
+
+async function timeInference(model: Model | Uint8Array, inputName: string, shape: readonly number[], batch: number, threads: number | undefined, reps: number): Promise<number> {
+  const s = await createSession(model, { providers: ['cpu'], ...(threads ? { intraOpThreads: threads } : {}) });
+  try {
+    const x = input(shape, batch);
+    for (let i = 0; i < 3; i++) await s.run({ [inputName]: x });
+    const ts: number[] = [];
+    for (let i = 0; i < reps; i++) { const t = performance.now(); await s.run({ [inputName]: x }); ts.push(performance.now() - t); }
+    return median(ts);
+  } finally {
+    await s.release();
+  }
+}
+
+export const BENCHES: Readonly<Record<string, Bench>> = {
+  train: {
+    summary: 'ResNet-20 training step (sdk/autodiff bench), images/s vs PyTorch (reference constant)',
+    run: async (c) => {
+      const batch = c.quick ? 16 : 128;
+      const r = await benchStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5 });
+      const ips = (1000 * batch) / r.stepMs;
+      return [
+        { bench: 'train', name: `training step, batch ${batch}`, value: ips, unit: 'images/s', ratio: ips / REFERENCES.pytorchTrainImagesPerS.value, baseline: REFERENCES.pytorchTrainImagesPerS.text, goal: `>= ${REFERENCES.trainGoalRatio}x` },
+        { bench: 'train', name: 'step time outside Session.run', value: 100 * r.outsideShare, unit: '%' },
+      ];
+    },
+  },
+  quant: {
+    summary: 'seconds per 1,000 reconstruction iterations of layer2.0 at batch 32 (sdk/quant bench): QDrop and TTAQ',
+    run: async (c) => {
+      const rows = await benchReconstruction({ iterations: c.quick ? 20 : 100, ...(c.threads ? { threads: c.threads } : {}) });
+      const qdrop = rows.find((r) => r.variant === 'qdrop');
+      return rows.map((r) => ({
+        bench: 'quant', name: `${r.variant} reconstruction (${r.iterations} iterations timed)`, value: r.secondsPer1000, unit: 's / 1,000 it',
+        ratio: REFERENCES.qdropPytorchSecondsPer1000.value / r.secondsPer1000, baseline: REFERENCES.qdropPytorchSecondsPer1000.text + ' (ratio = speed-up)',
+        goal: `< ${REFERENCES.quantGoalSecondsPer1000} s`,
+        note: `process CPU ${r.cpuSecondsPer1000.toFixed(1)} s / 1,000 it (wall time is unreliable on a loaded machine)${qdrop && r !== qdrop ? `; ${(r.secondsPer1000 / qdrop.secondsPer1000).toFixed(2)}x the QDrop time measured in this run (PEM + PCR cost)` : ''}`,
+      }));
+    },
+  },
+  infer: {
+    summary: 'inference ms/batch: FP32 vs W4A4 INT8-container vs W4A4 true-width (minmax-quantized bundled model)',
+    run: async (c) => {
+      const fp32 = await loadModel(c.model);
+      const manifest = await readManifest(manifestPathFor(c.model));
+      const shape = manifest.input.shape;
+      const calibN = 32;
+      const calib = input(shape, calibN);
+      c.log('quantizing the model with minmax W4A4 for the inference variants');
+      const q = await quantize({ model: fp32, calib: { images: calib.data as Float32Array, dims: calib.dims }, options: { wBits: 4, aBits: 4, method: 'minmax' } });
+      const out: BenchFigure[] = [];
+      for (const batch of c.quick ? [1, 8] : [1, 8, 64]) {
+        const reps = Math.max(5, Math.min(50, Math.round(800 / batch)));
+        const base = await timeInference(fp32, manifest.input.name, shape, batch, c.threads, reps);
+        out.push({ bench: 'infer', name: `FP32, batch ${batch}`, value: base, unit: 'ms/batch' });
+        for (const [name, m] of [['INT8-container', q.int8Model], ['true-width', q.model]] as const) {
+          const ms = await timeInference(m, manifest.input.name, shape, batch, c.threads, reps);
+          out.push({ bench: 'infer', name: `W4A4 ${name}, batch ${batch}`, value: ms, unit: 'ms/batch', ratio: ms / base, baseline: `FP32 at batch ${batch}, this run (ratio = time / FP32 time)` });
+        }
+      }
+      return out;
+    },
+  },
+  adapt: {
+    summary: 'adaptation step time over inference time at batch 1/8/64 (sdk/eval measureStepCost, ABL robust)',
+    run: async (c) => {
+      const m = await loadEvalModel(c.model);
+      const rows = await measureStepCost(m, ['abl:robust'], c.quick ? [1, 8] : [1, 8, 64], { ...(c.quick ? { reps: 3 } : {}), ...(c.threads ? { session: { intraOpThreads: c.threads } } : {}) });
+      return rows.map((r) => ({
+        bench: 'adapt', name: `${r.method} step, batch ${r.batch}`, value: r.stepMs, unit: 'ms/batch', ratio: r.stepOverInfer,
+        baseline: `adapter inference (same normalisation) ${r.inferMs.toFixed(1)} ms, this run; source model ${r.sourceMs.toFixed(1)} ms (ratio = step / inference)`,
+        goal: `<= ${REFERENCES.adaptGoalRatio}x`,
+      }));
+    },
+  },
+  agent: {
+    summary: 'agent pipeline (decode, preprocess, batch, infer, log) frames/s vs bare inference at the same batch',
+    run: async (c) => {
+      const dir = mkdtempSync(join(tmpdir(), 'ttaq-bench-agent-'));
+      try {
+        const frames = c.quick ? 96 : 800;
+        const data = take(await readFashionMnist('test', fashionMnistDir()), 1000);
+        const spec = resolveStreamSpec({ domains: ['clean', 'gaussian_noise'], perDomain: frames / 2, order: { kind: 'runs', meanRun: 16 } });
+        const stream = materializeStream(planStream(spec, data.labels, numClasses(data)), data);
+        const video = join(dir, 'stream.mp4');
+        await writeLabelledVideo(video, stream, { fps: 30, size: 56, domainNames: stream.domainNames, domain: stream.domain, severity: stream.severity, stream: spec });
+        const settings = { ...FULL_DEMO, batch: 8 };
+        const out: BenchFigure[] = [];
+        const manifest = await readManifest(manifestPathFor(c.model));
+        const bare = await timeInference(await loadModel(c.model), manifest.input.name, manifest.input.shape, 8, c.threads, 30);
+        const bareFps = (1000 * 8) / bare;
+        for (const adapt of [false, true]) {
+          const r = await runAgentOverVideo(demoAgentConfig({ video, model: c.model, db: join(dir, `agent-${adapt}.db`), adapt, settings, deviceId: 'bench' }));
+          const fps = r.frames / r.seconds;
+          out.push({
+            bench: 'agent', name: `agent ${adapt ? 'with' : 'without'} adaptation, batch 8, ${r.frames} frames`, value: fps, unit: 'frames/s', ratio: fps / bareFps,
+            baseline: `bare FP32 inference at batch 8: ${bareFps.toFixed(0)} frames/s, this run (ratio = agent / bare; includes start-up)`,
+          });
+        }
+        return out;
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  },
+  receiver: {
+    summary: 'receiver ingest into SQLite through the embedded broker and the outbox cost (sdk/telemetry bench)',
+    run: async (c) => {
+      const r = await benchTelemetry({ messages: c.quick ? 2000 : 20000 });
+      return [
+        { bench: 'receiver', name: `receiver end to end (${r.receiver.devices} devices, ${r.receiver.messages} msgs)`, value: r.receiver.msgsPerS, unit: 'msgs/s', ratio: r.receiver.msgsPerS / REFERENCES.receiverGoalMsgsPerS, baseline: `the goal ${REFERENCES.receiverGoalMsgsPerS} msgs/s (not a measurement)`, goal: `>= ${REFERENCES.receiverGoalMsgsPerS}` },
+        { bench: 'receiver', name: 'store, batches of 64 per commit', value: r.store.msgsPerS, unit: 'msgs/s', ratio: r.store.msgsPerS / r.store.perMessageCommitMsgsPerS, baseline: `one commit per message, this run: ${r.store.perMessageCommitMsgsPerS.toFixed(0)} msgs/s` },
+        { bench: 'receiver', name: 'agent outbox append + ack', value: r.outbox.appendAckUs, unit: 'us/msg', ratio: r.outbox.appendAckUs / r.outbox.appendAckFullSyncUs, baseline: `synchronous=FULL, this run: ${r.outbox.appendAckFullSyncUs.toFixed(0)} us (ratio = time / FULL time)` },
+      ];
+    },
+  },
+};
+
+const help = `usage: ttaq bench [--only name[,name]] [--quick] [--json] [--model models/resnet20-fmnist.onnx] [--threads N]
+
+Prints each figure with its ratio against a baseline measured in the same run where this machine
+has one; PyTorch figures are constants from the issues (no PyTorch here) and say so.
+
+benchmarks:
+${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.summary}`).join('\n')}
+
+  --only LIST   run only these (comma-separated)
+  --quick       fewer iterations (a smoke run; the figures are noisier)
+  --model PATH  FP32 model for infer/adapt/agent (default models/resnet20-fmnist.onnx)
+  --threads N   onnxruntime intra-op threads (default: one per core)
+  --json        print the figures as JSON
+Exit codes: 0 ok, 1 a benchmark failed, 2 bad usage.`;
+
+export function figuresTable(rows: readonly BenchFigure[]): string {
+  const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+  const lines = ['| bench | figure | value | ratio | baseline | goal |', '| --- | --- | --- | --- | --- | --- |'];
+  for (const r of rows) lines.push(`| ${r.bench} | ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.ratio !== undefined ? fmt(r.ratio) + 'x' : ''} | ${r.baseline ?? ''}${r.note ? `; ${r.note}` : ''} | ${r.goal ?? ''} |`);
+  return lines.join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, {
+    only: { type: 'string' }, quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+    model: { type: 'string', default: 'models/resnet20-fmnist.onnx' }, threads: { type: 'string' },
+  }, help);
+  if (!f) return EXIT.ok;
+  const v = f.values;
+  const names = v.only ? v.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(BENCHES);
+  for (const n of names) if (!BENCHES[n]) throw new TtaqError('CLI_USAGE', `--only ${n}: no such benchmark; use one of ${Object.keys(BENCHES).join(', ')}`);
+  const threads = v.threads !== undefined ? Number(v.threads) : undefined;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new TtaqError('CLI_USAGE', `--threads ${v.threads}: give a positive whole number`);
+  const ctx: Ctx = { model: v.model!, threads, quick: v.quick!, log: (s) => process.stderr.write(`ttaq bench: ${s}\n`) };
+  const rows: BenchFigure[] = [];
+  const failed: { bench: string; error: string }[] = [];
+  for (const n of names) {
+    ctx.log(`${n}: ${BENCHES[n]!.summary}`);
+    const t = performance.now();
+    try {
+      const r = await BENCHES[n]!.run(ctx);
+      rows.push(...r);
+      ctx.log(`${n}: done in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+    } catch (e) {
+      // one failing benchmark does not hide the others' figures
+      failed.push({ bench: n, error: (e as Error).message });
+      ctx.log(`${n}: FAILED: ${(e as Error).message}`);
+    }
+  }
+  if (v.json) printJson({ figures: rows, failed, references: REFERENCES, quick: v.quick });
+  else process.stdout.write(figuresTable(rows) + '\n' + (failed.length ? `\nfailed: ${failed.map((x) => x.bench).join(', ')}\n` : ''));
+  return failed.length ? EXIT.failed : EXIT.ok;
+}
