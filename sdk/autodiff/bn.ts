@@ -1,10 +1,17 @@
-// BatchNormalization on batch statistics, lowered into primitive ops before differentiation
-// (onnxruntime's CPU inference build does not run training_mode = 1 everywhere, and the primitive
-// form differentiates through the batch mean and variance with the ordinary rules):
-//   x3 = Reshape(X, [N, C, -1]);  mu = mean(x3, [0, 2]);  d = x3 - mu;  v = mean(d*d, [0, 2])
-//   Y  = Reshape(d / sqrt(v + eps) * scale + B, Shape(X))
-//   running_mean_out = m * input_mean + (1 - m) * mu,  running_var_out likewise with v
-// v is the population (biased) variance, as in ONNX's training mode. Output names are kept.
+// BatchNormalization on batch statistics, rewritten before differentiation (onnxruntime's CPU
+// inference build does not run training_mode = 1). Two lowerings:
+//
+// 'fused' (default): the statistics in primitive ops, the normalisation as an inference-mode
+// BatchNormalization node fed with them, whose closed-form backward (rules/BatchNormTraining.ts)
+// covers the path through the statistics:
+//   x3 = Reshape(X, [0, 0, -1]);  mu3 = mean(x3, [0, 2]);  d3 = x3 - mu3;  v3 = mean(d3*d3, [0, 2])
+//   mu = Reshape(mu3, [-1]);  v = Reshape(v3, [-1]);  Y = BatchNormalization(X, scale, B, mu, v)
+// 'primitive' (the former lowering, kept for comparison): every step a primitive op, each
+// differentiated by its own rule:
+//   x3 as above;  Y = Reshape(d3 / sqrt(v3 + eps) * scale + B, Shape(X))
+// Both: running_mean_out = m * input_mean + (1 - m) * mu, running_var_out likewise with v (with
+// momentum 0 the outputs are the batch statistics themselves). v is the population (biased)
+// variance, as in ONNX's training mode. Output names are kept.
 import { TtaqError } from '../errors/index.ts';
 import { A, GraphBuilder } from '../onnx/builder.ts';
 import { makeTensor, allocArray } from '../onnx/tensor.ts';
@@ -15,7 +22,37 @@ import type { DType, Model, Node, Tensor } from '../onnx/types.ts';
  * statistics; 'batch': every BN uses batch statistics (TENT-style adaptation, training);
  * 'running': every BN uses the running statistics it is given.
  */
-export type BatchNormMode = 'model' | 'batch' | 'running';
+export type BatchNormStats = 'model' | 'batch' | 'running';
+
+/** How batch-statistics BN is differentiated: closed-form backward (default) or primitive ops. */
+export type BatchNormLowering = 'fused' | 'primitive';
+
+export interface BatchNormOptions {
+  /** Default 'model'. */
+  readonly stats?: BatchNormStats;
+  /** Default 'fused'. */
+  readonly lowering?: BatchNormLowering;
+}
+
+/** GradientRequest.batchNorm: a statistics mode, or an options object that may also pick the lowering. */
+export type BatchNormMode = BatchNormStats | BatchNormOptions;
+
+/**
+ * Name prefix of the inference-mode BatchNormalization nodes that the 'fused' lowering feeds with
+ * batch statistics; the BatchNormalization rule gives them the closed-form training backward. The
+ * '.static' variant marks graphs whose inputs have only fixed dims (element counts are constants).
+ */
+export const BN_BATCH_STATS_PREFIX = 'ttaq.bn_batch_stats';
+const DYNAMIC_TAG = `${BN_BATCH_STATS_PREFIX}/`;
+const STATIC_TAG = `${BN_BATCH_STATS_PREFIX}.static/`;
+
+/** Whether a node is a batch-statistics BN made by the fused lowering, and whether its graph is static. */
+export function batchStatsBn(n: Node): { readonly static: boolean } | null {
+  if (n.opType !== 'BatchNormalization' || n.domain !== '') return null;
+  if (n.name.startsWith(STATIC_TAG)) return { static: true };
+  if (n.name.startsWith(DYNAMIC_TAG)) return { static: false };
+  return null;
+}
 
 const isTraining = (n: Node, opset: number): boolean => {
   const a = n.attrs['training_mode'];
@@ -23,9 +60,21 @@ const isTraining = (n: Node, opset: number): boolean => {
   return opset < 14 && n.outputs.filter(Boolean).length > 1;
 };
 
+const STATS: ReadonlySet<string> = new Set(['model', 'batch', 'running']);
+
+function resolve(mode: BatchNormMode, where: string): { stats: BatchNormStats; lowering: BatchNormLowering } {
+  const o: BatchNormOptions = typeof mode === 'string' ? { stats: mode } : mode;
+  const stats = o.stats ?? 'model';
+  const lowering = o.lowering ?? 'fused';
+  if (!STATS.has(stats)) throw new TtaqError('AUTODIFF_BAD_REQUEST', `${where}: batchNorm statistics mode '${String(stats)}' is unknown; use 'model', 'batch' or 'running'`);
+  if (lowering !== 'fused' && lowering !== 'primitive') throw new TtaqError('AUTODIFF_BAD_REQUEST', `${where}: batchNorm lowering '${String(lowering)}' is unknown; use 'fused' or 'primitive'`);
+  return { stats, lowering };
+}
+
 /** Returns the model with BN nodes rewritten per `mode` (the same object when nothing changes). */
 export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number): Model {
   const g = model.graph;
+  const { stats, lowering } = resolve(mode, `gradient graph for model '${g.name || 'model'}'`);
   const bns = g.nodes.filter((n) => n.opType === 'BatchNormalization' && n.domain === '');
   if (bns.length === 0) return model;
   const taken: string[] = [];
@@ -40,11 +89,13 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
     (data as Float32Array)[0] = v;
     return b.constant(makeTensor(dt, [], data) as Tensor, 'bn_const');
   };
+  // Element counts are constants when every data input has fixed dims.
+  const staticDims = g.inputs.every((v) => g.initializers.has(v.name) || (!!v.shape && v.shape.every((d) => typeof d === 'number')));
   const nodes: Node[] = [];
   let changed = false;
   for (const n of g.nodes) {
     if (n.opType !== 'BatchNormalization' || n.domain !== '') { nodes.push(n); continue; }
-    const training = mode === 'batch' || (mode === 'model' && isTraining(n, opset));
+    const training = stats === 'batch' || (stats === 'model' && isTraining(n, opset));
     const outs = n.outputs;
     if (outs.length > 3 && outs.slice(3).some(Boolean)) {
       throw new TtaqError('AUTODIFF_BAD_REQUEST', `BatchNormalization node '${n.name}' of model '${g.name}' uses the saved_mean/saved_var outputs of opset < 14; re-export the model at opset 14 or later`, { node: n.name });
@@ -70,21 +121,40 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
       const mu = reduceMean(x3, `${pre}.batch_mean`);
       const d = b.op1('Sub', [x3, mu], {}, { name: `${pre}.center` });
       const v = reduceMean(b.op1('Mul', [d, d], {}, { name: `${pre}.square` }), `${pre}.batch_var`);
-      const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [v, scalar(eps, dt)], {}, { name: `${pre}.add_eps` })], {}, { name: `${pre}.std` })], {}, { name: `${pre}.inv_std` });
-      const shape = b.ints([1, -1, 1]);
-      const s3 = b.op1('Reshape', [scale, shape], {}, { name: `${pre}.scale3` });
-      const b3 = b.op1('Reshape', [B, shape], {}, { name: `${pre}.bias3` });
-      const y3 = b.op1('Add', [b.op1('Mul', [b.op1('Mul', [d, inv], {}, { name: `${pre}.normalize` }), s3], {}, { name: `${pre}.scale` }), b3], {}, { name: `${pre}.shift` });
-      b.op('Reshape', [y3, b.op1('Shape', [X], {}, { name: `${pre}.shape` })], {}, { outputNames: [outs[0]!], name: pre });
-      const running = (stat: string, given: string, out: string, what: string): void => {
-        if (momentum === 0) { b.op('Reshape', [stat, b.ints([-1])], {}, { outputNames: [out], name: `${pre}.${what}` }); return; }
-        const s1 = b.op1('Reshape', [stat, b.ints([-1])], {}, { name: `${pre}.${what}_flat` });
-        const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
-        const c = b.op1('Mul', [s1, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
-        b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
-      };
-      if (outs[1]) running(mu, inMean, outs[1], 'running_mean');
-      if (outs[2]) running(v, inVar, outs[2], 'running_var');
+      // Per-channel [C] statistics; with momentum 0 they are the running outputs themselves.
+      const flat = (stat: string, out: string | undefined, what: string): string => (momentum === 0 && out)
+        ? b.op1('Reshape', [stat, b.ints([-1])], {}, { outputNames: [out], name: `${pre}.${what}` })
+        : b.op1('Reshape', [stat, b.ints([-1])], {}, { name: `${pre}.${what}_flat` });
+      if (lowering === 'fused') {
+        const mu1 = flat(mu, outs[1], 'running_mean');
+        const v1 = flat(v, outs[2], 'running_var');
+        b.op('BatchNormalization', [X, scale, B, mu1, v1], { epsilon: A.float(eps) },
+          { outputNames: [outs[0]!], name: `${staticDims ? STATIC_TAG : DYNAMIC_TAG}${pre}` });
+        const running = (stat: string, given: string, out: string, what: string): void => {
+          if (momentum === 0) return;
+          const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
+          const c = b.op1('Mul', [stat, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
+          b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
+        };
+        if (outs[1]) running(mu1, inMean, outs[1], 'running_mean');
+        if (outs[2]) running(v1, inVar, outs[2], 'running_var');
+      } else {
+        const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [v, scalar(eps, dt)], {}, { name: `${pre}.add_eps` })], {}, { name: `${pre}.std` })], {}, { name: `${pre}.inv_std` });
+        const shape = b.ints([1, -1, 1]);
+        const s3 = b.op1('Reshape', [scale, shape], {}, { name: `${pre}.scale3` });
+        const b3 = b.op1('Reshape', [B, shape], {}, { name: `${pre}.bias3` });
+        const y3 = b.op1('Add', [b.op1('Mul', [b.op1('Mul', [d, inv], {}, { name: `${pre}.normalize` }), s3], {}, { name: `${pre}.scale` }), b3], {}, { name: `${pre}.shift` });
+        b.op('Reshape', [y3, b.op1('Shape', [X], {}, { name: `${pre}.shape` })], {}, { outputNames: [outs[0]!], name: pre });
+        const running = (stat: string, given: string, out: string, what: string): void => {
+          if (momentum === 0) { flat(stat, out, what); return; }
+          const s1 = flat(stat, undefined, what);
+          const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
+          const c = b.op1('Mul', [s1, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
+          b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
+        };
+        if (outs[1]) running(mu, inMean, outs[1], 'running_mean');
+        if (outs[2]) running(v, inVar, outs[2], 'running_var');
+      }
     }
     nodes.push(...b.nodes.slice(start));
     changed = true;

@@ -11,7 +11,7 @@ import { getOpset } from '../onnx/versions.ts';
 import { lowerBatchNorm, type BatchNormMode } from './bn.ts';
 import { isStopGradient } from './detach.ts';
 import { getRule } from './rules/index.ts';
-import type { RuleContext } from './rules/types.ts';
+import type { RuleContext, RuleOptions } from './rules/types.ts';
 import { inferValueShapes, type ValueShapes, type ValueShape } from './shapes.ts';
 
 export type { BatchNormMode } from './bn.ts';
@@ -38,6 +38,11 @@ export interface GradientRequest {
   readonly sampleFeeds?: Readonly<Record<string, Tensor>>;
   /** Output name of each gradient (default `grad:<name>`). */
   readonly gradName?: (wrt: string) => string;
+  /**
+   * Formulation choices of some rules, e.g. `{ conv: LEGACY_CONV_GRAD }` for Conv's pre-GEMM
+   * backward pass. Default: each rule picks the fastest measured form.
+   */
+  readonly ruleOptions?: RuleOptions;
 }
 
 export interface GradientGraph {
@@ -249,7 +254,7 @@ function build(p: Prepared, shapes: ValueShapes): GradientGraph {
         { op: node.opType, domain: node.domain, node: node.name, model: mname });
     }
     const ctx: RuleContext = {
-      node, b, opset, gy, needs, where,
+      node, b, opset, gy, needs, where, options: req.ruleOptions ?? {},
       dtype: (name) => {
         const d = dtypeOf(name);
         if (!d) throw new TtaqError('AUTODIFF_BAD_REQUEST', `${where}: no dtype known for value '${name}'`, { value: name });

@@ -11,6 +11,8 @@
 //     req.stopGradient  values treated as constants (also: nodes made by `detach`)
 //     req.batchNorm     'model' (default: training_mode=1 nodes use batch statistics, others the
 //                       given running statistics) | 'batch' (every BN on batch statistics) | 'running'
+//     req.ruleOptions   formulation choices, e.g. { conv: LEGACY_CONV_GRAD } (Conv's backward pass
+//                       as ConvTranspose + batch-transposed Conv); default: per-conv fastest form
 //     req.shapes        static dtypes/shapes of values; inferred by running the forward model once
 //                       (symbolic dims fed as req.sampleBatch, default 2) when not given
 //   -> GradientGraph { model, loss, outputs, grads: Map<wrt, output name>, params: Map<wrt,
@@ -52,4 +54,5 @@ export { inferValueShapes, type ValueShape, type ValueShapes, type InferShapesOp
 export { softmaxCrossEntropy, withSoftmaxCrossEntropy, type CrossEntropyOptions } from './loss.ts';
 export { detach, STOP_GRADIENT_OP_NAME } from './detach.ts';
 export { GradientStep, copyParams, type StepResult, type StepOptions, type ParamFeed } from './step.ts';
-export { registerRule, getRule, listRules, type GradRule, type RuleContext } from './rules/index.ts';
+export { registerRule, getRule, listRules, type GradRule, type RuleContext, type RuleOptions } from './rules/index.ts';
+export { chooseConvGrad, LEGACY_CONV_GRAD, type ConvGradOptions, type ConvInputGrad, type ConvWeightGrad } from './rules/convgrad.ts';

@@ -6,7 +6,7 @@ import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { makeTensor, numel } from '../../sdk/onnx/tensor.ts';
 import type { DType, Model, Tensor } from '../../sdk/onnx/types.ts';
 import { createSession, type Session } from '../../sdk/runtime/index.ts';
-import { buildGradientGraph, type GradientGraph } from '../../sdk/autodiff/index.ts';
+import { buildGradientGraph, type GradientGraph, type RuleOptions } from '../../sdk/autodiff/index.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
 
 export type FloatType = 'float32' | 'float64';
@@ -48,6 +48,8 @@ export interface CheckCase {
   readonly atol?: number;
   /** Elements sampled per wrt value (default 16). */
   readonly samples?: number;
+  /** Passed to buildGradientGraph (formulation choices of the rules). */
+  readonly ruleOptions?: RuleOptions;
 }
 
 export interface CheckResult {
@@ -90,7 +92,7 @@ export async function gradCheck(c: CheckCase): Promise<CheckResult> {
   const loss = rank ? b.op1('ReduceSum', [prod, b.ints(Array.from({ length: rank }, (_, i) => i))], { keepdims: A.int(0) }, { outputNames: ['loss'] }) : b.op1('Identity', [prod], {}, { outputNames: ['loss'] });
   b.output(loss, c.dtype, []);
   const withLoss = model(b, c.opset);
-  const gg: GradientGraph = await buildGradientGraph({ model: withLoss, loss, wrt: c.wrt });
+  const gg: GradientGraph = await buildGradientGraph({ model: withLoss, loss, wrt: c.wrt, ...(c.ruleOptions ? { ruleOptions: c.ruleOptions } : {}) });
   const gs = await createSession(gg.model, { providers: ['cpu'] });
   const params: Record<string, Tensor> = {};
   for (const [k, t] of gg.params) params[k] = t;

@@ -7,6 +7,7 @@ import { A, type GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32, f64 } from '../../sdk/onnx/tensor.ts';
 import type { Attribute } from '../../sdk/onnx/types.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
+import { LEGACY_CONV_GRAD, type RuleOptions } from '../../sdk/autodiff/index.ts';
 import { gradCheck, randAway, randTensor, type CheckCase, type FloatType } from './helpers.ts';
 
 const rng = new Rng(20240601);
@@ -244,7 +245,7 @@ describe('BatchNormalization', () => {
   });
 });
 
-describe('Conv (float32, linear: exact differences)', () => {
+describe('Conv (float32, linear: exact differences), every formulation', () => {
   interface ConvCase { name: string; x: number[]; w: number[]; attrs: Record<string, Attribute>; bias?: boolean }
   const cases: ConvCase[] = [
     { name: 'basic-pad1', x: [2, 3, 5, 5], w: [4, 3, 3, 3], attrs: { pads: A.ints([1, 1, 1, 1]) }, bias: true },
@@ -259,18 +260,38 @@ describe('Conv (float32, linear: exact differences)', () => {
     { name: 'same-lower', x: [1, 2, 6, 6], w: [2, 2, 4, 4], attrs: { auto_pad: A.str('SAME_LOWER') } },
     { name: 'pointwise-s2', x: [2, 3, 5, 5], w: [4, 3, 1, 1], attrs: { strides: A.ints([2, 2]) } },
     { name: 'conv1d', x: [2, 3, 9], w: [2, 3, 3], attrs: { strides: A.ints([2]), pads: A.ints([1, 0]) }, bias: true },
+    // Paths of the fast formulations: plain 1x1 (no patches), padded 1x1, depthwise stride 1
+    // (Mul + ReduceSum), grouped + dilated, strided 1x1 whose grid overhangs X, pads beyond the
+    // kernel (input gradient falls back to ConvTranspose), 3-D.
+    { name: 'pointwise', x: [2, 3, 4, 5], w: [5, 3, 1, 1], attrs: {}, bias: true },
+    { name: 'pointwise-pad1', x: [2, 3, 4, 4], w: [2, 3, 1, 1], attrs: { pads: A.ints([1, 0, 1, 1]) } },
+    { name: 'depthwise-s1', x: [2, 3, 6, 5], w: [3, 1, 3, 3], attrs: { group: A.int(3), pads: A.ints([1, 1, 1, 1]) } },
+    { name: 'groups2-dilated-s2', x: [2, 4, 9, 9], w: [4, 2, 3, 3], attrs: { group: A.int(2), dilations: A.ints([2, 2]), strides: A.ints([2, 2]), pads: A.ints([1, 2, 2, 1]) } },
+    { name: 'pointwise-s3-overhang', x: [2, 2, 7, 8], w: [3, 2, 1, 1], attrs: { strides: A.ints([3, 3]) } },
+    { name: 'pads-beyond-kernel', x: [1, 2, 4, 4], w: [2, 2, 2, 2], attrs: { pads: A.ints([2, 0, 3, 1]) } },
+    { name: 'conv3d-s2', x: [1, 2, 5, 4, 5], w: [2, 2, 2, 3, 2], attrs: { strides: A.ints([2, 1, 2]), pads: A.ints([1, 1, 0, 0, 1, 1]) } },
+  ];
+  const forms: [string, RuleOptions | undefined][] = [
+    ['auto', undefined],
+    ['legacy', { conv: LEGACY_CONV_GRAD }],
+    ['conv+gemm', { conv: { input: 'conv', weight: 'gemm' } }],
+    ['conv+onehot', { conv: { input: 'conv', weight: 'onehot' } }],
   ];
   for (const c of cases) {
-    test(c.name, () => check({
-      name: `conv-${c.name}`, dtype: F, wrt: c.bias ? ['x', 'w', 'bias'] : ['x', 'w'], feeds: { x: randTensor(rng, F, c.x) },
-      eps: 1, rtol: 1e-4, samples: 24,
-      build: (b) => {
-        b.input('x', F, c.x);
-        b.initializer('w', randTensor(rng, F, c.w));
-        if (c.bias) b.initializer('bias', randTensor(rng, F, [c.w[0]!]));
-        return b.op1('Conv', c.bias ? ['x', 'w', 'bias'] : ['x', 'w'], c.attrs);
-      },
-    }));
+    test(c.name, async () => {
+      for (const [form, ruleOptions] of forms) {
+        await check({
+          name: `conv-${c.name}-${form}`, dtype: F, wrt: c.bias ? ['x', 'w', 'bias'] : ['x', 'w'], feeds: { x: randTensor(rng, F, c.x) },
+          eps: 1, rtol: 1e-4, samples: 24, ...(ruleOptions ? { ruleOptions } : {}),
+          build: (b) => {
+            b.input('x', F, c.x);
+            b.initializer('w', randTensor(rng, F, c.w));
+            if (c.bias) b.initializer('bias', randTensor(rng, F, [c.w[0]!]));
+            return b.op1('Conv', c.bias ? ['x', 'w', 'bias'] : ['x', 'w'], c.attrs);
+          },
+        });
+      }
+    });
   }
 });
 

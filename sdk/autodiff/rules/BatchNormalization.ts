@@ -1,9 +1,13 @@
 // BatchNormalization on given (running) statistics:
 //   y = (x - mean) * inv * scale + B,  inv = 1 / sqrt(var + eps)
 //   dx = dy * scale * inv,  dscale = sum(dy * (x - mean) * inv),  dB = sum(dy)
-// (sums over all axes but the channel axis). Batch-statistics BN is lowered to primitive ops
-// before differentiation (see ../bn.ts), so a training_mode node never reaches this rule.
+// (sums over all axes but the channel axis). Batch-statistics BN reaches this rule only as the
+// inference-mode node of ../bn.ts's 'fused' lowering (name prefix BN_BATCH_STATS_PREFIX), whose
+// closed-form backward through the statistics is in BatchNormTraining.ts; the 'primitive' lowering
+// leaves no BN node. A training_mode node never reaches this rule.
+import { batchStatsBn } from '../bn.ts';
 import { attrFloat, attrInt } from './attrs.ts';
+import { batchNormTrainingBackward } from './BatchNormTraining.ts';
 import type { GradRule } from './types.ts';
 
 export const rule: GradRule = {
@@ -12,7 +16,8 @@ export const rule: GradRule = {
   backward(c) {
     const { b, node } = c;
     if (attrInt(node, 'training_mode', 0) === 1) c.fail('training_mode BN reached the inference rule; this is a bug in the BN lowering');
-    const [x, scale, bias, mean, vr] = node.inputs as [string, string, string, string, string];
+    if (batchStatsBn(node)) return batchNormTrainingBackward(c);
+    const [x, scale, , mean, vr] = node.inputs as [string, string, string, string, string];
     const gy = c.gy[0]!;
     const eps = attrFloat(node, 'epsilon', 1e-5);
     const rank = c.rank(x);

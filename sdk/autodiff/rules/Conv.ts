@@ -1,4 +1,8 @@
 // Conv (any spatial rank, groups incl. depthwise, strides, pads/auto_pad, dilations).
+// Two formulations of dX and dW exist; `chooseConvGrad` (convgrad.ts) picks one per conv, and
+// RuleContext.options.conv forces one (LEGACY_CONV_GRAD = the two described here).
+//   dX, fast form: a Conv over dY with flipped, group-transposed weights (convgrad.ts).
+//   dW, fast form: im2col by strided Slices + one Gemm / batched MatMul (convgrad.ts).
 //   dX: ConvTranspose of dY with the same weights, strides, pads, dilations and groups, with
 //       output_padding chosen so the result has X's extent (the rows a strided conv never read).
 //   dW: a Conv that correlates X with dY: batch and channel axes swapped so the sum over samples
@@ -13,6 +17,7 @@ import { TtaqError } from '../../errors/index.ts';
 import { A } from '../../onnx/builder.ts';
 import type { Node } from '../../onnx/types.ts';
 import { attrInt, attrInts, attrString } from './attrs.ts';
+import { chooseConvGrad, inputGradAsConv, weightGradAsGemm, weightGradOneHot, type ConvCase } from './convgrad.ts';
 import type { GradRule } from './types.ts';
 
 export interface ConvGeometry {
@@ -72,9 +77,12 @@ export const rule: GradRule = {
     const kernel = ws.slice(2);
     const geo = convGeometry(node, xs.slice(2), ys.slice(2), kernel);
     const { strides, dilations, padsBegin, padsEnd } = geo;
+    const cc: ConvCase = { x: xs, w: ws, y: ys, group, strides, dilations, padsBegin, padsEnd };
+    const how = chooseConvGrad(cc, c.options.conv);
 
     let gx: string | null = null;
-    if (c.needs[0]) {
+    if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, gy, w, cc);
+    if (c.needs[0] && gx === null) {
       const outPad = range(0, r).map((i) => xs[i + 2]! - ((ys[i + 2]! - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - padsBegin[i]! - padsEnd[i]!));
       if (outPad.some((p, i) => p < 0 || p >= Math.max(strides[i]!, dilations[i]!))) {
         c.fail(`cannot map the input gradient back (output_padding [${outPad.join(', ')}]); check the Conv attributes`);
@@ -86,7 +94,9 @@ export const rule: GradRule = {
     }
 
     let gw: string | null = null;
-    if (c.needs[1]) {
+    if (c.needs[1] && how.weight === 'gemm') gw = weightGradAsGemm(c, x, gy, cc);
+    if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, gy, cc);
+    if (c.needs[1] && gw === null) {
       const cin = xs[1]!;
       const cg = cin / group;
       const og = ws[0]! / group;

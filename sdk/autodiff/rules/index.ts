@@ -51,7 +51,7 @@ import { rule as Transpose } from './Transpose.ts';
 import { rule as Unsqueeze } from './Unsqueeze.ts';
 import { rule as Where } from './Where.ts';
 
-export type { GradRule, RuleContext } from './types.ts';
+export type { GradRule, RuleContext, RuleOptions } from './types.ts';
 
 const key = (opType: string, domain = ''): string => `${domain === 'ai.onnx' ? '' : domain}::${opType}`;
 

@@ -3,6 +3,13 @@
 // nodes of the node's backward pass to the builder; it returns one gradient name per input.
 import type { GraphBuilder } from '../../onnx/builder.ts';
 import type { DType, Node, Tensor } from '../../onnx/types.ts';
+import type { ConvGradOptions } from './convgrad.ts';
+
+/** Choices between equivalent formulations of some rules (GradientRequest.ruleOptions). */
+export interface RuleOptions {
+  /** Conv's input/weight gradient formulations (default: picked per conv). */
+  readonly conv?: ConvGradOptions;
+}
 
 export interface RuleContext {
   /** The forward node being differentiated. */
@@ -15,6 +22,8 @@ export interface RuleContext {
   readonly gy: readonly (string | null)[];
   /** Whether input i needs a gradient (float, depends on a wrt value, leads to the loss). */
   readonly needs: readonly boolean[];
+  /** Formulation choices passed with the request ({} by default). */
+  readonly options: RuleOptions;
   /** "node 'conv1' (Conv) of model 'net'", for messages. */
   readonly where: string;
 

@@ -1,0 +1,303 @@
+// Emitters for the two costly parts of Conv's backward pass, each in two formulations, and the
+// decision function that picks one per conv (rules/Conv.ts calls them). All work for any spatial
+// rank r, groups G (depthwise included), strides s, dilations d and explicit pads p.
+//
+// Input gradient dX
+//   'convTranspose'  ConvTranspose(dY, W) with output_padding (the textbook form; onnxruntime's CPU
+//                    ConvTranspose is GEMM + col2im and 2-3x slower than a Conv of the same size).
+//   'conv'           the same sum as a Conv with flipped, group-transposed weights
+//                      W'[g*Cg + i, o, j] = W[g*Og + o, i, k-1-j]      (built in-graph from W)
+//                    over dY with (s-1) zeros inserted between its elements along each strided axis
+//                    (Reshape/Pad/Reshape, no copy of W-sized data), pads d(k-1)-p_begin at the
+//                    start and what makes the extent X's at the end. Stride 1 needs no insertion.
+//                    For 1x1 kernels without pads the Conv runs on the small grid and the zeros are
+//                    inserted into its result instead.
+// Weight gradient dW (per group g, K = prod(k), L = output positions):
+//   'conv'           Conv of X by dY over batch-transposed tensors (a very thin GEMM inside MLAS).
+//   'gemm'           im2col + one GEMM: X is laid out [G, Cg, N, S] (one Transpose), padded, and
+//                    each of the K kernel offsets is one strided Slice; the slices are concatenated to
+//                    P [G, K*Cg, N*L] and dW[g] = dY[g] [Og, N*L] x P[g]^T, one Gemm (G = 1) or a
+//                    batched MatMul (G > 1); depthwise (Cg = Og = 1) uses Mul + ReduceSum. 1x1
+//                    kernels without pads skip the slices (P is X, strided if s > 1).
+import { A } from '../../onnx/builder.ts';
+import { allocArray, makeTensor } from '../../onnx/tensor.ts';
+import type { Tensor } from '../../onnx/types.ts';
+import type { RuleContext } from './types.ts';
+
+export type ConvInputGrad = 'convTranspose' | 'conv';
+export type ConvWeightGrad = 'conv' | 'gemm' | 'onehot';
+
+/** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
+export interface ConvGradOptions {
+  /** Default 'auto'. */
+  readonly input?: ConvInputGrad | 'auto';
+  /** Default 'auto'. */
+  readonly weight?: ConvWeightGrad | 'auto';
+}
+
+/** The formulation before the fast paths existed (for A/B comparisons). */
+export const LEGACY_CONV_GRAD: ConvGradOptions = { input: 'convTranspose', weight: 'conv' };
+
+export interface ConvCase {
+  readonly x: readonly number[];
+  readonly w: readonly number[];
+  readonly y: readonly number[];
+  readonly group: number;
+  readonly strides: readonly number[];
+  readonly dilations: readonly number[];
+  readonly padsBegin: readonly number[];
+  readonly padsEnd: readonly number[];
+}
+
+/**
+ * Picks the formulation of each gradient. Figures: `node --import tsx sdk/autodiff/convbench.ts`,
+ * ms per forward + one gradient, median of 9 alternating runs, batch 128, onnxruntime 1.30 CPU,
+ * 2 intra-op threads on a shared 2-core machine (load 5-8, so +-20% noise):
+ *
+ *   conv                   fwd+dX convT / conv     fwd+dW conv / gemm / onehot
+ *   3x3 16-16 @28          43.4 / 23.7             141 / 85 (79) / 96
+ *   3x3 16-32 s2 @28       28.0 / 65.8             43 / 44 (49) / 45
+ *   1x1 16-32 s2 @28       12.2 / 15.6             25 / 9.6 (13) / 16
+ *   3x3 32-32 @14          24.5 / 16.7             69 / 52 (54) / 61
+ *   3x3 32-64 s2 @14       17.2 / 40.2             18 / 20 (30) / 28
+ *   1x1 32-64 s2 @14        3.8 /  9.8             15 / 7.7 (3.0) / 4.0
+ *   3x3 64-64 @7           19.0 / 14.3             34 / 39 (47) / 48
+ *   dw3x3 96 @14           55.6 / 25.3             140 / 112 (175) / 231
+ *   dw3x3 144 s2 @14       34.2 / 53.5             53 / 66 (121) / 114
+ *   pw1x1 24-144 @14       35.6 / 41.4             76 / 40 (31) / 35
+ *   g4 3x3 32-32 @14       41.9 / 38.1             55 / 58 (51) / 64
+ *
+ * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 2-2.5x slower than
+ * ConvTranspose); dW as im2col + GEMM for ungrouped convs that are 1x1 or stride 1 on at least
+ * 14x14 outputs (1.3-3x faster), the batch-transposed Conv otherwise (ties or wins there; the
+ * depthwise figures swing with the load). 'onehot' patches never won and stay selectable only.
+ */
+export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: ConvInputGrad; weight: ConvWeightGrad } {
+  const strided = c.strides.some((s) => s > 1);
+  const k = prod(c.w.slice(2));
+  const outPositions = prod(c.y.slice(2));
+  const input: ConvInputGrad = o.input && o.input !== 'auto' ? o.input : strided ? 'convTranspose' : 'conv';
+  const weight: ConvWeightGrad = o.weight && o.weight !== 'auto'
+    ? o.weight
+    : c.group === 1 && (k === 1 || (!strided && outPositions >= 196)) ? 'gemm' : 'conv';
+  return { input, weight };
+}
+
+const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
+const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
+const BIG = 2 ** 62;
+
+/** W' of the file comment, [G*Cg, Og, k...], flipped along every spatial axis. */
+function flippedWeights(ctx: RuleContext, w: string, ws: readonly number[], group: number): string {
+  const { b } = ctx;
+  const r = ws.length - 2;
+  const [co, cg] = [ws[0]!, ws[1]!];
+  const og = co / group;
+  const k = ws.slice(2);
+  let t: string;
+  if (group === 1) t = b.op1('Transpose', [w], { perm: A.ints([1, 0, ...range(2, r + 2)]) });
+  else if (og === 1 || cg === 1) t = b.op1('Reshape', [w, ctx.ints([group * cg, og, ...k])]);
+  else {
+    const w5 = b.op1('Reshape', [w, ctx.ints([group, og, cg, ...k])]);
+    const t5 = b.op1('Transpose', [w5], { perm: A.ints([0, 2, 1, ...range(3, r + 3)]) });
+    t = b.op1('Reshape', [t5, ctx.ints([group * cg, og, ...k])]);
+  }
+  const axes = range(2, r + 2).filter((a) => ws[a]! > 1);
+  if (axes.length === 0) return t;
+  return b.op1('Slice', [t, ctx.ints(axes.map(() => -1)), ctx.ints(axes.map(() => -BIG)), ctx.ints(axes), ctx.ints(axes.map(() => -1))], {}, { name: `${ctx.node.name}.grad_input_wflip` });
+}
+
+/** Inserts (s-1) zeros after every element along each spatial axis: [N, C, S] -> [N, C, S*s]. */
+function insertZeros(ctx: RuleContext, v: string, dims: readonly number[], strides: readonly number[]): string {
+  const { b } = ctx;
+  const r = dims.length - 2;
+  const sp = dims.slice(2);
+  const split = [0, dims[1]!, ...sp.flatMap((n) => [n, 1])];
+  const u = b.op1('Reshape', [v, ctx.ints(split)]);
+  const pads = new Array<number>(2 * (2 + 2 * r)).fill(0);
+  for (let i = 0; i < r; i++) pads[2 + 2 * r + 2 + 2 * i + 1] = strides[i]! - 1;
+  const z = b.op1('Pad', [u, ctx.ints(pads)]);
+  return b.op1('Reshape', [z, ctx.ints([0, dims[1]!, ...sp.map((n, i) => n * strides[i]!)])]);
+}
+
+/** Pads (>0) or slices (<0) the end of each spatial axis by `delta`. */
+function fitEnd(ctx: RuleContext, v: string, rank: number, delta: readonly number[]): string {
+  const r = rank - 2;
+  let out = v;
+  if (delta.some((d) => d < 0)) {
+    const axes = range(0, r).filter((i) => delta[i]! < 0);
+    out = ctx.b.op1('Slice', [out, ctx.ints(axes.map(() => 0)), ctx.ints(axes.map((i) => delta[i]!)), ctx.ints(axes.map((i) => i + 2))]);
+  }
+  if (delta.some((d) => d > 0)) {
+    const pads = new Array<number>(2 * rank).fill(0);
+    for (let i = 0; i < r; i++) if (delta[i]! > 0) pads[rank + 2 + i] = delta[i]!;
+    out = ctx.b.op1('Pad', [out, ctx.ints(pads)]);
+  }
+  return out;
+}
+
+/**
+ * Input gradient as a Conv (see the file comment), or null when the pads make it impossible
+ * (pads larger than the dilated kernel); the caller then uses ConvTranspose.
+ */
+export function inputGradAsConv(ctx: RuleContext, gy: string, w: string, c: ConvCase): string | null {
+  const { b, node } = ctx;
+  const r = c.x.length - 2;
+  const k = c.w.slice(2);
+  const ys = c.y;
+  const strided = c.strides.some((s) => s > 1);
+  const wf = flippedWeights(ctx, w, c.w, c.group);
+  const pointwise = k.every((v) => v === 1) && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0);
+  if (pointwise) {
+    // dX on the output grid, then spread onto X's grid.
+    let z = b.op1('Conv', [gy, wf], { group: A.int(c.group), kernel_shape: A.ints(k) }, { name: `${node.name}.grad_input` });
+    if (!strided) return z;
+    z = insertZeros(ctx, z, [ys[0]!, c.x[1]!, ...ys.slice(2)], c.strides);
+    return fitEnd(ctx, z, r + 2, range(0, r).map((i) => c.x[i + 2]! - ys[i + 2]! * c.strides[i]!));
+  }
+  const p0 = range(0, r).map((i) => c.dilations[i]! * (k[i]! - 1) - c.padsBegin[i]!);
+  // End pad for an upsampled dY of extent (Ho-1)s+1.
+  const p1 = range(0, r).map((i) => c.x[i + 2]! - (ys[i + 2]! - 1) * c.strides[i]! - 1 + c.padsBegin[i]!);
+  if (p0.some((p) => p < 0) || p1.some((p) => p < 0)) return null;
+  let u = gy;
+  let end = p1;
+  if (strided) {
+    u = insertZeros(ctx, gy, ys, c.strides);
+    // The upsampled tensor carries s-1 trailing zeros; trim them if the end pad cannot absorb them.
+    const extra = range(0, r).map((i) => c.strides[i]! - 1);
+    const trim = range(0, r).map((i) => Math.min(0, p1[i]! - extra[i]!));
+    if (trim.some((t) => t < 0)) u = fitEnd(ctx, u, r + 2, trim);
+    end = range(0, r).map((i) => p1[i]! - extra[i]! - trim[i]!);
+  }
+  return b.op1('Conv', [u, wf], {
+    group: A.int(c.group), kernel_shape: A.ints(k), dilations: A.ints(c.dilations), pads: A.ints([...p0, ...end]),
+  }, { name: `${node.name}.grad_input` });
+}
+
+/** Weight gradient as im2col + GEMM (see the file comment). */
+export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: ConvCase): string {
+  const { b, node } = ctx;
+  const r = c.x.length - 2;
+  const G = c.group;
+  const cin = c.x[1]!;
+  const cg = cin / G;
+  const co = c.w[0]!;
+  const og = co / G;
+  const k = c.w.slice(2);
+  const K = prod(k);
+  const ys = c.y.slice(2);
+  const xsp = c.x.slice(2);
+  const sp = range(0, r);
+
+  // X -> [G, Cg, N, S] (G dropped when 1). Axis of the spatial dims: a0.
+  let xt: string;
+  let a0: number;
+  if (G === 1) {
+    xt = b.op1('Transpose', [x], { perm: A.ints([1, 0, ...range(2, r + 2)]) }, { name: `${node.name}.grad_weight_xt` });
+    a0 = 2;
+  } else {
+    const x5 = b.op1('Reshape', [x, ctx.ints([0, G, cg, ...xsp])]);
+    xt = b.op1('Transpose', [x5], { perm: A.ints([1, 2, 0, ...range(3, r + 3)]) }, { name: `${node.name}.grad_weight_xt` });
+    a0 = 3;
+  }
+  // Patches: [.., K*Cg, N, So...] with (kernel offset, channel) order.
+  const pointwise = K === 1 && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0);
+  let p: string;
+  if (pointwise) {
+    const ends = sp.map((i) => (ys[i]! - 1) * c.strides[i]! + 1);
+    const cut = sp.filter((i) => c.strides[i]! > 1 || ends[i]! !== xsp[i]);
+    p = cut.length === 0 ? xt : b.op1('Slice', [xt, ctx.ints(cut.map(() => 0)), ctx.ints(cut.map((i) => ends[i]!)), ctx.ints(cut.map((i) => i + a0)), ctx.ints(cut.map((i) => c.strides[i]!))]);
+  } else {
+    const rank = a0 + r;
+    let xp = xt;
+    if (c.padsBegin.some((v) => v > 0) || c.padsEnd.some((v) => v > 0)) {
+      const pads = new Array<number>(2 * rank).fill(0);
+      for (const i of sp) { pads[a0 + i] = c.padsBegin[i]!; pads[rank + a0 + i] = c.padsEnd[i]!; }
+      xp = b.op1('Pad', [xt, ctx.ints(pads)]);
+    }
+    const parts: string[] = [];
+    for (let j = 0; j < K; j++) {
+      // Row-major kernel offset j -> per-axis index.
+      const idx: number[] = [];
+      let rem = j;
+      for (let i = r - 1; i >= 0; i--) { idx[i] = rem % k[i]!; rem = Math.floor(rem / k[i]!); }
+      const starts = sp.map((i) => idx[i]! * c.dilations[i]!);
+      const ends = sp.map((i) => starts[i]! + (ys[i]! - 1) * c.strides[i]! + 1);
+      parts.push(b.op1('Slice', [xp, ctx.ints(starts), ctx.ints(ends), ctx.ints(sp.map((i) => i + a0)), ctx.ints(sp.map((i) => c.strides[i]!))]));
+    }
+    p = parts.length === 1 ? parts[0]! : b.op1('Concat', parts, { axis: A.int(a0 - 2) }, { name: `${node.name}.grad_weight_patches` });
+  }
+
+  const depthwise = cg === 1 && og === 1;
+  let dw: string; // [G, Og, K*Cg] or [Co, K*Cg]
+  if (G === 1) {
+    const p2 = b.op1('Reshape', [p, ctx.ints([K * cg, -1])]);
+    const gt = b.op1('Transpose', [gy], { perm: A.ints([1, 0, ...range(2, r + 2)]) });
+    const g2 = b.op1('Reshape', [gt, ctx.ints([co, -1])]);
+    dw = b.op1('Gemm', [g2, p2], { transB: A.int(1) }, { name: `${node.name}.grad_weight` });
+  } else {
+    const p3 = b.op1('Reshape', [p, ctx.ints([G, K * cg, -1])]);
+    const g4 = b.op1('Reshape', [gy, ctx.ints([0, G, og, -1])]);
+    const gt = b.op1('Transpose', [g4], { perm: A.ints([1, 2, 0, 3]) });
+    const g3 = b.op1('Reshape', [gt, ctx.ints([G, og, -1])]);
+    if (depthwise) {
+      dw = ctx.reduceSum(b.op1('Mul', [p3, g3], {}, { name: `${node.name}.grad_weight` }), [2], false); // [G, K]
+    } else {
+      const pT = b.op1('Transpose', [p3], { perm: A.ints([0, 2, 1]) });
+      dw = b.op1('MatMul', [g3, pT], {}, { name: `${node.name}.grad_weight` });
+    }
+  }
+  // [Co, K, Cg] -> [Co, Cg, K] -> W's shape.
+  if (cg === 1 || K === 1) return b.op1('Reshape', [dw, ctx.ints(c.w)]);
+  const t = b.op1('Transpose', [b.op1('Reshape', [dw, ctx.ints([co, K, cg])])], { perm: A.ints([0, 2, 1]) });
+  return b.op1('Reshape', [t, ctx.ints(c.w)]);
+}
+
+/**
+ * Weight gradient with per-sample patches from a fixed one-hot Conv: X as [N*Cin, 1, S] convolved
+ * with K one-hot kernels gives P [N, Cin*K, L] in W's (channel, offset) order; then a batched
+ * MatMul dY[n] [Og, L] x P[n]^T per sample (and group) and a ReduceSum over the batch.
+ */
+export function weightGradOneHot(ctx: RuleContext, x: string, gy: string, c: ConvCase): string {
+  const { b, node } = ctx;
+  const r = c.x.length - 2;
+  const G = c.group;
+  const cin = c.x[1]!;
+  const cg = cin / G;
+  const co = c.w[0]!;
+  const og = co / G;
+  const k = c.w.slice(2);
+  const K = prod(k);
+  const L = prod(c.y.slice(2));
+  const pointwise = K === 1 && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0) && c.strides.every((s) => s === 1);
+  let p: string;
+  if (pointwise) p = x;
+  else {
+    const dt = ctx.dtype(x);
+    const data = allocArray(dt, K * K);
+    for (let j = 0; j < K; j++) (data as Float32Array)[j * K + j] = 1;
+    const eye = b.constant(makeTensor(dt, [K, 1, ...k], data) as Tensor, `${node.name}.onehot`);
+    const x1 = b.op1('Reshape', [x, ctx.ints([-1, 1, ...c.x.slice(2)])]);
+    p = b.op1('Conv', [x1, eye], {
+      kernel_shape: A.ints(k), strides: A.ints(c.strides), dilations: A.ints(c.dilations), pads: A.ints([...c.padsBegin, ...c.padsEnd]),
+    }, { name: `${node.name}.grad_weight_patches` });
+  }
+  const depthwise = cg === 1 && og === 1;
+  let dw: string;
+  if (G === 1) {
+    const p3 = b.op1('Reshape', [p, ctx.ints([-1, cin * K, L])]);
+    const g3 = b.op1('Reshape', [gy, ctx.ints([0, co, L])]);
+    const pT = b.op1('Transpose', [p3], { perm: A.ints([0, 2, 1]) });
+    dw = ctx.reduceSum(b.op1('MatMul', [g3, pT], {}, { name: `${node.name}.grad_weight` }), [0], false);
+  } else if (depthwise) {
+    const p4 = b.op1('Reshape', [p, ctx.ints([-1, G, K, L])]);
+    const g4 = b.op1('Reshape', [gy, ctx.ints([0, G, 1, L])]);
+    dw = ctx.reduceSum(b.op1('Mul', [p4, g4], {}, { name: `${node.name}.grad_weight` }), [0, 3], false);
+  } else {
+    const p4 = b.op1('Reshape', [p, ctx.ints([-1, G, cg * K, L])]);
+    const g4 = b.op1('Reshape', [gy, ctx.ints([0, G, og, L])]);
+    const pT = b.op1('Transpose', [p4], { perm: A.ints([0, 1, 3, 2]) });
+    dw = ctx.reduceSum(b.op1('MatMul', [g4, pT], {}, { name: `${node.name}.grad_weight` }), [0], false);
+  }
+  return b.op1('Reshape', [dw, ctx.ints(c.w)]);
+}
