@@ -11,6 +11,8 @@
 //     req.stopGradient  values treated as constants (also: nodes made by `detach`)
 //     req.batchNorm     'model' (default: training_mode=1 nodes use batch statistics, others the
 //                       given running statistics) | 'batch' (every BN on batch statistics) | 'running'
+//                       | { stats?: one of those, lowering?: 'fused' (default: one BN kernel fed the
+//                       batch moments, closed-form backward) | 'primitive' (elementwise ops) }
 //     req.ruleOptions   formulation choices, e.g. { conv: LEGACY_CONV_GRAD } (Conv's backward pass
 //                       as ConvTranspose + batch-transposed Conv); default: per-conv fastest form
 //     req.shapes        static dtypes/shapes of values; inferred by running the forward model once

@@ -4,15 +4,9 @@
 // pattern, blur angle, warp field) is shared across severities: only the magnitude changes.
 // Not for cryptography.
 
-const rotl = (x: number, k: number): number => ((x << k) | (x >>> (32 - k))) >>> 0;
+import { mix32, Xoshiro128 } from '../random/index.ts';
 
-/** splitmix32 step: a good 32-bit mix of any integer. */
-export function mix32(x: number): number {
-  let z = (x + 0x9e3779b9) >>> 0;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-  return (z ^ (z >>> 16)) >>> 0;
-}
+export { mix32 } from '../random/index.ts';
 
 /** FNV-1a of a string (stable ids for corruption names). */
 export function hash32(s: string): number {
@@ -21,62 +15,20 @@ export function hash32(s: string): number {
   return h >>> 0;
 }
 
-export class DataRng {
-  private s0 = 0;
-  private s1 = 0;
-  private s2 = 0;
-  private s3 = 0;
-  private spare = NaN;
-
+export class DataRng extends Xoshiro128 {
   /** Seeds from one or more integers (each mixed in, so nearby seeds give unrelated streams). */
   constructor(...keys: number[]) {
+    super();
     let x = 0x6a09e667;
     for (const k of keys) x = mix32((x ^ (k >>> 0)) >>> 0) ^ mix32((k / 4294967296) >>> 0);
     const next = (): number => (x = mix32(x));
-    this.s0 = next(); this.s1 = next(); this.s2 = next(); this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
-  }
-
-  u32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.s1 << 9) >>> 0;
-    this.s2 = (this.s2 ^ this.s0) >>> 0;
-    this.s3 = (this.s3 ^ this.s1) >>> 0;
-    this.s1 = (this.s1 ^ this.s2) >>> 0;
-    this.s0 = (this.s0 ^ this.s3) >>> 0;
-    this.s2 = (this.s2 ^ t) >>> 0;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1). */
-  uniform(): number {
-    return this.u32() / 4294967296;
+    const w0 = next(), w1 = next(), w2 = next(), w3 = next();
+    this.setWords(w0, w1, w2, w3);
   }
 
   /** Uniform in [lo, hi). */
   range(lo: number, hi: number): number {
     return lo + (hi - lo) * this.uniform();
-  }
-
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.uniform() * n);
-  }
-
-  /** Standard normal (Box-Muller, the second value kept for the next call). */
-  normal(): number {
-    if (!Number.isNaN(this.spare)) {
-      const s = this.spare;
-      this.spare = NaN;
-      return s;
-    }
-    let u = this.uniform();
-    while (u === 0) u = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    const a = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(a);
-    return r * Math.cos(a);
   }
 
   /** Gamma(shape, 1) (Marsaglia-Tsang; shape < 1 through the u^(1/shape) boost). */
@@ -111,17 +63,6 @@ export class DataRng {
   fillNormal(out: Float32Array, mean = 0, std = 1): Float32Array {
     for (let i = 0; i < out.length; i++) out[i] = mean + std * this.normal();
     return out;
-  }
-
-  /** In-place Fisher-Yates shuffle. */
-  shuffle<T extends { length: number; [i: number]: unknown }>(a: T): T {
-    for (let i = a.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      const t = a[i];
-      a[i] = a[j];
-      a[j] = t;
-    }
-    return a;
   }
 }
 
