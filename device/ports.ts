@@ -3,6 +3,7 @@
 // through sdk/telemetry in `telemetry.ts`); tests pass fakes.
 
 import type { PreprocessSpec } from './preprocess.ts';
+import type { TelemetryBody } from '../sdk/telemetry/schemas.ts';
 
 /** One preprocessed frame: CHW float32 values in the model's input layout. */
 export interface Frame {
@@ -139,28 +140,10 @@ export interface ModelRunner {
 export type RunnerFactory = (model: { path: string; manifest?: string | undefined }) => Promise<ModelRunner>;
 
 /**
- * A periodic report (mirrors sdk/telemetry's TelemetryBody: the client validates it against that
- * schema and stamps seq and ts).
+ * A periodic report: sdk/telemetry's schema is the single source of truth (the client validates it
+ * and stamps seq and ts). A type-only import, so an agent without telemetry never loads mqtt.
  */
-export interface TelemetryReport {
-  readonly intervalS: number;
-  readonly fps: number;
-  readonly latencyP50Ms: number;
-  readonly latencyP95Ms: number;
-  readonly droppedFrames: number;
-  readonly meanEntropy: number;
-  readonly meanConfidence: number;
-  readonly classHistogram: number[];
-  readonly ablPriors?: number[];
-  readonly adaptLoss: number | null;
-  readonly adaptSteps: number;
-  readonly resets: number;
-  readonly paused: boolean;
-  readonly driftScore: number;
-  readonly provider: string;
-  readonly memoryMb: number;
-  readonly modelSha256: string;
-}
+export type TelemetryReport = TelemetryBody;
 
 /** Events (mirrors sdk/telemetry's EventBody). */
 export type AgentEvent =
