@@ -19,6 +19,22 @@ export function uniqueName(g: Graph, hint: string): string {
   for (let i = 1; ; i++) if (!used.has(`${hint}_${i}`)) return `${hint}_${i}`;
 }
 
+/**
+ * A name allocator for a batch of additions: each call returns a name based on `hint` that no value
+ * or node of the graph uses and that no earlier call returned (uniqueName alone would hand out the
+ * same name twice before the first is added).
+ */
+export function nameAllocator(g: Graph): (hint: string) => string {
+  const taken = valueNames(g);
+  for (const n of g.nodes) taken.add(n.name);
+  return (hint) => {
+    let s = hint;
+    for (let i = 1; taken.has(s); i++) s = `${hint}_${i}`;
+    taken.add(s);
+    return s;
+  };
+}
+
 export interface InsertAt {
   /** Insert right before this node. */
   readonly before?: string;

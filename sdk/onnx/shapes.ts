@@ -6,6 +6,7 @@ import { TtaqError } from '../errors/index.ts';
 import { createSession, rewriteSubByteIO, type SessionOptions } from '../runtime/index.ts';
 import { ONNX_DTYPE, encodeModel, dtypeFromOnnx, tensorRawBytes } from './codec.ts';
 import { isSubByte, type SubByteDType } from './packing.ts';
+import { nameAllocator } from './edit.ts';
 import { zeros } from './tensor.ts';
 import type { DType, Graph, Model, Node, Tensor, ValueInfo } from './types.ts';
 
@@ -105,13 +106,7 @@ export async function inferShapes(model: Model, opts: InferShapesOptions = {}): 
   const exposed: ValueInfo[] = [];
   const casts: Node[] = [];
   const fetchOf = new Map<string, string>();
-  const taken = new Set<string>([...g.inputs.map((v) => v.name), ...g.initializers.keys(), ...g.nodes.flatMap((n) => [...n.outputs, n.name])]);
-  const fresh = (hint: string): string => {
-    let s = hint;
-    for (let i = 1; taken.has(s); i++) s = `${hint}_${i}`;
-    taken.add(s);
-    return s;
-  };
+  const fresh = nameAllocator(g);
   for (const n of g.nodes) {
     for (const o of n.outputs) {
       if (o === '' || fetchOf.has(o)) continue;

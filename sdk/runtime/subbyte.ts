@@ -5,6 +5,7 @@
 // every sub-byte graph input to an int8/uint8 input followed by a Cast, and every sub-byte graph
 // output to a Cast to int8/uint8. Callers still see the original names and dtypes.
 import { ONNX_DTYPE } from '../onnx/codec.ts';
+import { nameAllocator } from '../onnx/edit.ts';
 import { isSubByte } from '../onnx/packing.ts';
 import type { DType, Graph, Model, Node, ValueInfo } from '../onnx/types.ts';
 
@@ -27,13 +28,7 @@ export function rewriteSubByteIO(model: Model): SubByteRewrite {
   const inputs = new Map<string, { feed: string; dtype: DType }>();
   const outputs = new Map<string, { fetch: string; dtype: DType }>();
   if (!hasSubByteIO(g)) return { model, inputs, outputs };
-  const taken = new Set<string>([...g.inputs.map((v) => v.name), ...g.initializers.keys(), ...g.nodes.flatMap((n) => [...n.outputs, n.name])]);
-  const fresh = (hint: string): string => {
-    let s = hint;
-    for (let i = 1; taken.has(s); i++) s = `${hint}_${i}`;
-    taken.add(s);
-    return s;
-  };
+  const fresh = nameAllocator(g);
   const pre: Node[] = [];
   const post: Node[] = [];
   const newInputs: ValueInfo[] = g.inputs.map((v) => {
