@@ -1,12 +1,18 @@
 // Time of one gradient step on a bundled CNN and the share spent outside onnxruntime's Session.run
 // (feed assembly, result unpacking) and in the JavaScript optimizer update.
 // Run: node --import tsx sdk/autodiff/bench.ts [--arch resnet20|mobilenet] [--batch 16] [--size 28] [--steps 10]
-//        [--threads N] [--no-spin] [--ab]   (--ab: legacy vs current Conv backward, alternating step by step)
+//        [--threads N] [--no-spin] [--ab]
+//   --ab: gradient-graph formulations on the same net at batch 128, alternating step by step:
+//     legacy    ConvTranspose dX, batch-transposed Conv dW, Where Relu backward (LEGACY_CONV_GRAD)
+//     previous  Conv dX, dW by one Gemm over concatenated patches (CONCAT_GEMM_CONV_GRAD), Where
+//     current   the defaults (per-offset Gemms on shifted copies, Relu as Mul by a Cast mask)
+//   medians of wall images/s and of process CPU ms per step (CPU time is steadier on a shared machine;
+//   with --threads 1 it is the single-core cost).
 import { buildNet, type Arch } from '../nn/index.ts';
 import { f32, i64 } from '../onnx/tensor.ts';
 import { Sgd } from '../optim/optimizers.ts';
 import { buildGradientGraph } from './graph.ts';
-import { LEGACY_CONV_GRAD } from './rules/convgrad.ts';
+import { CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD } from './rules/convgrad.ts';
 import type { RuleOptions } from './rules/types.ts';
 import type { SessionOptions } from '../runtime/index.ts';
 import { withSoftmaxCrossEntropy } from './loss.ts';
@@ -40,33 +46,61 @@ function sessionOptions(o: StepBenchOptions): SessionOptions {
   };
 }
 
-/** Legacy vs current Conv backward on the same net, alternating steps; median images/s of each. */
-export async function abStep(o: StepBenchOptions = {}): Promise<{ legacy: number; current: number; speedup: number }> {
+/** Formulations compared by `abStep`. */
+export const AB_VARIANTS: Readonly<Record<string, RuleOptions>> = {
+  legacy: { conv: LEGACY_CONV_GRAD, relu: 'where' },
+  previous: { conv: CONCAT_GEMM_CONV_GRAD, relu: 'where' },
+  current: {},
+};
+
+export interface AbResult {
+  /** Median images/s (wall) per variant. */
+  readonly imagesPerSec: Record<string, number>;
+  /** Median process CPU ms per step per variant. */
+  readonly cpuMsPerStep: Record<string, number>;
+  /** Gradient-graph nodes per variant. */
+  readonly nodes: Record<string, number>;
+  /** current / previous by wall and by CPU time. */
+  readonly speedup: { readonly wall: number; readonly cpu: number };
+}
+
+/** The variants of AB_VARIANTS on the same net and batch, alternating steps; medians of each. */
+export async function abStep(o: StepBenchOptions = {}): Promise<AbResult> {
   const arch = o.arch ?? 'resnet20';
   const batch = o.batch ?? 128;
   const size = o.size ?? 28;
   const net = buildNet({ arch, height: size, width: size, channels: 1, numClasses: 10 }, 'train');
   const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: 10 });
   const outputs = [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])];
-  const make = async (ruleOptions: RuleOptions): Promise<GradientStep> =>
-    GradientStep.create(await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, ruleOptions }), { session: sessionOptions(o) });
-  const steps = { legacy: await make({ conv: LEGACY_CONV_GRAD }), current: await make({}) };
+  const names = Object.keys(AB_VARIANTS);
+  const steps = new Map<string, GradientStep>();
+  for (const k of names) {
+    const gg = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, ruleOptions: AB_VARIANTS[k]! });
+    steps.set(k, await GradientStep.create(gg, { session: sessionOptions(o) }));
+  }
   const x = f32([batch, 1, size, size], Array.from({ length: batch * size * size }, (_, i) => Math.sin(i * 0.1)));
   const y = i64([batch], Array.from({ length: batch }, (_, i) => i % 10));
-  const ms: Record<'legacy' | 'current', number[]> = { legacy: [], current: [] };
+  const wall: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
   for (let s = 0; s < (o.steps ?? 10) + 1; s++) {
-    for (const k of ['legacy', 'current'] as const) {
-      const st = steps[k];
+    for (const k of names) {
+      const st = steps.get(k)!;
       const params = copyParams(st.graph.params);
       const t = performance.now();
+      const c0 = process.cpuUsage();
       await st.run(params, { [net.input]: x, labels: y });
-      if (s > 0) ms[k].push(performance.now() - t);
+      const c = process.cpuUsage(c0);
+      if (s > 0) { (wall[k] ??= []).push(performance.now() - t); (cpu[k] ??= []).push((c.user + c.system) / 1000); }
     }
   }
-  for (const st of Object.values(steps)) await st.release();
-  const legacy = (1000 * batch) / median(ms.legacy);
-  const current = (1000 * batch) / median(ms.current);
-  return { legacy, current, speedup: current / legacy };
+  const nodes = Object.fromEntries(names.map((k) => [k, steps.get(k)!.graph.model.graph.nodes.length]));
+  for (const st of steps.values()) await st.release();
+  const imagesPerSec = Object.fromEntries(names.map((k) => [k, (1000 * batch) / median(wall[k]!)]));
+  const cpuMsPerStep = Object.fromEntries(names.map((k) => [k, median(cpu[k]!)]));
+  return {
+    imagesPerSec, cpuMsPerStep, nodes,
+    speedup: { wall: imagesPerSec['current']! / imagesPerSec['previous']!, cpu: cpuMsPerStep['previous']! / cpuMsPerStep['current']! },
+  };
 }
 
 export async function benchStep(o: StepBenchOptions = {}): Promise<StepBenchResult> {

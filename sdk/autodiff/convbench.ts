@@ -1,6 +1,8 @@
 // A/B timing of Conv's backward formulations on single convs (forward + one gradient), alternating
 // the variants run by run in one process and quoting medians (the machine may be shared).
 // Run: node --import tsx sdk/autodiff/convbench.ts [--batch 128] [--threads 2] [--reps 15] [--only resnet|mobilenet]
+//        [--dw-only] [--cpu]   (--cpu: process CPU ms instead of wall ms, steadier on a loaded machine
+//        with --threads 1)
 import { A, GraphBuilder } from '../onnx/builder.ts';
 import { f32 } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
@@ -19,6 +21,7 @@ export interface ConvShape {
 }
 
 export const RESNET20_28: readonly ConvShape[] = [
+  { name: 'r20 stem 3x3 1-16 @28', cin: 1, cout: 16, size: 28, k: 3, stride: 1, group: 1 },
   { name: 'r20 3x3 16-16 @28', cin: 16, cout: 16, size: 28, k: 3, stride: 1, group: 1 },
   { name: 'r20 3x3 16-32 s2 @28', cin: 16, cout: 32, size: 28, k: 3, stride: 2, group: 1 },
   { name: 'r20 1x1 16-32 s2 @28', cin: 16, cout: 32, size: 28, k: 1, stride: 2, group: 1 },
@@ -50,7 +53,7 @@ function convModel(s: ConvShape, batch: number): Model {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Median ms of forward + the gradient of `wrt` per variant. */
-export async function benchConv(s: ConvShape, wrt: 'x' | 'w', variants: Record<string, ConvGradOptions>, o: { batch: number; threads: number; reps: number }): Promise<Record<string, number>> {
+export async function benchConv(s: ConvShape, wrt: 'x' | 'w', variants: Record<string, ConvGradOptions>, o: { batch: number; threads: number; reps: number; cpu?: boolean }): Promise<Record<string, number>> {
   const m = convModel(s, o.batch);
   const x = f32([o.batch, s.cin, s.size, s.size], Array.from({ length: o.batch * s.cin * s.size * s.size }, (_, i) => Math.cos(i * 0.01)));
   const sessions: [string, Session, Record<string, Tensor>][] = [];
@@ -65,8 +68,10 @@ export async function benchConv(s: ConvShape, wrt: 'x' | 'w', variants: Record<s
   for (let r = 0; r < o.reps + 1; r++) {
     for (const [name, sess, feeds] of sessions) {
       const t = performance.now();
+      const c0 = process.cpuUsage();
       await sess.run(feeds);
-      if (r > 0) (times[name] ??= []).push(performance.now() - t);
+      const c = process.cpuUsage(c0);
+      if (r > 0) (times[name] ??= []).push(o.cpu ? (c.user + c.system) / 1000 : performance.now() - t);
     }
   }
   for (const [, sess] of sessions) await sess.release();
@@ -75,13 +80,16 @@ export async function benchConv(s: ConvShape, wrt: 'x' | 'w', variants: Record<s
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const arg = (k: string): string | undefined => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
-  const o = { batch: Number(arg('--batch') ?? 128), threads: Number(arg('--threads') ?? 2), reps: Number(arg('--reps') ?? 15) };
+  const o = { batch: Number(arg('--batch') ?? 128), threads: Number(arg('--threads') ?? 2), reps: Number(arg('--reps') ?? 15), cpu: process.argv.includes('--cpu') };
   const only = arg('--only');
   const shapes = [...(only !== 'mobilenet' ? RESNET20_28 : []), ...(only !== 'resnet' ? MOBILENET_28 : [])];
   const fmt = (r: Record<string, number>): string => Object.entries(r).map(([k, v]) => `${k} ${v.toFixed(2)}`).join('  ');
   for (const s of shapes) {
     const dx = process.argv.includes('--dw-only') ? {} : await benchConv(s, 'x', { convTranspose: { input: 'convTranspose', weight: 'conv' }, conv: { input: 'conv', weight: 'conv' } }, o);
-    const dw = await benchConv(s, 'w', { conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, onehot: { input: 'conv', weight: 'onehot' } }, o);
+    const dw = await benchConv(s, 'w', {
+      conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, gemmsplit: { input: 'conv', weight: 'gemmsplit' },
+      shifted: { input: 'conv', weight: 'shifted' }, onehot: { input: 'conv', weight: 'onehot' },
+    }, o);
     console.log(`${s.name.padEnd(22)} fwd+dX: ${fmt(dx)}  |  fwd+dW: ${fmt(dw)}`);
   }
 }

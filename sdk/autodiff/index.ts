@@ -14,7 +14,9 @@
 //                       | { stats?: one of those, lowering?: 'fused' (default: one BN kernel fed the
 //                       batch moments, closed-form backward) | 'primitive' (elementwise ops) }
 //     req.ruleOptions   formulation choices, e.g. { conv: LEGACY_CONV_GRAD } (Conv's backward pass
-//                       as ConvTranspose + batch-transposed Conv); default: per-conv fastest form
+//                       as ConvTranspose + batch-transposed Conv), { conv: CONCAT_GEMM_CONV_GRAD }
+//                       (the dW form before the per-offset Gemms), { relu: 'where' }; default: the
+//                       fastest measured form (per conv: chooseConvGrad)
 //     req.shapes        static dtypes/shapes of values; inferred by running the forward model once
 //                       (symbolic dims fed as req.sampleBatch, default 2) when not given
 //   -> GradientGraph { model, loss, outputs, grads: Map<wrt, output name>, params: Map<wrt,
@@ -57,4 +59,4 @@ export { softmaxCrossEntropy, withSoftmaxCrossEntropy, type CrossEntropyOptions 
 export { detach, STOP_GRADIENT_OP_NAME } from './detach.ts';
 export { GradientStep, copyParams, type StepResult, type StepOptions, type ParamFeed } from './step.ts';
 export { registerRule, getRule, listRules, type GradRule, type RuleContext, type RuleOptions } from './rules/index.ts';
-export { chooseConvGrad, LEGACY_CONV_GRAD, type ConvGradOptions, type ConvInputGrad, type ConvWeightGrad } from './rules/convgrad.ts';
+export { chooseConvGrad, CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD, type ConvCase, type ConvGradOptions, type ConvInputGrad, type ConvWeightGrad } from './rules/convgrad.ts';

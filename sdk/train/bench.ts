@@ -13,6 +13,11 @@ export interface BenchResult {
   readonly msPerStep: number;
   /** Milliseconds per step inside Session.run. */
   readonly runtimeMsPerStep: number;
+  /**
+   * Process CPU milliseconds per step (all threads). Steadier than wall time on a shared machine;
+   * with one intra-op thread, 1000 * batch / cpuMsPerStep is the throughput of one idle core.
+   */
+  readonly cpuMsPerStep: number;
   /** 1 - runtime / total: batch assembly, SGD, BN statistics, feeds and fetches. */
   readonly outsideShare: number;
   /** Nodes of the forward (training form) and of the gradient graph, by op type for the latter. */
@@ -43,11 +48,13 @@ export async function benchStep(o: { arch: Arch; batch?: number; steps?: number;
   const order = Int32Array.from({ length: count }, (_, i) => i);
   let s0 = 0;
   let tStart = 0;
+  let cpuStart = process.cpuUsage();
   for (let s = 0; s < steps + warmup; s++) {
-    if (s === warmup) { s0 = t.timing.sessionMs; tStart = performance.now(); }
+    if (s === warmup) { s0 = t.timing.sessionMs; tStart = performance.now(); cpuStart = process.cpuUsage(); }
     await t.trainStep(order.subarray(s * batch, (s + 1) * batch), x, lab);
   }
   const total = performance.now() - tStart;
+  const cpu = process.cpuUsage(cpuStart);
   const inside = t.timing.sessionMs - s0;
   const opCounts: Record<string, number> = {};
   for (const n of t.graph.model.graph.nodes) opCounts[n.opType] = (opCounts[n.opType] ?? 0) + 1;
@@ -55,6 +62,7 @@ export async function benchStep(o: { arch: Arch; batch?: number; steps?: number;
   return {
     arch: o.arch, batch, steps,
     imagesPerSec: (batch * steps) / (total / 1000), msPerStep: total / steps, runtimeMsPerStep: inside / steps,
+    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
     outsideShare: 1 - inside / total,
     forwardNodes: t.net.model.graph.nodes.length, gradientNodes: t.graph.model.graph.nodes.length, opCounts, buildSeconds,
   };

@@ -13,4 +13,3 @@ export { checkImageSet, fillBatch, limitImageSet, normTables, type Augment, type
 export { decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint, type CheckpointTensor } from './checkpoint.ts';
 export { exportModel, manifestFor, type ExportInfo } from './export.ts';
 export { lrAt, type ScheduleKind, type ScheduleSpec } from './schedule.ts';
-export { Sgd, type SgdOptions } from './sgd.ts';

@@ -3,17 +3,17 @@
 // statistics updated from the batch statistics the training graph outputs (PyTorch convention:
 // momentum 0.1, unbiased variance), a per-iteration learning-rate schedule, evaluation each epoch
 // on the inference form, and a checkpoint that resumes the run exactly.
-import { buildGradientGraph, GradientStep, withSoftmaxCrossEntropy, type GradientGraph } from '../autodiff/index.ts';
+import { buildGradientGraph, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import { buildNet, Rng, withInitializers, type Arch, type BuiltNet, type NetSpec } from '../nn/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import { noProgress, type ProgressFn } from '../progress/index.ts';
+import { Sgd } from '../optim/index.ts';
 import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
 import type { Checkpoint, CheckpointTensor } from './checkpoint.ts';
 import { checkImageSet, fillBatch, normTables, type Augment, type ImageSet } from './data.ts';
 import { lrAt, type ScheduleKind } from './schedule.ts';
-import { Sgd } from './sgd.ts';
 
 export interface TrainConfig {
   readonly arch: Arch;
@@ -65,6 +65,8 @@ export interface TrainerOptions {
   readonly session?: SessionOptions;
   /** Evaluation batch size (default 500). */
   readonly evalBatch?: number;
+  /** Formulations of the gradient graph's rules (default: the fastest measured; for A/B timing). */
+  readonly ruleOptions?: RuleOptions;
 }
 
 const CKPT_FORMAT = 'ttaq-train-checkpoint/1';
@@ -138,10 +140,10 @@ export class Trainer {
     const net = buildNet(netSpecOf(config), 'train');
     const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: config.numClasses });
     const outputs = [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])];
-    const graph = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, sampleBatch: 2 });
+    const graph = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, sampleBatch: 2, ...(opts.ruleOptions ? { ruleOptions: opts.ruleOptions } : {}) });
     const gradStep = await GradientStep.create(graph, { session: { source: `${config.arch} training graph`, ...opts.session } });
-    const noDecay = new Set<string>();
-    const sgd = new Sgd({ momentum: config.momentum, weightDecay: config.weightDecay, nesterov: config.nesterov, noDecay });
+    // sdk/optim's SGD (PyTorch semantics); the learning rate comes from the schedule each step.
+    const sgd = new Sgd({ lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay, nesterov: config.nesterov });
     return new Trainer(config, data, net, graph, gradStep, sgd, opts);
   }
 
@@ -273,8 +275,13 @@ export class Trainer {
     const tensors = new Map<string, CheckpointTensor>();
     for (const p of this.net.params) tensors.set(`param/${p.name}`, { dims: p.dims, data: this.params.get(p.name)! });
     for (const [k, v] of this.stats) tensors.set(`stat/${k}`, { dims: [v.length], data: v });
+    // Checkpoint layout (unchanged since ttaq-train-checkpoint/1): one 'opt/<param>' tensor per
+    // momentum buffer and the optimizer's step count in the header.
     const opt = this.sgd.state();
-    for (const [k, v] of opt.buffers) tensors.set(`opt/${k}`, { dims: [v.length], data: v });
+    for (const [k, slots] of Object.entries(opt.slots)) {
+      const v = slots['momentum'];
+      if (v) tensors.set(`opt/${k}`, { dims: [v.length], data: v });
+    }
     return {
       meta: {
         format: CKPT_FORMAT, config: this.config, epoch: this.epoch, step: this.step,
@@ -298,9 +305,16 @@ export class Trainer {
     };
     for (const [k, v] of this.params) take(`param/${k}`, v);
     for (const [k, v] of this.stats) take(`stat/${k}`, v);
-    const buffers = new Map<string, Float32Array>();
-    for (const [k, t] of ck.tensors) if (k.startsWith('opt/')) buffers.set(k.slice(4), t.data);
-    this.sgd.load({ steps: meta.optimizer.steps, buffers });
+    const slots: Record<string, Record<string, Float32Array>> = {};
+    for (const [k, t] of ck.tensors) {
+      if (!k.startsWith('opt/')) continue;
+      const name = k.slice(4);
+      if (!this.params.has(name) || t.data.length !== this.params.get(name)!.length) {
+        throw new TtaqError('STATE_MISMATCH', `${source}: optimizer buffer '${k}' does not match a parameter of this '${this.config.arch}' net; the checkpoint belongs to another model`);
+      }
+      slots[name] = { momentum: t.data };
+    }
+    this.sgd.load({ kind: 'sgd', steps: meta.optimizer.steps, hyper: {}, slots });
     this.epoch = meta.epoch;
     this.step = meta.step;
     this.rng = Rng.fromState(meta.rng);

@@ -34,6 +34,7 @@ function unary(name: string, op: string, dtype: FloatType, x: ReturnType<typeof 
 describe('elementwise rules', () => {
   const shape = [2, 3, 4];
   test('Relu', () => check(unary('relu', 'Relu', D, randAway(rng, D, shape, [0]))));
+  test("Relu, 'where' form", () => check({ ...unary('relu-where', 'Relu', D, randAway(rng, D, shape, [0])), ruleOptions: { relu: 'where' } }));
   test('LeakyRelu', () => check(unary('leaky', 'LeakyRelu', D, randAway(rng, D, shape, [0]), { alpha: A.float(0.1) })));
   test('Sigmoid', () => check(unary('sigmoid', 'Sigmoid', D, randTensor(rng, D, shape, -3, 3))));
   test('Tanh', () => check(unary('tanh', 'Tanh', D, randTensor(rng, D, shape, -2, 2))));
@@ -270,12 +271,15 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     { name: 'pointwise-s3-overhang', x: [2, 2, 7, 8], w: [3, 2, 1, 1], attrs: { strides: A.ints([3, 3]) } },
     { name: 'pads-beyond-kernel', x: [1, 2, 4, 4], w: [2, 2, 2, 2], attrs: { pads: A.ints([2, 0, 3, 1]) } },
     { name: 'conv3d-s2', x: [1, 2, 5, 4, 5], w: [2, 2, 2, 3, 2], attrs: { strides: A.ints([2, 1, 2]), pads: A.ints([1, 1, 0, 0, 1, 1]) } },
+    { name: 'conv3d-s1-dilated', x: [2, 2, 5, 4, 6], w: [3, 2, 2, 3, 2], attrs: { dilations: A.ints([2, 1, 3]), pads: A.ints([1, 0, 2, 0, 1, 1]) } },
   ];
   const forms: [string, RuleOptions | undefined][] = [
     ['auto', undefined],
     ['legacy', { conv: LEGACY_CONV_GRAD }],
     ['conv+gemm', { conv: { input: 'conv', weight: 'gemm' } }],
     ['conv+onehot', { conv: { input: 'conv', weight: 'onehot' } }],
+    ['conv+gemmsplit', { conv: { input: 'conv', weight: 'gemmsplit' } }],
+    ['conv+shifted', { conv: { input: 'conv', weight: 'shifted' } }],
   ];
   for (const c of cases) {
     test(c.name, async () => {

@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkModelHash, readManifest } from '../../sdk/manifest/index.ts';
 import { Rng } from '../../sdk/nn/index.ts';
+import { Sgd } from '../../sdk/optim/index.ts';
 import { loadModel } from '../../sdk/onnx/io.ts';
 import { f32 } from '../../sdk/onnx/tensor.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import {
-  DEFAULT_CONFIG, decodeCheckpoint, encodeCheckpoint, exportModel, fillBatch, loadCheckpoint, lrAt, normTables,
-  runTraining, Sgd, Trainer, type ImageSet, type TrainConfig,
+  configOfCheckpoint, DEFAULT_CONFIG, decodeCheckpoint, encodeCheckpoint, exportModel, fillBatch, loadCheckpoint, lrAt, normTables,
+  runTraining, Trainer, type ImageSet, type TrainConfig,
 } from '../../sdk/train/index.ts';
 
 // Generated data: 12x12 grayscale, 3 classes told apart by where a bright bar sits (top, middle,
@@ -38,6 +40,7 @@ const config = (o: Partial<TrainConfig> = {}): TrainConfig => ({
 });
 
 const session = { intraOpThreads: 1, providers: ['cpu' as const] };
+const BUNDLED_CKPT = new URL('../../models/checkpoints/resnet20-fmnist-24ep.ckpt', import.meta.url).pathname;
 
 test('fillBatch: crop offsets, flip and normalisation by hand', () => {
   // One 3x3 image 1..9; pad 1; normalisation v/255 with mean 0, std 1/255 -> raw bytes back.
@@ -71,10 +74,10 @@ test('cosine and step schedules', () => {
   assert.ok(Math.abs(lrAt(s, 49) - 0.1) < 1e-12 && Math.abs(lrAt(s, 50) - 0.01) < 1e-12 && Math.abs(lrAt(s, 80) - 0.001) < 1e-12);
 });
 
-test('SGD matches PyTorch semantics on a hand-computed case', () => {
+test('the trainer\'s SGD (sdk/optim) matches PyTorch semantics on a hand-computed case', () => {
   const p = new Map([['w', Float32Array.from([1, -2])]]);
   const g = new Map([['w', Float32Array.from([0.5, 0.5])]]);
-  const sgd = new Sgd({ momentum: 0.9, weightDecay: 0.1 });
+  const sgd = new Sgd({ lr: 0.1, momentum: 0.9, weightDecay: 0.1 });
   sgd.step(p, g, 0.1); // g' = [0.6, 0.3]; v = g'; p = [0.94, -2.03]
   sgd.step(p, g, 0.1); // g' = [0.594, 0.297]; v = [1.134, 0.567]; p = [0.8266, -2.0867]
   const w = p.get('w')!;
@@ -134,6 +137,24 @@ test('a tiny training run: loss falls, BN running statistics move, checkpoint + 
   }
   assert.ok(Math.abs(correct / testSet.count - m2.provenance.metrics.testAccuracy!) < 1e-9);
   await Promise.all([a.release(), c.release(), s.release()]);
+});
+
+test('a checkpoint written by the earlier trainer (own SGD) restores and re-encodes byte for byte', { skip: !existsSync(BUNDLED_CKPT) && `${BUNDLED_CKPT} absent` }, async () => {
+  // The bundled 24-epoch run's checkpoint predates the switch to sdk/optim's SGD; resuming it must
+  // read the same momentum buffers and step count and write the same layout back.
+  const bytes = new Uint8Array(await readFile(BUNDLED_CKPT));
+  const ck = decodeCheckpoint(bytes, BUNDLED_CKPT);
+  const cfg = configOfCheckpoint(ck, BUNDLED_CKPT);
+  const r = new Rng(5);
+  const n = cfg.batchSize;
+  const images = Uint8Array.from({ length: n * cfg.channels * cfg.height * cfg.width }, () => r.int(256));
+  const t = await Trainer.create(cfg, { train: { count: n, height: cfg.height, width: cfg.width, channels: cfg.channels, images, labels: Uint8Array.from({ length: n }, () => r.int(cfg.numClasses)) } }, { session });
+  t.restore(ck, BUNDLED_CKPT);
+  assert.ok(t.sgd.steps > 0 && t.step > 0);
+  const again = encodeCheckpoint(t.checkpoint());
+  assert.equal(again.length, bytes.length);
+  assert.ok(Buffer.from(again).equals(Buffer.from(bytes)), 're-encoded checkpoint differs from the file');
+  await t.release();
 });
 
 test('checkpoint codec round-trips and rejects foreign files', () => {

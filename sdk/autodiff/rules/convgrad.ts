@@ -1,4 +1,4 @@
-// Emitters for the two costly parts of Conv's backward pass, each in two formulations, and the
+// Emitters for the two costly parts of Conv's backward pass, each in several formulations, and the
 // decision function that picks one per conv (rules/Conv.ts calls them). All work for any spatial
 // rank r, groups G (depthwise included), strides s, dilations d and explicit pads p.
 //
@@ -19,24 +19,41 @@
 //                    P [G, K*Cg, N*L] and dW[g] = dY[g] [Og, N*L] x P[g]^T, one Gemm (G = 1) or a
 //                    batched MatMul (G > 1); depthwise (Cg = Og = 1) uses Mul + ReduceSum. 1x1
 //                    kernels without pads skip the slices (P is X, strided if s > 1).
+//   'gemmsplit'      'gemm' without the Concat (G = 1): one Gemm dY [Co, N*L] x S_j^T per kernel
+//                    offset j on its slice S_j [Cg, N*L], the K small [Co, Cg] results concatenated.
+//                    The Concat copied K times X's size; the per-offset Gemms read dY K times but
+//                    stay as fast as the one wide Gemm once Cg >= 8.
+//   'shifted'        stride 1, G = 1: one Gemm per offset like 'gemmsplit', but with no patches at
+//                    all: the last axis' shift moves X, the other axes' shifts move dY onto X's grid
+//                    (Pads with negative pads), so a 3x3 kernel needs 2 shifted copies of X and 2
+//                    of dY instead of a padded X and 9 strided slices (weightGradShifted).
 import { A } from '../../onnx/builder.ts';
 import { allocArray, makeTensor } from '../../onnx/tensor.ts';
 import type { Tensor } from '../../onnx/types.ts';
 import type { RuleContext } from './types.ts';
 
 export type ConvInputGrad = 'convTranspose' | 'conv';
-export type ConvWeightGrad = 'conv' | 'gemm' | 'onehot';
+export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'onehot';
 
 /** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
 export interface ConvGradOptions {
   /** Default 'auto'. */
   readonly input?: ConvInputGrad | 'auto';
-  /** Default 'auto'. */
-  readonly weight?: ConvWeightGrad | 'auto';
+  /** Default 'auto'; a function picks per conv. */
+  readonly weight?: ConvWeightGrad | 'auto' | ((c: ConvCase) => ConvWeightGrad);
 }
 
 /** The formulation before the fast paths existed (for A/B comparisons). */
 export const LEGACY_CONV_GRAD: ConvGradOptions = { input: 'convTranspose', weight: 'conv' };
+
+/**
+ * The choice before 'gemmsplit' (for A/B comparisons): one Gemm over concatenated patches for
+ * ungrouped convs that are 1x1 or stride 1 on at least 14x14 outputs, the batch-transposed Conv
+ * otherwise.
+ */
+export const CONCAT_GEMM_CONV_GRAD: ConvGradOptions = {
+  weight: (c) => (c.group === 1 && (prod(c.w.slice(2)) === 1 || (c.strides.every((s) => s === 1) && prod(c.y.slice(2)) >= 196)) ? 'gemm' : 'conv'),
+};
 
 export interface ConvCase {
   readonly x: readonly number[];
@@ -67,19 +84,37 @@ export interface ConvCase {
  *   pw1x1 24-144 @14       35.6 / 41.4             76 / 40 (31) / 35
  *   g4 3x3 32-32 @14       41.9 / 38.1             55 / 58 (51) / 64
  *
+ * The per-offset forms were timed later as process CPU ms (steadier than wall time on the loaded
+ * machine) per forward + dW, 1 intra-op thread, median of 9 alternating runs
+ * (`convbench.ts --only resnet --dw-only --cpu --threads 1 --reps 9`):
+ *
+ *   conv                   fwd+dW conv / gemm / gemmsplit / shifted / onehot
+ *   3x3 1-16 @28 (stem)     5.6 /  5.1 / 10.3 / 11.7 /  4.5
+ *   3x3 16-16 @28          45.9 / 35.1 / 28.3 / 24.5 / 34.9
+ *   3x3 16-32 s2 @28       18.0 / 19.4 / 18.4 / (gemmsplit) / 16.7
+ *   1x1 16-32 s2 @28       11.3 /  4.6 /  4.4 / (gemm) / 7.9
+ *   3x3 32-32 @14          27.8 / 25.8 / 19.1 / 19.1 / 26.4
+ *   3x3 32-64 s2 @14       12.6 / 13.9 / 12.9 / (gemmsplit) / 12.3
+ *   1x1 32-64 s2 @14        7.7 /  2.7 /  2.9 / (gemm) / 3.9
+ *   3x3 64-64 @7           23.7 / 21.4 / 17.7 / 17.2 / 22.6
+ *
  * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 2-2.5x slower than
- * ConvTranspose); dW as im2col + GEMM for ungrouped convs that are 1x1 or stride 1 on at least
- * 14x14 outputs (1.3-3x faster), the batch-transposed Conv otherwise (ties or wins there; the
- * depthwise figures swing with the load). 'onehot' patches never won and stay selectable only.
+ * ConvTranspose); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with Cg >= 8, 'gemmsplit'
+ * for strided ones with Cg >= 8 (within the noise of the other forms there), one Gemm over the
+ * concatenated patches ('gemm') for 1x1 kernels and few input channels. Grouped convs keep the
+ * batch-transposed Conv (ties or wins; the depthwise figures swing with the load). 'onehot' stays
+ * selectable only (its wins on the stem and strided convs are within the noise).
  */
 export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: ConvInputGrad; weight: ConvWeightGrad } {
   const strided = c.strides.some((s) => s > 1);
   const k = prod(c.w.slice(2));
-  const outPositions = prod(c.y.slice(2));
+  const cg = c.x[1]! / c.group;
   const input: ConvInputGrad = o.input && o.input !== 'auto' ? o.input : strided ? 'convTranspose' : 'conv';
-  const weight: ConvWeightGrad = o.weight && o.weight !== 'auto'
+  const weight: ConvWeightGrad = typeof o.weight === 'function'
+    ? o.weight(c)
+    : o.weight && o.weight !== 'auto'
     ? o.weight
-    : c.group === 1 && (k === 1 || (!strided && outPositions >= 196)) ? 'gemm' : 'conv';
+    : c.group !== 1 ? 'conv' : k === 1 || cg < 8 ? 'gemm' : strided ? 'gemmsplit' : 'shifted';
   return { input, weight };
 }
 
@@ -174,17 +209,34 @@ export function inputGradAsConv(ctx: RuleContext, gy: string, w: string, c: Conv
   }, { name: `${node.name}.grad_input` });
 }
 
-/** Weight gradient as im2col + GEMM (see the file comment). */
-export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: ConvCase): string {
-  const { b, node } = ctx;
-  const r = c.x.length - 2;
+/** The sizes both weight-gradient emitters start from. */
+interface WeightGradDims {
+  /** Spatial rank. */
+  readonly r: number;
+  readonly G: number;
+  readonly cin: number;
+  /** Input channels per group. */
+  readonly cg: number;
+  readonly co: number;
+  /** Output channels per group. */
+  readonly og: number;
+  /** Kernel extent per spatial axis and its product. */
+  readonly k: readonly number[];
+  readonly K: number;
+}
+
+function weightGradDims(c: ConvCase): WeightGradDims {
   const G = c.group;
   const cin = c.x[1]!;
-  const cg = cin / G;
   const co = c.w[0]!;
-  const og = co / G;
   const k = c.w.slice(2);
-  const K = prod(k);
+  return { r: c.x.length - 2, G, cin, cg: cin / G, co, og: co / G, k, K: prod(k) };
+}
+
+/** Weight gradient as im2col + GEMM (see the file comment). */
+export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: ConvCase, split = false): string {
+  const { b, node } = ctx;
+  const { r, G, cg, co, og, k, K } = weightGradDims(c);
   const ys = c.y.slice(2);
   const xsp = c.x.slice(2);
   const sp = range(0, r);
@@ -225,6 +277,12 @@ export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: Con
       const ends = sp.map((i) => starts[i]! + (ys[i]! - 1) * c.strides[i]! + 1);
       parts.push(b.op1('Slice', [xp, ctx.ints(starts), ctx.ints(ends), ctx.ints(sp.map((i) => i + a0)), ctx.ints(sp.map((i) => c.strides[i]!))]));
     }
+    if (split && G === 1) {
+      const gt = b.op1('Transpose', [gy], { perm: A.ints([1, 0, ...range(2, r + 2)]) });
+      const g2 = b.op1('Reshape', [gt, ctx.ints([co, -1])]);
+      const outs = parts.map((q) => b.op1('Reshape', [b.op1('Gemm', [g2, b.op1('Reshape', [q, ctx.ints([cg, -1])])], { transB: A.int(1) }, { name: `${node.name}.grad_weight` }), ctx.ints([co, cg, 1])]));
+      return b.op1('Reshape', [outs.length === 1 ? outs[0]! : b.op1('Concat', outs, { axis: A.int(2) }), ctx.ints(c.w)]);
+    }
     p = parts.length === 1 ? parts[0]! : b.op1('Concat', parts, { axis: A.int(a0 - 2) }, { name: `${node.name}.grad_weight_patches` });
   }
 
@@ -260,14 +318,7 @@ export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: Con
  */
 export function weightGradOneHot(ctx: RuleContext, x: string, gy: string, c: ConvCase): string {
   const { b, node } = ctx;
-  const r = c.x.length - 2;
-  const G = c.group;
-  const cin = c.x[1]!;
-  const cg = cin / G;
-  const co = c.w[0]!;
-  const og = co / G;
-  const k = c.w.slice(2);
-  const K = prod(k);
+  const { G, cin, cg, co, og, k, K } = weightGradDims(c);
   const L = prod(c.y.slice(2));
   const pointwise = K === 1 && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0) && c.strides.every((s) => s === 1);
   let p: string;
@@ -300,4 +351,71 @@ export function weightGradOneHot(ctx: RuleContext, x: string, gy: string, c: Con
     dw = ctx.reduceSum(b.op1('MatMul', [g4, pT], {}, { name: `${node.name}.grad_weight` }), [0], false);
   }
   return b.op1('Reshape', [dw, ctx.ints(c.w)]);
+}
+
+
+/**
+ * Weight gradient for stride-1 ungrouped convs with one Gemm per kernel offset and no patch
+ * matrix: offset j = (j_0, .., j_last) reads X at y + s with s_i = j_i * d_i - p_i. The last axis'
+ * shift moves X (Q_j_last: X^T [Cin, N, S] cropped/zero-padded along the last axis to the output
+ * width, a Pad with negative pads), the other axes' shifts move dY onto X's grid (D_j_rest: dY^T
+ * [Co, N, So] padded/cropped along those axes to X's extent). Then
+ *   dW[:, :, j] = D_j_rest [Co, N*P] x Q_j_last [Cin, N*P]^T,   P = X's extent with So's last axis,
+ * with no wasted products. Q and D tensors are shared between offsets: k_last shifted copies of X and
+ * prod(k_rest) of dY (a zero shift needs no copy), instead of K strided slices of a padded X.
+ * Returns null when it does not apply (strides, groups, 1x1, or pads beyond an axis' extent).
+ */
+export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
+  const { b, node } = ctx;
+  const { r, G, cin, co, k, K } = weightGradDims(c);
+  if (G !== 1 || K === 1 || c.strides.some((s) => s !== 1)) return null;
+  const rank = r + 2;
+  const last = r - 1;
+  const xsp = c.x.slice(2);
+  const ysp = c.y.slice(2);
+  const shift = (i: number, j: number): number => j * c.dilations[i]! - c.padsBegin[i]!;
+  // Pad [begin, end] of an axis of extent n; usable when the crops leave something of the axis.
+  const fits = (begin: number, end: number, n: number): boolean => Math.max(0, -begin) + Math.max(0, -end) < n;
+  for (let j = 0; j < k[last]!; j++) if (!fits(-shift(last, j), ysp[last]! - xsp[last]! + shift(last, j), xsp[last]!)) return null;
+  for (let i = 0; i < last; i++) for (let j = 0; j < k[i]!; j++) if (!fits(shift(i, j), xsp[i]! - ysp[i]! - shift(i, j), ysp[i]!)) return null;
+  const perm = A.ints([1, 0, ...range(2, rank)]);
+  const xt = b.op1('Transpose', [x], { perm }, { name: `${node.name}.grad_weight_xt` });
+  const gt = b.op1('Transpose', [gy], { perm }, { name: `${node.name}.grad_weight_gt` });
+  const padded = (v: string, axisPads: readonly (readonly [number, number])[], what: string): string => {
+    if (axisPads.every(([p, q]) => p === 0 && q === 0)) return v;
+    const pads = new Array<number>(2 * rank).fill(0);
+    axisPads.forEach(([p, q], i) => { pads[2 + i] = p; pads[rank + 2 + i] = q; });
+    return b.op1('Pad', [v, ctx.ints(pads)], {}, { name: `${node.name}.grad_weight_${what}` });
+  };
+  const qs = new Map<number, string>();
+  const q = (j: number): string => {
+    let v = qs.get(j);
+    if (!v) {
+      const s = shift(last, j);
+      const pads = range(0, r).map((i): [number, number] => (i === last ? [-s, ysp[last]! - xsp[last]! + s] : [0, 0]));
+      v = b.op1('Reshape', [padded(xt, pads, 'xshift'), ctx.ints([cin, -1])]);
+      qs.set(j, v);
+    }
+    return v;
+  };
+  const ds = new Map<string, string>();
+  const d = (idx: readonly number[]): string => {
+    const key = idx.slice(0, last).join(',');
+    let v = ds.get(key);
+    if (!v) {
+      const pads = range(0, r).map((i): [number, number] => (i === last ? [0, 0] : [shift(i, idx[i]!), xsp[i]! - ysp[i]! - shift(i, idx[i]!)]));
+      v = b.op1('Reshape', [padded(gt, pads, 'gshift'), ctx.ints([co, -1])]);
+      ds.set(key, v);
+    }
+    return v;
+  };
+  const parts: string[] = [];
+  for (let j = 0; j < K; j++) {
+    const idx: number[] = [];
+    let rem = j;
+    for (let i = r - 1; i >= 0; i--) { idx[i] = rem % k[i]!; rem = Math.floor(rem / k[i]!); }
+    const g = b.op1('Gemm', [d(idx), q(idx[last]!)], { transB: A.int(1) }, { name: `${node.name}.grad_weight` });
+    parts.push(b.op1('Reshape', [g, ctx.ints([co, cin, 1])]));
+  }
+  return b.op1('Reshape', [b.op1('Concat', parts, { axis: A.int(2) }), ctx.ints(c.w)]);
 }

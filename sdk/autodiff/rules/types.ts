@@ -9,6 +9,8 @@ import type { ConvGradOptions } from './convgrad.ts';
 export interface RuleOptions {
   /** Conv's input/weight gradient formulations (default: picked per conv). */
   readonly conv?: ConvGradOptions;
+  /** Relu's backward: dy * Cast(y > 0) ('mask', default) or Where(x > 0, dy, 0) ('where', the earlier form). */
+  readonly relu?: 'where' | 'mask';
 }
 
 export interface RuleContext {
