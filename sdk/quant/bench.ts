@@ -1,13 +1,44 @@
 // Benchmark: seconds per 1,000 reconstruction iterations of one ResNet-20 block (default the
 // stride-2 block with projection shortcut, layer2.0, at batch 32 on 28x28 inputs), for the QDrop
 // configuration and for TTAQ (QDrop + PEM + PCR). Timing covers the iteration loop only.
-//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--threads N] [--json]
+//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--threads N]
+//       [--variant qdrop|ttaq[:modifier...]]... [--json]
+// Variants given several times run in that order in one process (alternate them for A/B figures).
 import { parseArgs } from 'node:util';
 import { buildNet } from '../nn/index.ts';
 import { blockGraph, partitionBlocks } from './blocks.ts';
 import { makePlan } from './plan.ts';
 import { calibrateModel } from './ptq.ts';
 import { reconstructBlock, runOver, type ReconOptions } from './recon.ts';
+import type { ConvGradOptions, ConvInputGrad, ConvWeightGrad } from '../autodiff/index.ts';
+import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts';
+
+/**
+ * A variant is 'qdrop' or 'ttaq' with optional ':'-separated modifiers for A/B runs: 'ct' (keep
+ * ConvTranspose input gradients), 'legacy' (the original graph formulation, LEGACY_RECON_FORMULATION),
+ * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops' (one
+ * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms).
+ * E.g. --variant ttaq:legacy --variant ttaq --variant ttaq:pcr=batched.
+ */
+function parseVariant(v: string): { base: string; ct: boolean; formulation?: ReconFormulation; convGrad?: ConvGradOptions } {
+  const [base, ...mods] = v.split(':');
+  let f: Record<string, string> | undefined;
+  let ct = false;
+  let convGrad: ConvGradOptions | undefined;
+  const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq' };
+  for (const m of mods) {
+    if (m === 'ct') ct = true;
+    else if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
+    else if (m.startsWith('xgrad=')) convGrad = { ...convGrad, input: m.slice(6) as ConvInputGrad };
+    else if (m === 'legacy') f = { ...f, ...LEGACY_RECON_FORMULATION } as Record<string, string>;
+    else {
+      const [k, val] = m.split('=');
+      if (!k || !val || !keys[k]) throw new Error(`bench: unknown variant modifier '${m}' in '${v}'`);
+      f = { ...f, [keys[k]!]: val };
+    }
+  }
+  return { base: base!, ct, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}) };
+}
 
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number }
 
@@ -31,12 +62,15 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
   const iterations = o.iterations ?? 200;
   const out: BenchResult[] = [];
   for (const variant of o.variants ?? ['qdrop', 'ttaq']) {
+    const pv = parseVariant(variant);
     const opts: ReconOptions = {
       iterations, batch: o.batch ?? 32, inputQuantProb: 0.5, learnActs: true, lrV: 1e-3, lrStep: 4e-5, roundWeight: 0.01,
       betaStart: 20, betaEnd: 2, warmup: 0.2, seed: 0,
       ...(o.threads ? { intraOpThreads: o.threads } : {}),
-      ...(variant.endsWith(':ct') ? { convTransposeAsConv: false } : {}),
-      ...(variant.startsWith('ttaq') ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),
+      ...(pv.ct ? { convTransposeAsConv: false } : {}),
+      ...(pv.formulation ? { formulation: pv.formulation } : {}),
+      ...(pv.convGrad ? { convGrad: pv.convGrad } : {}),
+      ...(pv.base === 'ttaq' ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),
     };
     const r = await reconstructBlock(model, target, sites, { weights: new Map(cal.values.weights), acts: new Map(cal.values.acts) }, plan,
       { xfp: x.data, xq: x.data, dims: x.dims }, opts, () => {}, variant);

@@ -3,19 +3,20 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, GradientStep } from '../autodiff/index.ts';
+import { buildGradientGraph, GradientStep, type ConvGradOptions } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
 import { createSession } from '../runtime/index.ts';
 import { blockGraph, type Block } from './blocks.ts';
 import { qdqGraph, type QuantValues } from './export.ts';
-import { hardCodes, initialV, buildReconGraph, type ReconGraphOptions } from './recongraph.ts';
+import { hardCodes, initialV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
 import type { ActSite, WeightSite } from './plan.ts';
 import type { QuantParams } from './quantizer.ts';
 import { gatherRows, type CalibSet } from './stats.ts';
 import { Adam } from '../optim/index.ts';
 import { convTransposeToConv } from '../adapt/fastgrad.ts';
+import { mix32, Xoshiro128 } from '../random/index.ts';
 
 export interface ReconOptions {
   readonly iterations: number;
@@ -40,6 +41,10 @@ export interface ReconOptions {
   readonly spinning?: boolean;
   /** Rewrite stride-1 ConvTranspose input gradients as Conv (sdk/adapt's rewrite; default true). */
   readonly convTransposeAsConv?: boolean;
+  /** Equivalent graph formulations (A/B measurements); default the fastest. */
+  readonly formulation?: ReconFormulation;
+  /** Conv gradient formulations passed to sdk/autodiff (default: its per-conv choice). */
+  readonly convGrad?: ConvGradOptions;
 }
 
 export interface BlockReport {
@@ -60,6 +65,45 @@ export interface BlockReport {
 export interface MutableValues {
   readonly weights: Map<string, { params: QuantParams; codes: Int32Array }>;
   readonly acts: Map<string, QuantParams>;
+}
+
+const poolSize = (window: number): number => window + Math.max(window, 1 << 16);
+
+class SeededRandom extends Xoshiro128 {
+  constructor(seed: number) {
+    super();
+    this.setWords(mix32(seed), mix32(seed ^ 0x5bd1e995), mix32(seed + 0x27d4eb2f), mix32(~seed));
+  }
+}
+
+/**
+ * A pool of random values drawn once per block (the window plus max(window, 65,536) values), from
+ * which each step takes a window at a random offset: the elements of a window are independent draws
+ * of the distribution, and consecutive windows are shifted against each other (and against freshly
+ * sampled batch rows). Drawing per step, in JavaScript or with onnxruntime's RandomUniformLike /
+ * RandomNormalLike, cost more than a convolution of the block (sdk/quant/bench.ts: 'random=graph').
+ */
+export class RandomPool<T extends Uint8Array | Float32Array> {
+  private readonly rng: SeededRandom;
+  private constructor(private readonly pool: T, private readonly window: number, seed: number) {
+    this.rng = new SeededRandom(mix32(seed) ^ 0x6a09e667);
+  }
+  static bernoulli(window: number, p: number, seed: number): RandomPool<Uint8Array> {
+    const r = new SeededRandom(seed);
+    const a = new Uint8Array(poolSize(window));
+    for (let i = 0; i < a.length; i++) a[i] = r.uniform() < p ? 1 : 0;
+    return new RandomPool(a, window, seed);
+  }
+  static normal(window: number, seed: number): RandomPool<Float32Array> {
+    const r = new SeededRandom(seed);
+    const a = new Float32Array(poolSize(window));
+    for (let i = 0; i < a.length; i++) a[i] = r.normal();
+    return new RandomPool(a, window, seed);
+  }
+  next(): T {
+    const o = this.rng.int(this.pool.length - this.window + 1);
+    return this.pool.subarray(o, o + this.window) as T;
+  }
 }
 
 class Rand {
@@ -159,6 +203,7 @@ export async function reconstructBlock(
     learnActs: opts.learnActs,
     batch: B,
     seed: opts.seed + block.index * 7919,
+    ...(opts.formulation ? { formulation: opts.formulation } : {}),
     ...(opts.pem ? { pem: opts.pem } : {}),
     ...(opts.pcr ? { pcr: opts.pcr } : {}),
   };
@@ -178,11 +223,14 @@ export async function reconstructBlock(
       wrt,
       outputs: partNames.map(([, v]) => v),
       stopGradient: rg.stopGradient,
+      ...(opts.convGrad ? { ruleOptions: { conv: opts.convGrad } } : {}),
       sampleBatch: B,
       sampleFeeds: {
         [rg.inputs.xq]: zeros(xShape), [rg.inputs.xfp]: zeros(xShape), [rg.inputs.y]: zeros(yShape),
         [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(opts.betaStart)),
         [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
+        ...(rg.inputs.mask ? { [rg.inputs.mask]: makeTensor('bool', xShape, new Uint8Array(xShape.reduce((a, b) => a * b, 1))) } : {}),
+        ...(rg.inputs.noise ? { [rg.inputs.noise]: zeros(xShape) } : {}),
       },
     });
     const step = await GradientStep.create(opts.convTransposeAsConv === false ? gg : { ...gg, model: convTransposeToConv(gg.model) }, {
@@ -209,6 +257,9 @@ export async function reconstructBlock(
     const beta = new Float32Array(1);
     const rw = new Float32Array(1);
     const warm = Math.floor(opts.iterations * opts.warmup);
+    const xSize = xShape.reduce((a, b) => a * b, 1);
+    const maskPool = rg.inputs.mask ? RandomPool.bernoulli(xSize, opts.inputQuantProb, gopts.seed * 2 + 1) : undefined;
+    const noisePool = rg.inputs.noise ? RandomPool.normal(xSize, gopts.seed * 2 + 2) : undefined;
     const tl = performance.now();
     const cpu0 = process.cpuUsage();
     try {
@@ -229,6 +280,8 @@ export async function reconstructBlock(
           [rg.inputs.y]: gatherRows(yfp.data, yfp.dims, idx, bufY),
           [rg.inputs.beta]: makeTensor('float32', [], beta),
           [rg.inputs.roundWeight]: makeTensor('float32', [], rw),
+          ...(maskPool ? { [rg.inputs.mask!]: makeTensor('bool', xShape, maskPool.next()) } : {}),
+          ...(noisePool ? { [rg.inputs.noise!]: makeTensor('float32', xShape, noisePool.next()) } : {}),
         });
         gV.clear();
         gS.clear();

@@ -1,0 +1,134 @@
+// The reconstruction graph's formulations: the default one (fed random numbers, decomposed
+// log-softmax, LSQ fake quantization as one op with its own gradient) and PCR batched with the
+// clean pass compute the same loss and gradients as the original one (LogSoftmax, Div/Round/Clip/Mul
+// differentiated op by op, PCR as a second copy of the block).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildGradientGraph, GradientStep } from '../../sdk/autodiff/index.ts';
+import { makeTensor } from '../../sdk/onnx/tensor.ts';
+import type { Graph, Node, Tensor } from '../../sdk/onnx/types.ts';
+import {
+  blockGraph, buildReconGraph, calibrateModel, initialV, makePlan, partitionBlocks, perSampleNodes, type ReconFormulation,
+} from '../../sdk/quant/index.ts';
+import { RandomPool, runOver } from '../../sdk/quant/recon.ts';
+import { tinyResNet, tinySet } from './fixtures.ts';
+
+const B = 8;
+
+async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIndex = 2) {
+  const model = tinyResNet(4);
+  const set = tinySet(32);
+  const plan = makePlan(model.graph, { wBits: 4, aBits: 4 });
+  const blocks = partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node)));
+  const block = blocks[blockIndex]!; // 2: stride-2 block with projection shortcut; 0: stem (asymmetric 8-bit input)
+  let x: { data: Float32Array; dims: number[] } = { data: set.images, dims: [...set.dims] };
+  for (const b of blocks.slice(0, blockIndex)) x = await runOver({ ...model, graph: blockGraph(model.graph, b) }, b.input, b.output, x.data, x.dims);
+  const y = await runOver({ ...model, graph: blockGraph(model.graph, block) }, block.input, block.output, x.data, x.dims);
+  const cal = await calibrateModel(model, plan, set, { weight: { method: 'minmax' }, act: 'minmax' });
+  const nodes = new Set(block.nodes);
+  const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
+  const wInit = new Map(sites.weights.map((w) => {
+    const p = cal.values.weights.get(w.node)!.params;
+    return [w.node, { params: p, ...initialV(model.graph.initializers.get(w.weight)!.data as Float32Array, w.dims, p) }] as const;
+  }));
+  const aInit = new Map(sites.acts.map((a) => [a.value, cal.values.acts.get(a.value)!]));
+  const rg = buildReconGraph(model, block, sites, wInit, aInit, x.dims, y.dims, {
+    inputQuantProb: 0.5, learnActs: true, batch: B, seed: 5, formulation,
+    pem: { weight: 0.5, coef: new Map(sites.weights.map((w) => [w.node, 2])) },
+    pcr: { weight: 3, gamma: 0.3, temperature: 2 },
+  });
+  const xShape = [B, ...x.dims.slice(1)];
+  const n = xShape.reduce((a, b) => a * b, 1);
+  const mask = RandomPool.bernoulli(n, 0.5, feedsSeed).next();
+  const noise = RandomPool.normal(n, feedsSeed + 1).next();
+  const per = n / B;
+  const feeds: Record<string, Tensor> = {
+    [rg.inputs.xq]: makeTensor('float32', xShape, x.data.map((v, i) => v + 0.05 * Math.sin(i)).subarray(0, n)),
+    [rg.inputs.xfp]: makeTensor('float32', xShape, x.data.subarray(per, per + n)),
+    [rg.inputs.y]: makeTensor('float32', [B, ...y.dims.slice(1)], y.data.subarray(0, B * (y.data.length / y.dims[0]!))),
+    [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(8)),
+    [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0.01)),
+  };
+  assert.ok(rg.inputs.mask && rg.inputs.noise, 'random numbers are fed');
+  feeds[rg.inputs.mask] = makeTensor('bool', xShape, mask);
+  feeds[rg.inputs.noise] = makeTensor('float32', xShape, noise);
+  const parts = Object.values(rg.parts).filter((v): v is string => !!v);
+  const gg = await buildGradientGraph({
+    model: rg.model, loss: rg.loss, wrt: [...rg.vParams.values(), ...rg.stepParams.values()], outputs: parts,
+    stopGradient: rg.stopGradient, sampleBatch: B, sampleFeeds: feeds,
+  });
+  const step = await GradientStep.create(gg, { session: { intraOpThreads: 1 } });
+  try {
+    const r = await step.run(new Map(gg.params), feeds);
+    return { rg, loss: r.loss, parts: parts.map((p) => Number(r.outputs[p]!.data[0])), grads: new Map([...r.grads].map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)])) };
+  } finally {
+    await step.release();
+  }
+}
+
+test('fast reconstruction graph = original formulation (loss, its parts, gradients)', async () => {
+  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops' }, 11);
+  const fast = await gradsOf({}, 11);
+  const batched = await gradsOf({ pcrPass: 'batched' }, 11);
+  assert.equal(fast.rg.pcrBatched, false);
+  assert.equal(batched.rg.pcrBatched, true, 'a ResNet block can run PCR batched');
+  assert.ok(fast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant') && !slow.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant'));
+  for (const f of [fast, batched]) compare(f, slow);
+  // the stem's input quantizer is asymmetric (zero point != 0)
+  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops' }, 12, 0);
+  const stemFast = await gradsOf({}, 12, 0);
+  assert.ok(stemFast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuantZ'), 'the zero-point form is used');
+  compare(stemFast, stemSlow);
+});
+
+function compare(fast: Awaited<ReturnType<typeof gradsOf>>, slow: Awaited<ReturnType<typeof gradsOf>>): void {
+  assert.ok(fast.parts[3]! > 1e-4, `PCR term is active: ${fast.parts[3]}`);
+  const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
+  close(fast.loss, slow.loss, 'loss');
+  fast.parts.forEach((v, i) => close(v, slow.parts[i]!, `loss part ${i}`));
+  assert.deepEqual([...fast.grads.keys()].sort(), [...slow.grads.keys()].sort());
+  for (const [k, g] of slow.grads) {
+    const f = fast.grads.get(k)!;
+    let err = 0;
+    let mag = 0;
+    for (let i = 0; i < g.length; i++) { err = Math.max(err, Math.abs(f[i]! - g[i]!)); mag = Math.max(mag, Math.abs(g[i]!)); }
+    assert.ok(mag > 0, `gradient of ${k} is not all zero`);
+    assert.ok(err <= 1e-3 * mag, `gradient of ${k}: max difference ${err} vs max magnitude ${mag}`);
+  }
+}
+
+test('random pools: windows have the distribution and differ from step to step', () => {
+  const n = 100_000;
+  const bern = RandomPool.bernoulli(n, 0.3, 7);
+  const a = bern.next();
+  const b = bern.next();
+  const mean = (v: ArrayLike<number>) => { let s = 0; for (let i = 0; i < v.length; i++) s += v[i]!; return s / v.length; };
+  assert.equal(a.length, n);
+  assert.ok(Math.abs(mean(a) - 0.3) < 0.01, `mask mean ${mean(a)}`);
+  let same = 0;
+  for (let i = 0; i < n; i++) same += a[i] === b[i] ? 1 : 0;
+  // independent Bernoulli(0.3) pairs agree with probability 0.58
+  assert.ok(Math.abs(same / n - 0.58) < 0.02, `consecutive masks agree on ${same / n} of the elements`);
+  const norm = RandomPool.normal(n, 8).next();
+  const m = mean(norm);
+  let v = 0;
+  for (let i = 0; i < n; i++) v += (norm[i]! - m) ** 2;
+  assert.ok(Math.abs(m) < 0.02 && Math.abs(Math.sqrt(v / n) - 1) < 0.02, `noise mean ${m}, std ${Math.sqrt(v / n)}`);
+});
+
+test('perSampleNodes: inference blocks yes, batch-coupling ops no', () => {
+  const model = tinyResNet();
+  const g = model.graph;
+  const nodes = g.nodes;
+  assert.equal(perSampleNodes(nodes, g), true, 'conv, BN, ReLU, Add, pooling, Flatten, Gemm');
+  const bn = nodes.find((n) => n.opType === 'BatchNormalization')!;
+  const training: Node = { ...bn, attrs: { ...bn.attrs, training_mode: { kind: 'int', value: 1 } } as Node['attrs'] };
+  assert.equal(perSampleNodes([training], g), false);
+  const shape = makeTensor('int64', [2], BigInt64Array.of(8n, -1n));
+  const g2: Graph = { ...g, initializers: new Map([...g.initializers, ['fixed_shape', shape]]) };
+  const reshape: Node = { name: 'r', opType: 'Reshape', domain: '', inputs: ['x', 'fixed_shape'], outputs: ['y'], attrs: {} };
+  assert.equal(perSampleNodes([reshape], g2), false);
+  const g3: Graph = { ...g, initializers: new Map([...g.initializers, ['flat_shape', makeTensor('int64', [2], BigInt64Array.of(0n, -1n))]]) };
+  assert.equal(perSampleNodes([{ ...reshape, inputs: ['x', 'flat_shape'] }], g3), true);
+  assert.equal(perSampleNodes([{ ...reshape, opType: 'ReduceMean' }], g), false);
+});
