@@ -1,7 +1,7 @@
-// ACCEPTANCE HOOK: accuracy of the agent on a labelled stream, with and without adaptation.
-// The end-to-end acceptance (bundled model + a corrupted stream from `ttaq corrupt`) calls
-// `compareAdaptation` with the stream's video and its per-frame labels (the label sidecar JSON);
-// until both exist, test/device/acceptance.test.ts runs the plumbing on a tiny model.
+// Accuracy of the agent on a labelled stream, with and without adaptation. The end-to-end
+// acceptance (test/device/acceptance.test.ts: the bundled FP32 model on a gaussian-noise stream
+// written by `ttaq corrupt --video`) calls `compareAdaptation` with the video and its per-frame
+// labels (the label sidecar).
 import pino from 'pino';
 import { Agent, type AgentDeps } from './agent.ts';
 import type { AgentConfig } from './config.ts';

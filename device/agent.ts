@@ -13,7 +13,7 @@
 import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
-import type { AgentConfig } from './config.ts';
+import { ADAPTER_OPTION_KEYS, parseSetOptions, type AgentConfig, type SetOptions } from './config.ts';
 import { DriftDetector, type DriftReading } from './drift.ts';
 import { AgentHttp } from './http.ts';
 import { Exposition, RateMeter, Window } from './metrics.ts';
@@ -40,6 +40,24 @@ export interface AgentDeps {
   readonly runnerFactory?: RunnerFactory;
   readonly telemetry?: TelemetrySink;
   readonly logger?: Logger;
+  /** Called after every processed batch (benchmarks, soak runs); must not throw or block. */
+  readonly onBatch?: (b: BatchTiming) => void;
+}
+
+/** Where one batch's time went (ms, performance.now() clock), for benchmarks and soak runs. */
+export interface BatchTiming {
+  readonly frames: number;
+  readonly adapted: boolean;
+  /** Waiting for the source (first frame, then the rest of the batch) and assembling the batch. */
+  readonly collectMs: number;
+  /** The runner call (inference or adaptation step). */
+  readonly modelMs: number;
+  /** Bookkeeping after the model: metrics, drift detector, prediction log, checkpoint. */
+  readonly afterMs: number;
+  /** performance.now() when the batch was done. */
+  readonly doneAt: number;
+  /** Capture-to-prediction latency of each frame (ms, wall clock). */
+  readonly latencyMs: readonly number[];
 }
 
 export type ExitReason = 'signal' | 'source-ended' | 'max-frames' | 'source-failed' | 'stopped' | 'error';
@@ -112,6 +130,16 @@ export class Agent {
   private modelPath: string;
   private manifestPath: string | undefined;
   private reloading = false;
+  private collectMs = 0;
+  /** Settings a set-options command may change while running (initialised from the config). */
+  private readonly live: { batchSize: number; maxWaitMs: number; every: number; shiftEnabled: boolean; resetEvery: number; driftThreshold: number };
+  /** Adapter options set at runtime, over config.adaptation.options (kept across reloads). */
+  private adaptOverrides: Record<string, unknown> = {};
+  private lastDriftReset = -Infinity;
+  /** Prediction-log rows not written yet, and the model they belong to. */
+  private predBuf: PredictionRow[] = [];
+  private predSha = '';
+  private predFlushedAt = 0;
   private sourceEnded = false;
   private fatalSource: string | undefined;
   httpPort: number | undefined;
@@ -122,9 +150,11 @@ export class Agent {
     this.telemetry = telemetry;
     this.runId = store.beginRun(config, hostname());
     // The real runner (onnxruntime, sdk/adapt) is imported only when used: fakes start faster.
+    this.live = { batchSize: config.batch.size, maxWaitMs: config.batch.maxWaitMs, every: config.adaptation.every, shiftEnabled: config.adaptation.shift.enabled, resetEvery: 0, driftThreshold: 0 };
     this.factory = deps.runnerFactory ?? (async (m) => {
       const { createRunnerFactory } = await import('./runner.ts');
-      return createRunnerFactory(config, (e) => {
+      const c = m.adaptOptions ? { ...config, adaptation: { ...config.adaptation, options: { ...config.adaptation.options, ...m.adaptOptions } } } : config;
+      return createRunnerFactory(c, (e) => {
         log[e.level]({ provider: e.provider, reason: e.reason }, e.message);
         if (e.level === 'warn') this.record('warn', 'provider', e.message, { provider: e.provider });
       })(m);
@@ -160,7 +190,7 @@ export class Agent {
     this.mode = 'running';
     this.record('info', 'start', `agent starting (run ${this.runId})`, { pid: process.pid });
     try {
-      this.runner = await this.factory({ path: this.modelPath, manifest: this.manifestPath });
+      this.runner = await this.factory({ path: this.modelPath, manifest: this.manifestPath, ...this.overrides() });
       this.afterRunnerLoaded('start');
       this.batchSize = Math.min(this.config.batch.size, this.runner.info.fixedBatch ?? Infinity);
       const spec = this.runner.info.preprocess;
@@ -180,7 +210,7 @@ export class Agent {
       }
       this.telemetry.onCommand?.((c) => this.command(c));
       await this.source.start();
-      this.log.info({ source: this.source.description, batch: this.batchSize, maxWaitMs: this.config.batch.maxWaitMs }, 'source started');
+      this.log.info({ source: this.source.description, batch: this.batchSize, maxWaitMs: this.live.maxWaitMs }, 'source started');
     } catch (e) {
       this.mode = 'stopped';
       await this.http?.stop();
@@ -271,7 +301,9 @@ export class Agent {
           await new Promise<void>((r) => { this.resumeWaiter = r; });
           continue;
         }
+        const tc = performance.now();
         const batch = await this.collect();
+        this.collectMs = performance.now() - tc;
         if (batch === 'end') {
           this.stopReason = this.fatalSource ? 'source-failed' : 'source-ended';
           this.stopDetail = this.fatalSource;
@@ -305,7 +337,7 @@ export class Agent {
     if (first === 'end') return 'end';
     if (first === 'timeout' || this.mode !== 'running') return null;
     frames.push(first);
-    const deadline = Date.now() + this.config.batch.maxWaitMs;
+    const deadline = Date.now() + this.live.maxWaitMs;
     const max = this.config.maxFrames > 0 ? Math.min(this.batchSize, this.config.maxFrames - this.s.frames) : this.batchSize;
     let ended = false;
     while (frames.length < max) {
@@ -334,10 +366,10 @@ export class Agent {
   }
 
   private shouldAdapt(): boolean {
-    const a = this.config.adaptation;
-    if (!a.enabled || !this.runner.adapt) return false;
+    if (!this.config.adaptation.enabled || !this.runner.adapt) return false;
     if (this.shiftWindow > 0) return true;
-    return a.every > 0 && this.s.batches % a.every === 0;
+    const every = this.live.every;
+    return every > 0 && this.s.batches % every === 0;
   }
 
   private async processBatch(batch: FrameBatch): Promise<void> {
@@ -360,6 +392,13 @@ export class Agent {
           this.event({ type: 'reset', reason: 'collapse', message: `collapse guard at step ${r.step}` });
         }
         if (this.shiftWindow > 0) this.shiftWindow--;
+        const re = this.live.resetEvery;
+        if (re > 0 && !r.reset && r.step > 0 && r.step % re === 0 && runner.resetState) {
+          runner.resetState();
+          this.s.resets++;
+          this.record('info', 'reset', `scheduled reset at step ${r.step}`, { step: r.step });
+          this.event({ type: 'reset', reason: 'schedule', message: `every ${re} steps (set-options resetEvery)` });
+        }
       } else {
         out = await runner.infer(batch);
       }
@@ -397,8 +436,18 @@ export class Agent {
     const drift = this.detector.update(out.meanEntropy, runner.info.classes, out.bnStats);
     s.lastDrift = drift;
     s.iDriftMax = Math.max(s.iDriftMax, drift.score);
-    const shiftCfg = this.config.adaptation.shift;
-    if (shiftCfg.enabled && drift.shift && this.shiftWindow === 0) {
+    const shiftCfg = { ...this.config.adaptation.shift, threshold: this.detector.threshold };
+    const dt = this.live.driftThreshold;
+    // A drift reset at most once per warm-up span: the reference needs batches to settle again.
+    if (dt > 0 && drift.score > dt && runner.resetState && s.batches - this.lastDriftReset > shiftCfg.warmupBatches) {
+      this.lastDriftReset = s.batches;
+      runner.resetState();
+      s.resets++;
+      this.log.info({ score: drift.score, driftThreshold: dt }, `drift score ${drift.score.toFixed(2)} over ${dt}: adaptation reset to the source parameters`);
+      this.record('info', 'reset', `drift reset, score ${drift.score.toFixed(3)}`, { score: drift.score });
+      this.event({ type: 'reset', reason: 'drift', message: `drift score ${drift.score.toFixed(2)} > ${dt}` });
+    }
+    if (this.live.shiftEnabled && drift.shift && this.shiftWindow === 0) {
       s.shifts++;
       this.shiftWindow = shiftCfg.adaptBatches;
       this.log.info({ score: drift.score, threshold: shiftCfg.threshold, entropy: drift.entropy }, `shift detected (score ${drift.score.toFixed(2)}); adapting on the next ${shiftCfg.adaptBatches} batches`);
@@ -407,19 +456,40 @@ export class Agent {
     }
 
     if (this.config.storage.predictionLog.enabled) {
-      const rows: PredictionRow[] = batch.frames.map((f, i) => ({ at: f.capturedAt, seq: f.seq, label: out.predictions[i]!, confidence: out.confidence[i], entropy: out.entropy[i]!, adapted: adapt }));
-      try {
-        this.store.logPredictions(this.runId, runner.info.modelSha256, rows, this.config.storage.predictionLog.maxRows);
-      } catch (e) {
-        s.errors++;
-        this.log.error({ err: e }, 'cannot write the prediction log');
-      }
+      // Buffered: one SQLite transaction per second (or 256 rows), not one per batch.
+      if (this.predSha !== runner.info.modelSha256) this.flushPredictions();
+      this.predSha = runner.info.modelSha256;
+      batch.frames.forEach((f, i) => this.predBuf.push({ at: f.capturedAt, seq: f.seq, label: out.predictions[i]!, confidence: out.confidence[i], entropy: out.entropy[i]!, adapted: adapt }));
+      if (this.predBuf.length >= 256 || now - this.predFlushedAt >= 1000) this.flushPredictions();
     }
     this.log.debug({ n, ms: Math.round(ms * 10) / 10, adapt, loss, entropy: out.meanEntropy, drift: drift.score }, 'batch');
 
     const every = this.config.adaptation.checkpointEvery;
     const step = runner.step ?? s.adaptSteps;
     if (adapt && every > 0 && step - this.stepsAtCheckpoint >= every) this.checkpoint('periodic');
+    if (this.deps.onBatch) {
+      const doneAt = performance.now();
+      this.deps.onBatch({ frames: n, adapted: adapt, collectMs: this.collectMs, modelMs: ms, afterMs: doneAt - t0 - ms, doneAt, latencyMs: batch.frames.map((f) => now - f.capturedAt) });
+    }
+  }
+
+  /** The capture process's id, when the source runs in one. */
+  get captureProcessId(): number | undefined {
+    return this.source?.processId?.();
+  }
+
+  /** Writes the buffered prediction-log rows in one transaction. */
+  private flushPredictions(): void {
+    this.predFlushedAt = Date.now();
+    if (!this.predBuf.length) return;
+    const rows = this.predBuf;
+    this.predBuf = [];
+    try {
+      this.store.logPredictions(this.runId, this.predSha, rows, this.config.storage.predictionLog.maxRows);
+    } catch (e) {
+      this.s.errors++;
+      this.log.error({ err: e }, 'cannot write the prediction log');
+    }
   }
 
   // --- checkpoints, control --------------------------------------------------------------------
@@ -487,7 +557,7 @@ export class Agent {
     try {
       let next: ModelRunner;
       try {
-        next = await this.factory({ path, manifest: manifestPath });
+        next = await this.factory({ path, manifest: manifestPath, ...this.overrides() });
         if (expectSha && next.info.modelSha256 !== expectSha) {
           await next.dispose();
           throw new TtaqError('STATE_MISMATCH', `reload: '${path}' has SHA-256 ${next.info.modelSha256.slice(0, 12)}…, the command expected ${expectSha.slice(0, 12)}…; send the right file or hash`);
@@ -511,7 +581,7 @@ export class Agent {
         const src = this.source as FrameSource & { setPreprocess?: (s: PreprocessSpec) => void };
         src.setPreprocess?.(b);
       }
-      this.batchSize = Math.min(this.config.batch.size, next.info.fixedBatch ?? Infinity);
+      this.batchSize = Math.min(this.live.batchSize, next.info.fixedBatch ?? Infinity);
       this.s.reloads++;
       this.afterRunnerLoaded('reload');
       this.event({ type: 'model_reload', sha256: next.info.modelSha256, ok: true });
@@ -529,8 +599,111 @@ export class Agent {
       case 'resume': this.resume(); return { paused: false };
       case 'reset': this.resetAdaptation(); return { step: this.runner.step ?? 0 };
       case 'checkpoint': return { checkpoint: this.checkpoint('manual') ?? null };
-      case 'reload': return this.reload(c.path ?? this.modelPath, c.manifest, c.sha256);
+      case 'reload': return c.url ? this.reloadFromUrl(c.url, c.sha256) : this.reload(c.path ?? this.modelPath, c.manifest, c.sha256);
+      case 'set-options': return this.setOptions(c.options);
     }
+  }
+
+  private overrides(): { adaptOptions?: Record<string, unknown> } {
+    return Object.keys(this.adaptOverrides).length ? { adaptOptions: { ...this.adaptOverrides } } : {};
+  }
+
+  /**
+   * Reload from a URL: the model and its manifest are downloaded into model.cacheDir (https only
+   * unless model.allowHttp), checked against the manifest's SHA-256 (and the command's), then
+   * loaded like a local reload. Any failure keeps the running model.
+   */
+  async reloadFromUrl(url: string, expectSha?: string): Promise<{ sha256: string; provider: string; cached: boolean }> {
+    if (this.mode !== 'running') throw new TtaqError('CONFIG_INVALID', 'the agent is not running');
+    const m = this.config.model;
+    let got;
+    try {
+      const { downloadModel } = await import('./download.ts');
+      got = await downloadModel(url, expectSha, { cacheDir: m.cacheDir, allowHttp: m.allowHttp, maxBytes: m.downloadMaxMb * 1024 * 1024 });
+    } catch (e) {
+      this.s.reloadFailures++;
+      this.log.error({ err: e, url: url.split('?')[0] }, `reload download failed, keeping the running model: ${(e as Error).message}`);
+      this.record('error', 'reload', (e as Error).message, { url: url.split('?')[0] });
+      this.event({ type: 'model_reload', sha256: expectSha ?? this.runner.info.modelSha256, ok: false, message: (e as Error).message.slice(0, 2000) });
+      throw e;
+    }
+    this.log.info({ url: url.split('?')[0], path: got.path, cached: got.cached }, `model ${got.sha256.slice(0, 12)}… ${got.cached ? 'found in the cache' : 'downloaded'}`);
+    const r = await this.reload(got.path, got.manifest, got.sha256);
+    return { ...r, cached: got.cached };
+  }
+
+  /**
+   * Changes options while running (see SetOptionsSchema): all are checked before any applies;
+   * adapter options rebuild the adapter between batches (state kept when it still fits, a failed
+   * rebuild keeps the old one), the rest applies from the next batch. Returns what changed.
+   */
+  async setOptions(input: Record<string, unknown>): Promise<{ applied: SetOptions; rebuilt: boolean; stateKept: boolean | null; note?: string }> {
+    const o = parseSetOptions(input);
+    if (this.mode !== 'running') throw new TtaqError('CONFIG_INVALID', 'the agent is not running');
+    const adaptive = this.config.adaptation.enabled && !!this.runner.adapt;
+    const adapterPatch: Record<string, unknown> = {};
+    for (const k of ADAPTER_OPTION_KEYS) if (o[k] !== undefined) adapterPatch[k] = o[k];
+    const needsAdaptation = Object.keys(adapterPatch).length > 0 || o.every !== undefined || o.resetEvery !== undefined || o.driftThreshold !== undefined || o.shiftEnabled !== undefined || o.shiftThreshold !== undefined;
+    if (needsAdaptation && !adaptive) {
+      throw new TtaqError('CONFIG_INVALID', 'set-options: this agent runs without adaptation (adaptation.enabled: false in its config); adaptation options cannot apply. Enable it in agent.yaml and restart');
+    }
+    if (o.batchSize !== undefined) {
+      const cap = Math.min(this.config.batch.size, this.runner.info.fixedBatch ?? Infinity);
+      if (o.batchSize > cap) {
+        throw new TtaqError('CONFIG_INVALID', `set-options: batchSize ${o.batchSize} is over ${cap}, the ${this.runner.info.fixedBatch !== undefined && this.runner.info.fixedBatch < this.config.batch.size ? "model's fixed batch size" : 'batch.size the capture queue was sized for at start'}; use at most ${cap}, or raise batch.size in agent.yaml and restart`);
+      }
+    }
+    let rebuilt = false;
+    let stateKept: boolean | null = null;
+    let note: string | undefined;
+    if (Object.keys(adapterPatch).length) {
+      if (this.reloading) throw new TtaqError('CONFIG_INVALID', 'set-options: a reload is running; send the options again when it is done');
+      this.reloading = true;
+      try {
+        const overrides = { ...this.adaptOverrides, ...adapterPatch };
+        let next: ModelRunner;
+        try {
+          next = await this.factory({ path: this.modelPath, manifest: this.manifestPath, adaptOptions: overrides });
+        } catch (e) {
+          this.log.error({ err: e, options: adapterPatch }, `set-options: the adapter could not be rebuilt, keeping the running one: ${(e as Error).message}`);
+          this.record('error', 'options', (e as Error).message, adapterPatch);
+          throw e;
+        }
+        await this.inFlight;
+        const old = this.runner;
+        this.checkpoint('set-options');
+        try {
+          const blob = old.saveState?.();
+          if (blob && next.loadState) {
+            next.loadState(blob);
+            stateKept = true;
+          } else stateKept = false;
+        } catch (e) {
+          stateKept = false;
+          note = `adaptation starts from the source parameters: ${(e as Error).message}`;
+        }
+        this.runner = next;
+        this.adaptOverrides = overrides;
+        this.stepsAtCheckpoint = next.step ?? 0;
+        rebuilt = true;
+        await old.dispose().catch((e: unknown) => this.log.warn({ err: e }, 'disposing the old adapter failed'));
+      } finally {
+        this.reloading = false;
+      }
+    }
+    if (o.batchSize !== undefined) {
+      this.live.batchSize = o.batchSize;
+      this.batchSize = o.batchSize;
+    }
+    if (o.maxWaitMs !== undefined) this.live.maxWaitMs = o.maxWaitMs;
+    if (o.every !== undefined) this.live.every = o.every;
+    if (o.shiftEnabled !== undefined) this.live.shiftEnabled = o.shiftEnabled;
+    if (o.shiftThreshold !== undefined) this.detector.threshold = o.shiftThreshold;
+    if (o.resetEvery !== undefined) this.live.resetEvery = o.resetEvery;
+    if (o.driftThreshold !== undefined) this.live.driftThreshold = o.driftThreshold;
+    this.log.info({ options: o, rebuilt, stateKept }, `options changed: ${Object.keys(o).join(', ')}`);
+    this.record('info', 'options', `set-options ${Object.keys(o).join(', ')}`, { options: o, rebuilt, stateKept });
+    return { applied: o, rebuilt, stateKept, ...(note ? { note } : {}) };
   }
 
   // --- reporting ---------------------------------------------------------------------------------
@@ -609,6 +782,7 @@ export class Agent {
       adaptation: { enabled: this.config.adaptation.enabled && !!r?.adapt, method: r?.info.method ?? null, step: r?.step ?? null, adaptSteps: this.s.adaptSteps, resets: this.s.resets, shifts: this.s.shifts, shiftWindow: this.shiftWindow, driftScore: this.s.lastDrift.score },
       checkpoints: this.s.checkpoints,
       batchSize: this.batchSize,
+      options: { ...this.live, shiftThreshold: this.detector.threshold, adapter: { ...this.adaptOverrides } },
       sourceStats: this.source?.stats() ?? null,
     };
   }
@@ -686,6 +860,7 @@ export class Agent {
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     await this.inFlight;
     await this.source.stop().catch((e: unknown) => this.log.warn({ err: e }, 'stopping the source failed'));
+    this.flushPredictions();
     this.checkpoint('shutdown');
     this.report(true);
     await this.telemetry.flush(3000).catch((e: unknown) => this.log.warn({ err: e }, 'telemetry flush failed'));

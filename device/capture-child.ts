@@ -8,6 +8,12 @@
 // Flow control: the agent grants credits (one per frame it can take). In `all` mode the
 // next frame is read only when a credit is there; in `latest` mode reading never waits, and a
 // frame that arrives while no credit is free replaces the held one (counted as dropped).
+// Transfer: in `all` mode frames go over in chunks (up to `chunk` frames in one message, one
+// Float32Array), sent when the chunk is full or the credits are used up, so the per-message cost
+// (serialising, the pipe, the agent's event loop) is paid once per batch, not per frame; files are
+// read with the synchronous read (decoding is CPU work, the thread-pool hop of readAsync only adds
+// to it). Live sources (`latest`) send every frame at once and read asynchronously, so a credit
+// arriving during a read is answered with the held frame right away.
 // Failures (cannot open, empty read on a live source, file gone) recreate the capture after a
 // capped exponential backoff.
 import { existsSync } from 'node:fs';
@@ -20,6 +26,8 @@ export interface CaptureInit {
   readonly kind: SourceKind;
   readonly mode: 'latest' | 'all';
   readonly preprocess: PreprocessSpec;
+  /** Frames per message in `all` mode (default 1). */
+  readonly chunk?: number;
 }
 
 export interface WorkerStats {
@@ -41,6 +49,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: 'frame'; seq: number; capturedAt: number; positionMs?: number; data: Float32Array; stats: WorkerStats }
+  /** `frames[i]` is `data.subarray(i * size, (i + 1) * size)`; positionMs is NaN when unknown. */
+  | { type: 'frames'; seq: number[]; capturedAt: number[]; positionMs: number[]; data: Float32Array; stats: WorkerStats }
   | { type: 'connected'; width: number; height: number; fps: number; backend: string; stats: WorkerStats }
   | { type: 'failed'; error: string; attempt: number; retryInMs: number; stats: WorkerStats }
   | { type: 'end'; stats: WorkerStats }
@@ -79,9 +89,13 @@ class Capture {
   private seq = 0;
   private readonly s: WorkerStats = { read: 0, delivered: 0, dropped: 0, skipped: 0, reconnects: 0, failures: 0, connected: false };
   private everConnected = false;
+  /** Preprocessed frames not sent yet (`all` mode chunks). */
+  private pending: { seq: number[]; at: number[]; pos: number[]; data: Float32Array; n: number } | undefined;
+  private readonly chunk: number;
 
   constructor(private readonly init: CaptureInit, private readonly post: (m: FromWorker) => void) {
     this.spec = init.preprocess;
+    this.chunk = init.mode === 'all' ? Math.max(1, init.chunk ?? 1) : 1;
   }
 
   onMessage(m: ToWorker): void {
@@ -93,6 +107,7 @@ class Capture {
         this.deliver(h.mat, h.seq, h.at, h.pos);
       }
     } else if (m.type === 'preprocess') {
+      this.flush();
       this.spec = m.spec;
     } else {
       this.stopping = true;
@@ -108,7 +123,26 @@ class Capture {
   }
 
   private deliver(mat: Mat, seq: number, at: number, pos: number | undefined): void {
-    const data = new Float32Array(frameSize(this.spec));
+    const size = frameSize(this.spec);
+    if (this.chunk > 1) {
+      const p = (this.pending ??= { seq: [], at: [], pos: [], data: new Float32Array(this.chunk * size), n: 0 });
+      try {
+        preprocessInto(this.cv, mat, this.spec, p.data, p.n * size);
+      } catch (e) {
+        this.s.lastError = `preprocess: ${(e as Error).message}`;
+        this.s.failures++;
+        return;
+      }
+      p.seq.push(seq);
+      p.at.push(at);
+      p.pos.push(pos ?? NaN);
+      p.n++;
+      this.credits--;
+      this.s.delivered++;
+      if (p.n >= this.chunk || this.credits <= 0) this.flush();
+      return;
+    }
+    const data = new Float32Array(size);
     try {
       preprocessInto(this.cv, mat, this.spec, data);
     } catch (e) {
@@ -121,6 +155,16 @@ class Capture {
     const msg: FromWorker = { type: 'frame', seq, capturedAt: at, data, stats: { ...this.s } };
     if (pos !== undefined) msg.positionMs = pos;
     this.post(msg);
+  }
+
+  /** Sends the frames of the chunk being filled. */
+  private flush(): void {
+    const p = this.pending;
+    if (!p || p.n === 0) return;
+    this.pending = undefined;
+    const size = frameSize(this.spec);
+    const data = p.n * size === p.data.length ? p.data : p.data.slice(0, p.n * size);
+    this.post({ type: 'frames', seq: p.seq, capturedAt: p.at, positionMs: p.pos, data, stats: { ...this.s } });
   }
 
   private open(): boolean {
@@ -197,7 +241,13 @@ class Capture {
           }
           let mat: Mat;
           try {
-            mat = await cap.readAsync();
+            if (kind === 'file') {
+              // Let credit and stop messages in between synchronous reads.
+              await new Promise<void>((r) => setImmediate(r));
+              mat = cap.read();
+            } else {
+              mat = await cap.readAsync();
+            }
           } catch (e) {
             this.s.lastError = `read failed: ${errorText(e)}`;
             mat = new cv.Mat();
@@ -213,6 +263,7 @@ class Capture {
               }
               // The frame held back in latest mode is the newest there will be: hand it over first.
               while (this.held && !this.stopping) await this.waitForSignal(100);
+              this.flush();
               this.post({ type: 'end', stats: { ...this.s } });
               break outer;
             }
@@ -253,6 +304,7 @@ class Capture {
       }
     } finally {
       clearInterval(statsTimer);
+      if (!this.stopping) this.flush();
       this.release();
       this.post({ type: 'stopped', stats: { ...this.s } });
     }

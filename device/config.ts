@@ -73,6 +73,12 @@ export const ModelSchema = z.strictObject({
   cuda: z.strictObject({ deviceId: z.number().int().min(0).default(0) }).prefault({}),
   /** CPU threads for onnxruntime (0 = its default). */
   intraOpThreads: z.number().int().min(0).default(0),
+  /** Where models fetched by a `reload` with a URL are kept, named by their SHA-256. */
+  cacheDir: z.string().default('state/models'),
+  /** Allow plain http:// model URLs (a closed network); https:// only otherwise. */
+  allowHttp: z.boolean().default(false),
+  /** Largest model a URL reload downloads (MiB). */
+  downloadMaxMb: z.number().int().min(1).default(1024),
 });
 
 export const BatchSchema = z.strictObject({
@@ -112,6 +118,10 @@ export const AdaptationSchema = z.strictObject({
 export const StorageSchema = z.strictObject({
   /** The agent's SQLite database (checkpoints, run log, prediction log). */
   path: z.string().min(1).default('state/agent.db'),
+  /**
+   * Every frame's prediction, written in one transaction per second (or 256 rows) and at shutdown:
+   * a crash loses at most the last second of rows.
+   */
   predictionLog: z
     .strictObject({
       enabled: z.boolean().default(false),
@@ -159,6 +169,51 @@ export const AgentConfigSchema = z.strictObject({
 });
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** Adapter options a `set-options` command may change; the adapter is rebuilt between batches. */
+export const ADAPTER_OPTION_KEYS = ['loss', 'norm', 'lr', 'entropyMargin', 'robustAlpha', 'anchor', 'episodic'] as const;
+
+/**
+ * What `set-options` (MQTT or POST /options) may change while the agent runs. Adapter options
+ * (sdk/adapt names, as in the fleet's command schema) rebuild the adapter between batches, keeping
+ * its state when the option set still fits it; the rest applies from the next batch. Anything else
+ * needs a restart (edit agent.yaml).
+ */
+export const SetOptionsSchema = z
+  .strictObject({
+    loss: z.enum(['none', 'entropy', 'eata', 'abl']).optional(),
+    norm: z.enum(['source', 'batch', 'robust']).optional(),
+    lr: z.number().positive().max(1).optional(),
+    entropyMargin: z.number().positive().max(1).optional(),
+    robustAlpha: z.number().min(0).max(1).optional(),
+    anchor: z.number().min(0).optional(),
+    episodic: z.boolean().optional(),
+    /** Adaptation steps between forced resets to the source parameters (0 = never). */
+    resetEvery: z.number().int().min(0).optional(),
+    /** Drift score above which the adaptation state is reset (0 = never). */
+    driftThreshold: z.number().min(0).optional(),
+    /** Frames per batch, at most the batch.size the agent started with. */
+    batchSize: z.number().int().min(1).optional(),
+    maxWaitMs: z.number().int().min(0).optional(),
+    /** adaptation.every: adapt on every k-th batch (0 = only after a shift). */
+    every: z.number().int().min(0).optional(),
+    shiftEnabled: z.boolean().optional(),
+    shiftThreshold: z.number().positive().optional(),
+  })
+  .refine((o) => Object.keys(o).length > 0, 'set-options needs at least one option to change');
+export type SetOptions = z.infer<typeof SetOptionsSchema>;
+
+/** Validates a set-options patch; the error names the key and lists what can change at runtime. */
+export function parseSetOptions(input: unknown): SetOptions {
+  const r = SetOptionsSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const allowed = Object.keys(SetOptionsSchema.shape).join(', ');
+  if (issue.code === 'unrecognized_keys') {
+    throw new TtaqError('CONFIG_INVALID', `set-options: '${issue.keys.join("', '")}' cannot change while the agent runs; edit agent.yaml and restart (runtime options: ${allowed})`);
+  }
+  throw new TtaqError('CONFIG_INVALID', `set-options: '${issue.path.join('.') || '(root)'}': ${issue.message}; runtime options: ${allowed}`);
+}
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 export type SourceConfig = AgentConfig['source'];
 
@@ -269,6 +324,7 @@ export function resolvePaths(c: AgentConfig, baseDir: string): AgentConfig {
       path: abs(c.model.path),
       manifest: c.model.manifest ? abs(c.model.manifest) : undefined,
       tensorrt: { ...c.model.tensorrt, cacheDir: abs(c.model.tensorrt.cacheDir) },
+      cacheDir: abs(c.model.cacheDir),
     },
     storage: { ...c.storage, path: abs(c.storage.path) },
     telemetry: { ...c.telemetry, outbox: c.telemetry.outbox ? abs(c.telemetry.outbox) : undefined },

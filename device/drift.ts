@@ -70,7 +70,11 @@ export class DriftDetector {
   private bn: Ema;
   private seen = 0;
 
+  /** The score that counts as a shift (changeable while running: set-options shiftThreshold). */
+  threshold: number;
+
   constructor(private readonly o: DriftOptions) {
+    this.threshold = o.threshold;
     this.entropy = new Ema(o.momentum);
     this.bn = new Ema(o.momentum);
   }
@@ -88,7 +92,7 @@ export class DriftDetector {
     this.seen++;
     const warm = this.seen > this.o.warmupBatches;
     const score = warm ? Math.max(ze, zb) : 0;
-    return { score, entropy: e, ...(dist !== undefined ? { bnDistance: dist } : {}), shift: warm && score > this.o.threshold };
+    return { score, entropy: e, ...(dist !== undefined ? { bnDistance: dist } : {}), shift: warm && score > this.threshold };
   }
 
   /** Forgets the reference (a new model). */

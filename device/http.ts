@@ -48,8 +48,10 @@ const ROUTES: Record<string, (body: Record<string, unknown>) => AgentCommand> = 
   '/resume': () => ({ name: 'resume' }),
   '/adaptation/reset': () => ({ name: 'reset' }),
   '/checkpoint': () => ({ name: 'checkpoint' }),
+  '/options': (b) => ({ name: 'set-options', options: b }),
   '/reload': (b) => ({
     name: 'reload',
+    ...(typeof b['url'] === 'string' ? { url: b['url'] } : {}),
     ...(typeof b['path'] === 'string' ? { path: b['path'] } : {}),
     ...(typeof b['manifest'] === 'string' ? { manifest: b['manifest'] } : {}),
     ...(typeof b['sha256'] === 'string' ? { sha256: b['sha256'] } : {}),

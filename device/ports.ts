@@ -58,6 +58,8 @@ export interface FrameSource {
   stats(): SourceStats;
   onEvent(listener: (e: SourceEvent) => void): void;
   stop(): Promise<void>;
+  /** The process doing the capture, when it is a separate one (CPU accounting in benchmarks). */
+  processId?(): number | undefined;
 }
 
 /** What a forward pass returns, per frame of the batch. */
@@ -136,8 +138,11 @@ export interface ModelRunner {
   dispose(): Promise<void>;
 }
 
-/** Builds the runner for a model; the agent calls it at start and on every reload. */
-export type RunnerFactory = (model: { path: string; manifest?: string | undefined }) => Promise<ModelRunner>;
+/**
+ * Builds the runner for a model; the agent calls it at start, on every reload and when a
+ * set-options command changes adapter options (`adaptOptions`, over the config's).
+ */
+export type RunnerFactory = (model: { path: string; manifest?: string | undefined; adaptOptions?: Record<string, unknown> }) => Promise<ModelRunner>;
 
 /**
  * A periodic report: sdk/telemetry's schema is the single source of truth (the client validates it
@@ -160,8 +165,9 @@ export type AgentCommand =
   | { readonly name: 'pause' }
   | { readonly name: 'resume' }
   | { readonly name: 'reset' }
-  | { readonly name: 'reload'; readonly path?: string; readonly manifest?: string; readonly sha256?: string }
-  | { readonly name: 'checkpoint' };
+  | { readonly name: 'reload'; readonly path?: string; readonly manifest?: string; readonly sha256?: string; readonly url?: string }
+  | { readonly name: 'checkpoint' }
+  | { readonly name: 'set-options'; readonly options: Record<string, unknown> };
 
 /** Where the agent reports to the fleet. Publishing never throws and never waits on the network. */
 export interface TelemetrySink {

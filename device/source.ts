@@ -40,9 +40,9 @@ export function describeSource(uri: string, kind: SourceKind): string {
 export interface OpenCvSourceOptions {
   readonly source: SourceConfig;
   readonly preprocess: PreprocessSpec;
-  /** Frames queued on this side (default: 1 in latest mode, `batch` in all mode). */
+  /** Frames queued on this side (default: 1 in latest mode, a batch in all mode). */
   readonly queue?: number;
-  /** Batch size, for the default queue depth. */
+  /** Batch size: the default queue depth, and in all mode the frames sent per message and credits granted at once. */
   readonly batch?: number;
 }
 
@@ -53,6 +53,10 @@ export class OpenCvSource implements FrameSource {
   private worker: ChildProcess | undefined;
   private readonly queue: Frame[] = [];
   private readonly capacity: number;
+  /** Credits are granted when at least this many are missing (all mode: a batch; latest: 1). */
+  private readonly grantStep: number;
+  /** Frames per message from the capture process. */
+  private readonly chunk: number;
   private outstanding = 0;
   private ended = false;
   private fatal: string | undefined;
@@ -71,7 +75,13 @@ export class OpenCvSource implements FrameSource {
   constructor(private readonly o: OpenCvSourceOptions) {
     this.kind = detectSourceKind(o.source);
     this.mode = o.source.mode === 'auto' ? (this.kind === 'file' ? 'all' : 'latest') : o.source.mode;
-    this.capacity = Math.max(1, o.queue ?? (this.mode === 'latest' ? 1 : (o.batch ?? 1)));
+    const batch = Math.max(1, o.batch ?? 1);
+    // A batch in flight: while the model runs on one batch the capture process prepares the next
+    // (a deeper queue only makes frames wait longer: capture-to-prediction latency).
+    this.capacity = Math.max(1, o.queue ?? (this.mode === 'latest' ? 1 : batch));
+    // Paced files deliver one frame at a time like a camera; otherwise all mode moves whole batches.
+    this.chunk = this.mode === 'all' && !o.source.realtime ? Math.min(batch, this.capacity) : 1;
+    this.grantStep = this.chunk;
     this.description = describeSource(o.source.uri, this.kind);
     checkSpec(o.preprocess, 'model manifest');
     this.spec = o.preprocess;
@@ -95,7 +105,7 @@ export class OpenCvSource implements FrameSource {
   }
 
   private startWorker(): void {
-    const init: CaptureInit = { source: this.o.source, kind: this.kind, mode: this.mode, preprocess: this.spec };
+    const init: CaptureInit = { source: this.o.source, kind: this.kind, mode: this.mode, preprocess: this.spec, chunk: this.chunk };
     const w = spawnCapture(init);
     const gen = ++this.generation;
     this.worker = w;
@@ -157,10 +167,10 @@ export class OpenCvSource implements FrameSource {
     if (w?.connected) w.send(m, () => {});
   }
 
-  /** Keeps queued + requested frames at the queue's capacity. */
+  /** Keeps queued + requested frames at the queue's capacity (topped up a chunk at a time). */
   private grant(): void {
     const n = this.capacity - this.queue.length - this.outstanding;
-    if (n > 0 && !this.ended && !this.fatal) {
+    if (n >= this.grantStep && !this.ended && !this.fatal) {
       this.outstanding += n;
       this.post({ type: 'credit', n });
     }
@@ -181,6 +191,18 @@ export class OpenCvSource implements FrameSource {
           ? { data: m.data, seq: m.seq, capturedAt: m.capturedAt }
           : { data: m.data, seq: m.seq, capturedAt: m.capturedAt, positionMs: m.positionMs };
         this.queue.push(f);
+        this.wakeUp();
+        break;
+      }
+      case 'frames': {
+        const k = m.seq.length;
+        const size = m.data.length / Math.max(1, k);
+        this.outstanding = Math.max(0, this.outstanding - k);
+        for (let i = 0; i < k; i++) {
+          const data = m.data.subarray(i * size, (i + 1) * size);
+          const pos = m.positionMs[i]!;
+          this.queue.push(Number.isNaN(pos) ? { data, seq: m.seq[i]!, capturedAt: m.capturedAt[i]! } : { data, seq: m.seq[i]!, capturedAt: m.capturedAt[i]!, positionMs: pos });
+        }
         this.wakeUp();
         break;
       }
@@ -230,6 +252,10 @@ export class OpenCvSource implements FrameSource {
       });
       if (!got) return 'timeout';
     }
+  }
+
+  processId(): number | undefined {
+    return this.worker?.pid;
   }
 
   stats(): SourceStats {

@@ -2,7 +2,6 @@
 // outbox), the log, or memory (tests).
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { TtaqError } from '../sdk/errors/index.ts';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './config.ts';
 import { nullTelemetry, type AgentCommand, type AgentEvent, type TelemetryReport, type TelemetrySink } from './ports.ts';
@@ -67,10 +66,9 @@ export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<Teleme
       client.onCommand('reset', () => h({ name: 'reset' }));
       // A snapshot is an adaptation-state checkpoint taken now; the reply names it.
       client.onCommand('snapshot', () => h({ name: 'checkpoint' }));
-      client.onCommand('reload', (a) => {
-        if (!a.path) throw new TtaqError('CONFIG_INVALID', 'this agent reloads from a path on the device; copy the model there and send {path, sha256}');
-        return h({ name: 'reload', path: a.path, sha256: a.sha256 });
-      });
+      // By path on the device, or by https URL (downloaded into model.cacheDir, checked against the manifest).
+      client.onCommand('reload', (a) => h(a.url ? { name: 'reload', url: a.url, sha256: a.sha256 } : { name: 'reload', path: a.path, sha256: a.sha256 }));
+      client.onCommand('set-options', (a) => h({ name: 'set-options', options: a }));
     },
     async flush(ms) {
       await client.flush(ms);

@@ -2,8 +2,11 @@
 // test-time adaptation, keeps its state in SQLite, serves /healthz and /metrics, reports to MQTT.
 // SIGTERM / SIGINT stop it gracefully (final checkpoint and report); a second signal exits at once.
 // SIGHUP reloads the model from its configured path.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Agent } from '../device/agent.ts';
-import { loadAgentConfig } from '../device/config.ts';
+import { DEFAULT_VIDEO, detectSourceKind, loadAgentConfig, type AgentConfig } from '../device/config.ts';
+import { TtaqError } from '../sdk/errors/index.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
 
 export const summary = 'run the edge agent: capture, infer, adapt, checkpoint, serve /metrics';
@@ -20,7 +23,11 @@ options:
   --model <file.onnx>  shortcut for --set model.path=<file>
   --max-frames <n>     stop after n frames
   --print-config       print the resolved config as JSON and exit
-  --json               print the exit summary as JSON
+  --json               print the exit summary (or the soak report) as JSON
+  --soak-minutes <m>   soak run: m minutes on a looped file paced at its frame rate (a camera's
+                       pace; without a video of its own, 800 Fashion-MNIST frames at 30 fps),
+                       memory sampled every --sample-every seconds (default 10); prints
+                       min/median/max and the slope of RSS and heap (issue 7: <= 250 MB, flat)
   -h, --help           this text
 
 signals: SIGTERM/SIGINT stop gracefully (twice: at once), SIGHUP reloads the model.
@@ -35,6 +42,8 @@ export async function run(argv: string[]): Promise<number> {
     'max-frames': { type: 'string' },
     'print-config': { type: 'boolean' },
     json: { type: 'boolean' },
+    'soak-minutes': { type: 'string' },
+    'sample-every': { type: 'string' },
   }, HELP);
   if (!f) return EXIT.ok;
   const sets = [...(f.values.set ?? [])];
@@ -46,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     printJson(config);
     return EXIT.ok;
   }
+  if (f.values['soak-minutes'] !== undefined) return soak(config, f.values['soak-minutes'], f.values['sample-every'], f.values.json === true);
 
   const agent = await Agent.create(config);
   let signals = 0;
@@ -74,5 +84,39 @@ export async function run(argv: string[]): Promise<number> {
     process.off('SIGTERM', onStop);
     process.off('SIGINT', onStop);
     process.off('SIGHUP', onHup);
+  }
+}
+
+/** `--soak-minutes`: the soak run of device/soak.ts, with progress lines on stderr. */
+async function soak(config: AgentConfig, minutesFlag: string, everyFlag: string | undefined, json: boolean): Promise<number> {
+  const minutes = Number(minutesFlag);
+  const every = everyFlag === undefined ? 10 : Number(everyFlag);
+  if (!(minutes > 0)) throw new TtaqError('CLI_USAGE', `--soak-minutes ${minutesFlag}: give a positive number of minutes, e.g. 10`);
+  if (!(every > 0)) throw new TtaqError('CLI_USAGE', `--sample-every ${everyFlag}: give a positive number of seconds`);
+  const { soakAgent, soakSummary, soakVideo } = await import('../device/soak.ts');
+  let cleanup = (): void => {};
+  let c = config;
+  if (detectSourceKind(c.source) === 'file' && !existsSync(c.source.uri)) {
+    if (c.source.uri !== resolve(DEFAULT_VIDEO)) throw new TtaqError('CONFIG_INVALID', `source.uri: video '${c.source.uri}' not found; give an existing file (ttaq corrupt --video writes one) or leave the default for a generated one`);
+    const v = soakVideo();
+    cleanup = v.cleanup;
+    c = { ...c, source: { ...c.source, uri: v.path } };
+  }
+  const ac = new AbortController();
+  const onStop = () => ac.abort();
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  try {
+    const r = await soakAgent(c, {
+      minutes, sampleEverySec: every, signal: ac.signal,
+      onSample: (s) => process.stderr.write(`soak ${(s.t / 60).toFixed(1)} min: rss ${s.rssMb.toFixed(1)} MB, heap ${s.heapUsedMb.toFixed(1)} MB, capture rss ${s.captureRssMb.toFixed(1)} MB, ${s.frames} frames, ${s.adaptSteps} steps\n`),
+    });
+    if (json) printJson(r);
+    else process.stdout.write(soakSummary(r) + '\n');
+    return r.exit.startsWith('error') || r.exit.startsWith('source-failed') ? EXIT.failed : EXIT.ok;
+  } finally {
+    process.off('SIGTERM', onStop);
+    process.off('SIGINT', onStop);
+    cleanup();
   }
 }

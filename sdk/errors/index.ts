@@ -46,9 +46,12 @@ export type ErrorCode =
   | 'TELEMETRY_OUTBOX'
   | 'TELEMETRY_STORE'
   | 'CLI_USAGE'
+  // sdk/eval/plot.ts: rendering or writing a plot failed
+  | 'EVAL_PLOT_FAILED'
   // tools/demo.ts
   | 'DEMO_STEP_FAILED'
   | 'MANIFEST_INVALID'
+  | 'MODEL_DOWNLOAD_FAILED'
   | 'INTERNAL';
 
 export class TtaqError extends Error {

@@ -41,8 +41,9 @@ export class FakeRunner implements ModelRunner {
   failNext = false;
   readonly info;
 
-  constructor(readonly modelKey = 'fake-model', spec: PreprocessSpec = SPEC, readonly delayMs = 0) {
-    const sha = createHash('sha256').update(modelKey).digest('hex');
+  /** `o.sha256` overrides the hash (a model file's); `o.optionsKey` ties the state to an option set like sdk/adapt's. */
+  constructor(readonly modelKey = 'fake-model', spec: PreprocessSpec = SPEC, readonly delayMs = 0, readonly o: { sha256?: string; optionsKey?: string } = {}) {
+    const sha = o.sha256 ?? createHash('sha256').update(modelKey).digest('hex');
     this.info = {
       modelName: modelKey, modelPath: `/models/${modelKey}.onnx`, modelSha256: sha, provider: 'cpu', classes: 4,
       labels: ['a', 'b', 'c', 'd'], channels: spec.channels, height: spec.height, width: spec.width, preprocess: spec,
@@ -80,7 +81,7 @@ export class FakeRunner implements ModelRunner {
   }
 
   saveState(): Uint8Array {
-    const head = new TextEncoder().encode(JSON.stringify({ v: 1, sha: this.info.modelSha256, step: this.step }).padEnd(128));
+    const head = new TextEncoder().encode(JSON.stringify({ v: 1, sha: this.info.modelSha256, step: this.step, ok: this.o.optionsKey ?? '' }).padEnd(128));
     const out = new Uint8Array(128 + this.params.byteLength);
     out.set(head);
     out.set(new Uint8Array(this.params.buffer.slice(0)), 128);
@@ -90,6 +91,7 @@ export class FakeRunner implements ModelRunner {
   loadState(blob: Uint8Array): void {
     const head = decodeFakeState(blob);
     if (head.sha !== this.info.modelSha256) throw new TtaqError('STATE_MISMATCH', 'fake state for another model');
+    if ((head.ok ?? '') !== (this.o.optionsKey ?? '')) throw new TtaqError('STATE_MISMATCH', 'fake state saved with other adaptation options');
     this.step = head.step;
     this.params = head.params;
   }
@@ -102,8 +104,8 @@ export class FakeRunner implements ModelRunner {
   async dispose(): Promise<void> {}
 }
 
-export function decodeFakeState(blob: Uint8Array): { v: number; sha: string; step: number; params: Float32Array } {
-  const head = JSON.parse(new TextDecoder().decode(blob.subarray(0, 128)).trim()) as { v: number; sha: string; step: number };
+export function decodeFakeState(blob: Uint8Array): { v: number; sha: string; step: number; ok?: string; params: Float32Array } {
+  const head = JSON.parse(new TextDecoder().decode(blob.subarray(0, 128)).trim()) as { v: number; sha: string; step: number; ok?: string };
   const params = new Float32Array(blob.slice(128).buffer);
   return { ...head, params };
 }

@@ -30,10 +30,11 @@ test('preprocessing: colour, resize modes and per-channel normalisation', () => 
   assert.ok(cc[0]! < 0.05 && cc[3]! > 0.95, `crop spans the middle: ${Array.from(cc.subarray(0, 4))}`);
 });
 
+/** Every frame until the end; the first may take long (capture process start on a busy machine). */
 async function drain(src: OpenCvSource, max = 1000): Promise<Frame[]> {
   const frames: Frame[] = [];
   for (;;) {
-    const f = await src.next(5000);
+    const f = await src.next(frames.length ? 10_000 : 60_000);
     if (f === 'end') return frames;
     assert.notEqual(f, 'timeout', 'frames keep coming');
     frames.push(f as Frame);
@@ -66,6 +67,32 @@ test('a video file gives every frame, preprocessed, with stride', async () => {
   await strided.stop();
   assert.deepEqual(every3.map((f) => f.seq), [0, 3, 6, 9, 12, 15, 18]);
   assert.equal(strided.stats().skipped, 13);
+});
+
+test('all mode moves frames in chunks of a batch: every frame, in order, each with its own values', async () => {
+  const dir = tmp();
+  const video = join(dir, 'clip.avi');
+  makeVideo(video, 21);
+  // 21 frames in chunks of 8: two full chunks and a partial one flushed at the end of the file.
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: video }), preprocess: SPEC, batch: 8 });
+  await src.start();
+  let frames: Frame[];
+  try {
+    frames = await drain(src);
+  } finally {
+    await src.stop();
+  }
+  assert.deepEqual(frames.map((f) => f.seq), Array.from({ length: 21 }, (_, i) => i));
+  for (const [i, f] of frames.entries()) {
+    assert.equal(f.data.length, 64);
+    // frame i is the flat BGR colour (v, 255 - v, 128) with v = 10 i: grey 0.114 v + 0.587 (255 - v) + 0.299 * 128
+    const v = (i * 10) % 250;
+    const want = ((0.114 * v + 0.587 * (255 - v) + 0.299 * 128) / 255 - 0.5) / 0.25;
+    assert.ok(Math.abs(f.data[0]! - want) < 0.1 && Math.abs(f.data[63]! - want) < 0.1, `frame ${i}: ${f.data[0]} vs ${want}`);
+  }
+  const pos = frames.map((f) => f.positionMs ?? NaN);
+  assert.ok(pos.every((p, i) => i === 0 || p > pos[i - 1]!), `positions increase: ${pos.join(', ')}`);
+  assert.equal(src.stats().delivered, 21);
 });
 
 test('latest-frame mode drops frames while the consumer is busy', async () => {
