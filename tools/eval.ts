@@ -7,7 +7,7 @@ import { parseAdaptOptions, type AdaptOptionsInput } from '../sdk/adapt/index.ts
 import { parseCorruptionList } from '../sdk/data/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import {
-  corruptedFashionMnist, evaluate, folderDomains, getProtocol, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
+  corruptedFashionMnist, evaluate, writeStabilityPng, folderDomains, getProtocol, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
   parseMethodSpec, parseOptionPairs, PROTOCOLS, runSummary, timingTable, type DomainBlock,
 } from '../sdk/eval/index.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
@@ -46,6 +46,8 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
   --timing                 measure adapt-step vs inference time (batches 1,8,64) instead of a protocol
   --timing-batches <list>  batch sizes for --timing (default 1,8,64)
   --out <file>             also write the table (.md) or the JSON (.json) to a file
+  --plot <file.png>        also draw the error per pass and per domain within passes (one line per
+                           model x method) as a PNG, e.g. for --protocol longrun
   --json                   print JSON (rows with per-domain and per-pass errors, counters, time)
   --quiet                  no progress output
 Exit codes: 0 ok, 1 failed, 2 bad usage or input.`;
@@ -79,10 +81,12 @@ export async function run(argv: string[]): Promise<number> {
     domains: { type: 'string' }, severity: { type: 'string' }, batch: { type: 'string' }, passes: { type: 'string' },
     limit: { type: 'string' }, seed: { type: 'string' }, lr: { type: 'string' }, set: { type: 'string', multiple: true },
     threads: { type: 'string' }, timing: { type: 'boolean' }, 'timing-batches': { type: 'string' }, out: { type: 'string' },
-    json: { type: 'boolean' }, quiet: { type: 'boolean' },
+    json: { type: 'boolean' }, quiet: { type: 'boolean' }, plot: { type: 'string' },
   }, help);
   if (!parsed) return EXIT.ok;
   const f = parsed.values;
+  if (f.plot !== undefined && !f.plot.toLowerCase().endsWith('.png')) throw new TtaqError('CLI_USAGE', `--plot ${f.plot}: the plot is written as PNG; give a file name ending in .png`);
+  if (f.plot !== undefined && f.timing) throw new TtaqError('CLI_USAGE', '--plot draws protocol results; it does not apply to --timing');
   if (parsed.positionals.length > 0) throw new TtaqError('CLI_USAGE', `unexpected argument '${parsed.positionals[0]}'\n\n${help}`);
 
   const modelPaths = (f.model ?? [DEFAULT_MODEL]).flatMap((m) => m.split(',')).map((s) => s.trim()).filter(Boolean);
@@ -143,6 +147,7 @@ export async function run(argv: string[]): Promise<number> {
   if (f.json) printJson(result);
   else process.stdout.write(`${protocol.name}: ${protocol.description}; batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}, severity ${severity}${limit ? `, ${limit} samples per domain` : ''}\n\n${table}\n${runSummary(rows)}`);
   if (f.out) await writeFile(f.out, f.out.endsWith('.json') ? JSON.stringify(result, null, 2) + '\n' : table);
+  if (f.plot) await writeStabilityPng(f.plot, rows, { title: `${protocol.name}, batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}${limit ? `, ${limit} per domain` : ''}: error per pass (top), per domain within passes (bottom)` });
   return EXIT.ok;
 }
 

@@ -70,7 +70,8 @@ export function updateAblStats(s: AblStats, b: BatchClassSummary, o: AblOptions)
 
 /**
  * Per-class weight v_k = pi_k^(-a) * (1 + kappa_k)^b * (mean g / g_k)^c. The graph gathers
- * v at each sample's predicted class and normalises the batch to mean 1 (then clips at maxWeight).
+ * v at each sample's predicted class and normalises the batch to mean 1 (then clips at maxWeight);
+ * with weightNorm 'prior' the adapter divides v by sum_k pi_k v_k instead and the graph uses it as is.
  * With all exponents 0, v = 1.
  */
 export function classWeights(s: AblStats, o: AblOptions): Float32Array {

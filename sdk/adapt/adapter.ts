@@ -46,7 +46,10 @@ export interface InferResult {
 export interface StepResult extends InferResult {
   /** The adaptation loss of the batch (NaN when the method has none). */
   readonly loss: number;
-  /** Whether the BN parameters were updated by this batch. */
+  /**
+   * Whether the BN parameters were updated after this batch (with options.updateEvery, batches
+   * smaller than it only add to the gradient sum until enough images are in).
+   */
   readonly adapted: boolean;
   /** Samples that passed the entropy filter (N for plain entropy, 0 for no-update methods). */
   readonly selected: number;
@@ -85,6 +88,12 @@ export class Adapter {
   private readonly bias: Float32Array[];
   private readonly mean: Float32Array[];
   private readonly var: Float32Array[];
+  /** Robust 'classes' memory: per layer, C x channels class means and variances (class-major). */
+  private readonly classMean: Float32Array[];
+  private readonly classVar: Float32Array[];
+  /** Gradient sums (weighted by images) waiting for the next optimiser step (options.updateEvery). */
+  private accGrads: Float32Array[] | null = null;
+  private accImages = 0;
   private abl: AblStats;
   private entropyEma = NaN;
   private stepsSinceReset = 0;
@@ -106,6 +115,9 @@ export class Adapter {
     this.bias = L.map((l) => Float32Array.from(l.source.bias));
     this.mean = L.map((l) => Float32Array.from(l.source.mean));
     this.var = L.map((l) => Float32Array.from(l.source.var));
+    const useClasses = options.norm === 'robust' && options.robustMemory !== 'ema';
+    this.classMean = useClasses ? L.map((l) => tile(l.source.mean, graphs.classes)) : [];
+    this.classVar = useClasses ? L.map((l) => tile(l.source.var, graphs.classes)) : [];
     this.abl = initAblStats(graphs.classes);
     this.adaptedLayers = graphs.adapted.map((l) => l.node);
     this.opt = stepSession
@@ -138,6 +150,7 @@ export class Adapter {
       detachRobustStats: options.robustDetachStats,
       entropyMargin: options.entropyMargin,
       maxWeight: options.abl.maxWeight,
+      weightNorm: options.abl.weightNorm,
       bnNodes,
       freezeLast: options.freezeLast,
       input: m?.input.name,
@@ -175,12 +188,12 @@ export class Adapter {
     const n = batch.dims[0]!;
     this.counters.steps++;
     this.counters.samples += n;
-    const robustOut = this.graphs.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var] : []));
+    const robustOut = this.graphs.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []));
 
     if (!this.stepSession) {
       const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.entropy, ...robustOut]);
-      this.takeRobustStats(out);
       const r = this.inferResult(out);
+      this.takeRobustStats(out, r.predictions);
       return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true) };
     }
 
@@ -189,7 +202,7 @@ export class Adapter {
     const r = this.inferResult(out);
     const loss = Number((out[step.loss] as Tensor).data[0]);
     const selected = o.loss === 'entropy' ? n : Number((out[HEAD.selected] as Tensor).data[0]);
-    const grads = this.graphs.adapted.flatMap((l) => [l.inputs.scale, l.inputs.bias]).map((w) => (out[step.grads.get(w)!] as TensorOf<'float32'>).data);
+    const grads: Float32Array[] = this.graphs.adapted.flatMap((l) => [l.inputs.scale, l.inputs.bias]).map((w) => (out[step.grads.get(w)!] as TensorOf<'float32'>).data);
 
     const finite = Number.isFinite(loss) && grads.every((g) => g.every(Number.isFinite));
     if (!finite) {
@@ -197,23 +210,31 @@ export class Adapter {
       this.restoreSource(true);
       return { ...r, loss, adapted: false, selected, reset: true };
     }
-    this.takeRobustStats(out);
+    this.takeRobustStats(out, r.predictions);
     let adapted = false;
     if (selected > 0) {
-      const params = this.graphs.adapted.flatMap((_, i) => [this.scale[i]!, this.bias[i]!]);
-      if (o.anchor > 0) {
-        const src = this.graphs.adapted.flatMap((l) => [l.source.scale, l.source.bias]);
-        for (let i = 0; i < grads.length; i++) {
-          const g = Float32Array.from(grads[i]!);
-          const p = params[i]!;
-          const s = src[i]!;
-          for (let j = 0; j < g.length; j++) g[j] = g[j]! + o.anchor * (p[j]! - s[j]!);
-          grads[i] = g;
+      // Gradient accumulation to options.updateEvery images (each batch's mean gradient weighted by
+      // its image count); a batch of at least that many with nothing pending steps directly.
+      let ready = true;
+      // Episodic mode starts every batch from the source, so there is nothing to accumulate across.
+      if (o.updateEvery > 1 && !o.episodic && (this.accImages > 0 || n < o.updateEvery)) {
+        if (!this.accGrads) this.accGrads = grads.map((g) => new Float32Array(g.length));
+        this.accGrads.forEach((acc, i) => {
+          const g = grads[i]!;
+          for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + n * g[j]!;
+        });
+        this.accImages += n;
+        ready = this.accImages >= o.updateEvery;
+        if (ready) {
+          const inv = 1 / this.accImages;
+          this.accGrads.forEach((acc, i) => { grads[i] = acc.map((x) => x * inv); });
+          this.accGrads = null;
+          this.accImages = 0;
         }
       }
-      this.opt!.step(params, grads);
-      this.counters.updates++;
-      adapted = true;
+      if (ready) this.stepParameters(grads);
+      adapted = ready;
+      if (ready) this.counters.updates++;
     } else {
       this.counters.skipped++;
     }
@@ -267,6 +288,10 @@ export class Adapter {
       arrays.set(`${l.node}::bias`, this.bias[i]!);
       arrays.set(`${l.node}::mean`, this.mean[i]!);
       arrays.set(`${l.node}::var`, this.var[i]!);
+      if (this.classMean[i]) {
+        arrays.set(`${l.node}::class_mean`, this.classMean[i]!);
+        arrays.set(`${l.node}::class_var`, this.classVar[i]!);
+      }
     });
     const os = this.opt?.exportState();
     os?.moments.forEach((m, i) => arrays.set(`opt::${i}`, m));
@@ -302,11 +327,23 @@ export class Adapter {
     const os = this.opt?.exportState();
     const moments = os ? os.moments.map((m, i) => Float32Array.from(get(`opt::${i}`, m.length))) : [];
     const abl = ['freq', 'complexity', 'grad'].map((k) => get(`abl::${k}`, this.classes));
+    // Robust class memory: blobs written before it existed (or in 'ema' mode) lack it; then every
+    // class slot starts at the restored statistics.
+    const classMem = this.classMean.length === 0 ? [] : L.map((l, i) => {
+      const has = s.arrays.has(`${l.node}::class_mean`) || s.arrays.has(`${l.node}::class_var`);
+      return has
+        ? [get(`${l.node}::class_mean`, l.channels * this.classes), get(`${l.node}::class_var`, l.channels * this.classes)]
+        : [tile(Float32Array.from(vals[i]![2]!), this.classes), tile(Float32Array.from(vals[i]![3]!), this.classes)];
+    });
     L.forEach((_, i) => {
       this.scale[i]!.set(vals[i]![0]!);
       this.bias[i]!.set(vals[i]![1]!);
       this.mean[i]!.set(vals[i]![2]!);
       this.var[i]!.set(vals[i]![3]!);
+      if (classMem[i]) {
+        this.classMean[i]!.set(classMem[i]![0]!);
+        this.classVar[i]!.set(classMem[i]![1]!);
+      }
     });
     if (this.opt) this.opt.importState({ t: s.scalars['optT'] ?? 0, moments });
     this.abl.freq.set(abl[0]!);
@@ -349,7 +386,15 @@ export class Adapter {
       feeds[ROBUST_ALPHA] = f32([], [alpha]);
     }
     if (forStep && this.options.loss === 'abl') {
-      feeds[HEAD.classWeight] = f32([this.classes], classWeights(this.abl, this.options.abl));
+      const v = classWeights(this.abl, this.options.abl);
+      if (this.options.abl.weightNorm === 'prior') {
+        // Normalised by the expected weight under pi: a batch of a class the stream is full of
+        // weighs little even when it is all one class (the batch-mean normalisation would give it 1).
+        let e = 0;
+        for (let k = 0; k < this.classes; k++) e += this.abl.freq[k]! * v[k]!;
+        for (let k = 0; k < this.classes; k++) v[k] = e > 0 ? v[k]! / e : 1;
+      }
+      feeds[HEAD.classWeight] = f32([this.classes], v);
       feeds[HEAD.logitOffset] = f32([this.classes], logitOffset(this.abl, this.options.abl));
     }
     return feeds;
@@ -365,8 +410,30 @@ export class Adapter {
     return { logits, predictions, entropies: ent, entropy: s / Math.max(1, ent.length) };
   }
 
-  private takeRobustStats(out: Record<string, Tensor>): void {
+  /** One optimiser step on the adapted scales and biases (with the L2 anchor to source). */
+  private stepParameters(grads: Float32Array[]): void {
+    const o = this.options;
+    const params = this.graphs.adapted.flatMap((_, i) => [this.scale[i]!, this.bias[i]!]);
+    if (o.anchor > 0) {
+      const src = this.graphs.adapted.flatMap((l) => [l.source.scale, l.source.bias]);
+      for (let i = 0; i < grads.length; i++) {
+        const g = Float32Array.from(grads[i]!);
+        const p = params[i]!;
+        const s = src[i]!;
+        for (let j = 0; j < g.length; j++) g[j] = g[j]! + o.anchor * (p[j]! - s[j]!);
+        grads[i] = g;
+      }
+    }
+    this.opt!.step(params, grads);
+  }
+
+  private takeRobustStats(out: Record<string, Tensor>, predictions: Int32Array): void {
     if (this.options.norm !== 'robust') return;
+    const o = this.options;
+    if (o.robustMemory === 'classes' || (o.robustMemory === 'auto' && predictions.length < o.robustClassBelow)) {
+      this.takeClassStats(out, predictions);
+      return;
+    }
     const pull = this.options.robustSourcePull;
     this.graphs.layers.forEach((l, i) => {
       const m = (out[l.outputs!.mean] as TensorOf<'float32'>).data;
@@ -377,6 +444,62 @@ export class Adapter {
       for (let c = 0; c < l.channels; c++) {
         mi[c] = pull > 0 ? (1 - pull) * m[c]! + pull * l.source.mean[c]! : m[c]!;
         vi[c] = pull > 0 ? (1 - pull) * v[c]! + pull * l.source.var[c]! : v[c]!;
+      }
+      // 'auto' after a large batch: the class slots follow the EMA, so a later small batch starts
+      // from it rather than from stale slots.
+      if (this.classMean[i]) {
+        this.classMean[i]!.set(tile(mi, this.classes));
+        this.classVar[i]!.set(tile(vi, this.classes));
+      }
+    });
+  }
+
+  /**
+   * Robust 'classes' memory: moves the slot of every predicted class k toward the batch moments by
+   * 1 - (1 - rate)^n_k, then sets the statistics fed to the next batch to the class-balanced
+   * combination: mean = mean_k m_k, var = mean_k (v_k + m_k^2) - mean^2 (law of total variance).
+   * Loops over classes x channels (a few thousand numbers), never over images.
+   */
+  private takeClassStats(out: Record<string, Tensor>, predictions: Int32Array): void {
+    const o = this.options;
+    const C = this.classes;
+    const counts = new Float64Array(C);
+    for (const k of predictions) if (k >= 0 && k < C) counts[k]!++;
+    const pull = o.robustSourcePull;
+    this.graphs.layers.forEach((l, i) => {
+      const bm = (out[l.outputs!.batchMean] as TensorOf<'float32'>).data;
+      const bv = (out[l.outputs!.batchVar] as TensorOf<'float32'>).data;
+      if (!bm.every(Number.isFinite) || !bv.every(Number.isFinite)) return;
+      const Ch = l.channels;
+      const cm = this.classMean[i]!;
+      const cv = this.classVar[i]!;
+      for (let k = 0; k < C; k++) {
+        const a = counts[k]! > 0 ? 1 - Math.pow(1 - o.robustClassRate, counts[k]!) : 0;
+        for (let c = 0; c < Ch; c++) {
+          const j = k * Ch + c;
+          let m = cm[j]! + a * (bm[c]! - cm[j]!);
+          let v = cv[j]! + a * (bv[c]! - cv[j]!);
+          if (pull > 0) {
+            m = (1 - pull) * m + pull * l.source.mean[c]!;
+            v = (1 - pull) * v + pull * l.source.var[c]!;
+          }
+          cm[j] = m;
+          cv[j] = v;
+        }
+      }
+      const mi = this.mean[i]!;
+      const vi = this.var[i]!;
+      for (let c = 0; c < Ch; c++) {
+        let sm = 0;
+        let s2 = 0;
+        for (let k = 0; k < C; k++) {
+          const m = cm[k * Ch + c]!;
+          sm += m;
+          s2 += cv[k * Ch + c]! + m * m;
+        }
+        const mean = sm / C;
+        mi[c] = mean;
+        vi[c] = Math.max(0, s2 / C - mean * mean);
       }
     });
   }
@@ -403,12 +526,25 @@ export class Adapter {
       this.bias[i]!.set(l.source.bias);
       this.mean[i]!.set(l.source.mean);
       this.var[i]!.set(l.source.var);
+      if (this.classMean[i]) {
+        this.classMean[i]!.set(tile(l.source.mean, this.classes));
+        this.classVar[i]!.set(tile(l.source.var, this.classes));
+      }
     });
     this.opt?.reset();
     if (full) {
+      this.accGrads = null;
+      this.accImages = 0;
       this.abl = initAblStats(this.classes);
       this.entropyEma = NaN;
       this.stepsSinceReset = 0;
     }
   }
+}
+
+/** `times` copies of v, one after another. */
+function tile(v: Float32Array, times: number): Float32Array {
+  const out = new Float32Array(v.length * times);
+  for (let k = 0; k < times; k++) out.set(v, k * v.length);
+  return out;
 }

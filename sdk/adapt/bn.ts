@@ -10,8 +10,9 @@
 //   source: mu = m,                         var = v
 //   y    = (x - mu) * (scale / sqrt(var + eps)) + bias
 //
-// In robust mode the mixed mu and var are graph outputs: the adapter feeds them back as the next
-// EMA (RoTTA's update); optionally the gradient does not flow through them (detachRobustStats).
+// In robust mode the mixed mu and var are graph outputs (the adapter's 'ema' memory feeds them back
+// as the next EMA, RoTTA's update), and so are mu_b and var_b (its class-balanced memory is built
+// from them); optionally the gradient does not flow through the mixed values (detachRobustStats).
 // Per-channel loops here run at build time only.
 import { detach } from '../autodiff/detach.ts';
 import { GraphBuilder, A } from '../onnx/builder.ts';
@@ -28,8 +29,11 @@ export interface BnLayer {
   readonly paramDims: readonly number[];
   /** Graph input names. */
   readonly inputs: { readonly scale: string; readonly bias: string; readonly mean: string; readonly var: string };
-  /** Robust mode: graph outputs with the mixed statistics (length C). */
-  readonly outputs?: { readonly mean: string; readonly var: string };
+  /**
+   * Robust mode: graph outputs with the mixed statistics and with the current batch's own moments
+   * (length C each; the adapter's class-balanced memory is fed from the latter).
+   */
+  readonly outputs?: { readonly mean: string; readonly var: string; readonly batchMean: string; readonly batchVar: string };
   /** Source values (copies). */
   readonly source: { readonly scale: Float32Array; readonly bias: Float32Array; readonly mean: Float32Array; readonly var: Float32Array };
 }
@@ -178,7 +182,11 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
           const alpha = ROBUST_ALPHA;
           const m = inputs.mean;
           const v = inputs.var;
-          outputs = { mean: `${n.name}::mixed_mean`, var: `${n.name}::mixed_var` };
+          outputs = { mean: `${n.name}::mixed_mean`, var: `${n.name}::mixed_var`, batchMean: `${n.name}::batch_mean`, batchVar: `${n.name}::batch_var` };
+          b.op('Identity', [muB], {}, { outputNames: [outputs.batchMean] });
+          b.op('Identity', [varB], {}, { outputNames: [outputs.batchVar] });
+          b.output(outputs.batchMean, 'float32', paramDims);
+          b.output(outputs.batchVar, 'float32', paramDims);
           meanUsed = b.op1('Add', [m, b.op1('Mul', [alpha, b.op1('Sub', [muB, m])])], {}, { outputNames: [outputs.mean] });
           varUsed = b.op1('Add', [v, b.op1('Mul', [alpha, b.op1('Sub', [varB, v])])], {}, { outputNames: [outputs.var] });
           if (o.detachRobustStats) {

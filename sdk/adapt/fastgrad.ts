@@ -1,3 +1,8 @@
+// NOT USED BY sdk/adapt ANY MORE: the autodiff Conv rule (sdk/autodiff/rules/convgrad.ts) writes
+// stride-1 input gradients as Conv itself, so the adapt-step graph has nothing left to rewrite.
+// Kept only because sdk/quant/recon.ts still imports it (a no-op there too for the same reason);
+// delete this file and test/adapt/fastgrad.test.ts's first case once that import is gone.
+//
 // A rewrite of the step graph for speed: onnxruntime's CPU ConvTranspose is 2-3x slower than Conv
 // of the same size, and the input gradient of every stride-1 convolution is a ConvTranspose.
 // With stride 1 and dilation 1,

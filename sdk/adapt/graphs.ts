@@ -4,12 +4,11 @@
 // - step: the same forward pass with the loss head, differentiated by sdk/autodiff: one run gives
 //   logits, predictions, entropy, loss, ABL's per-class summaries and the gradients of the
 //   adapted BN scales and biases.
-import { buildGradientGraph, detach, inferValueShapes, type GradientGraph } from '../autodiff/index.ts';
+import { buildGradientGraph, detach, inferValueShapes, type ConvGradOptions, type GradientGraph } from '../autodiff/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import type { Model, ValueInfo } from '../onnx/types.ts';
 import { defaultOpset, rewriteBn, type BnLayer } from './bn.ts';
-import { convTransposeToConv } from './fastgrad.ts';
 import { addLossHead, addPredictionHead, HEAD } from './loss.ts';
 import type { LossKind, NormMode } from './options.ts';
 
@@ -23,6 +22,8 @@ export interface AdaptGraphOptions {
   /** Entropy margin as a fraction of ln C. */
   readonly entropyMargin: number;
   readonly maxWeight: number;
+  /** ABL: how the class weights are normalised (see HeadOptions.weightNorm; default 'batch'). */
+  readonly weightNorm?: 'batch' | 'prior';
   readonly bnNodes?: readonly string[] | undefined;
   readonly freezeLast: number;
   /** Image input name (default: the model's first graph input). */
@@ -31,8 +32,11 @@ export interface AdaptGraphOptions {
   readonly logits?: string | undefined;
   /** Number of classes (default: from the logits' static shape). */
   readonly classes?: number | undefined;
-  /** Rewrites stride-1 ConvTranspose input gradients as Conv (faster on CPU; default true). */
-  readonly fastConvGrad?: boolean;
+  /**
+   * How the autodiff Conv rule writes the convolutions' input gradients (default: per conv, the
+   * fastest form: a Conv with flipped weights where no axis is strided; see sdk/autodiff/rules/convgrad.ts).
+   */
+  readonly convGrad?: ConvGradOptions;
   /** Batch size used when the step graph's shapes are inferred (default 2). */
   readonly sampleBatch?: number;
   readonly source?: string;
@@ -94,9 +98,9 @@ export async function buildAdaptGraphs(model: Model, o: AdaptGraphOptions): Prom
     const rw = rewriteBn(model, { norm: o.norm, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source });
     const b = GraphBuilder.from(rw.graph);
     // Keep only the logits among the original outputs (plus the robust statistics).
-    const keep = new Set([logits, ...rw.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var] : []))]);
+    const keep = new Set([logits, ...rw.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []))]);
     b.outputs.splice(0, b.outputs.length, ...b.outputs.filter((v) => keep.has(v.name)));
-    const headOpts = { logits, classes, opset, loss: o.loss, margin: o.entropyMargin * Math.log(classes), maxWeight: o.maxWeight, detach };
+    const headOpts = { logits, classes, opset, loss: o.loss, margin: o.entropyMargin * Math.log(classes), maxWeight: o.maxWeight, weightNorm: o.weightNorm ?? 'batch', detach };
     const head = addPredictionHead(b, headOpts);
     const loss = withLoss ? addLossHead(b, headOpts, head) : undefined;
     const m = dropUnusedInputs({ ...model, graph: b.build() });
@@ -120,8 +124,8 @@ export async function buildAdaptGraphs(model: Model, o: AdaptGraphOptions): Prom
         wrt: adapted.flatMap((l) => [l.inputs.scale, l.inputs.bias]),
         outputs,
         sampleBatch: o.sampleBatch ?? 2,
+        ...(o.convGrad ? { ruleOptions: { conv: o.convGrad } } : {}),
       });
-      if (o.fastConvGrad ?? true) step = { ...step, model: convTransposeToConv(step.model) };
     } catch (e) {
       if (e instanceof TtaqError && e.code === 'AUTODIFF_NO_RULE') {
         throw new TtaqError('AUTODIFF_NO_RULE', `${source}: cannot build the adaptation step: ${e.message}`, e.details, { cause: e });

@@ -24,6 +24,10 @@
 //                                      nonFiniteResets, manualResets }
 //   await a.close()                  releases the sessions
 //
+// Small batches (1-8, camera streams): robust normalisation keeps a class-balanced memory of BN
+// moments (options.robustMemory 'classes', the default) and gradients are summed to updateEvery
+// (64) images per optimiser step; docs/METHOD.md, ## Adaptation, has the measurements.
+//
 // Lower level: buildAdaptGraphs (the two graphs), rewriteBn (BN parameters as inputs, batch or
 // robust normalisation as explicit ops), the ABL statistics (abl.ts), the state codec (state.ts).
 export { Adapter, type AdapterCounters, type AdapterInit, type InferResult, type StepResult } from './adapter.ts';

@@ -39,6 +39,11 @@ export interface HeadOptions {
   /** ABL: cap of a normalised sample weight. */
   readonly maxWeight: number;
   /**
+   * ABL: 'batch' divides the gathered class weights by their batch mean; 'prior' uses them as fed
+   * (the adapter normalises them by their expectation under the class-frequency estimate).
+   */
+  readonly weightNorm?: 'batch' | 'prior';
+  /**
    * Marks a value as constant for differentiation (returns the name to use downstream). The
    * autodiff decides how; the default is the identity (correct where the value's producers are
    * non-differentiable anyway).
@@ -90,7 +95,7 @@ export function addLossHead(b: GraphBuilder, o: HeadOptions, head: { logp: strin
   const pA = b.op1('Exp', [logpA]);
   const hA = b.op1('Neg', [red('ReduceSum', b.op1('Mul', [pA, logpA]), [1], false)]);
   const wRaw = b.op1('Gather', [HEAD.classWeight, head.pred], { axis: A.int(0) });
-  const wNorm = b.op1('Div', [wRaw, red('ReduceMean', wRaw, [0], true)]);
+  const wNorm = o.weightNorm === 'prior' ? wRaw : b.op1('Div', [wRaw, red('ReduceMean', wRaw, [0], true)]);
   const w = b.op1('Min', [wNorm, b.scalar(o.maxWeight)]);
   const c = detach(b, b.op1('Mul', [mask, w]));
   red('ReduceMean', b.op1('Mul', [c, hA]), [0], false, HEAD.loss);

@@ -1,6 +1,9 @@
-// Adam and SGD over the adapter's small parameter vectors (BN scales and biases: a few thousand
-// numbers), updated in place in JavaScript. The moments are exposed so the adapter can put them in
-// its state blob.
+// The adapter's optimiser: sdk/optim's Adam or SGD over the small parameter vectors (BN scales and
+// biases, a few thousand numbers), updated in place. This file only adapts sdk/optim's named-map
+// interface to the adapter's ordered list of vectors and keeps the moment layout the state blob has
+// always had (format version 1): one Float32Array per parameter and moment, in parameter order,
+// Adam [m, v] per parameter, SGD [momentum buffer] per parameter.
+import { Adam, Sgd, type Optimizer } from '../optim/index.ts';
 
 export interface VectorOptimizer {
   readonly kind: 'adam' | 'sgd';
@@ -23,50 +26,44 @@ export interface VectorOptimizerOptions {
   readonly eps?: number;
 }
 
+const name = (i: number): string => `p${i}`;
+
 export function createVectorOptimizer(sizes: readonly number[], o: VectorOptimizerOptions): VectorOptimizer {
-  const eps = o.eps ?? 1e-8;
-  const nMoments = o.kind === 'adam' ? 2 : 1;
-  let moments = sizes.flatMap((n) => Array.from({ length: nMoments }, () => new Float32Array(n)));
-  let t = 0;
+  const opt: Optimizer = o.kind === 'adam'
+    ? new Adam({ lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay })
+    : new Sgd({ lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+  const slots = o.kind === 'adam' ? ['m', 'v'] : ['momentum'];
   return {
     kind: o.kind,
     step(params, grads) {
-      t++;
-      const bc1 = 1 - Math.pow(o.beta1, t);
-      const bc2 = 1 - Math.pow(o.beta2, t);
-      params.forEach((p, i) => {
-        const g = grads[i]!;
-        if (o.kind === 'adam') {
-          const m = moments[2 * i]!;
-          const v = moments[2 * i + 1]!;
-          for (let j = 0; j < p.length; j++) {
-            const gj = Number(g[j]) + o.weightDecay * p[j]!;
-            m[j] = o.beta1 * m[j]! + (1 - o.beta1) * gj;
-            v[j] = o.beta2 * v[j]! + (1 - o.beta2) * gj * gj;
-            p[j] = p[j]! - (o.lr * (m[j]! / bc1)) / (Math.sqrt(v[j]! / bc2) + eps);
-          }
-        } else {
-          const buf = moments[i]!;
-          for (let j = 0; j < p.length; j++) {
-            const gj = Number(g[j]) + o.weightDecay * p[j]!;
-            buf[j] = t === 1 ? gj : o.momentum * buf[j]! + gj;
-            p[j] = p[j]! - o.lr * buf[j]!;
-          }
-        }
+      const p = new Map<string, Float32Array>();
+      const g = new Map<string, Float32Array>();
+      params.forEach((x, i) => {
+        p.set(name(i), x);
+        const gi = grads[i]!;
+        g.set(name(i), gi instanceof Float32Array ? gi : Float32Array.from(gi));
       });
+      opt.step(p, g);
     },
-    reset() {
-      t = 0;
-      for (const m of moments) m.fill(0);
+    reset: () => opt.reset(),
+    exportState() {
+      const s = opt.state();
+      // Buffers sdk/optim has not created yet (before the first step; SGD without momentum) are zeros.
+      const moments = sizes.flatMap((n, i) => slots.map((k) => Float32Array.from(s.slots[name(i)]?.[k] ?? new Float32Array(n))));
+      return { t: s.steps, moments };
     },
-    exportState: () => ({ t, moments: moments.map((m) => Float32Array.from(m)) }),
     importState(s) {
-      if (s.moments.length !== moments.length) throw new Error('optimizer state has the wrong number of moments');
-      moments = s.moments.map((m, i) => {
-        if (m.length !== moments[i]!.length) throw new Error('optimizer moment has the wrong length');
-        return Float32Array.from(m);
+      if (s.moments.length !== sizes.length * slots.length) throw new Error('optimizer state has the wrong number of moments');
+      const st: Record<string, Record<string, Float32Array>> = {};
+      sizes.forEach((n, i) => {
+        st[name(i)] = Object.fromEntries(slots.map((k, j) => {
+          const m = s.moments[i * slots.length + j]!;
+          if (m.length !== n) throw new Error('optimizer moment has the wrong length');
+          return [k, Float32Array.from(m)];
+        }));
       });
-      t = s.t;
+      const cur = opt.state();
+      opt.load({ ...cur, steps: s.t, slots: st });
     },
   };
 }

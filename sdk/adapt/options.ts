@@ -39,6 +39,11 @@ export const AblOptionsSchema = z.object({
   gradExp: z.number().default(0),
   /** Logit adjustment in the loss: z' = z + tau * log(pi). 0 switches it off. */
   tau: z.number().default(1),
+  /**
+   * How the per-sample weights are normalised: 'batch' to mean 1 over the batch (SPEC), 'prior' by
+   * their expectation under pi (so a small batch of one frequent class weighs little).
+   */
+  weightNorm: z.enum(['batch', 'prior']).default('batch'),
   /** Upper bound of a per-sample weight relative to the batch mean (keeps rare-class spikes sane). */
   maxWeight: z.number().positive().default(5),
   /** Floor of pi before log / power (avoids log 0). */
@@ -62,6 +67,22 @@ export const AdaptOptionsSchema = z.object({
    * moments with weight robustAlpha only). Much cheaper at batch 1-8; see docs/METHOD.md.
    */
   robustDetachStats: z.boolean().default(true),
+  /**
+   * Robust mode: what the normalising statistics are estimated from (docs/METHOD.md, ## Adaptation).
+   * - ema: one EMA of the mixed statistics (RoTTA's update; follows the current class when a
+   *   stream arrives in runs of one class, so it must move slowly);
+   * - classes: one memory of BN moments per predicted class, each moved toward the moments of the
+   *   batches predicted as that class; normalisation uses their class-balanced combination (mean
+   *   of the class means, total variance), so a run of one class moves only its own slot;
+   * - auto: 'classes' for batches below robustClassBelow images, 'ema' for larger ones (measured:
+   *   the class memory wins at batch 4-8 on class runs and loses at batch 64 under label shift,
+   *   where a batch mixes a few classes and every predicted class's slot gets the mixture).
+   */
+  robustMemory: z.enum(['ema', 'classes', 'auto']).default('auto'),
+  /** Robust 'auto' memory: batches below this many images use the class memory. */
+  robustClassBelow: z.number().int().min(1).default(16),
+  /** Robust 'classes' memory: per-image rate, a class slot moves 1 - (1 - rate)^n toward a batch with n images predicted as it. */
+  robustClassRate: z.number().min(0).max(1).default(0.03),
   /** Pulls the robust EMA statistics toward the source ones after every step (0 = off). */
   robustSourcePull: z.number().min(0).max(1).default(0),
   /** Entropy margin as a fraction of ln C (EATA filter; used by eata and abl). */
@@ -73,6 +94,13 @@ export const AdaptOptionsSchema = z.object({
   beta1: z.number().min(0).max(1).default(0.9),
   beta2: z.number().min(0).max(1).default(0.999),
   weightDecay: z.number().min(0).default(0),
+  /**
+   * Images per parameter update: the gradients of smaller batches are summed (each weighted by its
+   * share of the images) until at least this many images have been seen, then one optimiser step is
+   * taken. Keeps the number and the noise of the steps at batch 1-8 what they are at batch 64.
+   * 0 or 1: one update per batch.
+   */
+  updateEvery: z.number().int().min(0).default(64),
   /** L2 anchor to the source parameters: loss += anchor / 2 * ||theta - theta_src||^2. 0 = off. */
   anchor: z.number().min(0).default(0),
   /**

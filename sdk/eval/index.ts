@@ -9,6 +9,7 @@
 //                               { protocol: p.name, batch: p.batch, passes: p.passes, order: p.order, seed: 0 });
 //   markdownTable(rows)                             // | model | method | gauss | ... | mean |
 //   measureStepCost(model, ['tent', 'abl:robust'], [1, 8, 64])  // adapt step vs inference time
+//   await writeStabilityPng('out.png', rows)        // error per pass and per domain within passes
 import { readModelBytes } from '../onnx/io.ts';
 import { checkModelHash, manifestPathFor, readManifest } from '../manifest/index.ts';
 import type { EvalModel } from './run.ts';
@@ -18,6 +19,7 @@ export { getProtocol, PROTOCOLS, SHORT_DOMAIN, type Protocol } from './protocols
 export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
 export { markdownTable, runSummary } from './table.ts';
 export { measureStepCost, timingTable, type StepCost } from './timing.ts';
+export { stabilitySvg, writeStabilityPng, type PlotOptions } from './plot.ts';
 
 /** Reads a model and the manifest beside it, checking the model's SHA-256 against the manifest. */
 export async function loadEvalModel(path: string, name?: string): Promise<EvalModel> {

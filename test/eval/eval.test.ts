@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { writeIdxDataset, type Dataset } from '../../sdk/data/index.ts';
-import { evaluate, folderDomains, getProtocol, loadEvalModel, markdownTable, type EvalModel } from '../../sdk/eval/index.ts';
+import sharp from 'sharp';
+import { evaluate, folderDomains, getProtocol, loadEvalModel, markdownTable, stabilitySvg, type EvalModel, type EvalRow } from '../../sdk/eval/index.ts';
 import { sha256Hex, writeManifest, type Manifest } from '../../sdk/manifest/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { encodeModel } from '../../sdk/onnx/codec.ts';
@@ -105,6 +106,35 @@ describe('evaluation protocols', () => {
     assert.deepEqual(res.rows.map((r) => r.method), ['source', 'bn:robust']);
     assert.deepEqual(res.rows[0]!.errors, [0, 100]);
     await assert.rejects(run('node', [...cli, '--model', modelPath, '--method', 'nope', '--quiet']), (e: { code?: number }) => e.code === 2);
+    await assert.rejects(run('node', [...cli, '--model', modelPath, '--plot', join(dir, 'p.svg'), '--quiet']), (e: { code?: number; stderr?: string }) => e.code === 2 && /ending in \.png/.test(e.stderr ?? ''));
+  });
+
+  it('--plot draws the error per pass and per domain as a PNG', async () => {
+    const cli = ['--import', 'tsx', 'tools/ttaq.ts', 'eval'];
+    const png = join(dir, 'stability.png');
+    await run('node', [...cli, '--model', modelPath, '--data', join(dir, 'data'), '--domains', 'plain,flipped', '--method', 'source,bn', '--batch', '32', '--passes', '3', '--plot', png, '--quiet'], { cwd: process.cwd() });
+    const meta = await sharp(png).metadata();
+    assert.equal(meta.format, 'png');
+    assert.equal(meta.width, 960);
+    assert.equal(meta.height, 720);
+    // Not blank: the lines are drawn in colour.
+    const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    let coloured = 0;
+    for (let i = 0; i < data.length; i += info.channels) if (Math.abs(data[i]! - data[i + 2]!) > 60) coloured++;
+    assert.ok(coloured > 200, `only ${coloured} coloured pixels`);
+  });
+
+  it('the stability SVG has one line per row and panel, and the first/last pass figures in the legend', async () => {
+    const row = (method: string, passes: number[][]): EvalRow => ({
+      model: 'm', method, protocol: 'longrun', batch: 64, domains: ['a', 'b', 'c'], errors: passes[passes.length - 1]!,
+      mean: 0, passMeans: passes.map((p) => p.reduce((s, x) => s + x, 0) / p.length), passErrors: passes,
+      counters: { steps: 0, updates: 0, skipped: 0, samples: 0, collapseResets: 0, nonFiniteResets: 0, manualResets: 0 }, images: 0, seconds: 0,
+    });
+    const svg = stabilitySvg([row('bn', [[10, 20, 30], [12, 22, 32]]), row('abl', [[9, 18, 27], [9, 18, 30]])]);
+    assert.equal((svg.match(/<polyline /g) ?? []).length, 4);
+    assert.match(svg, /bn: 20\.0 → 22\.0 \(\+2\.0\)/);
+    assert.match(svg, /abl: 18\.0 → 19\.0 \(\+1\.0\)/);
+    assert.throws(() => stabilitySvg([]), /nothing to plot/);
   });
 });
 
