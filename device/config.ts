@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { TtaqError } from '../sdk/errors/index.ts';
 
 /** The model the agent runs when the config names none (`models/` ships it with its manifest). */
-export const BUNDLED_MODEL = 'models/fmnist-resnet20-w4a4.onnx';
+export const BUNDLED_MODEL = 'models/resnet20-fmnist.onnx';
 /** The video the agent reads when the config names none (write one with `ttaq corrupt`). */
 export const DEFAULT_VIDEO = 'data/stream.mp4';
 

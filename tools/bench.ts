@@ -2,12 +2,8 @@
 // function of its module (imported, not copied) or a short measurement over the SDK, and reports
 // its figure as a ratio against a baseline measured in the same run where this machine has one.
 // PyTorch is not installed here: its figures are constants from the issues, labelled as such.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { benchStep } from '../sdk/autodiff/bench.ts';
-import { demoAgentConfig, FULL_DEMO, runAgentOverVideo } from '../sdk/demo/index.ts';
-import { fashionMnistDir, materializeStream, planStream, readFashionMnist, resolveStreamSpec, take, writeLabelledVideo, numClasses } from '../sdk/data/index.ts';
+import { agentBenchFigures, benchAgent } from '../device/bench.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { loadEvalModel, measureStepCost } from '../sdk/eval/index.ts';
 import { readManifest, manifestPathFor } from '../sdk/manifest/index.ts';
@@ -133,34 +129,11 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
     },
   },
   agent: {
-    summary: 'agent pipeline (decode, preprocess, batch, infer, log) frames/s vs bare inference at the same batch',
-    run: async (c) => {
-      const dir = mkdtempSync(join(tmpdir(), 'ttaq-bench-agent-'));
-      try {
-        const frames = c.quick ? 96 : 800;
-        const data = take(await readFashionMnist('test', fashionMnistDir()), 1000);
-        const spec = resolveStreamSpec({ domains: ['clean', 'gaussian_noise'], perDomain: frames / 2, order: { kind: 'runs', meanRun: 16 } });
-        const stream = materializeStream(planStream(spec, data.labels, numClasses(data)), data);
-        const video = join(dir, 'stream.mp4');
-        await writeLabelledVideo(video, stream, { fps: 30, size: 56, domainNames: stream.domainNames, domain: stream.domain, severity: stream.severity, stream: spec });
-        const settings = { ...FULL_DEMO, batch: 8 };
-        const out: BenchFigure[] = [];
-        const manifest = await readManifest(manifestPathFor(c.model));
-        const bare = await timeInference(await loadModel(c.model), manifest.input.name, manifest.input.shape, 8, c.threads, 30);
-        const bareFps = (1000 * 8) / bare;
-        for (const adapt of [false, true]) {
-          const r = await runAgentOverVideo(demoAgentConfig({ video, model: c.model, db: join(dir, `agent-${adapt}.db`), adapt, settings, deviceId: 'bench' }));
-          const fps = r.frames / r.seconds;
-          out.push({
-            bench: 'agent', name: `agent ${adapt ? 'with' : 'without'} adaptation, batch 8, ${r.frames} frames`, value: fps, unit: 'frames/s', ratio: fps / bareFps,
-            baseline: `bare FP32 inference at batch 8: ${bareFps.toFixed(0)} frames/s, this run (ratio = agent / bare; includes start-up)`,
-          });
-        }
-        return out;
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
+    summary: 'agent pipeline (decode, preprocess, batch, infer, log) frames/s and latency vs the same runner alone at the same batch, steady state',
+    run: async (c) => agentBenchFigures(await benchAgent({
+      model: c.model, reps: c.quick ? 1 : 3, ...(c.threads ? { threads: c.threads } : {}),
+      ...(c.quick ? { frames: 400, warmupFrames: 160 } : {}), log: c.log,
+    })),
   },
   receiver: {
     summary: 'receiver ingest into SQLite through the embedded broker and the outbox cost (sdk/telemetry bench)',

@@ -20,10 +20,10 @@ export const DemoSettingsSchema = z.strictObject({
   method: z.string().default('ttaq'),
   preset: z.string().default('fast'),
   /**
-   * Iterations per block; overrides the preset. The fast preset's ~500 take ~15 min for ResNet-20's
-   * 11 blocks on a busy 2-core machine, so the demo uses 100 (about 3-4 min); --iterations 500 for the preset.
+   * Iterations per block; overrides the preset. Unset, the demo runs the fast preset (~500 per block:
+   * about 4 CPU-minutes for ResNet-20's 11 blocks on one core); --iterations 100 for a shorter demo.
    */
-  iterations: z.number().int().positive().optional().default(100),
+  iterations: z.number().int().positive().optional(),
   calibImages: z.number().int().positive().default(256),
   /** Clean test images for the quantized model's accuracy report. */
   evalImages: z.number().int().positive().default(1000),
