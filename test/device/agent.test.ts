@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import pino from 'pino';
 import { TtaqError } from '../../sdk/errors/index.ts';
 import { Agent } from '../../device/agent.ts';
@@ -10,6 +10,10 @@ import { memoryTelemetry } from '../../device/telemetry.ts';
 import { decodeFakeState, FakeRunner, FakeSource, getText, metric, SPEC, tmp, until } from './helpers.ts';
 
 const silent = pino({ level: 'silent' });
+
+// A failed assertion must not leave an agent (its HTTP server, its timers) keeping the test process alive.
+const started: Agent[] = [];
+after(async () => { for (const a of started) await a.stop().catch(() => undefined); });
 
 async function startAgent(input: AgentConfigInput, opts: { runners?: Map<string, FakeRunner>; total?: number; failOn?: string } = {}) {
   const dir = tmp();
@@ -34,6 +38,7 @@ async function startAgent(input: AgentConfigInput, opts: { runners?: Map<string,
     },
     sourceFactory: (spec) => (source = new FakeSource(spec, opts.total ?? Infinity, 1)),
   });
+  started.push(agent);
   await agent.start();
   return { agent, source: source!, telemetry, runners, config, dir };
 }
@@ -59,7 +64,7 @@ test('/healthz and /metrics report frames, latency, adaptation, provider and mem
   assert.equal(metric(t, 'ttaq_agent_up'), 1);
   assert.match(t, /ttaq_agent_batch_latency_seconds\{quantile="0\.5"\} [0-9.e-]+\n/);
   assert.match(t, /ttaq_agent_frame_latency_seconds\{quantile="0\.99"\} [0-9.e-]+\n/);
-  assert.match(t, /ttaq_agent_model_info\{model="fmnist-resnet20-w4a4\.onnx",sha256="[0-9a-f]{64}",provider="cpu",method="fake"\} 1/);
+  assert.match(t, /ttaq_agent_model_info\{model="resnet20-fmnist\.onnx",sha256="[0-9a-f]{64}",provider="cpu",method="fake"\} 1/);
   assert.ok(metric(t, 'ttaq_agent_memory_bytes', '{kind="rss"}')! > 10e6);
   assert.match(t, /# TYPE ttaq_agent_fps gauge/);
   assert.match(t, /ttaq_agent_frames_dropped_total 0/);
