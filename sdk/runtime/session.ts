@@ -14,7 +14,7 @@ import {
   type ProviderName,
   type RuntimeLogger,
 } from './providers.ts';
-import { hasSubByteIO, rewriteSubByteIO, type SubByteRewrite } from './subbyte.ts';
+import { hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, type SubByteRewrite } from './subbyte.ts';
 import { fromOrt, toOrt } from './tensors.ts';
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
@@ -178,6 +178,7 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
   if (model instanceof Uint8Array) {
     bytes = model;
   } else {
+    model = splitClipsBeforeSubByteQuantize(model);
     if (hasSubByteIO(model.graph)) {
       rewrite = rewriteSubByteIO(model);
       model = rewrite.model;
@@ -189,8 +190,9 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
   try {
     created = await createOrt(bytes, opts, providers, log, source);
   } catch (e) {
-    // Bytes with int2/uint2 inputs or outputs fail in the binding; retry through the IR rewrite.
-    if (!(model instanceof Uint8Array) || !/Unsupported data type/.test(message((e as Error).cause ?? e))) throw e;
+    // Bytes with int2/uint2 inputs or outputs fail in the binding, and a Clip before a sub-byte
+    // QuantizeLinear trips onnxruntime's ClipQuantFusion; retry through the IR rewrites.
+    if (!(model instanceof Uint8Array) || !/Unsupported data type|input y_zero_point/.test(message((e as Error).cause ?? e))) throw e;
   }
   if (model instanceof Uint8Array) {
     const meta = created ? [...created.s.inputMetadata, ...created.s.outputMetadata] : [];
@@ -198,7 +200,7 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
       await created?.s.release();
       const decoded = decodeModel(model, source);
       if (!decoded.ok) throw decoded.error;
-      rewrite = rewriteSubByteIO(decoded.value);
+      rewrite = rewriteSubByteIO(splitClipsBeforeSubByteQuantize(decoded.value));
       created = await createOrt(encodeModel(rewrite.model), opts, providers, log, source);
     }
   }

@@ -48,3 +48,52 @@ export function rewriteSubByteIO(model: Model): SubByteRewrite {
   const graph: Graph = { ...g, nodes: [...pre, ...g.nodes, ...post], inputs: newInputs, outputs: newOutputs };
   return { model: { ...model, graph }, inputs, outputs };
 }
+
+// onnxruntime 1.30's ClipQuantFusion (a level-1 rewrite) throws "Unexpected data type for
+// QuantizeLinear input y_zero_point of 21" when a Clip feeds a QuantizeLinear whose zero point is
+// int4/uint4/int2/uint2: it only knows 8-bit zero points. Writing such a Clip as Max then Min
+// computes the same values and keeps the rule from matching.
+const zeroPointDType = (g: Graph, n: Node): DType | undefined => {
+  const zp = n.inputs[2];
+  return zp ? (g.initializers.get(zp)?.dtype ?? g.valueInfo.get(zp)?.dtype) : undefined;
+};
+
+/** Clip nodes whose output feeds a sub-byte QuantizeLinear (see above). */
+export function clipsBeforeSubByteQuantize(g: Graph): Set<string> {
+  const producer = new Map<string, Node>();
+  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
+  const found = new Set<string>();
+  for (const n of g.nodes) {
+    if (n.opType !== 'QuantizeLinear' || n.domain !== '') continue;
+    const dt = zeroPointDType(g, n);
+    if (!dt || !isSubByte(dt)) continue;
+    const p = producer.get(n.inputs[0] ?? '');
+    if (p && p.opType === 'Clip' && p.domain === '') found.add(p.name);
+  }
+  return found;
+}
+
+/** Rewrites the Clips found by `clipsBeforeSubByteQuantize` as Max/Min; a no-op when there are none. */
+export function splitClipsBeforeSubByteQuantize(model: Model): Model {
+  const g = model.graph;
+  const clips = clipsBeforeSubByteQuantize(g);
+  if (clips.size === 0) return model;
+  const fresh = nameAllocator(g);
+  const nodes: Node[] = [];
+  for (const n of g.nodes) {
+    if (!clips.has(n.name) || n.inputs.length > 3 || Object.keys(n.attrs).length > 0) {
+      nodes.push(n);
+      continue;
+    }
+    const [x, lo, hi] = [n.inputs[0]!, n.inputs[1] ?? '', n.inputs[2] ?? ''];
+    const out = n.outputs[0]!;
+    if (!lo && !hi) {
+      nodes.push({ ...n, opType: 'Identity', inputs: [x] });
+      continue;
+    }
+    const mid = lo && hi ? fresh(`${out}__ttaq_max`) : out;
+    if (lo) nodes.push({ name: fresh(`${n.name}__ttaq_max`), opType: 'Max', domain: '', inputs: [x, lo], outputs: [mid], attrs: {} });
+    if (hi) nodes.push({ name: fresh(`${n.name}__ttaq_min`), opType: 'Min', domain: '', inputs: [lo ? mid : x, hi], outputs: [out], attrs: {} });
+  }
+  return { ...model, graph: { ...g, nodes } };
+}
