@@ -7,6 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { TtaqError } from '../sdk/errors/index.ts';
+import { AdaptationPatchSchema } from '../sdk/telemetry/index.ts';
 
 /** The model the agent runs when the config names none (`models/` ships it with its manifest). */
 export const BUNDLED_MODEL = 'models/resnet20-fmnist.onnx';
@@ -181,17 +182,8 @@ export const ADAPTER_OPTION_KEYS = ['loss', 'norm', 'lr', 'entropyMargin', 'robu
  */
 export const SetOptionsSchema = z
   .strictObject({
-    loss: z.enum(['none', 'entropy', 'eata', 'abl']).optional(),
-    norm: z.enum(['source', 'batch', 'robust']).optional(),
-    lr: z.number().positive().max(1).optional(),
-    entropyMargin: z.number().positive().max(1).optional(),
-    robustAlpha: z.number().min(0).max(1).optional(),
-    anchor: z.number().min(0).optional(),
-    episodic: z.boolean().optional(),
-    /** Adaptation steps between forced resets to the source parameters (0 = never). */
-    resetEvery: z.number().int().min(0).optional(),
-    /** Drift score above which the adaptation state is reset (0 = never). */
-    driftThreshold: z.number().min(0).optional(),
+    // The adapter's options, exactly as the fleet's set-options command carries them.
+    ...AdaptationPatchSchema.shape,
     /** Frames per batch, at most the batch.size the agent started with. */
     batchSize: z.number().int().min(1).optional(),
     maxWaitMs: z.number().int().min(0).optional(),
