@@ -7,7 +7,6 @@ import { isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { AdaptationPatchSchema } from '../sdk/telemetry/index.ts';
 
 /** The model the agent runs when the config names none (`models/` ships it with its manifest). */
 export const BUNDLED_MODEL = 'models/resnet20-fmnist.onnx';
@@ -171,41 +170,11 @@ export const AgentConfigSchema = z.strictObject({
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
-/** Adapter options a `set-options` command may change; the adapter is rebuilt between batches. */
-export const ADAPTER_OPTION_KEYS = ['loss', 'norm', 'lr', 'entropyMargin', 'robustAlpha', 'anchor', 'episodic'] as const;
-
-/**
- * What `set-options` (MQTT or POST /options) may change while the agent runs. Adapter options
- * (sdk/adapt names, as in the fleet's command schema) rebuild the adapter between batches, keeping
- * its state when the option set still fits it; the rest applies from the next batch. Anything else
- * needs a restart (edit agent.yaml).
- */
-export const SetOptionsSchema = z
-  .strictObject({
-    // The adapter's options, exactly as the fleet's set-options command carries them.
-    ...AdaptationPatchSchema.shape,
-    /** Frames per batch, at most the batch.size the agent started with. */
-    batchSize: z.number().int().min(1).optional(),
-    maxWaitMs: z.number().int().min(0).optional(),
-    /** adaptation.every: adapt on every k-th batch (0 = only after a shift). */
-    every: z.number().int().min(0).optional(),
-    shiftEnabled: z.boolean().optional(),
-    shiftThreshold: z.number().positive().optional(),
-  })
-  .refine((o) => Object.keys(o).length > 0, 'set-options needs at least one option to change');
-export type SetOptions = z.infer<typeof SetOptionsSchema>;
-
-/** Validates a set-options patch; the error names the key and lists what can change at runtime. */
-export function parseSetOptions(input: unknown): SetOptions {
-  const r = SetOptionsSchema.safeParse(input ?? {});
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const allowed = Object.keys(SetOptionsSchema.shape).join(', ');
-  if (issue.code === 'unrecognized_keys') {
-    throw new TtaqError('CONFIG_INVALID', `set-options: '${issue.keys.join("', '")}' cannot change while the agent runs; edit agent.yaml and restart (runtime options: ${allowed})`);
-  }
-  throw new TtaqError('CONFIG_INVALID', `set-options: '${issue.path.join('.') || '(root)'}': ${issue.message}; runtime options: ${allowed}`);
-}
+// What `set-options` (MQTT or POST /options) may change while the agent runs is defined once, in
+// sdk/telemetry (the fleet's command schema): adapter options (sdk/adapt names) rebuild the adapter
+// between batches, keeping its state when the option set still fits it; the batching, adaptation
+// and shift keys apply from the next batch. Anything else needs a restart (edit agent.yaml).
+export { ADAPTER_OPTION_KEYS, parseSetOptions, SetOptionsSchema, type SetOptions } from '../sdk/telemetry/index.ts';
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 export type SourceConfig = AgentConfig['source'];
 

@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import type { AgentConfig } from './config.ts';
 import { nullTelemetry, type AgentCommand, type AgentEvent, type TelemetryReport, type TelemetrySink } from './ports.ts';
 
@@ -31,6 +32,9 @@ export function memoryTelemetry(): TelemetrySink & { reports: TelemetryReport[];
   };
   return sink;
 }
+
+/** Command arguments handed to the agent as they are (it validates them itself). */
+const anyObject = z.record(z.string(), z.unknown());
 
 export const deviceIdOf = (c: AgentConfig['telemetry']): string =>
   c.deviceId ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
@@ -68,7 +72,10 @@ export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<Teleme
       client.onCommand('snapshot', () => h({ name: 'checkpoint' }));
       // By path on the device, or by https URL (downloaded into model.cacheDir, checked against the manifest).
       client.onCommand('reload', (a) => h(a.url ? { name: 'reload', url: a.url, sha256: a.sha256 } : { name: 'reload', path: a.path, sha256: a.sha256 }));
-      client.onCommand('set-options', (a) => h({ name: 'set-options', options: a }));
+      // set-options goes to the agent unchecked: its setOptions validates with the fleet's schema
+      // (parseSetOptions) and applies every key, batching ones included, exactly as for POST /options,
+      // so both paths accept, apply and refuse alike (CONFIG_INVALID, the same message).
+      client.onCommand('set-options', (a) => h({ name: 'set-options', options: a }), anyObject);
     },
     async flush(ms) {
       await client.flush(ms);

@@ -1,5 +1,5 @@
 // `ttaq fleet`: the fleet from the receiver's database (ls, show) and commands to a device (cmd).
-import { FleetStore, Operator, type DeviceRow } from '../sdk/telemetry/index.ts';
+import { FleetStore, Operator, parseSetOptions, SET_OPTIONS_KEYS, type DeviceRow } from '../sdk/telemetry/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
 import { connectionFlags, connectionFromFlags } from '../sdk/telemetry/flags.ts';
@@ -10,15 +10,40 @@ const help = `usage:
   ttaq fleet ls --db fleet.sqlite [--json]
   ttaq fleet show <device> --db fleet.sqlite [--limit 20] [--json]
   ttaq fleet cmd <device> <name> [json-args] --broker URL [--timeout 10] [--json]
+  ttaq fleet cmd <device> set-options [json-args] --set key=value [--set ...] --broker URL
 
 Commands a device agent understands: reset {"scope":"adaptation"|"all"}, pause, resume,
 set-options {"lr":0.0005,...}, snapshot {"label":"..."}, reload {"sha256":"...","path":"..."}.
-Exit code 0 when the device replied ok, 1 when it replied with an error or did not reply.
+set-options takes these keys (checked here before sending, as the agent checks them):
+  ${SET_OPTIONS_KEYS.join(', ')}
+e.g. --set batchSize=4 --set maxWaitMs=50 --set every=2 (values as JSON: numbers, true/false;
+anything else is a string), merged over the JSON argument.
+Exit code 0 when the device replied ok, 1 when it replied with an error or did not reply,
+2 for bad usage (an unknown or invalid set-options key included).
 
   --db FILE           the database 'ttaq receive' writes (opened read-only)
   --broker URL        for cmd: mqtt://host:1883 or mqtts://host:8883
 ${connectionFlags.help}
-  --timeout S         for cmd: seconds to wait for the reply (default 10)`;
+  --timeout S         for cmd: seconds to wait for the reply (default 10)
+  --set KEY=VALUE     for cmd set-options: one option to change (repeat for more)`;
+
+/** `--set key=value` pairs into an object; the value is JSON when it parses as such, else a string. */
+function setPairs(sets: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) throw new TtaqError('CLI_USAGE', `--set '${s}' is not key=value; write e.g. --set batchSize=4`);
+    const text = s.slice(eq + 1);
+    let value: unknown = text;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // a bare word such as abl or robust
+    }
+    out[s.slice(0, eq)] = value;
+  }
+  return out;
+}
 
 const age = (ms: number) => {
   const s = Math.max(0, (Date.now() - ms) / 1000);
@@ -46,6 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     json: { type: 'boolean', default: false },
     limit: { type: 'string', default: '20' },
     timeout: { type: 'string', default: '10' },
+    set: { type: 'string', multiple: true, default: [] },
   }, help);
   if (!f) return EXIT.ok;
   const [sub, ...pos] = f.positionals;
@@ -109,6 +135,13 @@ export async function run(argv: string[]): Promise<number> {
           throw new TtaqError('CLI_USAGE', `command arguments are not JSON (${(e as Error).message}); quote them, e.g. '{"scope":"all"}'`);
         }
       }
+      if (v.set.length) {
+        if (name !== 'set-options') throw new TtaqError('CLI_USAGE', `--set is for 'fleet cmd <device> set-options'; pass ${name}'s arguments as JSON`);
+        if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new TtaqError('CLI_USAGE', 'set-options arguments must be a JSON object to merge --set into');
+        args = { ...(args as Record<string, unknown>), ...setPairs(v.set) };
+      }
+      // The same check the agent runs: a bad key stops here (exit 2) instead of at every device.
+      if (name === 'set-options') args = parseSetOptions(args);
       const op = await Operator.connect(connectionFromFlags(v, help));
       try {
         const reply = await op.send(device, name, args, Math.max(0.1, Number(v.timeout) || 10) * 1000);

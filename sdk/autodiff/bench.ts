@@ -11,6 +11,7 @@
 import { buildNet, type Arch } from '../nn/index.ts';
 import { f32, i64 } from '../onnx/tensor.ts';
 import { Sgd } from '../optim/optimizers.ts';
+import { benchNet } from './benchnet.ts';
 import { buildGradientGraph } from './graph.ts';
 import { CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD } from './rules/convgrad.ts';
 import type { RuleOptions } from './rules/types.ts';
@@ -66,20 +67,14 @@ export interface AbResult {
 
 /** The variants of AB_VARIANTS on the same net and batch, alternating steps; medians of each. */
 export async function abStep(o: StepBenchOptions = {}): Promise<AbResult> {
-  const arch = o.arch ?? 'resnet20';
   const batch = o.batch ?? 128;
-  const size = o.size ?? 28;
-  const net = buildNet({ arch, height: size, width: size, channels: 1, numClasses: 10 }, 'train');
-  const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: 10 });
-  const outputs = [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])];
+  const { model, loss, wrt, outputs, feeds } = benchNet(o.arch ?? 'resnet20', batch, o.size ?? 28);
   const names = Object.keys(AB_VARIANTS);
   const steps = new Map<string, GradientStep>();
   for (const k of names) {
-    const gg = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, ruleOptions: AB_VARIANTS[k]! });
+    const gg = await buildGradientGraph({ model, loss, wrt, outputs, ruleOptions: AB_VARIANTS[k]! });
     steps.set(k, await GradientStep.create(gg, { session: sessionOptions(o) }));
   }
-  const x = f32([batch, 1, size, size], Array.from({ length: batch * size * size }, (_, i) => Math.sin(i * 0.1)));
-  const y = i64([batch], Array.from({ length: batch }, (_, i) => i % 10));
   const wall: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
   for (let s = 0; s < (o.steps ?? 10) + 1; s++) {
@@ -88,7 +83,7 @@ export async function abStep(o: StepBenchOptions = {}): Promise<AbResult> {
       const params = copyParams(st.graph.params);
       const t = performance.now();
       const c0 = process.cpuUsage();
-      await st.run(params, { [net.input]: x, labels: y });
+      await st.run(params, feeds);
       const c = process.cpuUsage(c0);
       if (s > 0) { (wall[k] ??= []).push(performance.now() - t); (cpu[k] ??= []).push((c.user + c.system) / 1000); }
     }

@@ -3,12 +3,11 @@
 // the median training-step time of each, alternating step by step in one process.
 // Run: node --import tsx sdk/autodiff/bnbench.ts [--arch resnet20|mobilenet] [--batch 128] [--size 28]
 //        [--steps 10] [--threads 1] [--no-time]
-import { buildNet, type Arch } from '../nn/index.ts';
-import { f32, i64 } from '../onnx/tensor.ts';
+import type { Arch } from '../nn/index.ts';
 import type { Graph } from '../onnx/types.ts';
 import type { BatchNormLowering } from './bn.ts';
+import { benchNet } from './benchnet.ts';
 import { buildGradientGraph, type GradientGraph } from './graph.ts';
-import { withSoftmaxCrossEntropy } from './loss.ts';
 import { copyParams, GradientStep } from './step.ts';
 
 export interface GraphCounts {
@@ -58,20 +57,16 @@ export async function bnBench(o: BnBenchOptions = {}): Promise<BnBenchResult> {
   const arch = o.arch ?? 'resnet20';
   const batch = o.batch ?? 128;
   const size = o.size ?? 28;
-  const net = buildNet({ arch, height: size, width: size, channels: 1, numClasses: 10 }, 'train');
-  const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: 10 });
-  const outputs = [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])];
+  const { model, loss, wrt, outputs, feeds } = benchNet(arch, batch, size);
   const lowerings: BatchNormLowering[] = ['primitive', 'fused'];
   const graphs = {} as Record<BatchNormLowering, GradientGraph>;
   for (const l of lowerings) {
-    graphs[l] = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, batchNorm: { lowering: l } });
+    graphs[l] = await buildGradientGraph({ model, loss, wrt, outputs, batchNorm: { lowering: l } });
   }
   const counts = { primitive: countNodes(graphs.primitive.model.graph), fused: countNodes(graphs.fused.model.graph) };
   const session = { providers: ['cpu'] as const, intraOpThreads: o.threads ?? 1, interOpThreads: 1 };
   const steps = {} as Record<BatchNormLowering, GradientStep>;
   for (const l of lowerings) steps[l] = await GradientStep.create(graphs[l], { session: { ...session, providers: ['cpu'] } });
-  const x = f32([batch, 1, size, size], Array.from({ length: batch * size * size }, (_, i) => Math.sin(i * 0.1)));
-  const y = i64([batch], Array.from({ length: batch }, (_, i) => i % 10));
   const ms: Record<BatchNormLowering, number[]> = { primitive: [], fused: [] };
   const cpu: Record<BatchNormLowering, number[]> = { primitive: [], fused: [] };
   const params = copyParams(graphs.fused.params);
@@ -82,7 +77,7 @@ export async function bnBench(o: BnBenchOptions = {}): Promise<BnBenchResult> {
     for (const l of s % 2 ? [...lowerings].reverse() : lowerings) {
       const c0 = process.cpuUsage();
       const t = performance.now();
-      res[l] = await steps[l].run(params, { [net.input]: x, labels: y });
+      res[l] = await steps[l].run(params, feeds);
       const c1 = process.cpuUsage(c0);
       if (s > 0) { ms[l].push(performance.now() - t); cpu[l].push((c1.user + c1.system) / 1000); }
     }

@@ -88,31 +88,70 @@ export type EventType = EventBody['type'];
 
 // ---- commands ----------------------------------------------------------------------------------
 
-/** Adaptation options a `set-options` command may change (names as in sdk/adapt's AdaptOptions). */
-export const AdaptationPatchSchema = z
-  .object({
-    loss: z.enum(['none', 'entropy', 'eata', 'abl']).optional(),
-    norm: z.enum(['source', 'batch', 'robust']).optional(),
-    lr: z.number().positive().max(1).optional(),
-    entropyMargin: z.number().positive().max(1).optional(),
-    robustAlpha: z.number().min(0).max(1).optional(),
-    anchor: z.number().min(0).optional(),
-    episodic: z.boolean().optional(),
-    /** Steps between forced resets (0 = never). */
-    resetEvery: z.number().int().min(0).optional(),
-    /** Drift score above which the agent resets (0 = never). */
-    driftThreshold: z.number().min(0).optional(),
+/** Adapter options (names as in sdk/adapt's AdaptOptions): changing one rebuilds the adapter. */
+const adapterOptionShape = {
+  loss: z.enum(['none', 'entropy', 'eata', 'abl']).optional(),
+  norm: z.enum(['source', 'batch', 'robust']).optional(),
+  lr: z.number().positive().max(1).optional(),
+  entropyMargin: z.number().positive().max(1).optional(),
+  robustAlpha: z.number().min(0).max(1).optional(),
+  anchor: z.number().min(0).optional(),
+  episodic: z.boolean().optional(),
+};
+export const ADAPTER_OPTION_KEYS = Object.keys(adapterOptionShape) as (keyof typeof adapterOptionShape)[];
+
+const setOptionsShape = {
+  ...adapterOptionShape,
+  /** Steps between forced resets (0 = never). */
+  resetEvery: z.number().int().min(0).optional(),
+  /** Drift score above which the agent resets (0 = never). */
+  driftThreshold: z.number().min(0).optional(),
+  /** Frames per batch, at most the batch.size the agent started with (the agent checks). */
+  batchSize: z.number().int().min(1).optional(),
+  /** Longest wait for a batch to fill (batch.maxWaitMs). */
+  maxWaitMs: z.number().int().min(0).optional(),
+  /** adaptation.every: adapt on every k-th batch (0 = only after a shift). */
+  every: z.number().int().min(0).optional(),
+  /** adaptation.shift.enabled: run the shift detector. */
+  shiftEnabled: z.boolean().optional(),
+  /** adaptation.shift.threshold: the drift score that counts as a shift. */
+  shiftThreshold: z.number().positive().optional(),
+};
+/** The keys `set-options` accepts, in the order error messages and help texts list them. */
+export const SET_OPTIONS_KEYS = Object.keys(setOptionsShape) as (keyof typeof setOptionsShape)[];
+
+/**
+ * What a `set-options` command may change while the agent runs: the one schema for the fleet's MQTT
+ * command, the agent's `POST /options` and `ttaq fleet cmd --set`. Anything else needs a restart.
+ */
+export const SetOptionsSchema = z
+  .strictObject(setOptionsShape, {
+    error: (iss) => (iss.code === 'unrecognized_keys'
+      ? `'${iss.keys.join("', '")}' cannot change while the agent runs; edit agent.yaml and restart (runtime options: ${SET_OPTIONS_KEYS.join(', ')})`
+      : undefined),
   })
-  .strict()
-  .refine((o) => Object.keys(o).length > 0, 'set-options needs at least one option to change');
-export type AdaptationPatch = z.infer<typeof AdaptationPatchSchema>;
+  .refine((o) => Object.keys(o).length > 0, `at least one option to change is needed (runtime options: ${SET_OPTIONS_KEYS.join(', ')})`);
+export type SetOptions = z.infer<typeof SetOptionsSchema>;
+
+/**
+ * Validates a set-options patch, throwing CONFIG_INVALID whose message names the first bad key
+ * (an unknown one with the list of runtime options). The agent's HTTP and MQTT paths and the fleet
+ * tool all call this, so they accept and reject alike with the same words.
+ */
+export function parseSetOptions(input: unknown): SetOptions {
+  const r = SetOptionsSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  if (issue.path.length === 0) throw new TtaqError('CONFIG_INVALID', `set-options: ${issue.message}`, { issues: r.error.issues });
+  throw new TtaqError('CONFIG_INVALID', `set-options: '${issue.path.join('.')}': ${issue.message}; runtime options: ${SET_OPTIONS_KEYS.join(', ')}`, { issues: r.error.issues });
+}
 
 /** The argument schema of each built-in command. Custom commands bring their own. */
 export const CommandArgSchemas = {
   reset: z.object({ scope: z.enum(['adaptation', 'all']).default('adaptation') }).strict(),
   pause: z.object({}).strict(),
   resume: z.object({}).strict(),
-  'set-options': AdaptationPatchSchema,
+  'set-options': SetOptionsSchema,
   snapshot: z.object({ label: z.string().max(128).optional() }).strict(),
   reload: z
     .object({ sha256, path: z.string().min(1).max(1024).optional(), url: z.url().optional() })

@@ -46,7 +46,10 @@ test('ttaq broker + receive + fleet ls/show/cmd', { timeout: 90_000 }, async () 
   assert.equal(started.event, 'started');
   assert.equal(started.dashboard, `http://127.0.0.1:${http}/`);
   const dev = new TelemetryClient({ broker: url, device: 'cam-cli', outbox: join(tmp.dir, 'o.sqlite'), reconnectMs: 200 });
-  dev.onCommand('set-options', (a) => ({ applied: a }));
+  dev.onCommand('set-options', (a) => {
+    if (a.lr === 0.5) throw new Error('lr 0.5 diverges');
+    return { applied: a };
+  });
   try {
     await dev.waitConnected();
     const sim = simulatedDevice(5);
@@ -72,9 +75,22 @@ test('ttaq broker + receive + fleet ls/show/cmd', { timeout: 90_000 }, async () 
     const ok = await ttaq(['fleet', 'cmd', 'cam-cli', 'set-options', '{"lr":0.001}', '--broker', url, '--json']);
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual((JSON.parse(ok.stdout) as { result: unknown }).result, { applied: { lr: 0.001 } });
+    const sets = await ttaq(['fleet', 'cmd', 'cam-cli', 'set-options', '{"lr":0.001}', '--set', 'batchSize=4', '--set', 'maxWaitMs=50', '--set', 'every=2', '--set', 'norm=robust', '--broker', url, '--json']);
+    assert.equal(sets.code, 0, sets.stderr);
+    assert.deepEqual((JSON.parse(sets.stdout) as { result: unknown }).result, { applied: { lr: 0.001, batchSize: 4, maxWaitMs: 50, every: 2, norm: 'robust' } });
+    const failed = await ttaq(['fleet', 'cmd', 'cam-cli', 'set-options', '--set', 'lr=0.5', '--broker', url]);
+    assert.equal(failed.code, 1, 'the device refused');
+    assert.match(failed.stderr, /cam-cli: set-options failed: .*lr 0\.5 diverges/);
+    // checked before sending, with the agent's own words: exit 2
     const bad = await ttaq(['fleet', 'cmd', 'cam-cli', 'set-options', '{"lr":-3}', '--broker', url]);
-    assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /lr/);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /set-options: 'lr': /);
+    const unknown = await ttaq(['fleet', 'cmd', 'cam-cli', 'set-options', '--set', 'batchsize=4', '--broker', url]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /'batchsize' cannot change while the agent runs; .*runtime options: .*batchSize, maxWaitMs, every/);
+    const misplaced = await ttaq(['fleet', 'cmd', 'cam-cli', 'reset', '--set', 'scope=all', '--broker', url]);
+    assert.equal(misplaced.code, 2);
+    assert.match(misplaced.stderr, /--set is for 'fleet cmd <device> set-options'/);
     const none = await ttaq(['fleet', 'cmd', 'ghost', 'reset', '--broker', url, '--timeout', '0.5']);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /no reply from device ghost.*TELEMETRY_TIMEOUT/);

@@ -3,8 +3,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   CommandArgSchemas,
+  describeIssues,
   EventSchema,
   parsePayload,
+  parseSetOptions,
+  SET_OPTIONS_KEYS,
   parseTopic,
   receiverFilters,
   shared,
@@ -54,9 +57,25 @@ test('command argument schemas: strict, with defaults', () => {
   assert.ok(!CommandArgSchemas['set-options'].safeParse({}).success, 'needs one option');
   assert.ok(!CommandArgSchemas['set-options'].safeParse({ lr: 0.01, bogus: 1 }).success, 'unknown option');
   assert.ok(CommandArgSchemas['set-options'].safeParse({ lr: 0.01, loss: 'abl', norm: 'robust' }).success);
+  assert.ok(CommandArgSchemas['set-options'].safeParse({ batchSize: 4, maxWaitMs: 50, every: 2, shiftEnabled: false, shiftThreshold: 6 }).success, 'batching and shift keys');
   const sha = 'a'.repeat(64);
   assert.ok(CommandArgSchemas.reload.safeParse({ sha256: sha, path: '/models/m.onnx' }).success);
   assert.ok(!CommandArgSchemas.reload.safeParse({ sha256: sha }).success, 'path or url needed');
   assert.ok(!CommandArgSchemas.reload.safeParse({ sha256: sha, path: '/a', url: 'https://x/y' }).success, 'not both');
   assert.ok(!CommandArgSchemas.reload.safeParse({ sha256: 'A'.repeat(64), path: '/a' }).success, 'lowercase hex');
+});
+
+test('set-options: one schema for MQTT, POST /options and the fleet tool; unknown keys named with the way out', () => {
+  assert.deepEqual(SET_OPTIONS_KEYS, ['loss', 'norm', 'lr', 'entropyMargin', 'robustAlpha', 'anchor', 'episodic', 'resetEvery', 'driftThreshold', 'batchSize', 'maxWaitMs', 'every', 'shiftEnabled', 'shiftThreshold']);
+  assert.deepEqual(parseSetOptions({ batchSize: 2, maxWaitMs: 5, lr: 0.001 }), { batchSize: 2, maxWaitMs: 5, lr: 0.001 });
+  const unknown = /set-options: 'bogus', 'method' cannot change while the agent runs; edit agent\.yaml and restart \(runtime options: loss, .*shiftThreshold\)/;
+  assert.throws(() => parseSetOptions({ bogus: 1, method: 'tent', every: 3 }), (e: Error & { code?: string }) => e.code === 'CONFIG_INVALID' && unknown.test(e.message));
+  // the schema carries the message itself, so a generic TelemetryClient's reply says the same
+  const r = CommandArgSchemas['set-options'].safeParse({ bogus: 1, method: 'tent', every: 3 });
+  assert.ok(!r.success);
+  assert.match(describeIssues(r.error), /'bogus', 'method' cannot change while the agent runs/);
+  assert.throws(() => parseSetOptions({ batchSize: 0 }), /set-options: 'batchSize': .*>=1; runtime options: loss/);
+  assert.throws(() => parseSetOptions({ every: 1.5 }), /'every'/);
+  assert.throws(() => parseSetOptions({}), /at least one option to change/);
+  assert.throws(() => parseSetOptions(7), /set-options: .*expected object/);
 });
