@@ -15,9 +15,9 @@ import { checkActBits, checkWeightBits, quantize, METHODS, type CalibSet, type Q
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
-export const summary = 'quantize an FP32 model to W2/3/4/8 A4/8 with block reconstruction, PEM and PCR';
+export const summary = 'quantize an FP32 model to W2/3/4/8 A2/3/4/8 with block reconstruction, PEM and PCR';
 
-const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|3|4|8 --a-bits 4|8 --out out.onnx [options]
+const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|3|4|8 --a-bits 2|3|4|8 --out out.onnx [options]
 
   --model PATH        FP32 ONNX model; its manifest (<model>.manifest.json) gives preprocessing and labels
   --calib DATASET     calibration images: fashion-mnist[:train|test], <idx-dir>[:split], or an image folder
@@ -25,7 +25,8 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
                       are used when they carry labels)
   --eval-limit N      at most N evaluation images (default all)
   --w-bits B          weight bits: 2, 3, 4 or 8
-  --a-bits B          activation bits: 4 or 8
+  --a-bits B          activation bits: 2, 3, 4 or 8 (3-bit activations are stored in 4-bit
+                      containers clipped to 8 levels)
   --method M          ${METHODS.join(' | ')} (default ttaq)
   --preset P          fast | default | paper: ~500 / 2,000 / 20,000 iterations per block (default default)
   --iterations N      iterations per block (overrides --preset)

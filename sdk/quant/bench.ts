@@ -14,21 +14,20 @@ import type { ConvGradOptions, ConvInputGrad, ConvWeightGrad } from '../autodiff
 import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts';
 
 /**
- * A variant is 'qdrop' or 'ttaq' with optional ':'-separated modifiers for A/B runs: 'ct' (keep
- * ConvTranspose input gradients), 'legacy' (the original graph formulation, LEGACY_RECON_FORMULATION),
+ * A variant is 'qdrop' or 'ttaq' with optional ':'-separated modifiers for A/B runs: 'legacy' (the
+ * original graph formulation, LEGACY_RECON_FORMULATION),
  * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops' (one
  * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms).
  * E.g. --variant ttaq:legacy --variant ttaq --variant ttaq:pcr=batched.
  */
-function parseVariant(v: string): { base: string; ct: boolean; formulation?: ReconFormulation; convGrad?: ConvGradOptions } {
+function parseVariant(v: string): { base: string; formulation?: ReconFormulation; convGrad?: ConvGradOptions } {
   const [base, ...mods] = v.split(':');
   let f: Record<string, string> | undefined;
-  let ct = false;
   let convGrad: ConvGradOptions | undefined;
   const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq' };
   for (const m of mods) {
-    if (m === 'ct') ct = true;
-    else if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
+    if (m === 'ct') throw new Error(`bench: modifier 'ct' is gone (the step graph is no longer rewritten); use 'xgrad=convTranspose' for ConvTranspose input gradients`);
+    if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
     else if (m.startsWith('xgrad=')) convGrad = { ...convGrad, input: m.slice(6) as ConvInputGrad };
     else if (m === 'legacy') f = { ...f, ...LEGACY_RECON_FORMULATION } as Record<string, string>;
     else {
@@ -37,7 +36,7 @@ function parseVariant(v: string): { base: string; ct: boolean; formulation?: Rec
       f = { ...f, [keys[k]!]: val };
     }
   }
-  return { base: base!, ct, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}) };
+  return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}) };
 }
 
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number }
@@ -67,7 +66,6 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
       iterations, batch: o.batch ?? 32, inputQuantProb: 0.5, learnActs: true, lrV: 1e-3, lrStep: 4e-5, roundWeight: 0.01,
       betaStart: 20, betaEnd: 2, warmup: 0.2, seed: 0,
       ...(o.threads ? { intraOpThreads: o.threads } : {}),
-      ...(pv.ct ? { convTransposeAsConv: false } : {}),
       ...(pv.formulation ? { formulation: pv.formulation } : {}),
       ...(pv.convGrad ? { convGrad: pv.convGrad } : {}),
       ...(pv.base === 'ttaq' ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),

@@ -2,9 +2,13 @@
 // 25, INT4/UINT4 at opset 21 — 3-bit values inside 4-bit containers — INT8/UINT8) followed by a
 // per-axis DequantizeLinear whose output keeps the weight's original name, so the consumers are
 // untouched. Activations get QuantizeLinear → DequantizeLinear pairs in front of their quantized
-// consumers: UINT4 containers for 4-bit activations in the true-width variant, and in the
-// int8-container variant UINT8 with a Clip in front that keeps the values inside the configured
-// range, so both variants compute identical numbers.
+// consumers, in the narrowest container onnxruntime 1.30 runs on CPU: in the true-width variant
+// UINT2 (opset 25) for 2-bit, UINT4 (opset 21) for 3- and 4-bit, UINT8 for 8-bit activations; in
+// the int8-container variant always UINT8. Where the container is wider than the configured width
+// (3-bit in UINT4, 2/3/4-bit in UINT8) a clamp to [s·(qmin − z), s·(qmax − z)] goes in front (a
+// Clip before UINT8; Max then Min before UINT4, which onnxruntime's ClipQuantFusion would reject as
+// a Clip), so the saturating cast only ever sees the configured 2^b levels and both variants
+// compute identical numbers.
 import { TtaqError } from '../errors/index.ts';
 import { A, GraphBuilder } from '../onnx/builder.ts';
 import { f32, makeTensor } from '../onnx/tensor.ts';
@@ -40,7 +44,7 @@ export function requiredOpset(values: QuantValues, variant: ExportVariant): numb
   if (variant === 'int8-container') return 13;
   let need = 13;
   for (const w of values.plan.weights) if (values.weights.has(w.node)) need = Math.max(need, w.spec.bits <= 2 ? 25 : w.spec.bits <= 4 ? 21 : 13);
-  for (const a of values.plan.acts) if (values.acts.has(a.value) && a.spec.bits <= 4) need = Math.max(need, 21);
+  for (const a of values.plan.acts) if (values.acts.has(a.value)) need = Math.max(need, a.spec.bits <= 2 ? 25 : a.spec.bits <= 4 ? 21 : 13);
   return need;
 }
 
@@ -113,7 +117,16 @@ export function qdqGraph(graph: Graph, values: QuantValues, variant: ExportVaria
       const lo = b.initializer(b.fresh(`${site.value}_clip_lo`), f32([], [p.scale[0]! * (qmin - p.zeroPoint[0]!)]));
       const hi = b.initializer(b.fresh(`${site.value}_clip_hi`), f32([], [p.scale[0]! * (qmax - p.zeroPoint[0]!)]));
       const c = b.fresh(`${site.value}_clipped`);
-      pending.push({ name: b.fresh(`${site.value}_clip`), opType: 'Clip', domain: '', inputs: [src, lo, hi], outputs: [c], attrs: {} });
+      if (dt.endsWith('8')) {
+        pending.push({ name: b.fresh(`${site.value}_clip`), opType: 'Clip', domain: '', inputs: [src, lo, hi], outputs: [c], attrs: {} });
+      } else {
+        // In front of a sub-byte QuantizeLinear the clamp is Max then Min: onnxruntime 1.30's
+        // ClipQuantFusion rejects a Clip there (8-bit zero points only), so the file loads in a
+        // plain onnxruntime too, not only through sdk/runtime's rewrite.
+        const m = b.fresh(`${site.value}_clip_max_out`);
+        pending.push({ name: b.fresh(`${site.value}_clip_max`), opType: 'Max', domain: '', inputs: [src, lo], outputs: [m], attrs: {} });
+        pending.push({ name: b.fresh(`${site.value}_clip_min`), opType: 'Min', domain: '', inputs: [m, hi], outputs: [c], attrs: {} });
+      }
       src = c;
     }
     const qv = b.fresh(`${site.value}_quantized`);

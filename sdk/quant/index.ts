@@ -4,7 +4,7 @@
 //   quantize({ model, calib, eval?, options, progress? }) -> QuantizeResult
 //     model    FP32 inference model (BN on running statistics, or folded: BNs are inserted)
 //     calib    preprocessed calibration images (NCHW float32), labels optional
-//     options  QuantizeOptionsSchema (wBits 2|3|4|8, aBits 4|8, method minmax|mse|adaround|brecq|
+//     options  QuantizeOptionsSchema (wBits 2|3|4|8, aBits 2|3|4|8, method minmax|mse|adaround|brecq|
 //              qdrop|ttaq, preset fast|default|paper, pem/pcr weights, overrides, statePath, ...)
 //   -> { model (true-width QDQ), int8Model (same numbers in 8-bit containers), plan, values,
 //        blocks, report, manifest (the manifest's `quantization` section), bnNodes }

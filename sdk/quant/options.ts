@@ -19,7 +19,7 @@ const Perturbation = z.object({ kind: z.enum(['noise', 'blur', 'contrast', 'brig
 export const QuantizeOptionsSchema = z.object({
   /** Weight bit width: 2, 3, 4 or 8. */
   wBits: z.number().int(),
-  /** Activation bit width: 4 or 8. */
+  /** Activation bit width: 2, 3, 4 or 8. */
   aBits: z.number().int(),
   method: z.enum(METHODS).default('ttaq'),
   /** Reconstruction iterations per block: fast 500, default 2000, paper 20000. */

@@ -5,16 +5,21 @@
 // Conventions
 // - Rounding is half to even, computed on the float32 quotient, exactly as ONNX QuantizeLinear.
 // - b-bit signed range [−2^(b−1), 2^(b−1) − 1], unsigned [0, 2^b − 1]; 3-bit values live in 4-bit
-//   containers but keep the 3-bit range.
+//   containers but keep the 3-bit range (weights: codes inside it; activations: a Clip in front of
+//   the QuantizeLinear, export.ts).
 // - Asymmetric quantizers use the unsigned range with a zero point inside it; symmetric quantizers
 //   use the signed range (or the unsigned range with z = 0 for non-negative tensors).
 import { TtaqError } from '../errors/index.ts';
 import type { DType } from '../onnx/types.ts';
 
 export type WeightBits = 2 | 3 | 4 | 8;
-export type ActBits = 4 | 8;
+export type ActBits = 2 | 3 | 4 | 8;
 export const WEIGHT_BITS: readonly WeightBits[] = [2, 3, 4, 8];
-export const ACT_BITS: readonly ActBits[] = [4, 8];
+export const ACT_BITS: readonly ActBits[] = [2, 3, 4, 8];
+
+/** '--a-bits must be 2, 3, 4 or 8' for a flag, 'it must be 2, 3, 4 or 8' otherwise. */
+const mustBe = (where: string, xs: readonly number[]): string =>
+  `${where.startsWith('--') ? where : 'it'} must be ${xs.slice(0, -1).join(', ')} or ${xs.at(-1)}`;
 
 /** How a tensor is quantized (the choice), independent of the values (the parameters). */
 export interface QuantSpec {
@@ -42,7 +47,7 @@ export interface IntRange {
 /** Checks a weight bit width, naming where it came from. */
 export function checkWeightBits(bits: number, where: string): WeightBits {
   if (!(WEIGHT_BITS as readonly number[]).includes(bits)) {
-    throw new TtaqError('QUANT_BAD_BITS', `${where}: weight bit width ${bits} is not supported; use one of ${WEIGHT_BITS.join(', ')}`, { bits, where });
+    throw new TtaqError('QUANT_BAD_BITS', `${where}: weight bit width ${bits} is not supported; ${mustBe(where, WEIGHT_BITS)}`, { bits, where });
   }
   return bits as WeightBits;
 }
@@ -50,7 +55,7 @@ export function checkWeightBits(bits: number, where: string): WeightBits {
 /** Checks an activation bit width, naming where it came from. */
 export function checkActBits(bits: number, where: string): ActBits {
   if (!(ACT_BITS as readonly number[]).includes(bits)) {
-    throw new TtaqError('QUANT_BAD_BITS', `${where}: activation bit width ${bits} is not supported; use one of ${ACT_BITS.join(', ')}`, { bits, where });
+    throw new TtaqError('QUANT_BAD_BITS', `${where}: activation bit width ${bits} is not supported; ${mustBe(where, ACT_BITS)}`, { bits, where });
   }
   return bits as ActBits;
 }

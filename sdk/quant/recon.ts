@@ -15,7 +15,6 @@ import type { ActSite, WeightSite } from './plan.ts';
 import type { QuantParams } from './quantizer.ts';
 import { gatherRows, type CalibSet } from './stats.ts';
 import { Adam } from '../optim/index.ts';
-import { convTransposeToConv } from '../adapt/fastgrad.ts';
 import { mix32, Xoshiro128 } from '../random/index.ts';
 
 export interface ReconOptions {
@@ -39,11 +38,11 @@ export interface ReconOptions {
   /** Let onnxruntime's worker threads spin between ops (default false: on shared CPUs spinning
    * threads fight other processes; measured 56 vs 105 ms per step on the loaded 2-core box). */
   readonly spinning?: boolean;
-  /** Rewrite stride-1 ConvTranspose input gradients as Conv (sdk/adapt's rewrite; default true). */
-  readonly convTransposeAsConv?: boolean;
   /** Equivalent graph formulations (A/B measurements); default the fastest. */
   readonly formulation?: ReconFormulation;
-  /** Conv gradient formulations passed to sdk/autodiff (default: its per-conv choice). */
+  /** Conv gradient formulations passed to sdk/autodiff (default: its per-conv choice, which writes
+   * stride-1 input gradients as Conv itself; strided ones stay ConvTranspose, which sdk/adapt's old
+   * stride-1 ConvTranspose->Conv rewrite never matched, so the step graph is used as built). */
   readonly convGrad?: ConvGradOptions;
 }
 
@@ -233,7 +232,7 @@ export async function reconstructBlock(
         ...(rg.inputs.noise ? { [rg.inputs.noise]: zeros(xShape) } : {}),
       },
     });
-    const step = await GradientStep.create(opts.convTransposeAsConv === false ? gg : { ...gg, model: convTransposeToConv(gg.model) }, {
+    const step = await GradientStep.create(gg, {
       session: {
         source: `reconstruction of block '${block.name}'`,
         ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),

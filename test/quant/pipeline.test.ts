@@ -35,8 +35,9 @@ test('bad inputs give coded errors that say what to do', async () => {
   const model = tinyResNet();
   const set = tinySet(64);
   await assert.rejects(quantize({ model, calib: set, options: { ...FAST, wBits: 5 } }), coded('QUANT_BAD_BITS', /weight bit width 5/));
-  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, aBits: 2 } }), coded('QUANT_BAD_BITS', /activation bit width 2/));
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, aBits: 6 } }), coded('QUANT_BAD_BITS', /activation bit width 6.*--a-bits must be 2, 3, 4 or 8/));
   await assert.rejects(quantize({ model, calib: set, options: { ...FAST, overrides: [{ match: 'fc', wBits: 6 }] } }), coded('QUANT_BAD_BITS', /node 'fc'/));
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, overrides: [{ match: 'fc', aBits: 1 }] } }), coded('QUANT_BAD_BITS', /node 'fc'.*activation bit width 1/));
   await assert.rejects(quantize({ model, calib: undefined as never, options: FAST }), coded('QUANT_CALIB_MISSING', /--calib/));
   await assert.rejects(quantize({ model, calib: { images: new Float32Array(0), dims: [0, 1, 8, 8] }, options: FAST }), coded('QUANT_CALIB_MISSING'));
   await assert.rejects(quantize({ model, calib: tinySet(8), options: { ...FAST, minCalibImages: 32 } }), coded('QUANT_CALIB_TOO_SMALL', /8 calibration images; at least 32/));

@@ -64,9 +64,12 @@ test('parameters for a range: asymmetric, symmetric signed, symmetric unsigned',
 });
 
 test('bit widths out of range are coded errors that name the place', () => {
-  assert.throws(() => checkWeightBits(5, 'layer conv1'), (e: unknown) => e instanceof TtaqError && e.code === 'QUANT_BAD_BITS' && /conv1/.test(e.message) && /2, 3, 4, 8/.test(e.message));
-  assert.throws(() => checkActBits(2, '--a-bits'), (e: unknown) => e instanceof TtaqError && e.code === 'QUANT_BAD_BITS' && /4, 8/.test(e.message));
+  assert.throws(() => checkWeightBits(5, 'layer conv1'), (e: unknown) => e instanceof TtaqError && e.code === 'QUANT_BAD_BITS' && /conv1/.test(e.message) && /it must be 2, 3, 4 or 8/.test(e.message));
+  assert.throws(() => checkActBits(5, '--a-bits'), (e: unknown) => e instanceof TtaqError && e.code === 'QUANT_BAD_BITS' && /--a-bits must be 2, 3, 4 or 8/.test(e.message));
+  assert.throws(() => checkActBits(1, '--a-bits'), (e: unknown) => e instanceof TtaqError && e.code === 'QUANT_BAD_BITS');
   assert.equal(checkWeightBits(3, 'x'), 3);
+  assert.equal(checkActBits(2, '--a-bits'), 2);
+  assert.equal(checkActBits(3, '--a-bits'), 3);
   assert.throws(() => intRangeOf(1, true), (e: unknown) => e instanceof TtaqError && e.code === 'QUANT_BAD_BITS');
 });
 

@@ -60,7 +60,7 @@ async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIn
   const step = await GradientStep.create(gg, { session: { intraOpThreads: 1 } });
   try {
     const r = await step.run(new Map(gg.params), feeds);
-    return { rg, loss: r.loss, parts: parts.map((p) => Number(r.outputs[p]!.data[0])), grads: new Map([...r.grads].map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)])) };
+    return { rg, model: gg.model, loss: r.loss, parts: parts.map((p) => Number(r.outputs[p]!.data[0])), grads: new Map([...r.grads].map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)])) };
   } finally {
     await step.release();
   }
@@ -79,6 +79,21 @@ test('fast reconstruction graph = original formulation (loss, its parts, gradien
   const stemFast = await gradsOf({}, 12, 0);
   assert.ok(stemFast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuantZ'), 'the zero-point form is used');
   compare(stemFast, stemSlow);
+});
+
+test('the step graph needs no ConvTranspose->Conv rewrite: stride-1 input gradients are Convs already', async () => {
+  // sdk/quant/recon.ts used to pass the step graph through sdk/adapt's stride-1 ConvTranspose->Conv
+  // rewrite; sdk/autodiff writes those gradients as Conv itself, and the strided ones it keeps as
+  // ConvTranspose were never rewritten (stride > 1).
+  const strides = (g: Awaited<ReturnType<typeof gradsOf>>) => g.model.graph.nodes.filter((n) => n.opType === 'ConvTranspose').map((n) => {
+    const s = n.attrs.strides;
+    return s && s.kind === 'ints' ? Math.max(...s.value) : 1;
+  });
+  const stride1 = await gradsOf({}, 13, 1); // layer1.0: stride-1 convs only
+  assert.ok(stride1.model.graph.nodes.filter((n) => n.opType === 'Conv').length > 4, 'convs in the step graph');
+  assert.deepEqual(strides(stride1), [], 'no ConvTranspose in a stride-1 block');
+  const strided = await gradsOf({}, 13, 2); // layer2.0: stride-2 conv1 and shortcut
+  assert.ok(strides(strided).every((s) => s > 1), `only strided ConvTransposes: ${strides(strided).join(', ')}`);
 });
 
 function compare(fast: Awaited<ReturnType<typeof gradsOf>>, slow: Awaited<ReturnType<typeof gradsOf>>): void {
