@@ -15,7 +15,6 @@ import {
   defaultAvailableProviders,
   resolveProviders,
   type RuntimeLogEvent,
-  type Session,
   type SessionOptions,
 } from '../sdk/runtime/index.ts';
 import type { AgentConfig } from './config.ts';
@@ -62,16 +61,6 @@ export function withPredictionHead(model: Model, logits: string, classes: number
   b.output(OUT.conf, 'float32', [null]);
   b.output(OUT.entropy, 'float32', [null]);
   return { ...model, graph: b.build() };
-}
-
-/** A tiny graph: logits [N, C] -> max softmax probability [N] (for runners that give only logits). */
-function confidenceModel(classes: number): Model {
-  const b = new GraphBuilder('confidence');
-  const z = b.input('logits', 'float32', ['N', classes]);
-  const [val] = b.op('TopK', [b.op1('Softmax', [z], { axis: A.int(1) }), b.ints([1])], { axis: A.int(1) }, { outputs: 2 });
-  b.op('Reshape', [val!, b.ints([-1])], {}, { outputNames: ['confidence'] });
-  b.output('confidence', 'float32', [null]);
-  return { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 'ttaq', producerVersion: '0', metadata: {}, graph: b.build() };
 }
 
 export function sessionOptions(c: AgentConfig['model'], logger: (e: RuntimeLogEvent) => void): SessionOptions {
@@ -160,7 +149,10 @@ function providerTracker(preference: readonly string[]): { logger: (e: RuntimeLo
   };
 }
 
-/** Adaptive inference through sdk/adapt: `adapt` is one Adapter.step. */
+/**
+ * Adaptive inference through sdk/adapt: `adapt` is one Adapter.step, whose single onnxruntime run
+ * gives the update, the predictions and their confidences.
+ */
 export async function createAdaptiveRunner(m: LoadedModel, method: string, options: Record<string, unknown>, opts: SessionOptions, log: (e: RuntimeLogEvent) => void): Promise<ModelRunner> {
   const tracker = providerTracker(opts.providers ?? DEFAULT_PROVIDERS);
   const logger = (e: RuntimeLogEvent) => { tracker.logger(e); log(e); };
@@ -173,13 +165,9 @@ export async function createAdaptiveRunner(m: LoadedModel, method: string, optio
     session: { ...opts, logger },
     source: `'${m.path}'`,
   });
-  const classes = adapter.classes;
-  const conf: Session = await createSession(confidenceModel(classes), { ...opts, providers: ['cpu'], logger, source: 'confidence head' });
   const decoded = decodeModel(m.bytes, `'${m.path}'`);
   if (!decoded.ok) throw decoded.error;
   const info: RunnerInfo = { ...baseInfo(m, decoded.value, tracker.provider()), adaptive: true, method };
-  const confidence = async (logits: TensorOf<'float32'>, n: number): Promise<Float32Array> =>
-    ((await conf.run({ logits: makeTensor('float32', [logits.dims[0]!, classes], logits.data) }))['confidence'] as TensorOf<'float32'>).data.subarray(0, n);
   return {
     info,
     get step() {
@@ -189,7 +177,7 @@ export async function createAdaptiveRunner(m: LoadedModel, method: string, optio
       const n = batch.dims[0];
       const r = await adapter.infer(inputTensor(batch, info.fixedBatch));
       const entropy = r.entropies.subarray(0, n);
-      return { predictions: r.predictions.subarray(0, n), confidence: await confidence(r.logits, n), entropy, meanEntropy: mean(entropy) };
+      return { predictions: r.predictions.subarray(0, n), confidence: r.confidences.subarray(0, n), entropy, meanEntropy: mean(entropy) };
     },
     async adapt(batch): Promise<AdaptOutput> {
       const n = batch.dims[0];
@@ -197,7 +185,7 @@ export async function createAdaptiveRunner(m: LoadedModel, method: string, optio
       const entropy = r.entropies.subarray(0, n);
       return {
         predictions: r.predictions.subarray(0, n),
-        confidence: await confidence(r.logits, n),
+        confidence: r.confidences.subarray(0, n),
         entropy,
         meanEntropy: mean(entropy),
         loss: r.loss,
@@ -211,7 +199,6 @@ export async function createAdaptiveRunner(m: LoadedModel, method: string, optio
     ablPriors: () => (adapter.options.loss === 'abl' ? adapter.ablStatistics().freq : undefined),
     async dispose() {
       await adapter.close();
-      await conf.release();
     },
   };
 }

@@ -37,6 +37,8 @@ export interface InferResult {
   readonly logits: TensorOf<'float32'>;
   /** Predicted class per sample. */
   readonly predictions: Int32Array;
+  /** Confidence per sample: the predicted class's softmax probability (from the same pass). */
+  readonly confidences: Float32Array;
   /** Prediction entropy per sample (nats). */
   readonly entropies: Float32Array;
   /** Mean prediction entropy of the batch (nats). */
@@ -173,7 +175,7 @@ export class Adapter {
   /** Predictions with the current parameters; changes no state. */
   async infer(batch: TensorOf<'float32'>): Promise<InferResult> {
     this.checkBatch(batch);
-    const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.entropy]);
+    const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy]);
     return this.inferResult(out);
   }
 
@@ -191,7 +193,7 @@ export class Adapter {
     const robustOut = this.graphs.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []));
 
     if (!this.stepSession) {
-      const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.entropy, ...robustOut]);
+      const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy, ...robustOut]);
       const r = this.inferResult(out);
       this.takeRobustStats(out, r.predictions);
       return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true) };
@@ -407,7 +409,8 @@ export class Adapter {
     const predictions = Int32Array.from(pred.data as BigInt64Array, (x) => Number(x));
     let s = 0;
     for (let i = 0; i < ent.length; i++) s += ent[i]!;
-    return { logits, predictions, entropies: ent, entropy: s / Math.max(1, ent.length) };
+    const confidences = (out[HEAD.confidence] as TensorOf<'float32'>).data;
+    return { logits, predictions, confidences, entropies: ent, entropy: s / Math.max(1, ent.length) };
   }
 
   /** One optimiser step on the adapted scales and biases (with the L2 anchor to source). */

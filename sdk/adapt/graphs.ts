@@ -1,9 +1,9 @@
 // Builds, once per model and option set, the two graphs an adapter runs:
 // - inference: the model with BN parameters/statistics as inputs, normalising in the chosen mode,
-//   plus predictions and per-sample entropy (and the mixed statistics in robust mode);
+//   plus predictions, per-sample confidence and entropy (and the mixed statistics in robust mode);
 // - step: the same forward pass with the loss head, differentiated by sdk/autodiff: one run gives
-//   logits, predictions, entropy, loss, ABL's per-class summaries and the gradients of the
-//   adapted BN scales and biases.
+//   logits, predictions, confidences, entropy, loss, ABL's per-class summaries and the gradients
+//   of the adapted BN scales and biases.
 import { buildGradientGraph, detach, inferValueShapes, type ConvGradOptions, type GradientGraph } from '../autodiff/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import { GraphBuilder } from '../onnx/builder.ts';

@@ -10,10 +10,13 @@
 //     method    preset: source | bn | tent | eata | abl (= ttaq), with an optional normalisation
 //               suffix :source | :batch | :robust; `options` (AdaptOptionsSchema) override it
 //   const r = await a.step(x)        x: float32 [N, C, H, W], preprocessed as the manifest says
-//     -> { logits [N, C], predictions Int32Array, entropies Float32Array, entropy (mean, nats),
+//     -> { logits [N, C], predictions Int32Array, confidences Float32Array (max softmax
+//          probability), entropies Float32Array, entropy (mean, nats),
 //          loss, selected, adapted, reset }
-//     predictions come from the same forward pass that computes the update (one onnxruntime run)
-//   await a.infer(x)                 -> { logits, predictions, entropies, entropy }; changes nothing
+//     predictions and confidences come from the same forward pass that computes the update (one
+//     onnxruntime run)
+//   await a.infer(x)                 -> { logits, predictions, confidences, entropies, entropy };
+//                                    changes nothing
 //   a.reset()                        source parameters and statistics back; optimiser, ABL and
 //                                    guard state forgotten (counters.manualResets++)
 //   a.state(): Uint8Array            versioned blob: parameters, robust statistics, optimiser

@@ -1,4 +1,5 @@
-// The adaptation heads appended to the logits z [N, C]: predictions and entropies for every graph,
+// The adaptation heads appended to the logits z [N, C]: predictions, confidences (max softmax
+// probability) and entropies for every graph,
 // plus, for the adapt-step graph, the loss and the per-class batch summaries ABL needs.
 //
 //   H_i   = -sum_k p_ik log p_ik,  p = softmax(z)                     (raw entropy, nats)
@@ -18,6 +19,7 @@ import type { LossKind } from './options.ts';
 /** Names of the values the heads add. */
 export const HEAD = {
   pred: 'ttaq::pred',
+  confidence: 'ttaq::confidence',
   entropy: 'ttaq::entropy',
   loss: 'ttaq::loss',
   selected: 'ttaq::selected',
@@ -51,13 +53,18 @@ export interface HeadOptions {
   readonly detach?: (b: GraphBuilder, name: string) => string;
 }
 
-/** Appends predictions and per-sample entropy as outputs; returns the log-softmax of the raw logits. */
+/**
+ * Appends predictions, per-sample confidence (the predicted class's softmax probability) and
+ * per-sample entropy as outputs; returns the log-softmax of the raw logits and its exponential.
+ */
 export function addPredictionHead(b: GraphBuilder, o: HeadOptions): { logp: string; p: string; pred: string; entropy: string } {
   const logp = b.op1('LogSoftmax', [o.logits], { axis: A.int(1) });
   const p = b.op1('Exp', [logp]);
   b.op('ArgMax', [o.logits], { axis: A.int(1), keepdims: A.int(0) }, { outputNames: [HEAD.pred] });
+  reduce(b, o.opset, 'ReduceMax', p, [1], false, HEAD.confidence);
   b.op('Neg', [reduce(b, o.opset, 'ReduceSum', b.op1('Mul', [p, logp]), [1], false)], {}, { outputNames: [HEAD.entropy] });
   b.output(HEAD.pred, 'int64', [null]);
+  b.output(HEAD.confidence, 'float32', [null]);
   b.output(HEAD.entropy, 'float32', [null]);
   return { logp, p, pred: HEAD.pred, entropy: HEAD.entropy };
 }

@@ -14,8 +14,11 @@ import {
   type ProviderName,
   type RuntimeLogger,
 } from './providers.ts';
-import { hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, type SubByteRewrite } from './subbyte.ts';
+import { hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
 import { fromOrt, toOrt } from './tensors.ts';
+
+/** The IR rewrites that keep onnxruntime 1.30's optimizer bugs on sub-byte types from tripping (see subbyte.ts). */
+const dodgeSubByteBugs = (m: Model): Model => widenTwoBitWeightsBeforeTranspose(splitClipsBeforeSubByteQuantize(m));
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -178,7 +181,7 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
   if (model instanceof Uint8Array) {
     bytes = model;
   } else {
-    model = splitClipsBeforeSubByteQuantize(model);
+    model = dodgeSubByteBugs(model);
     if (hasSubByteIO(model.graph)) {
       rewrite = rewriteSubByteIO(model);
       model = rewrite.model;
@@ -190,9 +193,10 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
   try {
     created = await createOrt(bytes, opts, providers, log, source);
   } catch (e) {
-    // Bytes with int2/uint2 inputs or outputs fail in the binding, and a Clip before a sub-byte
-    // QuantizeLinear trips onnxruntime's ClipQuantFusion; retry through the IR rewrites.
-    if (!(model instanceof Uint8Array) || !/Unsupported data type|input y_zero_point/.test(message((e as Error).cause ?? e))) throw e;
+    // Bytes with int2/uint2 inputs or outputs fail in the binding, a Clip before a sub-byte
+    // QuantizeLinear trips onnxruntime's ClipQuantFusion, and a transposed 2-bit weight its constant
+    // folding; retry through the IR rewrites.
+    if (!(model instanceof Uint8Array) || !/Unsupported data type|input y_zero_point|Element type mismatch between tensor proto/.test(message((e as Error).cause ?? e))) throw e;
   }
   if (model instanceof Uint8Array) {
     const meta = created ? [...created.s.inputMetadata, ...created.s.outputMetadata] : [];
@@ -200,7 +204,7 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
       await created?.s.release();
       const decoded = decodeModel(model, source);
       if (!decoded.ok) throw decoded.error;
-      rewrite = rewriteSubByteIO(splitClipsBeforeSubByteQuantize(decoded.value));
+      rewrite = rewriteSubByteIO(dodgeSubByteBugs(decoded.value));
       created = await createOrt(encodeModel(rewrite.model), opts, providers, log, source);
     }
   }

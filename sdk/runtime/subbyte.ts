@@ -7,7 +7,7 @@
 import { ONNX_DTYPE } from '../onnx/codec.ts';
 import { nameAllocator } from '../onnx/edit.ts';
 import { isSubByte } from '../onnx/packing.ts';
-import type { DType, Graph, Model, Node, ValueInfo } from '../onnx/types.ts';
+import type { DType, Graph, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
 
 export interface SubByteRewrite {
   readonly model: Model;
@@ -96,4 +96,79 @@ export function splitClipsBeforeSubByteQuantize(model: Model): Model {
     if (hi) nodes.push({ name: fresh(`${n.name}__ttaq_min`), opType: 'Min', domain: '', inputs: [lo ? mid : x, hi], outputs: [out], attrs: {} });
   }
   return { ...model, graph: { ...g, nodes } };
+}
+
+// onnxruntime 1.30 cannot constant-fold a Transpose of an int2/uint2 initializer larger than 127
+// packed bytes: ConstantFolding fails in AddInitializedOrtValue with "Element type mismatch between
+// tensor proto and ortvalue_initializer" (smaller ones and 4-bit ones fold fine). The level-1
+// transpose optimizer creates exactly that Transpose when a Transpose follows a DequantizeLinear of a
+// 2-bit weight (it moves the Transpose onto the quantized initializer), which is how the autodiff
+// writes a Conv's input gradient with flipped weights. Storing such a weight (and its zero point) in
+// an 8-bit container (int8/uint8, the same integers) dequantizes to the same floats and folds fine.
+const TWO_BIT = new Set<DType>(['int2', 'uint2']);
+const container = (d: DType): DType => (d === 'int2' ? 'int8' : 'uint8');
+
+/**
+ * DequantizeLinear nodes with a 2-bit initializer input whose constant downstream (the values
+ * computed from initializers alone, which onnxruntime folds) contains a Transpose.
+ */
+export function twoBitDequantizesBeforeTranspose(g: Graph): Set<string> {
+  const consumers = new Map<string, Node[]>();
+  for (const n of g.nodes) for (const x of n.inputs) if (x) (consumers.get(x) ?? consumers.set(x, []).get(x)!).push(n);
+  const constant = new Set<string>(g.initializers.keys());
+  for (const n of g.nodes) {
+    if (n.opType === 'Constant' || n.inputs.every((x) => !x || constant.has(x))) n.outputs.forEach((o) => constant.add(o));
+  }
+  const found = new Set<string>();
+  for (const n of g.nodes) {
+    if (n.opType !== 'DequantizeLinear' || n.domain !== '') continue;
+    const w = g.initializers.get(n.inputs[0] ?? '');
+    if (!w || !TWO_BIT.has(w.dtype)) continue;
+    const seen = new Set<string>();
+    const stack = [...n.outputs];
+    let transposed = false;
+    while (stack.length && !transposed) {
+      const v = stack.pop()!;
+      if (seen.has(v)) continue;
+      seen.add(v);
+      for (const c of consumers.get(v) ?? []) {
+        if (c.opType === 'Transpose') transposed = true;
+        if (c.outputs.every((o) => constant.has(o))) stack.push(...c.outputs);
+      }
+    }
+    if (transposed) found.add(n.name);
+  }
+  return found;
+}
+
+/**
+ * Gives every DequantizeLinear found by `twoBitDequantizesBeforeTranspose` its input and zero point
+ * as 8-bit copies (new initializers; the 2-bit originals stay for other readers). A no-op when none.
+ */
+export function widenTwoBitWeightsBeforeTranspose(model: Model): Model {
+  const g = model.graph;
+  const dqs = twoBitDequantizesBeforeTranspose(g);
+  if (dqs.size === 0) return model;
+  const fresh = nameAllocator(g);
+  const initializers = new Map(g.initializers);
+  const widened = new Map<string, string>();
+  const widen = (name: string): string => {
+    let w = widened.get(name);
+    if (w) return w;
+    const t = g.initializers.get(name)!;
+    w = fresh(`${name}__ttaq_${container(t.dtype)}`);
+    initializers.set(w, { dtype: container(t.dtype), dims: t.dims, data: t.data } as Tensor);
+    widened.set(name, w);
+    return w;
+  };
+  const nodes = g.nodes.map((n) => {
+    if (!dqs.has(n.name)) return n;
+    const zp = n.inputs[2];
+    const zpInit = zp ? g.initializers.get(zp) : undefined;
+    // A zero point that is not a 2-bit initializer cannot be widened here; leave the node as it is.
+    if (zp && (!zpInit || !TWO_BIT.has(zpInit.dtype))) return n;
+    const inputs = [widen(n.inputs[0]!), n.inputs[1] ?? '', ...(zp ? [widen(zp)] : [])];
+    return { ...n, inputs: [...inputs, ...n.inputs.slice(3)] };
+  });
+  return { ...model, graph: { ...g, nodes, initializers } };
 }

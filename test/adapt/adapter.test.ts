@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Adapter, classWeights, logitOffset, initAblStats, updateAblStats, AblOptionsSchema, type AdaptOptionsInput } from '../../sdk/adapt/index.ts';
 import { TtaqError } from '../../sdk/errors/index.ts';
-import { batch, bnForward, EPS, randn, referenceTent, RefAdam, rng, SHAPE, tinyModel, tinyParams, type TinyParams } from './helpers.ts';
-import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { bnOnly, BN_ONLY, maxAbsDiff } from './fixtures.ts';
+import { batch, bnForward, randn, referenceTent, RefAdam, rng, SHAPE, tinyModel, tinyParams, type TinyParams } from './helpers.ts';
+import { GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32 } from '../../sdk/onnx/tensor.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
 
@@ -15,12 +16,6 @@ async function make(p: TinyParams, method: string, options: AdaptOptionsInput = 
 }
 after(async () => { for (const a of open) await a.close(); });
 
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(Number(a[i]) - Number(b[i])));
-  return m;
-};
 
 describe('TENT through the adapt-step graph', () => {
   it('matches a plain-TypeScript forward/backward + Adam step by step', async () => {
@@ -63,18 +58,34 @@ describe('TENT through the adapt-step graph', () => {
   });
 });
 
+describe('confidences', () => {
+  const maxSoftmax = (z: Float32Array, K: number): number[] =>
+    Array.from({ length: z.length / K }, (_, n) => {
+      const row = Array.from(z.subarray(n * K, n * K + K));
+      const mx = Math.max(...row);
+      return 1 / row.reduce((s, v) => s + Math.exp(v - mx), 0);
+    });
+
+  for (const method of ['tent', 'abl', 'bn']) {
+    it(`${method}: step and infer give the max softmax probability of their own logits`, async () => {
+      const p = tinyParams(8);
+      const a = await make(p, method, { lr: 5e-2 });
+      const x = batch(31, 8);
+      const st = await a.step(x);
+      const inf = await a.infer(x);
+      for (const r of [st, inf]) {
+        assert.equal(r.confidences.length, 8);
+        assert.ok(maxAbsDiff(r.confidences, maxSoftmax(r.logits.data, p.classes)) < 1e-6, `${maxAbsDiff(r.confidences, maxSoftmax(r.logits.data, p.classes))}`);
+        assert.ok(r.confidences.every((c) => c >= 1 / p.classes - 1e-6 && c <= 1 + 1e-6));
+      }
+    });
+  }
+});
+
 describe('normalisation modes', () => {
-  // x [N, 2, 2, 2] -> BN -> Flatten: the logits are the BN output itself.
-  const bnOnly = (scale: number[], bias: number[], mean: number[], vr: number[]): Model => {
-    const b = new GraphBuilder('bn-only');
-    const x = b.input('x', 'float32', ['N', 2, 2, 2]);
-    const y = b.op1('BatchNormalization', [x, b.initializer('s', f32([2], scale)), b.initializer('b', f32([2], bias)), b.initializer('m', f32([2], mean)), b.initializer('v', f32([2], vr))], { epsilon: A.float(EPS) }, { name: 'bn' });
-    b.op('Flatten', [y], { axis: A.int(1) }, { outputNames: ['logits'] });
-    b.output('logits', 'float32', ['N', 8]);
-    return { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 't', producerVersion: '0', metadata: {}, graph: b.build() };
-  };
-  const params = { scale: [1.3, 0.7], bias: [0.2, -0.4], mean: [0.5, -1], var: [2, 0.5] };
-  const model = bnOnly(params.scale, params.bias, params.mean, params.var);
+  // The logits are the BN output itself.
+  const params = BN_ONLY;
+  const model = bnOnly();
   const x = f32([6, 2, 2, 2], randn(rng(11), 48, 2, 1));
 
   it('BN-adapt normalises with the batch statistics', async () => {

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Adapter, decodeState, encodeState, type AdaptOptionsInput } from '../../sdk/adapt/index.ts';
-import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32 } from '../../sdk/onnx/tensor.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
+import { bnOnly, BN_ONLY, maxAbsDiff } from './fixtures.ts';
 import { batch, EPS, randn, rng, tinyModel, tinyParams } from './helpers.ts';
 
 const open: Adapter[] = [];
@@ -16,23 +16,9 @@ async function make(model: Model, method: string, options: AdaptOptionsInput = {
 }
 after(async () => { for (const a of open) await a.close(); });
 
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(Number(a[i]) - Number(b[i])));
-  return m;
-};
 
-// x [N, 2, 2, 2] -> BN -> Flatten: 8 logits (= 8 classes), the BN output itself.
-const src = { scale: [1.3, 0.7], bias: [0.2, -0.4], mean: [0.5, -1], var: [2, 0.5] };
-function bnOnly(): Model {
-  const b = new GraphBuilder('bn-only');
-  const x = b.input('x', 'float32', ['N', 2, 2, 2]);
-  const y = b.op1('BatchNormalization', [x, b.initializer('s', f32([2], src.scale)), b.initializer('b', f32([2], src.bias)), b.initializer('m', f32([2], src.mean)), b.initializer('v', f32([2], src.var))], { epsilon: A.float(EPS) }, { name: 'bn' });
-  b.op('Flatten', [y], { axis: A.int(1) }, { outputNames: ['logits'] });
-  b.output('logits', 'float32', ['N', 8]);
-  return { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 't', producerVersion: '0', metadata: {}, graph: b.build() };
-}
+// The BN-only model: 8 logits (= 8 classes), the BN output itself.
+const src = BN_ONLY;
 
 /** Biased per-channel moments of x [N, 2, 2, 2]. */
 function moments(x: Float32Array, n: number): { mean: number[]; var: number[] } {

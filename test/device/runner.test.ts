@@ -102,6 +102,32 @@ test('adaptive runner: steps, state round trip, reset', async () => {
   await r.dispose();
 });
 
+test('adaptive runner: confidences come from the adapter\'s own pass and match the plain runner\'s head', async () => {
+  const dir = tmp();
+  const { path } = await writeTiny(dir);
+  const m = await loadModelFiles(path);
+  const opts = sessionOptions(parseAgentConfig({ model: { providers: ['cpu'] } }).model, silentLog);
+  const plain = await createPlainRunner(m, opts);
+  // 'source' normalises with the running statistics: the same function as the plain model.
+  const source = await createAdaptiveRunner(m, 'source', {}, opts, silentLog);
+  const tent = await createAdaptiveRunner(m, 'tent', {}, opts, silentLog);
+  const batch: FrameBatch = { data: Float32Array.from({ length: 5 * PIX }, (_, i) => Math.sin(i * 0.13) * 1.5), dims: [5, 1, 8, 8], frames: [] };
+  const want = await plain.infer(batch);
+  for (const out of [await source.infer(batch), await source.adapt!(batch)]) {
+    assert.equal(out.confidence.length, 5);
+    assert.deepEqual(Array.from(out.predictions), Array.from(want.predictions));
+    out.confidence.forEach((c, i) => assert.ok(Math.abs(c - want.confidence[i]!) < 1e-5, `sample ${i}: ${c} vs ${want.confidence[i]}`));
+  }
+  // Under adaptation each sample's confidence is at least 1/C and bounds its entropy: H >= -log(conf).
+  const a = await tent.adapt!(batch);
+  assert.equal(a.confidence.length, 5);
+  a.confidence.forEach((c, i) => {
+    assert.ok(c >= 1 / CLASSES - 1e-6 && c <= 1 + 1e-6, `confidence ${c}`);
+    assert.ok(a.entropy[i]! >= -Math.log(c) - 1e-5, `entropy ${a.entropy[i]} below -log(${c})`);
+  });
+  for (const r of [plain, source, tent]) await r.dispose();
+});
+
 test('the agent end to end: video -> tiny ONNX model with adaptation -> checkpoint -> restore', async () => {
   const dir = tmp();
   const { path } = await writeTiny(dir);
