@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildAdaptGraphs } from '../../sdk/adapt/index.ts';
 import { LEGACY_CONV_GRAD } from '../../sdk/autodiff/index.ts';
-import { convTransposeToConv } from '../../sdk/adapt/fastgrad.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32, makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Model, Tensor } from '../../sdk/onnx/types.ts';
@@ -32,33 +31,6 @@ function convModel(): Model {
 }
 
 describe('Conv input gradients of the step graph', () => {
-  it('convTransposeToConv (kept for sdk/quant) computes the same as ConvTranspose with float, quantized (DequantizeLinear) and grouped weights', async () => {
-    const r = rng(31);
-    const b = new GraphBuilder('ct');
-    const x = b.input('x', 'float32', ['N', 4, 5, 5]);
-    const wq = makeTensor('int8', [4, 1, 3, 3], Int8Array.from({ length: 36 }, () => Math.round((r() - 0.5) * 100)));
-    const wd = b.op1('DequantizeLinear', [b.initializer('wq', wq), b.initializer('ws', f32([4], [0.01, 0.02, 0.015, 0.012])), b.initializer('wz', makeTensor('int8', [4], new Int8Array(4)) as Tensor)], { axis: A.int(0) });
-    const y1 = b.op1('ConvTranspose', [x, b.initializer('w1', f32([4, 2, 3, 3], randn(r, 72, 0.3)))], { group: A.int(2), kernel_shape: A.ints([3, 3]), pads: A.ints([1, 0, 2, 1]) });
-    const y2 = b.op1('ConvTranspose', [y1, wd], { group: A.int(4), kernel_shape: A.ints([3, 3]), pads: A.ints([1, 1, 1, 1]) });
-    b.op('Identity', [y2], {}, { outputNames: ['y'] });
-    b.output('y', 'float32');
-    const model: Model = { irVersion: 8, opsetImports: [{ domain: '', version: 17 }], producerName: 't', producerVersion: '0', metadata: {}, graph: b.build() };
-    const fast = convTransposeToConv(model);
-    assert.equal(fast.graph.nodes.filter((n) => n.opType === 'ConvTranspose').length, 0, 'both ConvTransposes are rewritten');
-    const feeds = { x: f32([2, 4, 5, 5], randn(rng(5), 200, 1, 0.2)) };
-    const sa = await createSession(model);
-    const sb = await createSession(fast);
-    const a = (await sa.run(feeds))['y']!;
-    const c = (await sb.run(feeds))['y']!;
-    assert.deepEqual(c.dims, a.dims);
-    let d = 0;
-    let m = 0;
-    for (let i = 0; i < a.data.length; i++) { d = Math.max(d, Math.abs(Number(a.data[i]) - Number(c.data[i]))); m = Math.max(m, Math.abs(Number(a.data[i]))); }
-    assert.ok(m > 1e-3 && d < 1e-5 * Math.max(1, m), `outputs differ by ${d} (max ${m})`);
-    await sa.release();
-    await sb.release();
-  });
-
   it('the adapt-step graph has no stride-1 ConvTranspose and the same gradients as the legacy formulation', async () => {
     const model = convModel();
     const opts = { norm: 'batch' as const, loss: 'entropy' as const, entropyMargin: 0.4, maxWeight: 5, freezeLast: 0 };
