@@ -108,8 +108,10 @@ function tensorFromProto(tp: TensorProto, where: string): Tensor {
     if (isSubByte(dtype)) return { dtype, dims, data: unpackSubByte(dtype, raw, n, name) } as Tensor;
     const size = ELEM_BYTES[dtype]!;
     if (raw.length !== n * size) throw bad(`raw_data holds ${raw.length} bytes, expected ${n * size}`);
-    // Copy into a fresh, aligned buffer (the message's bytes may start at any offset).
-    const buf = raw.slice().buffer;
+    // Copy into a fresh, aligned buffer (the message's bytes may start at any offset). Not
+    // raw.slice(): when the caller passed a Node Buffer, raw is a Buffer too, and Buffer#slice is
+    // a view of the whole (pooled) allocation, not a copy.
+    const buf = new Uint8Array(raw).buffer;
     const data = new ARRAY_CTOR[dtype as keyof typeof ARRAY_CTOR](buf);
     if (dtype === 'bool') for (let i = 0; i < n; i++) data[i] = data[i] ? 1 : 0;
     return { dtype, dims, data } as Tensor;

@@ -280,3 +280,18 @@ test('decoding normalises old-style files: unnamed nodes get unique names, initi
   assert.deepEqual(m.graph.inputs.map((v) => v.name), ['x']);
   assert.deepEqual(m.opsetImports, [{ domain: '', version: 9 }]);
 });
+
+test('decodeModel copies float data out of a Node Buffer at an unaligned offset', () => {
+  const m = smallCnn();
+  const bytes = encodeModel(m);
+  // A Buffer view that starts 1 byte into a larger allocation, as Buffer pools hand them out.
+  const backing = Buffer.alloc(bytes.length + 1);
+  backing.set(bytes, 1);
+  const decoded = unwrap(decodeModel(backing.subarray(1)));
+  assert.ok(m.graph.initializers.size > 0);
+  for (const [name, t] of m.graph.initializers) {
+    const d = decoded.graph.initializers.get(name);
+    assert.ok(d, name);
+    assert.deepEqual(Array.from(d.data as ArrayLike<number>), Array.from(t.data as ArrayLike<number>), name);
+  }
+});
