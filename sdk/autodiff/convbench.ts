@@ -1,6 +1,6 @@
 // A/B timing of Conv's backward formulations on single convs (forward + one gradient), alternating
 // the variants run by run in one process and quoting medians (the machine may be shared).
-// Run: node --import tsx sdk/autodiff/convbench.ts [--batch 128] [--threads 2] [--reps 15] [--only resnet|mobilenet]
+// Run: node --import tsx sdk/autodiff/convbench.ts [--batch 128] [--threads 2] [--reps 15] [--only resnet|mobilenet|dw]
 //        [--dw-only] [--cpu]   (--cpu: process CPU ms instead of wall ms, steadier on a loaded machine
 //        with --threads 1)
 import { A, GraphBuilder } from '../onnx/builder.ts';
@@ -36,6 +36,16 @@ export const MOBILENET_28: readonly ConvShape[] = [
   { name: 'mb dw3x3 144 s2 @14', cin: 144, cout: 144, size: 14, k: 3, stride: 2, group: 144 },
   { name: 'mb pw1x1 24-144 @14', cin: 24, cout: 144, size: 14, k: 1, stride: 1, group: 1 },
   { name: 'mb g4 3x3 32-32 @14', cin: 32, cout: 32, size: 14, k: 3, stride: 1, group: 4 },
+];
+
+/** The depthwise 3x3 convs of the bundled MobileNet-V2-style net (sdk/nn/mobilenet.ts) at 28x28. */
+export const MOBILENET_DW_28: readonly ConvShape[] = [
+  { name: 'dw3x3 16 @28', cin: 16, cout: 16, size: 28, k: 3, stride: 1, group: 16 },
+  { name: 'dw3x3 96 s2 @28', cin: 96, cout: 96, size: 28, k: 3, stride: 2, group: 96 },
+  { name: 'dw3x3 144 @14', cin: 144, cout: 144, size: 14, k: 3, stride: 1, group: 144 },
+  { name: 'dw3x3 144 s2 @14', cin: 144, cout: 144, size: 14, k: 3, stride: 2, group: 144 },
+  { name: 'dw3x3 192 @7', cin: 192, cout: 192, size: 7, k: 3, stride: 1, group: 192 },
+  { name: 'dw3x3 384 @7', cin: 384, cout: 384, size: 7, k: 3, stride: 1, group: 384 },
 ];
 
 function convModel(s: ConvShape, batch: number): Model {
@@ -82,14 +92,19 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const arg = (k: string): string | undefined => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
   const o = { batch: Number(arg('--batch') ?? 128), threads: Number(arg('--threads') ?? 2), reps: Number(arg('--reps') ?? 15), cpu: process.argv.includes('--cpu') };
   const only = arg('--only');
-  const shapes = [...(only !== 'mobilenet' ? RESNET20_28 : []), ...(only !== 'resnet' ? MOBILENET_28 : [])];
+  const shapes = only === 'dw' ? MOBILENET_DW_28 : [...(only !== 'mobilenet' ? RESNET20_28 : []), ...(only !== 'resnet' ? MOBILENET_28 : [])];
   const fmt = (r: Record<string, number>): string => Object.entries(r).map(([k, v]) => `${k} ${v.toFixed(2)}`).join('  ');
   for (const s of shapes) {
-    const dx = process.argv.includes('--dw-only') ? {} : await benchConv(s, 'x', { convTranspose: { input: 'convTranspose', weight: 'conv' }, conv: { input: 'conv', weight: 'conv' } }, o);
-    const dw = await benchConv(s, 'w', {
-      conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, gemmsplit: { input: 'conv', weight: 'gemmsplit' },
-      shifted: { input: 'conv', weight: 'shifted' }, onehot: { input: 'conv', weight: 'onehot' },
+    const depthwise = s.group === s.cin && s.cin === s.cout;
+    const dx = process.argv.includes('--dw-only') ? {} : await benchConv(s, 'x', {
+      convTranspose: { input: 'convTranspose', weight: 'conv' }, conv: { input: 'conv', weight: 'conv' },
     }, o);
+    const dw = await benchConv(s, 'w', depthwise
+      ? { conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, shifted: { input: 'conv', weight: 'shifted' }, rowgemm: { input: 'conv', weight: 'rowgemm' } }
+      : {
+        conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, gemmsplit: { input: 'conv', weight: 'gemmsplit' },
+        shifted: { input: 'conv', weight: 'shifted' }, onehot: { input: 'conv', weight: 'onehot' },
+      }, o);
     console.log(`${s.name.padEnd(22)} fwd+dX: ${fmt(dx)}  |  fwd+dW: ${fmt(dw)}`);
   }
 }

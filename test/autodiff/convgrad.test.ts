@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildGradientGraph, chooseConvGrad, LEGACY_CONV_GRAD, type RuleOptions } from '../../sdk/autodiff/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
-import type { Attribute } from '../../sdk/onnx/types.ts';
+import type { Attribute, Tensor } from '../../sdk/onnx/types.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
+import { createSession } from '../../sdk/runtime/index.ts';
 import { model, randTensor } from './helpers.ts';
 
 const rng = new Rng(7);
@@ -66,7 +67,62 @@ test('chooseConvGrad: per-case decisions and overrides', () => {
   const proj = { ...base, padsBegin: [0, 0], padsEnd: [0, 0], strides: [2, 2], x: [128, 16, 28, 28], w: [32, 16, 1, 1], y: [128, 32, 14, 14] };
   assert.deepEqual(chooseConvGrad(proj), { input: 'convTranspose', weight: 'gemm' });
   const dw = { ...r20, group: 16, w: [16, 1, 3, 3] };
-  assert.deepEqual(chooseConvGrad(dw), { input: 'conv', weight: 'conv' });
+  assert.deepEqual(chooseConvGrad(dw), { input: 'conv', weight: 'rowgemm' });
+  assert.deepEqual(chooseConvGrad({ ...dw, strides: [2, 2], y: [128, 16, 14, 14] }), { input: 'convTranspose', weight: 'rowgemm' });
+  const dwMult2 = { ...r20, group: 16, w: [32, 1, 3, 3], y: [128, 32, 28, 28] };
+  assert.deepEqual(chooseConvGrad(dwMult2), { input: 'conv', weight: 'conv' });
+  const g4 = { ...r20, group: 4, w: [16, 4, 3, 3] };
+  assert.deepEqual(chooseConvGrad(g4), { input: 'conv', weight: 'conv' });
   assert.deepEqual(chooseConvGrad(r20, LEGACY_CONV_GRAD), { input: 'convTranspose', weight: 'conv' });
   assert.deepEqual(chooseConvGrad(dw, { weight: 'gemm' }), { input: 'conv', weight: 'gemm' });
+});
+
+test("depthwise 'rowgemm': batched MatMuls over rows and one diagonal-picking MatMul, no Conv for dW", async () => {
+  const ops = await backwardOps([2, 6, 8, 7], [6, 1, 3, 3], { group: A.int(6), pads: A.ints([1, 1, 1, 1]) });
+  assert.equal(ops.filter((o) => o === 'MatMul').length, 4, ops.join(',')); // 3 row offsets + the pick
+  assert.equal(ops.filter((o) => o === 'Conv').length, 1, ops.join(',')); // dX only
+  const mult2 = await backwardOps([2, 3, 8, 7], [6, 1, 3, 3], { group: A.int(3), pads: A.ints([1, 1, 1, 1]) }, { conv: { weight: 'rowgemm' } });
+  assert.equal(mult2.filter((o) => o === 'Conv').length, 2, mult2.join(',')); // multiplier 2: the Conv form
+  const sh = await backwardOps([2, 6, 8, 7], [6, 1, 3, 3], { group: A.int(6), pads: A.ints([1, 1, 1, 1]) }, { conv: { weight: 'shifted' } });
+  assert.equal(sh.filter((o) => o === 'Mul').length, 9, sh.join(','));
+  assert.ok(!sh.includes('MatMul') && !sh.includes('Gemm'), sh.join(','));
+});
+
+test("depthwise 'rowgemm' and 'shifted' equal the batch-transposed Conv form within 1e-4 on random data", async () => {
+  const cases: [string, number[], number[], Record<string, Attribute>][] = [
+    ['s1-pad1', [3, 8, 10, 9], [3, 3], { pads: A.ints([1, 1, 1, 1]) }],
+    ['s2-pad1', [3, 8, 11, 10], [3, 3], { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) }],
+    ['s1-dilated2', [2, 5, 9, 9], [3, 3], { dilations: A.ints([2, 2]), pads: A.ints([2, 2, 2, 2]) }],
+    ['s2-dilated-asym', [2, 5, 12, 11], [3, 2], { strides: A.ints([2, 3]), dilations: A.ints([2, 2]), pads: A.ints([2, 0, 1, 2]) }],
+    ['5x5-valid', [2, 4, 9, 8], [5, 5], {}],
+    ['pad-only-row', [2, 3, 2, 5], [2, 2], { strides: A.ints([3, 1]), pads: A.ints([1, 0, 0, 1]) }],
+  ];
+  for (const [name, x, k, attrs] of cases) {
+    const C = x[1]!;
+    const b = new GraphBuilder('dw');
+    b.input('x', 'float32', x);
+    b.initializer('w', randTensor(rng, 'float32', [C, 1, ...k]));
+    const y = b.op1('Conv', ['x', 'w'], { ...attrs, group: A.int(C) });
+    // A nonlinear loss so that dY differs per element.
+    const loss = b.op1('ReduceSum', [b.op1('Mul', [y, b.op1('Tanh', [y])])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+    b.output(loss, 'float32', []);
+    const m = model(b);
+    const xv = randTensor(rng, 'float32', x);
+    const grads: Float32Array[] = [];
+    for (const weight of ['conv', 'rowgemm', 'shifted'] as const) {
+      const gg = await buildGradientGraph({ model: m, loss, wrt: ['w'], ruleOptions: { conv: { weight } } });
+      const s = await createSession(gg.model, { providers: ['cpu'] });
+      const feeds: Record<string, Tensor> = { x: xv };
+      for (const [n, t] of gg.params) feeds[n] = t;
+      grads.push((await s.run(feeds))[gg.grads.get('w')!]!.data as Float32Array);
+      await s.release();
+    }
+    const [ref, ...others] = grads as [Float32Array, ...Float32Array[]];
+    const scale = Math.max(1, ...ref.map(Math.abs));
+    assert.ok(ref.some((v) => Math.abs(v) > 1e-3), `${name}: reference gradient is all zero`);
+    for (const [i, g] of others.entries()) {
+      const diff = Math.max(...g.map((v, j) => Math.abs(v - ref[j]!)));
+      assert.ok(diff <= 1e-4 * scale, `${name} ${i === 0 ? 'rowgemm' : 'shifted'}: max |diff| ${diff} (scale ${scale})`);
+    }
+  }
 });

@@ -272,6 +272,15 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     { name: 'pads-beyond-kernel', x: [1, 2, 4, 4], w: [2, 2, 2, 2], attrs: { pads: A.ints([2, 0, 3, 1]) } },
     { name: 'conv3d-s2', x: [1, 2, 5, 4, 5], w: [2, 2, 2, 3, 2], attrs: { strides: A.ints([2, 1, 2]), pads: A.ints([1, 1, 0, 0, 1, 1]) } },
     { name: 'conv3d-s1-dilated', x: [2, 2, 5, 4, 6], w: [3, 2, 2, 3, 2], attrs: { dilations: A.ints([2, 1, 3]), pads: A.ints([1, 0, 2, 0, 1, 1]) } },
+    // Depthwise weight-gradient forms ('rowgemm' row crops and diagonals, 'shifted' shifts/slices):
+    // dilation, stride + dilation with uneven pads, an offset that reads only padding, 1-D and 3-D.
+    { name: 'depthwise-dilated2', x: [2, 3, 7, 6], w: [3, 1, 3, 3], attrs: { group: A.int(3), dilations: A.ints([2, 2]), pads: A.ints([2, 2, 2, 2]) } },
+    { name: 'depthwise-s2-dilated2', x: [2, 3, 9, 8], w: [3, 1, 3, 2], attrs: { group: A.int(3), strides: A.ints([2, 3]), dilations: A.ints([2, 2]), pads: A.ints([2, 0, 1, 2]) } },
+    { name: 'depthwise-pad-only-row', x: [2, 2, 2, 5], w: [2, 1, 2, 2], attrs: { group: A.int(2), strides: A.ints([3, 1]), pads: A.ints([1, 0, 0, 1]) } },
+    { name: 'depthwise-conv1d-s2', x: [2, 4, 9], w: [4, 1, 3], attrs: { group: A.int(4), strides: A.ints([2]), pads: A.ints([1, 1]) } },
+    { name: 'depthwise-s2-odd', x: [2, 3, 9, 8], w: [3, 1, 3, 3], attrs: { group: A.int(3), strides: A.ints([2, 2]), pads: A.ints([1, 0, 0, 1]) } },
+    { name: 'depthwise-s3-k5-dilated', x: [1, 2, 13, 11], w: [2, 1, 5, 4], attrs: { group: A.int(2), strides: A.ints([3, 3]), dilations: A.ints([2, 1]), pads: A.ints([2, 1, 3, 0]) } },
+    { name: 'depthwise-conv3d', x: [1, 2, 4, 5, 6], w: [2, 1, 2, 3, 2], attrs: { group: A.int(2), strides: A.ints([1, 2, 2]), pads: A.ints([1, 0, 1, 0, 1, 1]) } },
   ];
   const forms: [string, RuleOptions | undefined][] = [
     ['auto', undefined],
@@ -280,6 +289,7 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     ['conv+onehot', { conv: { input: 'conv', weight: 'onehot' } }],
     ['conv+gemmsplit', { conv: { input: 'conv', weight: 'gemmsplit' } }],
     ['conv+shifted', { conv: { input: 'conv', weight: 'shifted' } }],
+    ['conv+rowgemm', { conv: { input: 'conv', weight: 'rowgemm' } }],
   ];
   for (const c of cases) {
     test(c.name, async () => {

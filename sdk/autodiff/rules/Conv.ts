@@ -4,7 +4,9 @@
 //   dX, fast form: a Conv over dY with flipped, group-transposed weights (convgrad.ts).
 //   dW, fast forms: one Gemm per kernel offset over shifted copies of X and dY (stride 1), over
 //       strided Slices of X (strided), or one Gemm / batched MatMul over concatenated Slices
-//       (1x1 kernels, few input channels, groups on request) (convgrad.ts).
+//       (1x1 kernels, few input channels, groups on request); depthwise: per-channel GEMMs over
+//       rows of X and dY with the last axis' offsets picked as diagonals ('rowgemm', the default),
+//       or a Mul + ReduceSum per kernel offset ('shifted') (convgrad.ts).
 //   dX: ConvTranspose of dY with the same weights, strides, pads, dilations and groups, with
 //       output_padding chosen so the result has X's extent (the rows a strided conv never read).
 //   dW: a Conv that correlates X with dY: batch and channel axes swapped so the sum over samples
@@ -19,7 +21,7 @@ import { TtaqError } from '../../errors/index.ts';
 import { A } from '../../onnx/builder.ts';
 import type { Node } from '../../onnx/types.ts';
 import { attrInt, attrInts, attrString } from './attrs.ts';
-import { chooseConvGrad, inputGradAsConv, weightGradAsGemm, weightGradOneHot, weightGradShifted, type ConvCase } from './convgrad.ts';
+import { chooseConvGrad, inputGradAsConv, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, type ConvCase } from './convgrad.ts';
 import type { GradRule } from './types.ts';
 
 export interface ConvGeometry {
@@ -97,8 +99,9 @@ export const rule: GradRule = {
 
     let gw: string | null = null;
     if (c.needs[1] && (how.weight === 'gemm' || how.weight === 'gemmsplit')) gw = weightGradAsGemm(c, x, gy, cc, how.weight === 'gemmsplit');
-    if (c.needs[1] && how.weight === 'shifted') gw = weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
+    if (c.needs[1] && how.weight === 'shifted') gw = weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
     if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, gy, cc);
+    if (c.needs[1] && how.weight === 'rowgemm') gw = weightGradRowGemm(c, x, gy, cc); // null unless depthwise: the Conv form
     if (c.needs[1] && gw === null) {
       const cin = xs[1]!;
       const cg = cin / group;

@@ -27,13 +27,20 @@
 //                    all: the last axis' shift moves X, the other axes' shifts move dY onto X's grid
 //                    (Pads with negative pads), so a 3x3 kernel needs 2 shifted copies of X and 2
 //                    of dY instead of a padded X and 9 strided slices (weightGradShifted).
+//                    Depthwise (multiplier 1, any stride): one Mul + ReduceSum per offset over the
+//                    same shifted copies (stride 1) or strided Slices of the padded X
+//                    (weightGradDepthwise).
+//   'rowgemm'        depthwise (multiplier 1) only: per channel, batched GEMMs X_a^T dY over the
+//                    rows each leading-axis offset a reads, then the last axis' offsets as fixed
+//                    diagonals of the [W, Wo] results (one MatMul with a 0/1 matrix)
+//                    (weightGradRowGemm). Other convs get the 'conv' form.
 import { A } from '../../onnx/builder.ts';
 import { allocArray, makeTensor } from '../../onnx/tensor.ts';
 import type { Tensor } from '../../onnx/types.ts';
 import type { RuleContext } from './types.ts';
 
 export type ConvInputGrad = 'convTranspose' | 'conv';
-export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'onehot';
+export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'onehot' | 'rowgemm';
 
 /** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
 export interface ConvGradOptions {
@@ -98,23 +105,45 @@ export interface ConvCase {
  *   1x1 32-64 s2 @14        7.7 /  2.7 /  2.9 / (gemm) / 3.9
  *   3x3 64-64 @7           23.7 / 21.4 / 17.7 / 17.2 / 22.6
  *
- * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 2-2.5x slower than
- * ConvTranspose); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with Cg >= 8, 'gemmsplit'
- * for strided ones with Cg >= 8 (within the noise of the other forms there), one Gemm over the
- * concatenated patches ('gemm') for 1x1 kernels and few input channels. Grouped convs keep the
- * batch-transposed Conv (ties or wins; the depthwise figures swing with the load). 'onehot' stays
- * selectable only (its wins on the stem and strided convs are within the noise).
+ * The depthwise convs of the MobileNet-style net (sdk/nn), same conditions, median of 5
+ * (`convbench.ts --only dw --threads 1 --reps 5 --cpu`, load ~3 from a training run):
+ *
+ *   conv                   fwd+dX convT / conv     fwd+dW conv / gemm / shifted / rowgemm
+ *   dw3x3 16 @28           16.6 /  9.2             28.7 / 23.7 / 18.7 / 15.7
+ *   dw3x3 96 s2 @28        58.0 / 97.9             53.9 / 84.4 / 92.7 / 53.3
+ *   dw3x3 144 @14          46.7 / 27.0             65.2 / 63.2 / 52.0 / 37.4
+ *   dw3x3 144 s2 @14       19.1 / 25.7             22.8 / 36.7 / 32.0 / 17.8
+ *   dw3x3 192 @7           13.1 /  4.7             29.6 / 31.4 / 23.8 / 15.5
+ *   dw3x3 384 @7           28.5 / 10.9             54.6 / 62.6 / 55.2 / 32.2
+ *
+ * (the forward alone is 3-13 ms of these. Here the weights are constant, so onnxruntime turns the
+ * forward Conv into its NCHWc kernel; in a training graph they are inputs and every depthwise Conv
+ * runs as one tiny GEMM per channel and image: ~1 GMAC/s, the bulk of MobileNet's step.)
+ * Strided depthwise dX stays ConvTranspose: a stride-phase form (one grouped Conv with s*s
+ * sub-kernels + DepthToSpace) was tried and lost (82 vs 58 and 23 vs 19 ms above; onnxruntime's
+ * DepthToSpace alone cost more than the ConvTranspose).
+ *
+ * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 1.3-2.5x slower than
+ * ConvTranspose, depthwise included); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
+ * Cg >= 8, 'gemmsplit' for strided ones with Cg >= 8 (within the noise of the other forms there),
+ * one Gemm over the concatenated patches ('gemm') for 1x1 kernels and few input channels.
+ * Depthwise convs (multiplier 1) use 'rowgemm' (fastest or tied on every shape: 1.7-2.3x less
+ * dW time than the Conv form at stride 1, a tie at the large strided one); the elementwise
+ * 'shifted' form (a Mul + ReduceSum per offset) is memory-bound and loses at 7 px and with strides.
+ * Other grouped convs keep the batch-transposed Conv. 'onehot' stays selectable only (its wins on
+ * the stem and strided convs are within the noise).
  */
 export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: ConvInputGrad; weight: ConvWeightGrad } {
   const strided = c.strides.some((s) => s > 1);
   const k = prod(c.w.slice(2));
   const cg = c.x[1]! / c.group;
+  const depthwise = c.group === c.x[1] && c.group === c.w[0];
   const input: ConvInputGrad = o.input && o.input !== 'auto' ? o.input : strided ? 'convTranspose' : 'conv';
   const weight: ConvWeightGrad = typeof o.weight === 'function'
     ? o.weight(c)
     : o.weight && o.weight !== 'auto'
     ? o.weight
-    : c.group !== 1 ? 'conv' : k === 1 || cg < 8 ? 'gemm' : strided ? 'gemmsplit' : 'shifted';
+    : c.group !== 1 ? (depthwise ? 'rowgemm' : 'conv') : k === 1 || cg < 8 ? 'gemm' : strided ? 'gemmsplit' : 'shifted';
   return { input, weight };
 }
 
@@ -418,4 +447,154 @@ export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: Co
     parts.push(b.op1('Reshape', [g, ctx.ints([co, cin, 1])]));
   }
   return b.op1('Reshape', [b.op1('Concat', parts, { axis: A.int(2) }), ctx.ints(c.w)]);
+}
+
+/**
+ * Depthwise weight gradient (G = Cin = Co, multiplier 1) without patch matrices: column j of dW
+ * [C, K] is sum over batch and output positions of X at the offset's positions times dY, one Mul
+ * and one ReduceSum per kernel offset, all memory-bound elementwise work.
+ *   stride 1 ('shifted copies'): the last axis' shift moves X, the other axes' shifts move dY onto
+ *     X's grid (Pads with negative pads, as in weightGradShifted), so a 3x3 kernel reads 2 shifted
+ *     copies of X and 2 of dY (zero shifts need none).
+ *   strided: X padded once, one strided Slice per offset onto dY's grid.
+ * Returns null unless the conv is depthwise with multiplier 1.
+ */
+export function weightGradDepthwise(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
+  const { b, node } = ctx;
+  const { r, G, cin, co, k, K } = weightGradDims(c);
+  if (G === 1 || G !== cin || co !== cin) return null;
+  const rank = r + 2;
+  const last = r - 1;
+  const xsp = c.x.slice(2);
+  const ysp = c.y.slice(2);
+  const sp = range(0, r);
+  const offset = (j: number): number[] => {
+    const idx: number[] = [];
+    let rem = j;
+    for (let i = r - 1; i >= 0; i--) { idx[i] = rem % k[i]!; rem = Math.floor(rem / k[i]!); }
+    return idx;
+  };
+  const padNode = (v: string, axisPads: readonly (readonly [number, number])[], what: string): string => {
+    if (axisPads.every(([p, q]) => p === 0 && q === 0)) return v;
+    const pads = new Array<number>(2 * rank).fill(0);
+    axisPads.forEach(([p, q], i) => { pads[2 + i] = p; pads[rank + 2 + i] = q; });
+    return b.op1('Pad', [v, ctx.ints(pads)], {}, { name: `${node.name}.grad_weight_${what}` });
+  };
+  const shift = (i: number, j: number): number => j * c.dilations[i]! - c.padsBegin[i]!;
+  const fits = (begin: number, end: number, n: number): boolean => Math.max(0, -begin) + Math.max(0, -end) < n;
+  let shiftOk = c.strides.every((s) => s === 1);
+  for (let j = 0; shiftOk && j < k[last]!; j++) shiftOk = fits(-shift(last, j), ysp[last]! - xsp[last]! + shift(last, j), xsp[last]!);
+  for (let i = 0; shiftOk && i < last; i++) for (let j = 0; shiftOk && j < k[i]!; j++) shiftOk = fits(shift(i, j), xsp[i]! - ysp[i]! - shift(i, j), ysp[i]!);
+
+  const redAxes = [0, ...range(2, rank)];
+  const column = (xv: string, gv: string): string =>
+    b.op1('Reshape', [ctx.reduceSum(b.op1('Mul', [xv, gv], {}, { name: `${node.name}.grad_weight` }), redAxes, false), ctx.ints([co, 1])]);
+  const cols: string[] = [];
+  if (shiftOk) {
+    const qs = new Map<number, string>();
+    const ds = new Map<string, string>();
+    for (let j = 0; j < K; j++) {
+      const idx = offset(j);
+      let q = qs.get(idx[last]!);
+      if (!q) {
+        const s = shift(last, idx[last]!);
+        q = padNode(x, sp.map((i): [number, number] => (i === last ? [-s, ysp[last]! - xsp[last]! + s] : [0, 0])), 'xshift');
+        qs.set(idx[last]!, q);
+      }
+      const key = idx.slice(0, last).join(',');
+      let d = ds.get(key);
+      if (!d) {
+        d = padNode(gy, sp.map((i): [number, number] => (i === last ? [0, 0] : [shift(i, idx[i]!), xsp[i]! - ysp[i]! - shift(i, idx[i]!)])), 'gshift');
+        ds.set(key, d);
+      }
+      cols.push(column(q, d));
+    }
+  } else {
+    const xp = padNode(x, sp.map((i): [number, number] => [c.padsBegin[i]!, c.padsEnd[i]!]), 'xpad');
+    for (let j = 0; j < K; j++) {
+      const idx = offset(j);
+      const starts = sp.map((i) => idx[i]! * c.dilations[i]!);
+      const ends = sp.map((i) => starts[i]! + (ysp[i]! - 1) * c.strides[i]! + 1);
+      const sl = b.op1('Slice', [xp, ctx.ints(starts), ctx.ints(ends), ctx.ints(sp.map((i) => i + 2)), ctx.ints(c.strides)], {}, { name: `${node.name}.grad_weight_slice` });
+      cols.push(column(sl, gy));
+    }
+  }
+  return b.op1('Reshape', [cols.length === 1 ? cols[0]! : b.op1('Concat', cols, { axis: A.int(1) }), ctx.ints(c.w)]);
+}
+
+/**
+ * Depthwise weight gradient (multiplier 1) as small batched GEMMs over rows. X and dY are put
+ * channel-first (X^T [C, N, S], dY^T [C, N, So]; block copies). For each offset a along the leading
+ * spatial axes (all but the last), the rows of X it reads (a strided Slice of X^T; where the offset
+ * reads padding, dY^T's rows are cropped to the ones that read X instead) give
+ *   T_a[c] = X_a,c^T [W, N*R] x dY_a,c [N*R, Wo]                   -> [C, W, Wo]
+ * (every product of an input column with an output column), and the last axis' offsets are fixed
+ * diagonals of T: dW[c, a, b] = sum_w T_a[c, w*s + b*d - p, w] (terms outside X are padding).
+ * The T_a are concatenated and one MatMul with a constant 0/1 matrix [W*Wo, kw] picks the
+ * diagonals. W/kw times the multiply-adds of the elementwise form, but inside GEMM kernels, and X
+ * is copied about once per leading-axis offset instead of once per kernel offset.
+ * Returns null unless the conv is depthwise with multiplier 1.
+ */
+export function weightGradRowGemm(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
+  const { b, node } = ctx;
+  const { r, G, cin, co, k } = weightGradDims(c);
+  if (G === 1 || G !== cin || co !== cin) return null;
+  const rank = r + 2;
+  const last = r - 1;
+  const xsp = c.x.slice(2);
+  const ysp = c.y.slice(2);
+  const rest = range(0, last);
+  const wx = xsp[last]!;
+  const wo = ysp[last]!;
+  const kw = k[last]!;
+  const perm = A.ints([1, 0, ...range(2, rank)]);
+  const xt = b.op1('Transpose', [x], { perm }, { name: `${node.name}.grad_weight_xt` });
+  const gt = b.op1('Transpose', [gy], { perm }, { name: `${node.name}.grad_weight_gt` });
+  const kRest = prod(k.slice(0, last));
+  const ts: string[] = [];
+  for (let j = 0; j < kRest; j++) {
+    const idx: number[] = [];
+    let rem = j;
+    for (let i = last - 1; i >= 0; i--) { idx[i] = rem % k[i]!; rem = Math.floor(rem / k[i]!); }
+    // Output rows [lo, hi] whose input row h*s + a*d - p lies inside X, per leading axis.
+    const lo: number[] = [];
+    const hi: number[] = [];
+    for (const i of rest) {
+      const off = idx[i]! * c.dilations[i]! - c.padsBegin[i]!;
+      const s = c.strides[i]!;
+      lo.push(Math.max(0, Math.ceil(-off / s)));
+      hi.push(Math.min(ysp[i]! - 1, Math.floor((xsp[i]! - 1 - off) / s)));
+    }
+    if (rest.some((i) => hi[i]! < lo[i]!)) { // the offset reads only padding
+      ts.push(b.constant(makeTensor(ctx.dtype(x), [co, 1, wx * wo], allocArray(ctx.dtype(x), co * wx * wo)) as Tensor, `${node.name}.grad_weight_zero`));
+      continue;
+    }
+    const xCut = rest.filter((i) => !(c.strides[i]! === 1 && lo[i]! + idx[i]! * c.dilations[i]! - c.padsBegin[i]! === 0 && hi[i]! - lo[i]! + 1 === xsp[i]!));
+    let xa = xt;
+    if (xCut.length > 0) {
+      const starts = xCut.map((i) => lo[i]! * c.strides[i]! + idx[i]! * c.dilations[i]! - c.padsBegin[i]!);
+      const ends = xCut.map((i, n) => starts[n]! + (hi[i]! - lo[i]!) * c.strides[i]! + 1);
+      xa = b.op1('Slice', [xt, ctx.ints(starts), ctx.ints(ends), ctx.ints(xCut.map((i) => i + 2)), ctx.ints(xCut.map((i) => c.strides[i]!))], {}, { name: `${node.name}.grad_weight_rows` });
+    }
+    const gCut = rest.filter((i) => lo[i]! !== 0 || hi[i]! !== ysp[i]! - 1);
+    let ga = gt;
+    if (gCut.length > 0) {
+      ga = b.op1('Slice', [gt, ctx.ints(gCut.map((i) => lo[i]!)), ctx.ints(gCut.map((i) => hi[i]! + 1)), ctx.ints(gCut.map((i) => i + 2))], {}, { name: `${node.name}.grad_weight_grows` });
+    }
+    const xaT = b.op1('Transpose', [b.op1('Reshape', [xa, ctx.ints([co, -1, wx])])], { perm: A.ints([0, 2, 1]) });
+    const t = b.op1('MatMul', [xaT, b.op1('Reshape', [ga, ctx.ints([co, -1, wo])])], {}, { name: `${node.name}.grad_weight` });
+    ts.push(b.op1('Reshape', [t, ctx.ints([co, 1, wx * wo])]));
+  }
+  const tAll = b.op1('Reshape', [ts.length === 1 ? ts[0]! : b.op1('Concat', ts, { axis: A.int(1) }), ctx.ints([co * kRest, wx * wo])]);
+  // Diagonal picker [W*Wo, kw]: (w', w) -> b where w' = w*s + b*d - p inside X.
+  const dt = ctx.dtype(x);
+  const mask = allocArray(dt, wx * wo * kw) as Float32Array;
+  for (let w = 0; w < wo; w++) {
+    for (let bb = 0; bb < kw; bb++) {
+      const w1 = w * c.strides[last]! + bb * c.dilations[last]! - c.padsBegin[last]!;
+      if (w1 >= 0 && w1 < wx) mask[(w1 * wo + w) * kw + bb] = 1;
+    }
+  }
+  const m = b.constant(makeTensor(dt, [wx * wo, kw], mask) as Tensor, `${node.name}.grad_weight_diag`);
+  return b.op1('Reshape', [b.op1('MatMul', [tAll, m], {}, { name: `${node.name}.grad_weight_pick` }), ctx.ints(c.w)]);
 }
