@@ -15,6 +15,7 @@ import { f32, makeTensor } from '../onnx/tensor.ts';
 import type { DType, Graph, Model, Node, Tensor } from '../onnx/types.ts';
 import { getOpset, setOpset } from '../onnx/versions.ts';
 import type { QuantPlan } from './plan.ts';
+import { splitClipsBeforeSubByteQuantize } from '../runtime/index.ts';
 import { containerDType, dequantize, rangeOf, type QuantParams } from './quantizer.ts';
 
 export type ExportVariant = 'true-width' | 'int8-container';
@@ -157,7 +158,10 @@ export function exportQdq(model: Model, values: QuantValues, variant: ExportVari
   const graph = qdqGraph(model.graph, values, variant, from, to);
   // INT4 needs IR 10, INT2 needs IR 11 (ONNX 1.18+); onnxruntime 1.30 reads up to 13.
   const ir = Math.max(model.irVersion, to >= 25 ? 11 : to >= 21 ? 10 : 7);
-  return setOpset({ ...model, irVersion: ir, graph, metadata: { ...model.metadata, ...metadata } }, to);
+  // A ReLU6 (Clip) in front of a sub-byte QuantizeLinear is written as Max+Min: onnxruntime 1.30's
+  // ClipQuantFusion accepts only 8-bit zero points and refuses the whole file otherwise. sdk/runtime
+  // rewrites such models at load too, but the file itself must load in a plain onnxruntime.
+  return splitClipsBeforeSubByteQuantize(setOpset({ ...model, irVersion: ir, graph, metadata: { ...model.metadata, ...metadata } }, to));
 }
 
 /** Float weights s·(q − z) of every quantized layer: the simulation model's view of the codes. */

@@ -5,7 +5,9 @@ import { getOpset } from '../../sdk/onnx/versions.ts';
 import { makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
 import { quantize } from '../../sdk/quant/index.ts';
-import { createSession } from '../../sdk/runtime/index.ts';
+import * as ort from 'onnxruntime-node';
+import { buildNet } from '../../sdk/nn/index.ts';
+import { clipsBeforeSubByteQuantize, createSession } from '../../sdk/runtime/index.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
 
 async function logits(m: Model, x: Float32Array, dims: readonly number[]): Promise<Float32Array> {
@@ -67,4 +69,20 @@ test('first and last layers and the network input stay at 8 bit; overrides by re
   const two = r.plan.weights.filter((w) => w.spec.bits === 2);
   const expect = two.reduce((s, w) => s + Math.ceil(w.dims.reduce((x, y) => x * y, 1) / 4) + Math.ceil(w.dims[0]! / 4), 0);
   assert.equal(r.report.size.weightsByDType.uint2, expect);
+});
+
+test('a ReLU6 (Clip) model at W4A4: the true-width file loads in a plain onnxruntime (no Clip feeds a UINT4 QuantizeLinear)', async () => {
+  const model = buildNet({ arch: 'mobilenet', mobilenet: { stemChannels: 4, stages: [{ t: 2, c: 8, n: 1, s: 2 }], lastChannels: 16 }, height: 8, width: 8, seed: 3 }, 'infer').model;
+  assert.ok(model.graph.nodes.some((n) => n.opType === 'Clip'), 'the fixture has ReLU6 Clips');
+  const r = await quantize({ model, calib: tinySet(32), options: { wBits: 4, aBits: 4, method: 'minmax', minCalibImages: 16, reportImages: 0 } });
+  assert.equal(clipsBeforeSubByteQuantize(r.model.graph).size, 0);
+  assert.ok(r.model.graph.nodes.some((n) => n.opType === 'Min'), 'the ReLU6 became Max+Min');
+  // straight onnxruntime-node, none of sdk/runtime's load-time rewrites
+  const s = await ort.InferenceSession.create(encodeModel(r.model), { logSeverityLevel: 4 });
+  const x = tinySet(4).images;
+  const out = await s.run({ input: new ort.Tensor('float32', x, [4, 1, 8, 8]) });
+  const ours = await logits(r.model, x, [4, 1, 8, 8]);
+  const theirs = out['logits']!.data as Float32Array;
+  for (let i = 0; i < ours.length; i++) assert.ok(Math.abs(ours[i]! - theirs[i]!) <= 1e-5, `logit ${i}`);
+  await s.release();
 });
