@@ -36,6 +36,8 @@ export interface AgentBenchOptions {
   readonly method?: string;
   /** onnxruntime intra-op threads (default: onnxruntime's). */
   readonly threads?: number;
+  /** onnxruntime workers spin between runs (default: the agent's default, off); agent and model alone alike. */
+  readonly spinning?: boolean;
   /** Alternations of model-only and agent runs (default 3); figures are medians. */
   readonly reps?: number;
   /** Keep the SQLite prediction log on, as the demo runs it (default true). */
@@ -97,10 +99,10 @@ export async function writeBenchVideo(path: string, frames = 800, size = 56): Pr
 }
 
 /** The agent config the benchmark runs: the video looped, every frame, CPU, no HTTP, no telemetry. */
-export function benchAgentConfig(o: { video: string; model: string; db: string; adapt: boolean; batch: number; method: string; threads?: number; maxFrames: number; predictionLog: boolean }): AgentConfig {
+export function benchAgentConfig(o: { video: string; model: string; db: string; adapt: boolean; batch: number; method: string; threads?: number; spinning?: boolean; maxFrames: number; predictionLog: boolean }): AgentConfig {
   return parseAgentConfig({
     source: { uri: o.video, mode: 'all', loop: true, realtime: false },
-    model: { path: o.model, providers: ['cpu'], ...(o.threads ? { intraOpThreads: o.threads } : {}) },
+    model: { path: o.model, providers: ['cpu'], ...(o.threads ? { intraOpThreads: o.threads } : {}), ...(o.spinning !== undefined ? { spinning: o.spinning } : {}) },
     batch: { size: o.batch, maxWaitMs: 100 },
     adaptation: { enabled: o.adapt, method: o.method, restore: false },
     storage: { path: o.db, predictionLog: { enabled: o.predictionLog, maxRows: 1_000_000 } },
@@ -223,7 +225,7 @@ export async function benchAgent(o: AgentBenchOptions = {}): Promise<AgentBenchR
       for (const adapt of o.adapt ?? [false, true]) {
         const frames = o.frames ?? (adapt ? 800 : 2400);
         const warmup = o.warmupFrames ?? (adapt ? 400 : 2400);
-        const config = benchAgentConfig({ video, model, db: join(dir, `agent-${adapt}-${r}.db`), adapt, batch, method, maxFrames: warmup + frames, predictionLog: o.predictionLog ?? true, ...(o.threads ? { threads: o.threads } : {}) });
+        const config = benchAgentConfig({ video, model, db: join(dir, `agent-${adapt}-${r}.db`), adapt, batch, method, maxFrames: warmup + frames, predictionLog: o.predictionLog ?? true, ...(o.threads ? { threads: o.threads } : {}), ...(o.spinning !== undefined ? { spinning: o.spinning } : {}) });
         const a = acc.get(adapt) ?? { fps: [], model: [], modelCpu: [], runs: [], frames };
         acc.set(adapt, a);
         const m = await measureModelOnly(config, Math.max(20, Math.round(frames / batch / 2)));
@@ -277,10 +279,11 @@ export function agentBenchFigures(rows: readonly AgentBenchRow[]): AgentBenchFig
   });
 }
 
-/** `node --import tsx device/bench.ts [reps] [threads]`: prints the rows as JSON. */
+/** `node --import tsx device/bench.ts [reps] [threads] [spin|nospin]`: prints the rows as JSON. */
 if (import.meta.url === `file://${process.argv[1]}`) {
   const reps = Number(process.argv[2] ?? 3);
   const threads = process.argv[3] ? Number(process.argv[3]) : undefined;
-  const rows = await benchAgent({ reps, ...(threads ? { threads } : {}), log: (s) => process.stderr.write(`agent bench: ${s}\n`) });
+  const spin = process.argv[4];
+  const rows = await benchAgent({ reps, ...(threads ? { threads } : {}), ...(spin ? { spinning: spin === 'spin' } : {}), log: (s) => process.stderr.write(`agent bench: ${s}\n`) });
   writeFileSync(1, JSON.stringify(rows, null, 2) + '\n');
 }

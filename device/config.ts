@@ -73,6 +73,12 @@ export const ModelSchema = z.strictObject({
   cuda: z.strictObject({ deviceId: z.number().int().min(0).default(0) }).prefault({}),
   /** CPU threads for onnxruntime (0 = its default). */
   intraOpThreads: z.number().int().min(0).default(0),
+  /**
+   * Let onnxruntime's idle CPU workers spin between runs. Off by default: the capture process,
+   * preprocessing and the agent's bookkeeping share the same cores, and spinning workers take
+   * their CPU time (see docs/BENCHMARKS.md for the measured difference).
+   */
+  spinning: z.boolean().default(false),
   /** Where models fetched by a `reload` with a URL are kept, named by their SHA-256. */
   cacheDir: z.string().default('state/models'),
   /** Allow plain http:// model URLs (a closed network); https:// only otherwise. */

@@ -69,6 +69,7 @@ export function sessionOptions(c: AgentConfig['model'], logger: (e: RuntimeLogEv
     tensorrt: { engineCacheDir: c.tensorrt.cacheDir, fp16: c.tensorrt.fp16, int8: c.tensorrt.int8, ...(c.tensorrt.workspaceMb ? { trtMaxWorkspaceSize: c.tensorrt.workspaceMb * 1024 * 1024 } : {}), deviceId: c.cuda.deviceId },
     cuda: { deviceId: c.cuda.deviceId },
     ...(c.intraOpThreads ? { intraOpThreads: c.intraOpThreads } : {}),
+    extra: { 'session.intra_op.allow_spinning': c.spinning ? '1' : '0' },
     logger,
   };
 }
