@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quantize the bundled ResNet-20 (or --model M) the runs/q/run.sh way: fast preset, 1,024 calibration
+# Quantize the bundled ResNet-20 (or MODEL=m.onnx) with the fast preset (PRESET=default for 2,000 iterations per block), 1,024 calibration
 # images (the default), clean accuracy on the Fashion-MNIST test set, one onnxruntime thread.
 # usage: scripts/results/quantize.sh <name> <w-bits> <a-bits> <method> [extra quantize flags...]
 # writes runs/results/q/<name>.onnx (+ .int8.onnx, manifests), <name>.json (report), <name>.log
@@ -11,7 +11,7 @@ out=runs/results/q
 mkdir -p "$out"
 attempt() {
   /usr/bin/time -f "%e s wall" node bin/ttaq.js quantize --model "$model" --calib fashion-mnist \
-    --eval fashion-mnist:test --w-bits "$w" --a-bits "$a" --method "$method" --preset fast \
+    --eval fashion-mnist:test --w-bits "$w" --a-bits "$a" --method "$method" --preset "${PRESET:-fast}" \
     --out "$out/$name.onnx" --threads 1 --json "$@" > "$out/$name.json" 2> "$out/$name.log"
 }
 # a finished report is kept: rerunning run-all.sh skips what is done (FORCE=1 redoes it)
