@@ -87,6 +87,13 @@ function toCalibSet(d: Dataset, m: Manifest, n: number, seed: number): CalibSet 
   return { images: t.data, dims: t.dims, labels };
 }
 
+/** PEM/PCR weights in the model name where they differ from the method's own (ttaq: 1 and 1; others: 0), so ablation rows tell apart. */
+function termSuffix(o: { method: string; pem?: number | undefined; pcr?: number | undefined }): string {
+  const dflt = o.method === 'ttaq' ? 1 : 0;
+  const [pem, pcr] = [o.pem ?? dflt, o.pcr ?? dflt];
+  return `${pem !== dflt ? `-pem${pem}` : ''}${pcr !== dflt ? `-pcr${pcr}` : ''}`;
+}
+
 function parseOverride(s: string): { match: string; wBits?: number; aBits?: number; skip?: boolean } {
   const eq = s.lastIndexOf('=');
   if (eq <= 0) throw new TtaqError('CLI_USAGE', `--override '${s}': expected <name-or-regex>=w<B>a<B> or <name-or-regex>=skip`);
@@ -178,7 +185,7 @@ export async function run(argv: string[]): Promise<number> {
     const outName = m.graph.outputs[0]!.name;
     const mf: Manifest = {
       ...manifest,
-      name: `${manifest.name}-w${res.options.wBits}a${res.options.aBits}-${res.options.method}${variant === 'int8-container' ? '-int8' : ''}`,
+      name: `${manifest.name}-w${res.options.wBits}a${res.options.aBits}-${res.options.method}${termSuffix(res.options)}${variant === 'int8-container' ? '-int8' : ''}`,
       model: basename(path),
       sha256: sha256Hex(bytes),
       input: { name: inName, shape: manifest.input.shape },
