@@ -24,7 +24,7 @@ import { makePlan, type QuantPlan } from './plan.ts';
 import { prepareModel } from './prepare.ts';
 import { calibrateModel } from './ptq.ts';
 import { initialCaches, quantizedBlock, reconstructBlock, runOver, type BlockCaches, type BlockReport, type MutableValues } from './recon.ts';
-import { accuracy, compareOutputs, modelBytes, type LayerSqnr, type QuantReport } from './report.ts';
+import { accuracy, accuracyOf, allLogits, compareLogits, compareOutputs, modelBytes, type LayerSqnr, type QuantReport } from './report.ts';
 import { fixedBatch, modelInput, type CalibSet } from './stats.ts';
 import { decodeCodes, encodeCodes, loadState, saveState, stateKey, type ReconState } from './state.ts';
 import { sha256Hex } from '../manifest/index.ts';
@@ -245,9 +245,12 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
   }));
   const evalSet = input.eval ?? (set.labels ? set : undefined);
   let acc: QuantReport['accuracy'] = null;
+  let variants: QuantReport['variants'] = null;
   if (evalSet?.labels) {
     const n = evalSet.dims[0]!;
-    acc = { fp32: await accuracy(model, evalSet), quantized: await accuracy(trueWidth, evalSet), images: n, source: input.eval ? 'eval set' : 'calibration images' };
+    const [tw, i8] = [await allLogits(trueWidth, evalSet), await allLogits(int8, evalSet)];
+    acc = { fp32: await accuracy(model, evalSet), quantized: accuracyOf(tw, evalSet.labels), images: n, source: input.eval ? 'eval set' : 'calibration images' };
+    variants = compareLogits(tw, i8);
   }
   lap('report');
   const report: QuantReport = {
@@ -258,6 +261,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     outputSqnrDb: sq.get(logits) ?? null,
     size: { fp32Bytes: modelBytes(input.model), quantizedBytes: modelBytes(trueWidth), weightsByDType: weightBytesByDType(trueWidth) },
     accuracy: acc,
+    variants,
     blocks: blockReports,
     seconds,
     calibration: cal.summary,

@@ -24,6 +24,8 @@ export interface QuantReport {
   readonly outputSqnrDb: number | null;
   readonly size: { readonly fp32Bytes: number; readonly quantizedBytes: number; readonly weightsByDType: Readonly<Record<string, number>> };
   readonly accuracy: { readonly fp32: number; readonly quantized: number; readonly images: number; readonly source: string } | null;
+  /** The true-width and INT8-container exports on the same images (the accuracy set): they must agree. */
+  readonly variants: { readonly images: number; readonly samePredictions: number; readonly maxLogitDiff: number } | null;
   readonly blocks: readonly BlockReport[];
   readonly seconds: Readonly<Record<string, number>>;
   readonly calibration: Readonly<Record<string, unknown>>;
@@ -64,30 +66,52 @@ export async function compareOutputs(fp: Model, q: Model, values: readonly strin
   return out;
 }
 
-/** Top-1 accuracy of a model on a labelled set. */
-export async function accuracy(model: Model, set: CalibSet, limit = setSize(set)): Promise<number> {
-  const labels = set.labels;
-  if (!labels) return NaN;
+/** The logits of a model over the first `limit` images of a set, [n, classes] row-major. */
+export async function allLogits(model: Model, set: CalibSet, limit = setSize(set)): Promise<{ readonly data: Float32Array; readonly n: number; readonly classes: number }> {
   const out = model.graph.outputs[0]!.name;
+  const n = Math.min(limit, setSize(set));
   const s = await createSession(model, { source: 'accuracy' });
-  let right = 0;
-  let total = 0;
+  let data = new Float32Array(0);
+  let classes = 0;
   try {
-    await forBatches(s, modelInput(model), set, fixedBatch(model) ?? 256, [out], (r, start, n) => {
+    await forBatches(s, modelInput(model), set, fixedBatch(model) ?? 256, [out], (r, start, k) => {
       const t = r[out]!;
-      const c = t.dims[1]!;
-      const d = t.data as Float32Array;
-      for (let i = 0; i < n; i++) {
-        let best = 0;
-        for (let k = 1; k < c; k++) if (d[i * c + k]! > d[i * c + best]!) best = k;
-        if (best === Number(labels[start + i])) right++;
-        total++;
-      }
-    }, Math.min(limit, setSize(set)));
+      if (!classes) { classes = t.dims[1]!; data = new Float32Array(n * classes); }
+      data.set((t.data as Float32Array).subarray(0, k * classes), start * classes);
+    }, n);
   } finally {
     await s.release();
   }
-  return total ? right / total : NaN;
+  return { data, n, classes };
+}
+
+const argmaxRow = (d: Float32Array, i: number, c: number): number => {
+  let best = 0;
+  for (let k = 1; k < c; k++) if (d[i * c + k]! > d[i * c + best]!) best = k;
+  return best;
+};
+
+/** Top-1 accuracy from logits (per-sample argmax; a report, not a hot path). */
+export function accuracyOf(l: { readonly data: Float32Array; readonly n: number; readonly classes: number }, labels: ArrayLike<number | bigint>): number {
+  let right = 0;
+  for (let i = 0; i < l.n; i++) if (argmaxRow(l.data, i, l.classes) === Number(labels[i])) right++;
+  return l.n ? right / l.n : NaN;
+}
+
+/** How far two models' logits over the same images are apart: equal top-1 predictions and the largest logit difference. */
+export function compareLogits(a: { readonly data: Float32Array; readonly n: number; readonly classes: number }, b: { readonly data: Float32Array; readonly n: number; readonly classes: number }): { readonly images: number; readonly samePredictions: number; readonly maxLogitDiff: number } {
+  let same = 0;
+  let max = 0;
+  const n = Math.min(a.n, b.n);
+  for (let i = 0; i < n; i++) if (argmaxRow(a.data, i, a.classes) === argmaxRow(b.data, i, b.classes)) same++;
+  for (let j = 0; j < n * a.classes; j++) max = Math.max(max, Math.abs(a.data[j]! - b.data[j]!));
+  return { images: n, samePredictions: same, maxLogitDiff: max };
+}
+
+/** Top-1 accuracy of a model on a labelled set. */
+export async function accuracy(model: Model, set: CalibSet, limit = setSize(set)): Promise<number> {
+  if (!set.labels) return NaN;
+  return accuracyOf(await allLogits(model, set, limit), set.labels);
 }
 
 export const modelBytes = (m: Model): number => encodeModel(m).length;

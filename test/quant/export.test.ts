@@ -40,6 +40,9 @@ for (const [w, a, opset, wdt] of [[2, 4, 25, 'uint2'], [3, 4, 21, 'uint4'], [4, 
     let maxDiff = 0, err = 0, sig = 0;
     for (let i = 0; i < tw.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(tw[i]! - i8[i]!)); err += (tw[i]! - fp[i]!) ** 2; sig += fp[i]! ** 2; }
     assert.ok(maxDiff <= 1e-5, `true-width vs int8-container max diff ${maxDiff}`);
+    // the report compares the two exports on its accuracy images (here the 48 calibration images)
+    const v = r.report.variants;
+    assert.ok(v && v.images === 48 && v.samePredictions === 48 && v.maxLogitDiff <= 1e-5, `report variants ${JSON.stringify(v)}`);
     assert.ok(err > 0 && err < sig, `quantized logits differ from FP but stay close (err ${err}, signal ${sig})`);
     if (a === 4) {
       assert.ok(r.int8Model.graph.nodes.some((n) => n.opType === 'Clip' && n.name.includes('_clip')), '4-bit activations in uint8 carry a Clip');
