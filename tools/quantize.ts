@@ -11,7 +11,7 @@ import { manifestPathFor, readManifest, sha256Hex, writeManifest, type Manifest 
 import { encodeModel } from '../sdk/onnx/codec.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
 import { writeFile } from 'node:fs/promises';
-import { checkActBits, checkWeightBits, quantize, METHODS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
+import { checkActBits, checkWeightBits, quantize, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
@@ -30,8 +30,8 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --method M          ${METHODS.join(' | ')} (default ttaq)
   --preset P          fast | default | paper: ~500 / 2,000 / 20,000 iterations per block (default default)
   --iterations N      iterations per block (overrides --preset)
-  --pem W             PEM weight (default 1 for ttaq, 0 otherwise; 0 disables)
-  --pcr W             PCR weight (default 1 for ttaq, 0 otherwise; 0 disables)
+  --pem W             PEM weight (default ${TTAQ_TERMS.pem} for ttaq, 0 otherwise; 0 disables)
+  --pcr W             PCR weight (default ${TTAQ_TERMS.pcr} for ttaq, 0 otherwise; 0 disables)
   --calib-images N    calibration images used (default 1024)
   --min-calib N       fewest calibration images accepted (default 32)
   --first-last B      bits of the first and last weighted layers (default 8; 'same' = --w-bits/--a-bits)
@@ -87,11 +87,11 @@ function toCalibSet(d: Dataset, m: Manifest, n: number, seed: number): CalibSet 
   return { images: t.data, dims: t.dims, labels };
 }
 
-/** PEM/PCR weights in the model name where they differ from the method's own (ttaq: 1 and 1; others: 0), so ablation rows tell apart. */
+/** PEM/PCR weights in the model name where they differ from the method's own (ttaq: TTAQ_TERMS; others: 0), so ablation rows tell apart. */
 function termSuffix(o: { method: string; pem?: number | undefined; pcr?: number | undefined }): string {
-  const dflt = o.method === 'ttaq' ? 1 : 0;
-  const [pem, pcr] = [o.pem ?? dflt, o.pcr ?? dflt];
-  return `${pem !== dflt ? `-pem${pem}` : ''}${pcr !== dflt ? `-pcr${pcr}` : ''}`;
+  const d = o.method === 'ttaq' ? TTAQ_TERMS : { pem: 0, pcr: 0 };
+  const [pem, pcr] = [o.pem ?? d.pem, o.pcr ?? d.pcr];
+  return `${pem !== d.pem ? `-pem${pem}` : ''}${pcr !== d.pcr ? `-pcr${pcr}` : ''}`;
 }
 
 function parseOverride(s: string): { match: string; wBits?: number; aBits?: number; skip?: boolean } {
