@@ -254,6 +254,13 @@ interface WeightGradDims {
   readonly K: number;
 }
 
+/** The shapes both depthwise weight-gradient forms start from; null unless depthwise with multiplier 1. */
+function depthwiseDims(c: ConvCase): { r: number; co: number; k: readonly number[]; K: number; rank: number; last: number; xsp: readonly number[]; ysp: readonly number[] } | null {
+  const { r, G, cin, co, k, K } = weightGradDims(c);
+  if (G === 1 || G !== cin || co !== cin) return null;
+  return { r, co, k, K, rank: r + 2, last: r - 1, xsp: c.x.slice(2), ysp: c.y.slice(2) };
+}
+
 function weightGradDims(c: ConvCase): WeightGradDims {
   const G = c.group;
   const cin = c.x[1]!;
@@ -461,12 +468,9 @@ export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: Co
  */
 export function weightGradDepthwise(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
   const { b, node } = ctx;
-  const { r, G, cin, co, k, K } = weightGradDims(c);
-  if (G === 1 || G !== cin || co !== cin) return null;
-  const rank = r + 2;
-  const last = r - 1;
-  const xsp = c.x.slice(2);
-  const ysp = c.y.slice(2);
+  const d = depthwiseDims(c);
+  if (!d) return null;
+  const { r, co, k, K, rank, last, xsp, ysp } = d;
   const sp = range(0, r);
   const offset = (j: number): number[] => {
     const idx: number[] = [];
@@ -537,12 +541,9 @@ export function weightGradDepthwise(ctx: RuleContext, x: string, gy: string, c: 
  */
 export function weightGradRowGemm(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
   const { b, node } = ctx;
-  const { r, G, cin, co, k } = weightGradDims(c);
-  if (G === 1 || G !== cin || co !== cin) return null;
-  const rank = r + 2;
-  const last = r - 1;
-  const xsp = c.x.slice(2);
-  const ysp = c.y.slice(2);
+  const d = depthwiseDims(c);
+  if (!d) return null;
+  const { co, k, rank, last, xsp, ysp } = d;
   const rest = range(0, last);
   const wx = xsp[last]!;
   const wo = ysp[last]!;
