@@ -2,8 +2,9 @@
 // stride-2 block with projection shortcut, layer2.0, at batch 32 on 28x28 inputs), for the QDrop
 // configuration and for TTAQ (QDrop + PEM + PCR). Timing covers the iteration loop only.
 //   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--threads N]
-//       [--variant qdrop|ttaq[:modifier...]]... [--json]
-// Variants given several times run in that order in one process (alternate them for A/B figures).
+//       [--variant qdrop|ttaq[:modifier...]]... [--repeat N] [--json]
+// Variants given several times run in that order in one process; --repeat N runs the whole list N
+// times in alternation and adds a summary of medians per variant (A/B figures on a busy machine).
 import { parseArgs } from 'node:util';
 import { buildNet } from '../nn/index.ts';
 import { blockGraph, partitionBlocks } from './blocks.ts';
@@ -16,7 +17,8 @@ import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts
 /**
  * A variant is 'qdrop' or 'ttaq' with optional ':'-separated modifiers for A/B runs: 'legacy' (the
  * original graph formulation, LEGACY_RECON_FORMULATION),
- * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops' (one
+ * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops', 'square=op|mul',
+ * 'entry=linear|copy' (one
  * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms).
  * E.g. --variant ttaq:legacy --variant ttaq --variant ttaq:pcr=batched.
  */
@@ -24,7 +26,7 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
   const [base, ...mods] = v.split(':');
   let f: Record<string, string> | undefined;
   let convGrad: ConvGradOptions | undefined;
-  const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq' };
+  const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq', square: 'square', entry: 'pcrEntry' };
   for (const m of mods) {
     if (m === 'ct') throw new Error(`bench: modifier 'ct' is gone (the step graph is no longer rewritten); use 'xgrad=convTranspose' for ConvTranspose input gradients`);
     if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
@@ -39,9 +41,9 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
   return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}) };
 }
 
-export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number }
+export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all 256 images): equal formulations agree up to rounding. */ readonly mseAfter: number }
 
-export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; variants?: readonly string[] } = {}): Promise<BenchResult[]> {
+export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; variants?: readonly string[]; repeat?: number } = {}): Promise<BenchResult[]> {
   const model = buildNet({ arch: 'resnet20' }, 'infer').model;
   const n = 256;
   const images = new Float32Array(n * 784);
@@ -60,7 +62,8 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
   const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
   const iterations = o.iterations ?? 200;
   const out: BenchResult[] = [];
-  for (const variant of o.variants ?? ['qdrop', 'ttaq']) {
+  const list = o.variants ?? ['qdrop', 'ttaq'];
+  for (const variant of Array.from({ length: Math.max(1, o.repeat ?? 1) }, () => list).flat()) {
     const pv = parseVariant(variant);
     const opts: ReconOptions = {
       iterations, batch: o.batch ?? 32, inputQuantProb: 0.5, learnActs: true, lrV: 1e-3, lrStep: 4e-5, roundWeight: 0.01,
@@ -72,19 +75,30 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
     };
     const r = await reconstructBlock(model, target, sites, { weights: new Map(cal.values.weights), acts: new Map(cal.values.acts) }, plan,
       { xfp: x.data, xq: x.data, dims: x.dims }, opts, () => {}, variant);
-    out.push({ variant, iterations, loopSeconds: r.report.loopSeconds, secondsPer1000: (r.report.loopSeconds / iterations) * 1000, cpuSecondsPer1000: (r.report.loopCpuSeconds / iterations) * 1000 });
+    out.push({ variant, iterations, loopSeconds: r.report.loopSeconds, secondsPer1000: (r.report.loopSeconds / iterations) * 1000, cpuSecondsPer1000: (r.report.loopCpuSeconds / iterations) * 1000, mseAfter: r.report.mseAfter });
   }
   return out;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { iterations: { type: 'string' }, block: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, json: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { iterations: { type: 'string' }, block: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, repeat: { type: 'string' }, json: { type: 'boolean' } } });
   const res = await benchReconstruction({
     ...(values.iterations ? { iterations: Number(values.iterations) } : {}),
     ...(values.block ? { block: values.block } : {}),
     ...(values.threads ? { threads: Number(values.threads) } : {}),
     ...(values.variant ? { variants: values.variant } : {}),
+    ...(values.repeat ? { repeat: Number(values.repeat) } : {}),
   });
   if (values.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
-  else for (const r of res) process.stdout.write(`${r.variant}: ${r.secondsPer1000.toFixed(2)} s wall, ${r.cpuSecondsPer1000.toFixed(2)} CPU-s per 1000 iterations (${r.iterations} timed)\n`);
+  else {
+    for (const r of res) process.stdout.write(`${r.variant}: ${r.secondsPer1000.toFixed(2)} s wall, ${r.cpuSecondsPer1000.toFixed(2)} CPU-s per 1000 iterations (${r.iterations} timed), block MSE after ${r.mseAfter.toPrecision(6)}\n`);
+    if (Number(values.repeat ?? 1) > 1) {
+      const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+      process.stdout.write('medians per 1000 iterations:\n');
+      for (const v of [...new Set(res.map((r) => r.variant))]) {
+        const rs = res.filter((r) => r.variant === v);
+        process.stdout.write(`  ${v}: ${median(rs.map((r) => r.secondsPer1000)).toFixed(2)} s wall, ${median(rs.map((r) => r.cpuSecondsPer1000)).toFixed(2)} CPU-s (${rs.length} runs)\n`);
+      }
+    }
+  }
 }

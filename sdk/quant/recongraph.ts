@@ -56,10 +56,19 @@ export interface ReconFormulation {
   /** 'function' (default): activation fake quantization as one op with its own gradient rule
    * (lsq.ts); 'ops': Div, Round, Clip, Mul differentiated op by op. */
   readonly lsq?: 'function' | 'ops';
+  /** 'op' (default): sums of squares (reconstruction error, PEM's ‖Ŵ‖²) as ReduceSumSquare, whose
+   * gradient is one Mul; 'mul': ReduceSum(Mul(d, d)), differentiated as Expand + two Muls + Sum. */
+  readonly square?: 'op' | 'mul';
+  /** PCR's perturbed pass with 'separate': 'linear' (default) writes each of its first Convs (those
+   * reading the block input, without bias) as Conv(x_in) + Conv(ε): the clean pass's output plus a
+   * Conv of the constant noise, so the input gradient of both passes is one ConvTranspose of the
+   * summed output gradients instead of two; 'copy': Conv(x_in + ε). Falls back to 'copy' when a
+   * consumer of the block input is not such a Conv. */
+  readonly pcrEntry?: 'linear' | 'copy';
 }
 
 /** The original formulation (in-graph random ops, LogSoftmax, fake quantization op by op). */
-export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops' };
+export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy' };
 
 export interface ReconGraph {
   readonly model: Model;
@@ -208,7 +217,10 @@ export function buildReconGraph(
   const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
   const set = new Set(block.nodes);
   const nodes = g.nodes.filter((n) => set.has(n.name));
-  const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', ...opts.formulation } as Required<ReconFormulation>;
+  const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', ...opts.formulation } as Required<ReconFormulation>;
+  const sumSquares = (x: string): string => form.square === 'op'
+    ? b.op1('ReduceSumSquare', [x], { keepdims: A.int(0) })
+    : b.op1('ReduceSum', [b.op1('Mul', [x, x])], { keepdims: A.int(0) });
   const b = new GraphBuilder(`recon:${block.name}`, '', [...g.initializers.keys(), ...nodes.flatMap((n) => [n.name, ...n.outputs]), block.input]);
   const stop: string[] = [];
   const inShape = [opts.batch, ...inputShape.slice(1)];
@@ -284,8 +296,9 @@ export function buildReconGraph(
     xin = b.op1('Where', [mask, xqHat, xfp]);
   }
 
-  // one copy of the block's nodes, reading `entry`
-  const emit = (entry: string, tag: string): string => {
+  // one copy of the block's nodes, reading `entry`; `override` may emit a node itself (returns its outputs)
+  const emitted = new Map<string, readonly string[]>();
+  const emit = (entry: string, tag: string, override?: (n: Node, ins: string[]) => string[] | undefined): string => {
     const rename = new Map<string, string>([[block.input, entry]]);
     const fqCache = new Map<string, string>();
     for (const n of nodes) {
@@ -302,8 +315,14 @@ export function buildReconGraph(
         }
         return r;
       });
+      const own = override?.(n, ins);
+      if (own) {
+        n.outputs.forEach((o, i) => o && rename.set(o, own[i]!));
+        continue;
+      }
       const outs = n.outputs.map((o) => (o ? b.fresh(`${o}${tag}`) : o));
       n.outputs.forEach((o, i) => o && rename.set(o, outs[i]!));
+      if (tag === '') emitted.set(n.name, outs);
       const node: Node = { ...n, name: b.fresh(`${n.name}${tag}`), inputs: ins, outputs: outs };
       b.nodes.push(node);
     }
@@ -311,6 +330,7 @@ export function buildReconGraph(
   };
   // PCR's perturbed input x_in + ε, ε = γ·σ_c·n with σ_c the per-channel std of x_in (a constant)
   let xPert: string | undefined;
+  let eps: string | undefined;
   if (pcrOn) {
     const rank = inShape.length;
     const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
@@ -320,11 +340,15 @@ export function buildReconGraph(
     const dev = b.op1('Sub', [xs, mean]);
     const std = b.op1('Sqrt', [b.op1('Add', [reduceMean(b, b.op1('Mul', [dev, dev]), axes, opset), b.scalar(1e-12)])]);
     const noise = noiseIn ?? b.op1('RandomNormalLike', [xs], { seed: A.float(opts.seed + 0.5), dtype: A.int(1) });
-    const eps = b.op1('Mul', [noise, b.op1('Mul', [std, b.scalar(opts.pcr!.gamma)])]);
+    eps = b.op1('Mul', [noise, b.op1('Mul', [std, b.scalar(opts.pcr!.gamma)])]);
     stop.push(eps);
-    xPert = b.op1('Add', [xin, eps]);
   }
   const pcrBatched = pcrOn && form.pcrPass === 'batched' && perSampleNodes(nodes, g);
+  // 'linear' PCR entry: every consumer of the block input is a bias-free Conv reading it as X
+  const entryConvs = nodes.filter((n) => n.inputs.includes(block.input));
+  const pcrLinear = pcrOn && !pcrBatched && form.pcrEntry === 'linear' && entryConvs.every((n) =>
+    n.opType === 'Conv' && (n.domain === '' || n.domain === 'ai.onnx') && n.inputs[0] === block.input && n.inputs.indexOf(block.input, 1) < 0 && !n.inputs[2]);
+  if (pcrOn && !pcrLinear) xPert = b.op1('Add', [xin, eps!]);
   let yhat: string;
   let yt: string | undefined;
   if (pcrBatched) {
@@ -332,11 +356,18 @@ export function buildReconGraph(
     [yhat, yt] = b.op('Split', [both, b.ints([opts.batch, opts.batch])], { axis: A.int(0) }, { outputs: 2 }) as [string, string];
   } else {
     yhat = emit(xin, '');
-    if (pcrOn) yt = emit(xPert!, '.pcr');
+    if (pcrOn && pcrLinear) {
+      yt = emit(eps!, '.pcr', (n, ins) => {
+        if (!entryConvs.includes(n)) return undefined;
+        // Conv(x_in + ε) = Conv(x_in) + Conv(ε): ins[0] is ε here, ins[1] the (quantized) weight
+        const noiseOut = b.op1('Conv', [ins[0]!, ins[1]!], n.attrs, { name: `${n.name}.pcr_noise` });
+        return [b.op1('Add', [emitted.get(n.name)![0]!, noiseOut], {}, { name: `${n.name}.pcr` })];
+      });
+    } else if (pcrOn) yt = emit(xPert!, '.pcr');
   }
   const invB = b.scalar(1 / opts.batch);
   const d = b.op1('Sub', [yhat, y]);
-  const rec = b.op1('Mul', [b.op1('ReduceSum', [b.op1('Mul', [d, d])], { keepdims: A.int(0) }), invB], {}, { outputNames: ['recon.loss_rec'] });
+  const rec = b.op1('Mul', [sumSquares(d), invB], {}, { outputNames: ['recon.loss_rec'] });
   // rounding regulariser
   let round = b.scalar(0);
   for (const h of hVals) {
@@ -352,7 +383,7 @@ export function buildReconGraph(
       const c = opts.pem.coef.get(site.node) ?? 0;
       if (c === 0) continue;
       const wh = wHat.get(site.weight)!;
-      acc = b.op1('Add', [acc, b.op1('Mul', [b.op1('ReduceSum', [b.op1('Mul', [wh, wh])], { keepdims: A.int(0) }), b.scalar(c)])]);
+      acc = b.op1('Add', [acc, b.op1('Mul', [sumSquares(wh), b.scalar(c)])]);
     }
     pem = b.op1('Identity', [acc], {}, { outputNames: ['recon.loss_pem'] });
     loss = b.op1('Add', [loss, b.op1('Mul', [pem, b.scalar(opts.pem.weight)])]);

@@ -179,6 +179,11 @@ describe('reductions', () => {
     await check(one('rsum-keep', (b) => b.op1('ReduceSum', ['x', b.ints([1])])));
     await check(one('rsum-all', (b) => b.op1('ReduceSum', ['x'], { keepdims: A.int(0) })));
   });
+  test('ReduceSumSquare: attribute axes (17), input axes (18), keepdims, all axes', async () => {
+    await check(one('rss', (b) => b.op1('ReduceSumSquare', ['x'], { axes: A.ints([0, -1]), keepdims: A.int(0) })));
+    await check(one('rss18-keep', (b) => b.op1('ReduceSumSquare', ['x', b.ints([1])]), 18));
+    await check(one('rss-all', (b) => b.op1('ReduceSumSquare', ['x'], { keepdims: A.int(0) })));
+  });
   test('ReduceMean: attribute form (17), input form (18), all axes', async () => {
     await check(one('rmean', (b) => b.op1('ReduceMean', ['x'], { axes: A.ints([2]), keepdims: A.int(0) })));
     await check(one('rmean18', (b) => b.op1('ReduceMean', ['x', b.ints([0, 2])], { keepdims: A.int(1) }), 18));

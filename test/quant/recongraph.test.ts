@@ -67,15 +67,19 @@ async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIn
 }
 
 test('fast reconstruction graph = original formulation (loss, its parts, gradients)', async () => {
-  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops' }, 11);
+  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy' }, 11);
   const fast = await gradsOf({}, 11);
   const batched = await gradsOf({ pcrPass: 'batched' }, 11);
   assert.equal(fast.rg.pcrBatched, false);
+  // PCR's linear entry: one input-gradient ConvTranspose per strided entry conv instead of two
+  const count = (g: typeof fast, op: string) => g.model.graph.nodes.filter((n) => n.opType === op).length;
+  assert.equal(count(fast, 'ConvTranspose'), count(slow, 'ConvTranspose') - 2, 'conv1 and the shortcut differentiate x_in once');
+  assert.ok(count(fast, 'ReduceSumSquare') > 0 && count(slow, 'ReduceSumSquare') === 0);
   assert.equal(batched.rg.pcrBatched, true, 'a ResNet block can run PCR batched');
   assert.ok(fast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant') && !slow.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant'));
   for (const f of [fast, batched]) compare(f, slow);
   // the stem's input quantizer is asymmetric (zero point != 0)
-  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops' }, 12, 0);
+  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy' }, 12, 0);
   const stemFast = await gradsOf({}, 12, 0);
   assert.ok(stemFast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuantZ'), 'the zero-point form is used');
   compare(stemFast, stemSlow);

@@ -35,6 +35,7 @@ import { rule as QuantizeLinear } from './QuantizeLinear.ts';
 import { rule as Reciprocal } from './Reciprocal.ts';
 import { rule as ReduceMean } from './ReduceMean.ts';
 import { rule as ReduceSum } from './ReduceSum.ts';
+import { rule as ReduceSumSquare } from './ReduceSumSquare.ts';
 import { rule as Relu } from './Relu.ts';
 import { rule as Reshape } from './Reshape.ts';
 import { rule as Round } from './Round.ts';
@@ -74,6 +75,6 @@ export function listRules(): string[] {
 for (const r of [
   Abs, Add, AveragePool, BatchNormalization, Cast, Ceil, Clip, Concat, Conv, DequantizeLinear, Div, Dropout, Exp,
   Expand, Flatten, Floor, Gemm, GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, Log, LogSoftmax,
-  MatMul, MaxPool, Mul, Neg, Pad, Pow, QuantizeLinear, Reciprocal, ReduceMean, ReduceSum, Relu, Reshape, Round,
+  MatMul, MaxPool, Mul, Neg, Pad, Pow, QuantizeLinear, Reciprocal, ReduceMean, ReduceSum, ReduceSumSquare, Relu, Reshape, Round,
   Sigmoid, Slice, Softmax, Split, Sqrt, Squeeze, Sub, Sum, Tanh, Transpose, Unsqueeze, Where,
 ]) registerRule(r);
