@@ -15,7 +15,7 @@ import { benchNet } from './benchnet.ts';
 import { buildGradientGraph } from './graph.ts';
 import { CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD } from './rules/convgrad.ts';
 import type { RuleOptions } from './rules/types.ts';
-import type { SessionOptions } from '../runtime/index.ts';
+import type { ProviderName, SessionOptions } from '../runtime/index.ts';
 import { withSoftmaxCrossEntropy } from './loss.ts';
 import { copyParams, GradientStep } from './step.ts';
 
@@ -37,11 +37,13 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 export interface StepBenchOptions {
   arch?: Arch; batch?: number; size?: number; steps?: number;
   threads?: number; noSpin?: boolean; ruleOptions?: RuleOptions;
+  /** Execution providers (default CPU only): `ttaq providers --train` times a step per provider. */
+  providers?: readonly ProviderName[];
 }
 
 function sessionOptions(o: StepBenchOptions): SessionOptions {
   return {
-    providers: ['cpu'],
+    providers: o.providers ?? ['cpu'],
     ...(o.threads ? { intraOpThreads: o.threads, interOpThreads: 1 } : {}),
     ...(o.noSpin ? { extra: { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } } : {}),
   };
