@@ -43,6 +43,8 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --state PATH        resume file: finished blocks are kept and skipped on a rerun (default <out>.state.json)
   --no-state          do not write a resume file
   --threads N         onnxruntime threads per operator
+  --spinning          let onnxruntime's workers spin between ops: faster on an idle machine,
+                      much slower when other jobs share the cores (default: they sleep)
   --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
   --json              print the report as JSON
   --quiet             no progress output
@@ -135,7 +137,7 @@ export async function run(argv: string[]): Promise<number> {
     iterations: { type: 'string' }, pem: { type: 'string' }, pcr: { type: 'string' }, 'calib-images': { type: 'string' },
     'min-calib': { type: 'string' }, 'first-last': { type: 'string' }, override: { type: 'string', multiple: true },
     'act-calib': { type: 'string' }, 'bias-correction': { type: 'boolean' }, batch: { type: 'string' }, seed: { type: 'string' },
-    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, out: { type: 'string' },
+    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, spinning: { type: 'boolean' }, out: { type: 'string' },
     json: { type: 'boolean' }, quiet: { type: 'boolean' },
   }, HELP);
   if (!f) return EXIT.ok;
@@ -174,6 +176,7 @@ export async function run(argv: string[]): Promise<number> {
     biasCorrection: !!v['bias-correction'],
     ...(v.batch ? { batch: num(v.batch as string, '--batch') } : {}),
     ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
+    spinning: !!v.spinning,
     ...(v['no-state'] ? {} : { statePath: (v.state as string | undefined) ?? out.replace(/\.onnx$/, '.state.json') }),
   };
   const res = await quantize({ model, calib, ...(evalSet ? { eval: evalSet } : {}), options, progress });

@@ -155,7 +155,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
       pemInfo = await measurePerturbation(model, plan, set, { ...(o.perturbations ? { perturbations: o.perturbations } : {}), limit: o.actImages, seed: o.seed + 11 });
       lap('pem');
     }
-    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, intraOpThreads: undefined, n: set.dims[0] };
+    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, intraOpThreads: undefined, spinning: undefined, n: set.dims[0] };
     const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
     const state: ReconState = (o.statePath ? await loadState(o.statePath, key) : undefined) ?? { format: 'ttaq-quant-state/1', key, blocks: [] };
     let caches: BlockCaches = initialCaches(set, set.dims[0]!);
@@ -204,6 +204,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           ...(pemInfo && mp.pem > 0 ? { pem: { weight: mp.pem, coef: new Map([...pemInfo].map(([k, v]) => [k, v.coef])) } } : {}),
           ...(mp.pcr > 0 ? { pcr: { weight: mp.pcr, gamma: o.pcrGamma, temperature: o.pcrTemperature } } : {}),
           ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : {}),
+          spinning: o.spinning,
         }, progress, stage);
         caches = r.next;
         blockReports.push(r.report);

@@ -75,6 +75,9 @@ export const QuantizeOptionsSchema = z.object({
   /** Resume file: finished blocks are stored here and skipped on a rerun with the same inputs. */
   statePath: z.string().optional(),
   intraOpThreads: z.number().int().positive().optional(),
+  /** Reconstruction workers spin between ops: faster on idle cores (QDrop step 17.2 vs 22.7 ms,
+   * 2 threads, docs/BENCHMARKS.md), much slower when other jobs share the cores; default off. */
+  spinning: z.boolean().default(false),
 });
 
 export type QuantizeOptionsInput = z.input<typeof QuantizeOptionsSchema>;
