@@ -28,7 +28,8 @@
 //   await a.close()                  releases the sessions
 //
 // Small batches (1-8, camera streams): robust normalisation keeps a class-balanced memory of BN
-// moments (options.robustMemory 'classes', the default) and gradients are summed to updateEvery
+// moments, read as a shared domain component plus class offsets in the first half of the layers
+// (options.robustMemory 'auto' -> robustSmallMemory 'shared', the default) and gradients are summed to updateEvery
 // (64) images per optimiser step; docs/METHOD.md, ## Adaptation, has the measurements.
 //
 // Lower level: buildAdaptGraphs (the two graphs), rewriteBn (BN parameters as inputs, batch or

@@ -74,15 +74,47 @@ export const AdaptOptionsSchema = z.object({
    * - classes: one memory of BN moments per predicted class, each moved toward the moments of the
    *   batches predicted as that class; normalisation uses their class-balanced combination (mean
    *   of the class means, total variance), so a run of one class moves only its own slot;
-   * - auto: 'classes' for batches below robustClassBelow images, 'ema' for larger ones (measured:
+   * - shared: the class slots as a shared domain component plus class offsets (robustSmallMemory);
+   * - auto: robustSmallMemory ('shared') for batches below robustClassBelow images, 'ema' for larger ones (measured:
    *   the class memory wins at batch 4-8 on class runs and loses at batch 64 under label shift,
    *   where a batch mixes a few classes and every predicted class's slot gets the mixture).
    */
-  robustMemory: z.enum(['ema', 'classes', 'auto']).default('auto'),
+  robustMemory: z.enum(['ema', 'classes', 'shared', 'auto']).default('auto'),
+  /**
+   * Robust 'auto' memory: which class memory batches below robustClassBelow images use.
+   * - classes: the class slots alone (each moves only when its class is predicted);
+   * - shared: the class slots read as a shared domain component plus per-class offsets, tracked by
+   *   a small Kalman filter: once a class's offset is known, a batch's residual against its
+   *   predicted classes' slots is a domain shift and moves every slot, so slots of classes not yet
+   *   seen in a new domain no longer hold the old one (docs/METHOD.md, ## Adaptation).
+   */
+  robustSmallMemory: z.enum(['classes', 'shared']).default('shared'),
   /** Robust 'auto' memory: batches below this many images use the class memory. */
   robustClassBelow: z.number().int().min(1).default(16),
   /** Robust 'classes' memory: per-image rate, a class slot moves 1 - (1 - rate)^n toward a batch with n images predicted as it. */
   robustClassRate: z.number().min(0).max(1).default(0.03),
+  /**
+   * Robust 'shared' memory: per-image process noise of the shared (domain) component, in units of
+   * the noise of one image's moments (the steady per-image rate of the shared component is about
+   * its square root).
+   */
+  robustSharedNoise: z.number().min(0).default(4e-4),
+  /** Robust 'shared' memory: per-image process noise of each class offset (how fast offsets may drift). */
+  robustOffsetNoise: z.number().min(0).default(1e-6),
+  /**
+   * Robust 'shared' memory: attribute a batch to classes by its summed softmax probabilities
+   * instead of its argmax counts (an uncertain prediction then blames no single class's slot).
+   */
+  robustSoftShares: z.boolean().default(true),
+  /**
+   * Robust 'shared' memory: the fraction of the adapted BN layers, first ones first, that use it;
+   * the later layers keep the class memory. In deep layers the class offsets are large against the
+   * domain shift, so a mispredicted batch would move the shared component by a whole offset
+   * (measured in docs/METHOD.md: all layers 23.7 %, the first half 21.4 %, none 24.2 %).
+   */
+  robustSharedLayers: z.number().min(0).max(1).default(0.5),
+  /** Robust 'shared' memory: prior variance of a class offset before its class is seen (same units). */
+  robustOffsetPrior: z.number().positive().default(1),
   /** Pulls the robust EMA statistics toward the source ones after every step (0 = off). */
   robustSourcePull: z.number().min(0).max(1).default(0),
   /** Entropy margin as a fraction of ln C (EATA filter; used by eata and abl). */

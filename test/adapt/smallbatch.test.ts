@@ -86,13 +86,76 @@ describe('robust normalisation with the class-balanced memory', () => {
   });
 });
 
+describe('robust normalisation with the shared memory (domain component + class offsets)', () => {
+  // Class k (0 or 4) has a bump of +8 at logit k (channel k / 4, first pixel), so its frames are
+  // confidently predicted as k and its channel's mean sits 2 above the other class's: the two
+  // classes have different offsets. A domain shift adds `shift` to every value.
+  const frames = (seed: number, k: number, shift: number) => {
+    const d = randn(rng(seed), 32, 0.3, shift);
+    for (let i = 0; i < 4; i++) d[i * 8 + k] = d[i * 8 + k]! + 8;
+    return f32([4, 2, 2, 2], d);
+  };
+  async function stream(a: Adapter, shift: number, runs: number[], seed: number, len: number): Promise<void> {
+    for (const [r, k] of runs.entries()) {
+      for (let s = 0; s < len; s++) {
+        const out = await a.step(frames(seed + 100 * r + s, k, shift));
+        assert.equal(out.predictions[0], k, 'the frames are predicted as their class');
+      }
+    }
+  }
+
+  it('follows a shift of every class from frames of one known class within 30 batches; the class memory does not', async () => {
+    const shared = await make(bnOnly(), 'bn:robust', { robustMemory: 'shared', robustAlpha: 0 });
+    const classes = await make(bnOnly(), 'bn:robust', { robustMemory: 'classes', robustAlpha: 0 });
+    for (const a of [shared, classes]) await stream(a, 0, [0, 4, 0, 4], 1000, 20);
+    const before = [shared, classes].map((a) => Array.from(a.parameters()[0]!.mean));
+    // The domain changes: every value +2, and only class 0 is shown.
+    for (const a of [shared, classes]) await stream(a, 2, [0], 5000, 30);
+    const moved = [shared, classes].map((a, j) => a.parameters()[0]!.mean.map((m, c) => m - before[j]![c]!));
+    for (let c = 0; c < 2; c++) {
+      assert.ok(moved[0]![c]! > 1.2 && moved[0]![c]! < 2.6, `shared memory, channel ${c}: the balanced mean moved ${moved[0]![c]} of the shift 2`);
+      assert.ok(moved[1]![c]! < 0.6, `class memory, channel ${c}: only class 0's slot moved (${moved[1]![c]})`);
+    }
+  });
+
+  it('does not follow the first run of a class whose offset is unknown', async () => {
+    const shared = await make(bnOnly(), 'bn:robust', { robustMemory: 'shared', robustAlpha: 0 });
+    const ema = await make(bnOnly(), 'bn:robust', { robustMemory: 'ema', robustAlpha: 0.05, robustAlphaBatch: 4 });
+    for (const a of [shared, ema]) await stream(a, 0, [0], 2000, 40);
+    const m = (a: Adapter) => a.parameters()[0]!.mean[0]! - src.mean[0]!;
+    // A run of class 0 alone: its channel-0 mean is 2 (the bump), 1.5 above the source mean.
+    assert.ok(Math.abs(m(shared)) < 0.5 * Math.abs(m(ema)), `shared ${m(shared)} vs EMA ${m(ema)}`);
+  });
+
+  it('keeps its uncertainties in the state blob; a blob without them (written before) still loads', async () => {
+    const a = await make(bnOnly(), 'bn:robust', { robustMemory: 'shared', robustAlpha: 0 });
+    await stream(a, 0, [0, 4], 3000, 10);
+    const blob = a.state();
+    const s = decodeState(blob);
+    const unc = s.arrays.get('robust::uncertainty')!;
+    assert.equal(unc.length, 9);
+    assert.ok(unc[1]! < 0.2 && unc[5]! < 0.2 && unc[3]! > 0.95, `classes 0 and 4 are known, class 2 is not (${Array.from(unc)})`);
+    const x = frames(4000, 4, 1);
+    const b = await make(bnOnly(), 'bn:robust', { robustMemory: 'shared', robustAlpha: 0 });
+    b.restore(blob);
+    await a.step(x);
+    await b.step(x);
+    assert.deepEqual(b.parameters(), a.parameters());
+    const old = encodeState({ ...s, arrays: new Map([...s.arrays].filter(([k]) => k !== 'robust::uncertainty')) });
+    const c = await make(bnOnly(), 'bn:robust', { robustMemory: 'shared', robustAlpha: 0 });
+    c.restore(old);
+    assert.ok(decodeState(c.state()).arrays.get('robust::uncertainty')![3]! === 1, 'priors back');
+    assert.ok((await c.step(x)).logits.data.every(Number.isFinite));
+  });
+});
+
 describe('robust memory auto', () => {
-  it('uses the class memory below robustClassBelow images and the EMA from there on', async () => {
+  it('uses robustSmallMemory below robustClassBelow images and the EMA from there on', async () => {
     const x = (seed: number, n: number) => f32([n, 2, 2, 2], randn(rng(seed), n * 8, 1.5, 1));
-    for (const [n, like] of [[4, 'classes'], [16, 'ema']] as const) {
-      const auto = await make(bnOnly(), 'bn:robust', { robustMemory: 'auto', robustClassBelow: 16 });
+    for (const [n, like, small] of [[4, 'shared', 'shared'], [4, 'classes', 'classes'], [16, 'ema', 'shared']] as const) {
+      const auto = await make(bnOnly(), 'bn:robust', { robustMemory: 'auto', robustClassBelow: 16, robustSmallMemory: small });
       const ref = await make(bnOnly(), 'bn:robust', { robustMemory: like });
-      const other = await make(bnOnly(), 'bn:robust', { robustMemory: like === 'ema' ? 'classes' : 'ema' });
+      const other = await make(bnOnly(), 'bn:robust', { robustMemory: like === 'ema' ? 'shared' : 'ema' });
       for (let s = 0; s < 3; s++) {
         await auto.step(x(300 + s, n));
         await ref.step(x(300 + s, n));
