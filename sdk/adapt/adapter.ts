@@ -200,7 +200,7 @@ export class Adapter {
       const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy, ...robustOut]);
       const r = this.inferResult(out);
       this.takeRobustStats(out, r.predictions, r.logits);
-      return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true) };
+      return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true, n) };
     }
 
     const step = this.graphs.step!;
@@ -254,7 +254,7 @@ export class Adapter {
         ...(selected > 0 ? { gradAbsSum: v(HEAD.gradAbsSum) } : {}),
       }, o.abl);
     }
-    const reset = this.guard(r.entropy, false);
+    const reset = this.guard(r.entropy, false, n);
     return { ...r, loss, adapted: adapted && !reset, selected, reset };
   }
 
@@ -455,7 +455,7 @@ export class Adapter {
       // The first robustSharedLayers of the layers use the shared memory, the rest the class memory.
       const cut = Math.round(o.robustSharedLayers * this.graphs.layers.length);
       this.takeSharedStats(out, o.robustSoftShares ? softShares(logits, this.classes) : hardShares(predictions, this.classes), cut);
-      if (cut < this.graphs.layers.length) this.takeClassStats(out, predictions, cut);
+      if (cut < this.graphs.layers.length) this.takeClassStats(out, predictions, cut, o.robustDeepClassRate);
       return;
     }
     const pull = this.options.robustSourcePull;
@@ -485,7 +485,7 @@ export class Adapter {
    * combination: mean = mean_k m_k, var = mean_k (v_k + m_k^2) - mean^2 (law of total variance).
    * Loops over classes x channels (a few thousand numbers), never over images.
    */
-  private takeClassStats(out: Record<string, Tensor>, predictions: Int32Array, from = 0): void {
+  private takeClassStats(out: Record<string, Tensor>, predictions: Int32Array, from = 0, rate = this.options.robustClassRate): void {
     const o = this.options;
     const C = this.classes;
     const counts = new Float64Array(C);
@@ -500,7 +500,7 @@ export class Adapter {
       const cm = this.classMean[i]!;
       const cv = this.classVar[i]!;
       for (let k = 0; k < C; k++) {
-        const a = counts[k]! > 0 ? 1 - Math.pow(1 - o.robustClassRate, counts[k]!) : 0;
+        const a = counts[k]! > 0 ? 1 - Math.pow(1 - rate, counts[k]!) : 0;
         for (let c = 0; c < Ch; c++) {
           const j = k * Ch + c;
           let m = cm[j]! + a * (bm[c]! - cm[j]!);
@@ -614,13 +614,18 @@ export class Adapter {
   }
 
   /** Updates the entropy EMA; resets to source on collapse. Returns whether it reset. */
-  private guard(meanEntropy: number, noUpdateMethod: boolean): boolean {
+  private guard(meanEntropy: number, noUpdateMethod: boolean, n: number): boolean {
     const o = this.options;
     const h = meanEntropy / Math.log(this.classes);
-    this.entropyEma = Number.isNaN(this.entropyEma) ? h : o.collapseMomentum * this.entropyEma + (1 - o.collapseMomentum) * h;
+    // With collapseMomentumBatch the EMA spans the same number of images at every batch size (a
+    // batch of 4 frames of one confident class is not a collapse), and so does the warm-up.
+    const ref = o.collapseMomentumBatch;
+    const mom = ref > 0 ? Math.pow(o.collapseMomentum, n / ref) : o.collapseMomentum;
+    const warmup = ref > 0 ? o.collapseWarmup * Math.max(1, ref / n) : o.collapseWarmup;
+    this.entropyEma = Number.isNaN(this.entropyEma) ? h : mom * this.entropyEma + (1 - mom) * h;
     this.stepsSinceReset++;
     if (noUpdateMethod || o.collapseEntropy <= 0 || o.episodic) return false;
-    if (this.stepsSinceReset > o.collapseWarmup && this.entropyEma < o.collapseEntropy) {
+    if (this.stepsSinceReset > warmup && this.entropyEma < o.collapseEntropy) {
       this.counters.collapseResets++;
       this.restoreSource(true);
       return true;

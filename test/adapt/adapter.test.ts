@@ -292,7 +292,8 @@ describe('state and stability', () => {
 
   it('the collapse guard resets to the source parameters when the entropy EMA falls below its threshold', async () => {
     const p = tinyParams(15);
-    const a = await make(p, 'tent', { lr: 1e-2, collapseEntropy: 0.999, collapseWarmup: 2 });
+    // collapseMomentumBatch 0: the EMA and the warm-up count batches whatever their size.
+    const a = await make(p, 'tent', { lr: 1e-2, collapseEntropy: 0.999, collapseWarmup: 2, collapseMomentumBatch: 0 });
     const results = [];
     for (let s = 0; s < 4; s++) results.push(await a.step(batch(700 + s, 16)));
     assert.deepEqual(results.map((r) => r.reset), [false, false, true, false]);
@@ -301,6 +302,31 @@ describe('state and stability', () => {
     const fresh = await make(p, 'tent', { lr: 1e-2 });
     await fresh.step(batch(703, 16));
     assert.deepEqual(a.parameters(), fresh.parameters());
+  });
+
+  it('the collapse guard watches the same number of images at every batch size (collapseMomentumBatch)', async () => {
+    const p = tinyParams(15);
+    // Batch 4 against a reference of 64: momentum 0.9^(4/64) per batch, warm-up 2 x 16 batches.
+    const a = await make(p, 'tent', { lr: 1e-2, collapseEntropy: 0.999, collapseWarmup: 2 });
+    const hs: number[] = [];
+    const results = [];
+    for (let s = 0; s < 32; s++) {
+      const r = await a.step(batch(800 + s, 4));
+      hs.push(r.entropy / Math.log(a.classes));
+      results.push(r.reset);
+      if (s === 1) {
+        const mom = Math.pow(0.9, 4 / 64);
+        const want = mom * hs[0]! + (1 - mom) * hs[1]!;
+        assert.ok(Math.abs(a.entropyEmaValue - want) < 1e-6, `entropy EMA ${a.entropyEmaValue}, expected ${want}`);
+      }
+    }
+    assert.ok(results.every((x) => !x), 'no reset inside the warm-up of 32 batches of 4');
+    assert.equal((await a.step(batch(832, 4))).reset, true);
+    // The per-batch form resets after its 2-batch warm-up.
+    const b = await make(p, 'tent', { lr: 1e-2, collapseEntropy: 0.999, collapseWarmup: 2, collapseMomentumBatch: 0 });
+    const rb = [];
+    for (let s = 0; s < 3; s++) rb.push((await b.step(batch(800 + s, 4))).reset);
+    assert.deepEqual(rb, [false, false, true]);
   });
 
   it('episodic mode starts every batch from the source parameters', async () => {

@@ -127,6 +127,37 @@ describe('robust normalisation with the shared memory (domain component + class 
     assert.ok(Math.abs(m(shared)) < 0.5 * Math.abs(m(ema)), `shared ${m(shared)} vs EMA ${m(ema)}`);
   });
 
+  it('the layers past robustSharedLayers keep the class memory at robustDeepClassRate', async () => {
+    // The tiny model has two BN layers: the first uses the shared memory, the second the class
+    // memory. From the same start both adapters see the same batch (same predictions, same
+    // moments); every slot starts at the source, so the balanced mean of the deep layer moves by
+    // sum_k (1 - (1 - rate)^n_k) / C times (batch mean - source mean) in every channel.
+    const p = tinyParams(21);
+    const x = batch(900, 4);
+    const opts = { robustMemory: 'shared', robustAlpha: 0, robustSharedLayers: 0.5, robustClassRate: 0.5 } as const;
+    const fast = await make(tinyModel(p), 'bn:robust', { ...opts, robustDeepClassRate: 0.2 });
+    const slow = await make(tinyModel(p), 'bn:robust', { ...opts, robustDeepClassRate: 0.05 });
+    const r = await fast.step(x);
+    await slow.step(x);
+    const C = fast.classes;
+    const counts = new Array<number>(C).fill(0);
+    for (const k of r.predictions) counts[k]!++;
+    const moved = (rate: number) => counts.reduce((s, n) => s + (n > 0 ? 1 - Math.pow(1 - rate, n) : 0), 0) / C;
+    const want = moved(0.2) / moved(0.05);
+    const src = p.m2;
+    const df = fast.parameters()[1]!.mean.map((m, c) => m - src[c]!);
+    const ds = slow.parameters()[1]!.mean.map((m, c) => m - src[c]!);
+    let checked = 0;
+    for (let c = 0; c < df.length; c++) {
+      if (Math.abs(ds[c]!) < 1e-3) continue;
+      assert.ok(Math.abs(df[c]! / ds[c]! - want) < 1e-3 * want, `channel ${c}: deep layer moved ${df[c]} vs ${ds[c]}, ratio expected ${want}`);
+      checked++;
+    }
+    assert.ok(checked >= 2, `only ${checked} channels moved measurably`);
+    // The first (shared) layer does not depend on the deep rate.
+    assert.ok(maxAbsDiff(fast.parameters()[0]!.mean, slow.parameters()[0]!.mean) < 1e-7);
+  });
+
   it('keeps its uncertainties in the state blob; a blob without them (written before) still loads', async () => {
     const a = await make(bnOnly(), 'bn:robust', { robustMemory: 'shared', robustAlpha: 0 });
     await stream(a, 0, [0, 4], 3000, 10);
