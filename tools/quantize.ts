@@ -43,8 +43,8 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --state PATH        resume file: finished blocks are kept and skipped on a rerun (default <out>.state.json)
   --no-state          do not write a resume file
   --threads N         onnxruntime threads per operator
-  --spinning          let onnxruntime's workers spin between ops: faster on an idle machine,
-                      much slower when other jobs share the cores (default: they sleep)
+  --spinning          let onnxruntime's workers spin between ops: measure first; it was faster
+                      on one idle host and slower on shared or virtual cores (default: they sleep)
   --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
   --json              print the report as JSON
   --quiet             no progress output

@@ -75,8 +75,9 @@ export const QuantizeOptionsSchema = z.object({
   /** Resume file: finished blocks are stored here and skipped on a rerun with the same inputs. */
   statePath: z.string().optional(),
   intraOpThreads: z.number().int().positive().optional(),
-  /** Reconstruction workers spin between ops: faster on idle cores (QDrop step 17.2 vs 22.7 ms,
-   * 2 threads, docs/BENCHMARKS.md), much slower when other jobs share the cores; default off. */
+  /** Reconstruction workers spin between ops: faster on one idle host (QDrop step 17.2 vs 22.7 ms,
+   * 2 threads), slower on the shared 2-core VM even with nothing else running (whole W4A4 TTAQ
+   * default preset 879 vs 663 s; docs/BENCHMARKS.md); default off. */
   spinning: z.boolean().default(false),
 });
 
