@@ -503,31 +503,35 @@ export class Adapter {
         const a = counts[k]! > 0 ? 1 - Math.pow(1 - rate, counts[k]!) : 0;
         for (let c = 0; c < Ch; c++) {
           const j = k * Ch + c;
-          let m = cm[j]! + a * (bm[c]! - cm[j]!);
-          let v = cv[j]! + a * (bv[c]! - cv[j]!);
-          if (pull > 0) {
-            m = (1 - pull) * m + pull * l.source.mean[c]!;
-            v = (1 - pull) * v + pull * l.source.var[c]!;
-          }
-          cm[j] = m;
-          cv[j] = v;
+          setSlot(cm, cv, j, cm[j]! + a * (bm[c]! - cm[j]!), cv[j]! + a * (bv[c]! - cv[j]!), pull, l.source, c);
         }
       }
-      const mi = this.mean[i]!;
-      const vi = this.var[i]!;
-      for (let c = 0; c < Ch; c++) {
-        let sm = 0;
-        let s2 = 0;
-        for (let k = 0; k < C; k++) {
-          const m = cm[k * Ch + c]!;
-          sm += m;
-          s2 += cv[k * Ch + c]! + m * m;
-        }
-        const mean = sm / C;
-        mi[c] = mean;
-        vi[c] = Math.max(0, s2 / C - mean * mean);
-      }
+      this.feedBalanced(i, C);
     });
+  }
+
+  /**
+   * The statistics fed to the next batch from layer i's class slots: the class-balanced
+   * combination, mean = mean_k m_k, var = mean_k (v_k + m_k^2) - mean^2 (law of total variance).
+   */
+  private feedBalanced(i: number, C: number): void {
+    const cm = this.classMean[i]!;
+    const cv = this.classVar[i]!;
+    const mi = this.mean[i]!;
+    const vi = this.var[i]!;
+    const Ch = mi.length;
+    for (let c = 0; c < Ch; c++) {
+      let sm = 0;
+      let s2 = 0;
+      for (let k = 0; k < C; k++) {
+        const m = cm[k * Ch + c]!;
+        sm += m;
+        s2 += cv[k * Ch + c]! + m * m;
+      }
+      const mean = sm / C;
+      mi[c] = mean;
+      vi[c] = Math.max(0, s2 / C - mean * mean);
+    }
   }
 
   /**
@@ -569,8 +573,6 @@ export class Adapter {
       const eps = l.epsilon;
       const cm = this.classMean[i]!;
       const cv = this.classVar[i]!;
-      const mi = this.mean[i]!;
-      const vi = this.var[i]!;
       for (let c = 0; c < Ch; c++) {
         // The batch's moments as the slots of its predicted classes predict them.
         let pm = 0;
@@ -584,26 +586,13 @@ export class Adapter {
         }
         const r = bm[c]! - pm;
         const rho = Math.log((Math.max(0, bv[c]!) + eps) / (Math.max(0, p2 - pm * pm) + eps));
-        let sm = 0;
-        let s2 = 0;
         for (let k = 0; k < C; k++) {
           const j = k * Ch + c;
           const g = kg + kk[k]!;
-          let m = cm[j]! + g * r;
-          let v = cv[j]! * Math.exp(g * rho);
-          if (pull > 0) {
-            m = (1 - pull) * m + pull * l.source.mean[c]!;
-            v = (1 - pull) * v + pull * l.source.var[c]!;
-          }
-          cm[j] = m;
-          cv[j] = v;
-          sm += m;
-          s2 += v + m * m;
+          setSlot(cm, cv, j, cm[j]! + g * r, cv[j]! * Math.exp(g * rho), pull, l.source, c);
         }
-        const mean = sm / C;
-        mi[c] = mean;
-        vi[c] = Math.max(0, s2 / C - mean * mean);
       }
+      this.feedBalanced(i, C);
     });
   }
 
@@ -686,4 +675,10 @@ function tile(v: Float32Array, times: number): Float32Array {
   const out = new Float32Array(v.length * times);
   for (let k = 0; k < times; k++) out.set(v, k * v.length);
   return out;
+}
+
+/** Writes class slot j (channel c), pulled toward the source statistics by `pull` (0 = off). */
+function setSlot(cm: Float32Array, cv: Float32Array, j: number, m: number, v: number, pull: number, source: { readonly mean: ArrayLike<number>; readonly var: ArrayLike<number> }, c: number): void {
+  cm[j] = pull > 0 ? (1 - pull) * m + pull * source.mean[c]! : m;
+  cv[j] = pull > 0 ? (1 - pull) * v + pull * source.var[c]! : v;
 }
