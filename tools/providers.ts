@@ -7,8 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { EXIT, parseFlags, printJson, reportError } from './lib/cli.ts';
 import { benchStep } from '../sdk/autodiff/bench.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { loadEvalModel, measureStepCost, type EvalModel } from '../sdk/eval/index.ts';
-import { makeTensor } from '../sdk/onnx/tensor.ts';
+import { loadEvalModel, measureStepCost, syntheticBatch, type EvalModel } from '../sdk/eval/index.ts';
 import { createSession, defaultAvailableProviders, type ProviderName, type RuntimeLogEvent, type Session } from '../sdk/runtime/index.ts';
 
 export const summary = 'list the execution providers this binary can run and check each on a model (inference, adaptation, training)';
@@ -61,16 +60,8 @@ export interface ProvidersReport {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
 
-function inputBatch(m: EvalModel, n: number) {
-  const dims = [n, ...m.manifest.input.shape.slice(1).map((d) => (d > 0 ? d : 1))];
-  const size = dims.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(size);
-  for (let i = 0; i < size; i++) data[i] = Math.sin(i * 0.37) * 1.5; // deterministic, image-like range
-  return makeTensor('float32', dims, data);
-}
-
 async function timeInference(s: Session, m: EvalModel, n: number, reps: number): Promise<{ ms: number; logits: Float32Array }> {
-  const x = { [m.manifest.input.name]: inputBatch(m, n) };
+  const x = { [m.manifest.input.name]: syntheticBatch(m, n) };
   const out = m.manifest.output.name;
   let logits = (await s.run(x, [out]))[out]!.data as Float32Array; // warm-up (TensorRT builds its engine here)
   await s.run(x, [out]);

@@ -18,7 +18,7 @@ export { corruptedFashionMnist, dataLayout, defaultIdxDomains, folderDomains, or
 export { getProtocol, PROTOCOLS, SHORT_DOMAIN, type Protocol } from './protocols.ts';
 export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
 export { markdownTable, runSummary } from './table.ts';
-export { measureStepCost, timingTable, type StepCost } from './timing.ts';
+export { measureStepCost, syntheticBatch, timingTable, type StepCost } from './timing.ts';
 export { stabilitySvg, writeStabilityPng, type PlotOptions } from './plot.ts';
 
 /** Reads a model and the manifest beside it, checking the model's SHA-256 against the manifest. */

@@ -3,6 +3,7 @@
 // step, no update) and of step(), measured interleaved so that load changes hit all three alike.
 import { Adapter, type AdaptOptionsInput } from '../adapt/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
+import type { TensorOf } from '../onnx/types.ts';
 import type { SessionOptions } from '../runtime/index.ts';
 import { mergeOptions, parseMethodSpec, type EvalModel } from './run.ts';
 
@@ -21,8 +22,16 @@ export interface StepCost {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
+/** A deterministic batch of n inputs shaped as the manifest says, in an image-like value range. */
+export function syntheticBatch(m: EvalModel, n: number): TensorOf<'float32'> {
+  const dims = [n, ...m.manifest.input.shape.slice(1).map((d) => (d > 0 ? d : 1))];
+  const size = dims.reduce((x, y) => x * y, 1);
+  const data = new Float32Array(size);
+  for (let i = 0; i < size; i++) data[i] = Math.sin(i * 0.37) * 1.5;
+  return makeTensor('float32', dims, data);
+}
+
 export async function measureStepCost(m: EvalModel, methods: readonly string[], batches: readonly number[], o: { reps?: number; adapt?: AdaptOptionsInput; session?: SessionOptions } = {}): Promise<StepCost[]> {
-  const shape = m.manifest.input.shape.slice(1);
   const src = await Adapter.create({ model: m.model, manifest: m.manifest, method: 'source', ...(o.session ? { session: o.session } : {}) });
   const out: StepCost[] = [];
   try {
@@ -32,11 +41,7 @@ export async function measureStepCost(m: EvalModel, methods: readonly string[], 
       const a = await Adapter.create({ model: m.model, manifest: m.manifest, method: spec.method, options, ...(o.session ? { session: o.session } : {}) });
       try {
         for (const n of batches) {
-          const dims = [n, ...shape.map((d) => (d > 0 ? d : 1))];
-          const size = dims.reduce((x, y) => x * y, 1);
-          const data = new Float32Array(size);
-          for (let i = 0; i < size; i++) data[i] = Math.sin(i * 0.37) * 1.5; // deterministic, image-like range
-          const x = makeTensor('float32', dims, data);
+          const x = syntheticBatch(m, n);
           for (let w = 0; w < 2; w++) { await src.infer(x); await a.infer(x); await a.step(x); }
           const reps = o.reps ?? Math.max(5, Math.min(40, Math.round(400 / n)));
           const ts: number[] = [], ti: number[] = [], tt: number[] = [];

@@ -218,10 +218,10 @@ export function buildReconGraph(
   const set = new Set(block.nodes);
   const nodes = g.nodes.filter((n) => set.has(n.name));
   const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', ...opts.formulation } as Required<ReconFormulation>;
+  const b = new GraphBuilder(`recon:${block.name}`, '', [...g.initializers.keys(), ...nodes.flatMap((n) => [n.name, ...n.outputs]), block.input]);
   const sumSquares = (x: string): string => form.square === 'op'
     ? b.op1('ReduceSumSquare', [x], { keepdims: A.int(0) })
     : b.op1('ReduceSum', [b.op1('Mul', [x, x])], { keepdims: A.int(0) });
-  const b = new GraphBuilder(`recon:${block.name}`, '', [...g.initializers.keys(), ...nodes.flatMap((n) => [n.name, ...n.outputs]), block.input]);
   const stop: string[] = [];
   const inShape = [opts.batch, ...inputShape.slice(1)];
   const xq = b.input('recon.x_q', 'float32', inShape);
