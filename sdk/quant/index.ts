@@ -266,6 +266,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     blocks: blockReports,
     seconds,
     calibration: cal.summary,
+    reconstruction: mp.reconstruct ? { preset: o.preset, iterationsPerBlock: mp.iterations, pem: mp.pem, pcr: mp.pcr } : null,
     ...(pemInfo ? { pem: Object.fromEntries([...pemInfo].map(([k, v]) => [k, { rho: v.rho, coef: v.coef }])) } : {}),
   };
   progress({ stage: 'report', done: 1, total: 1 });

@@ -29,6 +29,9 @@ export interface QuantReport {
   readonly blocks: readonly BlockReport[];
   readonly seconds: Readonly<Record<string, number>>;
   readonly calibration: Readonly<Record<string, unknown>>;
+  /** The reconstruction settings that produced the model (null for calibration-only methods), so a
+   * report names its PEM/PCR weights without the file name having to. */
+  readonly reconstruction: { readonly preset: string; readonly iterationsPerBlock: number; readonly pem: number; readonly pcr: number } | null;
   readonly pem?: Readonly<Record<string, { rho: number; coef: number }>>;
 }
 
