@@ -42,7 +42,9 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --seed N            random seed (default 0)
   --state PATH        resume file: finished blocks are kept and skipped on a rerun (default <out>.state.json)
   --no-state          do not write a resume file
-  --threads N         onnxruntime threads per operator
+  --threads N         onnxruntime threads per operator (per slice with --workers)
+  --workers N|auto    reconstruction steps in N batch slices at once, one per thread
+                      (default auto: one per core, at most 2; 1 = a single session)
   --spinning          let onnxruntime's workers spin between ops: measure first; it was faster
                       on one idle host and slower on shared or virtual cores (default: they sleep)
   --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
@@ -138,7 +140,7 @@ export async function run(argv: string[]): Promise<number> {
     iterations: { type: 'string' }, pem: { type: 'string' }, pcr: { type: 'string' }, 'calib-images': { type: 'string' },
     'min-calib': { type: 'string' }, 'first-last': { type: 'string' }, override: { type: 'string', multiple: true },
     'act-calib': { type: 'string' }, 'bias-correction': { type: 'boolean' }, batch: { type: 'string' }, seed: { type: 'string' },
-    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, spinning: { type: 'boolean' }, out: { type: 'string' },
+    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, workers: { type: 'string' }, spinning: { type: 'boolean' }, out: { type: 'string' },
     json: { type: 'boolean' }, quiet: { type: 'boolean' },
   }, HELP);
   if (!f) return EXIT.ok;
@@ -178,6 +180,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.batch ? { batch: num(v.batch as string, '--batch') } : {}),
     ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
     spinning: !!v.spinning,
+    workers: v.workers === undefined || v.workers === 'auto' ? 'auto' : num(v.workers as string, '--workers'),
     ...(v['no-state'] ? {} : { statePath: (v.state as string | undefined) ?? out.replace(/\.onnx$/, '.state.json') }),
   };
   const res = await quantize({ model, calib, ...(evalSet ? { eval: evalSet } : {}), options, progress });

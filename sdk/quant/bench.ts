@@ -1,7 +1,7 @@
 // Benchmark: seconds per 1,000 reconstruction iterations of one ResNet-20 block (default the
 // stride-2 block with projection shortcut, layer2.0, at batch 32 on 28x28 inputs), for the QDrop
 // configuration and for TTAQ (QDrop + PEM + PCR). Timing covers the iteration loop only.
-//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--threads N]
+//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--batch 32] [--threads N] [--workers K]
 //       [--variant qdrop|ttaq[:modifier...]]... [--repeat N] [--json]
 // Variants given several times run in that order in one process; --repeat N runs the whole list N
 // times in alternation and adds a summary of medians per variant (A/B figures on a busy machine).
@@ -43,7 +43,7 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
 
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all 256 images): equal formulations agree up to rounding. */ readonly mseAfter: number }
 
-export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; variants?: readonly string[]; repeat?: number } = {}): Promise<BenchResult[]> {
+export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; workers?: number; variants?: readonly string[]; repeat?: number } = {}): Promise<BenchResult[]> {
   const model = buildNet({ arch: 'resnet20' }, 'infer').model;
   const n = 256;
   const images = new Float32Array(n * 784);
@@ -69,6 +69,7 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
       iterations, batch: o.batch ?? 32, inputQuantProb: 0.5, learnActs: true, lrV: 1e-3, lrStep: 4e-5, roundWeight: 0.01,
       betaStart: 20, betaEnd: 2, warmup: 0.2, seed: 0,
       ...(o.threads ? { intraOpThreads: o.threads } : {}),
+      ...(o.workers ? { workers: o.workers } : {}),
       ...(pv.formulation ? { formulation: pv.formulation } : {}),
       ...(pv.convGrad ? { convGrad: pv.convGrad } : {}),
       ...(pv.base === 'ttaq' ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),
@@ -81,10 +82,12 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { iterations: { type: 'string' }, block: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, repeat: { type: 'string' }, json: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { iterations: { type: 'string' }, block: { type: 'string' }, batch: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, repeat: { type: 'string' }, json: { type: 'boolean' } } });
   const res = await benchReconstruction({
     ...(values.iterations ? { iterations: Number(values.iterations) } : {}),
     ...(values.block ? { block: values.block } : {}),
+    ...(values.batch ? { batch: Number(values.batch) } : {}),
+    ...(values.workers ? { workers: Number(values.workers) } : {}),
     ...(values.threads ? { threads: Number(values.threads) } : {}),
     ...(values.variant ? { variants: values.variant } : {}),
     ...(values.repeat ? { repeat: Number(values.repeat) } : {}),

@@ -13,7 +13,8 @@
 // calibration (calibrate.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
 // blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts), PEM (pem.ts), export (export.ts).
 import { TtaqError, isTtaqError } from '../errors/index.ts';
-import { getRule } from '../autodiff/index.ts';
+import { availableParallelism } from 'node:os';
+import { chooseWorkers, getRule } from '../autodiff/index.ts';
 import type { Model } from '../onnx/types.ts';
 import { noProgress, type ProgressFn } from '../progress/index.ts';
 import { blockGraph, partitionBlocks, type Block } from './blocks.ts';
@@ -155,7 +156,9 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
       pemInfo = await measurePerturbation(model, plan, set, { ...(o.perturbations ? { perturbations: o.perturbations } : {}), limit: o.actImages, seed: o.seed + 11 });
       lap('pem');
     }
-    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, intraOpThreads: undefined, spinning: undefined, n: set.dims[0] };
+    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, intraOpThreads: undefined, spinning: undefined, workers: undefined, n: set.dims[0] };
+    // slices share the cores: each session gets its part of them unless threads were given
+    const workers = chooseWorkers(o.workers, o.batch);
     const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
     const state: ReconState = (o.statePath ? await loadState(o.statePath, key) : undefined) ?? { format: 'ttaq-quant-state/1', key, blocks: [] };
     let caches: BlockCaches = initialCaches(set, set.dims[0]!);
@@ -203,8 +206,9 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           seed: o.seed,
           ...(pemInfo && mp.pem > 0 ? { pem: { weight: mp.pem, coef: new Map([...pemInfo].map(([k, v]) => [k, v.coef])) } } : {}),
           ...(mp.pcr > 0 ? { pcr: { weight: mp.pcr, gamma: o.pcrGamma, temperature: o.pcrTemperature } } : {}),
-          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : {}),
+          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : workers > 1 ? { intraOpThreads: Math.max(1, Math.floor(availableParallelism() / workers)) } : {}),
           spinning: o.spinning,
+          workers,
         }, progress, stage);
         caches = r.next;
         blockReports.push(r.report);

@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, GradientStep, type ConvGradOptions } from '../autodiff/index.ts';
+import { buildGradientGraph, DataParallelStep, GradientStep, type ConvGradOptions } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -38,6 +38,9 @@ export interface ReconOptions {
   /** Let onnxruntime's worker threads spin between ops (default false: on shared CPUs spinning
    * threads fight other processes; measured 56 vs 105 ms per step on the loaded 2-core box). */
   readonly spinning?: boolean;
+  /** Data-parallel worker threads for the reconstruction steps (each runs batch/workers samples in
+   * its own session; must divide the batch; default 1 = one session on this thread). */
+  readonly workers?: number;
   /** Equivalent graph formulations (A/B measurements); default the fastest. */
   readonly formulation?: ReconFormulation;
   /** Conv gradient formulations passed to sdk/autodiff (default: its per-conv choice, which writes
@@ -87,15 +90,16 @@ export class RandomPool<T extends Uint8Array | Float32Array> {
   private constructor(private readonly pool: T, private readonly window: number, seed: number) {
     this.rng = new SeededRandom(mix32(seed) ^ 0x6a09e667);
   }
-  static bernoulli(window: number, p: number, seed: number): RandomPool<Uint8Array> {
+  /** `shared`: the pool lives in a SharedArrayBuffer, so windows reach worker threads uncopied. */
+  static bernoulli(window: number, p: number, seed: number, shared = false): RandomPool<Uint8Array> {
     const r = new SeededRandom(seed);
-    const a = new Uint8Array(poolSize(window));
+    const a = shared ? new Uint8Array(new SharedArrayBuffer(poolSize(window))) : new Uint8Array(poolSize(window));
     for (let i = 0; i < a.length; i++) a[i] = r.uniform() < p ? 1 : 0;
     return new RandomPool(a, window, seed);
   }
-  static normal(window: number, seed: number): RandomPool<Float32Array> {
+  static normal(window: number, seed: number, shared = false): RandomPool<Float32Array> {
     const r = new SeededRandom(seed);
-    const a = new Float32Array(poolSize(window));
+    const a = shared ? new Float32Array(new SharedArrayBuffer(4 * poolSize(window))) : new Float32Array(poolSize(window));
     for (let i = 0; i < a.length; i++) a[i] = r.normal();
     return new RandomPool(a, window, seed);
   }
@@ -197,10 +201,12 @@ export async function reconstructBlock(
     wInit.set(w.node, { params: cur.params, floor, v });
   }
   const aInit = new Map(sites.acts.map((a) => [a.value, values.acts.get(a.value)!]));
+  const K = opts.workers && opts.workers > 1 && B % opts.workers === 0 ? opts.workers : 1;
+  // With K workers the step graph is built for one worker's slice; the full batch is fed and split.
   const gopts: ReconGraphOptions = {
     inputQuantProb: opts.inputQuantProb,
     learnActs: opts.learnActs,
-    batch: B,
+    batch: B / K,
     seed: opts.seed + block.index * 7919,
     ...(opts.formulation ? { formulation: opts.formulation } : {}),
     ...(opts.pem ? { pem: opts.pem } : {}),
@@ -216,6 +222,8 @@ export async function reconstructBlock(
     const zeros = (dims: readonly number[]): Tensor => makeTensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)));
     const xShape = [B, ...caches.dims.slice(1)];
     const yShape = [B, ...yfp.dims.slice(1)];
+    const xSlice = [B / K, ...caches.dims.slice(1)];
+    const ySlice = [B / K, ...yfp.dims.slice(1)];
     const gg = await buildGradientGraph({
       model: rg.model,
       loss: rg.loss,
@@ -223,22 +231,21 @@ export async function reconstructBlock(
       outputs: partNames.map(([, v]) => v),
       stopGradient: rg.stopGradient,
       ...(opts.convGrad ? { ruleOptions: { conv: opts.convGrad } } : {}),
-      sampleBatch: B,
+      sampleBatch: B / K,
       sampleFeeds: {
-        [rg.inputs.xq]: zeros(xShape), [rg.inputs.xfp]: zeros(xShape), [rg.inputs.y]: zeros(yShape),
+        [rg.inputs.xq]: zeros(xSlice), [rg.inputs.xfp]: zeros(xSlice), [rg.inputs.y]: zeros(ySlice),
         [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(opts.betaStart)),
         [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
-        ...(rg.inputs.mask ? { [rg.inputs.mask]: makeTensor('bool', xShape, new Uint8Array(xShape.reduce((a, b) => a * b, 1))) } : {}),
-        ...(rg.inputs.noise ? { [rg.inputs.noise]: zeros(xShape) } : {}),
+        ...(rg.inputs.mask ? { [rg.inputs.mask]: makeTensor('bool', xSlice, new Uint8Array(xSlice.reduce((a, b) => a * b, 1))) } : {}),
+        ...(rg.inputs.noise ? { [rg.inputs.noise]: zeros(xSlice) } : {}),
       },
     });
-    const step = await GradientStep.create(gg, {
-      session: {
-        source: `reconstruction of block '${block.name}'`,
-        ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
-        extra: { 'session.intra_op.allow_spinning': opts.spinning ? '1' : '0' },
-      },
-    });
+    const session = {
+      source: `reconstruction of block '${block.name}'`,
+      ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
+      extra: { 'session.intra_op.allow_spinning': opts.spinning ? '1' : '0' },
+    };
+    const step = K > 1 ? await DataParallelStep.create(gg, { workers: K, session }) : await GradientStep.create(gg, { session });
     const params = new Map<string, Tensor>(gg.params);
     const vNames = new Set(rg.vParams.values());
     // Adam with two learning rates: AdaRound's V and the LSQ steps
@@ -250,15 +257,18 @@ export async function reconstructBlock(
     const perm = Int32Array.from({ length: N }, (_, i) => i);
     let pos = N;
     const idx = new Int32Array(B);
-    const bufQ = new Float32Array(B * (caches.xq.length / N));
-    const bufF = new Float32Array(B * (caches.xfp.length / N));
-    const bufY = new Float32Array(B * (yfp.data.length / N));
+    // with workers, the batch buffers and random pools are shared memory: each worker reads its
+    // slice in place instead of receiving a copy (a copy per step cost as much as the step saved)
+    const floats = (n: number): Float32Array => (K > 1 ? new Float32Array(new SharedArrayBuffer(4 * n)) : new Float32Array(n));
+    const bufQ = floats(B * (caches.xq.length / N));
+    const bufF = floats(B * (caches.xfp.length / N));
+    const bufY = floats(B * (yfp.data.length / N));
     const beta = new Float32Array(1);
     const rw = new Float32Array(1);
     const warm = Math.floor(opts.iterations * opts.warmup);
     const xSize = xShape.reduce((a, b) => a * b, 1);
-    const maskPool = rg.inputs.mask ? RandomPool.bernoulli(xSize, opts.inputQuantProb, gopts.seed * 2 + 1) : undefined;
-    const noisePool = rg.inputs.noise ? RandomPool.normal(xSize, gopts.seed * 2 + 2) : undefined;
+    const maskPool = rg.inputs.mask ? RandomPool.bernoulli(xSize, opts.inputQuantProb, gopts.seed * 2 + 1, K > 1) : undefined;
+    const noisePool = rg.inputs.noise ? RandomPool.normal(xSize, gopts.seed * 2 + 2, K > 1) : undefined;
     const tl = performance.now();
     const cpu0 = process.cpuUsage();
     try {

@@ -87,3 +87,17 @@ test('PEM and PCR change the result and vanish at weight 0', async () => {
   }, 0);
   assert.ok(energy(pemOn) < energy(base), `PEM lowers ||W^||^2: ${energy(pemOn)} < ${energy(base)}`);
 });
+
+test('data-parallel reconstruction (2 slices of the batch at once) ends where one session does', async () => {
+  const s = await setup(2);
+  const one = await runBlock(s, 'lp', { iterations: 60 });
+  const two = await runBlock(s, 'lp', { iterations: 60, workers: 2 });
+  const rel = Math.abs(two.report.mseAfter - one.report.mseAfter) / one.report.mseAfter;
+  assert.ok(rel < 0.02, `block MSE ${two.report.mseAfter} vs ${one.report.mseAfter}`);
+  let same = 0, all = 0;
+  for (const [node, w] of one.values.weights) {
+    const c2 = two.values.weights.get(node)!.codes;
+    for (let i = 0; i < w.codes.length; i++) { all++; if (w.codes[i] === c2[i]) same++; }
+  }
+  assert.ok(same / all > 0.99, `${same}/${all} weight codes equal`);
+});

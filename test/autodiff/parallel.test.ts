@@ -1,0 +1,80 @@
+// Data-parallel gradient steps: slices of one batch on this thread and on worker threads give the
+// full-batch loss and gradients; bad feeds and slice counts are refused with a reason.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep } from '../../sdk/autodiff/index.ts';
+import { isTtaqError } from '../../sdk/errors/index.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { makeTensor } from '../../sdk/onnx/tensor.ts';
+import type { Tensor } from '../../sdk/onnx/types.ts';
+import { Rng } from '../../sdk/nn/rng.ts';
+import { model, randTensor } from './helpers.ts';
+
+const rng = new Rng(11);
+
+/** conv -> relu -> GAP, loss = mean over the batch of (p - target)^2 + 0.1 * sum(w^2) (a regulariser). */
+function net(batch: number | 'N') {
+  const b = new GraphBuilder('dp');
+  b.input('x', 'float32', [batch, 2, 6, 6]);
+  b.input('t', 'float32', [batch, 3]);
+  b.input('scale', 'float32', []);
+  b.initializer('w', randTensor(rng, 'float32', [3, 2, 3, 3]));
+  const c = b.op1('Conv', ['x', 'w'], { pads: A.ints([1, 1, 1, 1]) });
+  const p = b.op1('Mul', [b.op1('Flatten', [b.op1('GlobalAveragePool', [b.op1('Relu', [c])])]), 'scale']);
+  const d = b.op1('Sub', [p, 't']);
+  const per = b.op1('ReduceSum', [b.op1('Mul', [d, d]), b.ints([1])], { keepdims: A.int(0) });
+  const mse = b.op1('ReduceMean', [per], { axes: A.ints([0]), keepdims: A.int(0) }, { outputNames: ['mse'] });
+  const reg = b.op1('Mul', [b.op1('ReduceSum', [b.op1('Mul', ['w', 'w'])], { keepdims: A.int(0) }), b.scalar(0.1)]);
+  b.op1('Add', [mse, reg], {}, { outputNames: ['loss'] });
+  return model(b);
+}
+
+const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) => {
+  assert.equal(a.length, b.length, what);
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= tol * (1 + Math.abs(b[i]!)), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+};
+
+test('two slices give the full batch loss, outputs and gradients (symbolic and fixed batch axes)', async () => {
+  const x = randTensor(rng, 'float32', [8, 2, 6, 6]);
+  const t = randTensor(rng, 'float32', [8, 3]);
+  const scale = makeTensor('float32', [], Float32Array.of(1.5));
+  const full = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'], outputs: ['mse'] });
+  const ref = await GradientStep.create(full, { session: { providers: ['cpu'] } });
+  const want = await ref.run(full.params, { x, t, scale });
+  await ref.release();
+  assert.ok(want.loss > 0);
+
+  for (const g of [full, await buildGradientGraph({ model: net(4), loss: 'loss', wrt: ['w'], outputs: ['mse'] })]) {
+    const dp = await DataParallelStep.create(g, { workers: 2, session: { providers: ['cpu'], intraOpThreads: 1 } });
+    try {
+      assert.equal(dp.workerCount, 2);
+      // the batch in shared memory travels as views; an ordinary buffer is copied per slice
+      const sx = new Float32Array(new SharedArrayBuffer(x.data.byteLength));
+      sx.set(x.data as Float32Array);
+      for (const xin of [x, makeTensor('float32', x.dims, sx)] as Tensor[]) {
+        const got = await dp.run(full.params, { x: xin, t, scale });
+        close([got.loss], [want.loss], 1e-5, 'loss');
+        close(got.outputs.mse!.data as Float32Array, want.outputs.mse!.data as Float32Array, 1e-5, 'mse');
+        close(got.grads.get('w')!.data as Float32Array, want.grads.get('w')!.data as Float32Array, 1e-5, 'grad w');
+      }
+      // a batch the slices cannot share
+      await assert.rejects(dp.run(g.params, { x: randTensor(rng, 'float32', [7, 2, 6, 6]), t: randTensor(rng, 'float32', [7, 3]), scale }),
+        (e: unknown) => isTtaqError(e) && e.code === 'AUTODIFF_BAD_REQUEST' && /input '(x|t)' has 7 rows/.test(e.message));
+      await assert.rejects(dp.run(new Map(), { x, t, scale }), (e: unknown) => isTtaqError(e) && /no value for 'w'/.test(e.message));
+    } finally {
+      await dp.release();
+    }
+  }
+});
+
+test('slice counts: one per core at most 2 for auto, lowered until they divide the batch', async () => {
+  assert.equal(chooseWorkers(2, 32), 2);
+  assert.equal(chooseWorkers(3, 32), 2);
+  assert.equal(chooseWorkers(4, 12), 4);
+  assert.equal(chooseWorkers(2, 31), 1);
+  assert.equal(chooseWorkers(1, 32), 1);
+  const auto = chooseWorkers('auto', 32);
+  assert.ok(auto >= 1 && auto <= 2);
+  const g = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'] });
+  await assert.rejects(DataParallelStep.create(g, { workers: 1 }), (e: unknown) => isTtaqError(e) && /at least 2 slices/.test(e.message));
+});
