@@ -3,6 +3,7 @@
 // training step instead.
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { readFashionMnist, readIdxDir, readImageFolder, take, type Dataset } from '../sdk/data/index.ts';
 import { FASHION_MNIST_LABELS } from '../sdk/manifest/index.ts';
@@ -39,7 +40,9 @@ const HELP = `usage: ttaq train [options]
   --resume P       continue the run saved in checkpoint P (its config is used)
   --max-epochs N   stop after N epochs in this call (resume later); export only when done
   --limit N        use only the first N training and test images
-  --threads T      onnxruntime intra-op threads (default: one per core)
+  --threads T      onnxruntime intra-op threads (default: one per core; per slice with --workers)
+  --workers K      each batch in K slices run at once on K threads, BN statistics per slice
+                   (default 1)
   --bench          measure a training step (batch --batch, 10 steps) instead of training
   --json           machine-readable result on stdout
 `;
@@ -110,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     schedule: { type: 'string' }, warmup: { type: 'string' }, pad: { type: 'string' }, 'no-flip': { type: 'boolean' },
     seed: { type: 'string' }, mean: { type: 'string' }, std: { type: 'string' }, out: { type: 'string' },
     checkpoint: { type: 'string' }, resume: { type: 'string' }, 'max-epochs': { type: 'string' }, limit: { type: 'string' },
-    threads: { type: 'string' }, bench: { type: 'boolean' }, json: { type: 'boolean' },
+    threads: { type: 'string' }, workers: { type: 'string' }, bench: { type: 'boolean' }, json: { type: 'boolean' },
   }, HELP);
   if (!parsed) return 0;
   const f = parsed.values;
@@ -121,11 +124,12 @@ export async function run(argv: string[]): Promise<number> {
   const threads = f.threads === undefined ? undefined : int(f.threads, 'threads', 0);
   // Idle workers sleep instead of spinning: a long training run shares the machine with other
   // jobs, and spinning threads starved by the scheduler cost far more than the wake-ups.
-  const session = { ...(threads ? { intraOpThreads: threads } : {}), extra: { 'session.intra_op.allow_spinning': '0' } };
+  const workers = int(f.workers, 'workers', 1);
+  const session = { intraOpThreads: threads ?? (workers > 1 ? Math.max(1, Math.floor(availableParallelism() / workers)) : undefined), extra: { 'session.intra_op.allow_spinning': '0' } };
   const quiet = Boolean(f.json);
 
   if (f.bench) {
-    const r = await benchStep({ arch, batch: int(f.batch, 'batch', 128), steps: 10, session });
+    const r = await benchStep({ arch, batch: int(f.batch, 'batch', 128), steps: 10, session, workers });
     if (f.json) printJson(r);
     else {
       process.stdout.write(`${arch} training step, batch ${r.batch}: ${r.imagesPerSec.toFixed(1)} images/s, ${r.msPerStep.toFixed(1)} ms/step ` +
@@ -165,7 +169,7 @@ export async function run(argv: string[]): Promise<number> {
       numClasses: data.labels.length, channels: data.train.channels, height: data.train.height, width: data.train.width,
     };
   }
-  const trainer = await Trainer.create(config, data, { onProgress: progress, session });
+  const trainer = await Trainer.create(config, data, { onProgress: progress, session, workers });
   if (resumed) trainer.restore(resumed, f.resume);
   const log = (s: string): void => { if (!quiet) process.stderr.write(s + '\n'); };
   log(`${arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));

@@ -35,8 +35,12 @@ export type FromStepWorker =
 export interface ParallelStepOptions {
   /** Slices of the batch (>= 2): slice 0 on this thread, one worker thread per other slice. */
   readonly workers: number;
-  /** Session options of every worker's session (plain data only: no logger, no provider probe). */
-  readonly session?: Omit<SessionOptions, 'logger' | 'availableProviders'>;
+  /** Forward outputs with a batch axis (per-sample logits): concatenated in slice order. Every
+   * other output is averaged over the slices (scalars, per-channel batch statistics). */
+  readonly concatOutputs?: readonly string[];
+  /** Session options of every slice's session (the workers' get the plain-data part: their
+   * provider events are not logged). */
+  readonly session?: SessionOptions;
 }
 
 /** Slices for `requested` ('auto' = one per core, at most `max`): the largest count up to it that
@@ -107,12 +111,13 @@ class StepWorker {
 
 /** Same contract as GradientStep.run, over K slices: batch inputs are split along axis 0. */
 export class DataParallelStep {
-  readonly timing = { runs: 0, totalMs: 0 };
+  /** Same fields as GradientStep.timing; sessionMs is the time spent waiting for the slices. */
+  readonly timing = { runs: 0, sessionMs: 0, totalMs: 0 };
   private nextId = 0;
   /** Declared first dimension of each graph input: a number, or null when symbolic. */
   private readonly batchDim: ReadonlyMap<string, number | null>;
 
-  private constructor(readonly graph: GradientGraph, private readonly local: GradientStep, private readonly workers: readonly StepWorker[]) {
+  private constructor(readonly graph: GradientGraph, private readonly local: GradientStep, private readonly workers: readonly StepWorker[], private readonly concat: ReadonlySet<string>) {
     const dims = new Map<string, number | null>();
     for (const v of graph.model.graph.inputs) {
       if (!v.shape || v.shape.length === 0) continue;
@@ -126,7 +131,8 @@ export class DataParallelStep {
   static async create(graph: GradientGraph, opts: ParallelStepOptions): Promise<DataParallelStep> {
     if (!(opts.workers >= 2)) throw new TtaqError('AUTODIFF_BAD_REQUEST', `DataParallelStep needs at least 2 slices (got ${opts.workers}); use GradientStep for one`);
     const fetch = [graph.loss, ...graph.outputs, ...graph.grads.values()];
-    const workerData = { model: encodeModel(graph.model), fetch, session: opts.session ?? {} };
+    const { logger: _logger, availableProviders: _probe, ...plain } = opts.session ?? {};
+    const workerData = { model: encodeModel(graph.model), fetch, session: plain };
     // slice 0 runs on this thread: it would otherwise sit idle waiting, and a worker's wake-up and
     // the slowest of several workers cost more than the messages save
     const started = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, () => StepWorker.start(workerData)));
@@ -137,7 +143,7 @@ export class DataParallelStep {
       throw bad.reason as Error;
     }
     const local = await GradientStep.create(graph, { session: opts.session ?? {} });
-    return new DataParallelStep(graph, local, ok);
+    return new DataParallelStep(graph, local, ok, new Set(opts.concatOutputs ?? []));
   }
 
   get workerCount(): number { return this.workers.length + 1; }
@@ -182,6 +188,7 @@ export class DataParallelStep {
       }
     }
     const id = this.nextId++;
+    const t1 = performance.now();
     const remote = Promise.all(this.workers.map((w, k) => w.run(id, [...shared, ...slices[k + 1]!])));
     const mine = await this.local.run(params, Object.fromEntries(slices[0]!.map((t) => [t.name, { dtype: t.dtype, dims: t.dims, data: t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data } as Tensor])));
     const localWire: WireTensor[] = [
@@ -190,13 +197,14 @@ export class DataParallelStep {
       ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...mine.grads.get(w)! })),
     ];
     const results = [localWire, ...(await remote)];
+    this.timing.sessionMs += performance.now() - t1;
     const res = this.merge(results);
     this.timing.runs++;
     this.timing.totalMs += performance.now() - t0;
     return res;
   }
 
-  /** Scalars and gradients averaged; outputs with a batch axis concatenated. */
+  /** Gradients and outputs averaged, the `concatOutputs` concatenated. */
   private merge(results: readonly (readonly WireTensor[])[]): StepResult {
     const K = results.length;
     const byName = results.map((r) => new Map(r.map((t) => [t.name, t])));
@@ -219,7 +227,7 @@ export class DataParallelStep {
     for (const o of this.graph.outputs) {
       const first = byName[0]!.get(o)!;
       if (first.dtype !== 'float32') { outputs[o] = { dtype: first.dtype, dims: first.dims, data: first.data } as Tensor; continue; }
-      outputs[o] = combine(o, first.dims.length > 0);
+      outputs[o] = combine(o, this.concat.has(o));
     }
     const grads = new Map<string, Tensor>();
     for (const [w, g] of this.graph.grads) grads.set(w, combine(g, false));

@@ -27,7 +27,7 @@ export interface BenchResult {
   readonly buildSeconds: number;
 }
 
-export async function benchStep(o: { arch: Arch; batch?: number; steps?: number; warmup?: number; session?: SessionOptions; seed?: number }): Promise<BenchResult> {
+export async function benchStep(o: { arch: Arch; batch?: number; steps?: number; warmup?: number; session?: SessionOptions; seed?: number; workers?: number }): Promise<BenchResult> {
   const batch = o.batch ?? 128;
   const steps = o.steps ?? 10;
   const warmup = o.warmup ?? 2;
@@ -40,7 +40,7 @@ export async function benchStep(o: { arch: Arch; batch?: number; steps?: number;
   const t = await Trainer.create(
     { ...DEFAULT_CONFIG, arch: o.arch, epochs: 1, batchSize: batch, numClasses: 10, channels: 1, height: 28, width: 28, mean: [0.5], std: [0.25] },
     { train: { count, height: 28, width: 28, channels: 1, images, labels } },
-    o.session ? { session: o.session } : {},
+    { ...(o.session ? { session: o.session } : {}), ...(o.workers ? { workers: o.workers } : {}) },
   );
   const buildSeconds = (performance.now() - t0) / 1000;
   const x = new Float32Array(batch * 784);

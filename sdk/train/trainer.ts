@@ -3,7 +3,7 @@
 // statistics updated from the batch statistics the training graph outputs (PyTorch convention:
 // momentum 0.1, unbiased variance), a per-iteration learning-rate schedule, evaluation each epoch
 // on the inference form, and a checkpoint that resumes the run exactly.
-import { buildGradientGraph, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
+import { buildGradientGraph, DataParallelStep, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import { buildNet, Rng, withInitializers, type Arch, type BuiltNet, type NetSpec } from '../nn/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
@@ -67,6 +67,8 @@ export interface TrainerOptions {
   readonly evalBatch?: number;
   /** Formulations of the gradient graph's rules (default: the fastest measured; for A/B timing). */
   readonly ruleOptions?: RuleOptions;
+  /** Data-parallel slices of each batch run at once (sdk/autodiff/parallel.ts; default 1). */
+  readonly workers?: number;
 }
 
 const CKPT_FORMAT = 'ttaq-train-checkpoint/1';
@@ -106,7 +108,7 @@ export class Trainer {
     readonly data: { readonly train: ImageSet; readonly test?: ImageSet },
     readonly net: BuiltNet,
     readonly graph: GradientGraph,
-    readonly gradStep: GradientStep,
+    readonly gradStep: GradientStep | DataParallelStep,
     readonly sgd: Sgd,
     private readonly opts: TrainerOptions,
   ) {
@@ -141,7 +143,13 @@ export class Trainer {
     const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: config.numClasses });
     const outputs = [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])];
     const graph = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, sampleBatch: 2, ...(opts.ruleOptions ? { ruleOptions: opts.ruleOptions } : {}) });
-    const gradStep = await GradientStep.create(graph, { session: { source: `${config.arch} training graph`, ...opts.session } });
+    const session = { source: `${config.arch} training graph`, ...opts.session };
+    // Data-parallel slices: BN's batch statistics are then per slice (as in multi-GPU training
+    // without synchronised BN) and the running statistics follow their average.
+    const workers = opts.workers && opts.workers > 1 && config.batchSize % opts.workers === 0 ? opts.workers : 1;
+    const gradStep = workers > 1
+      ? await DataParallelStep.create(graph, { workers, concatOutputs: [net.output], session })
+      : await GradientStep.create(graph, { session });
     // sdk/optim's SGD (PyTorch semantics); the learning rate comes from the schedule each step.
     const sgd = new Sgd({ lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay, nesterov: config.nesterov });
     return new Trainer(config, data, net, graph, gradStep, sgd, opts);

@@ -1,5 +1,5 @@
 // Data-parallel gradient steps: slices of one batch on this thread and on worker threads give the
-// full-batch loss and gradients; bad feeds and slice counts are refused with a reason.
+// full-batch loss, gradients and per-sample outputs; bad feeds and slice counts are refused with a reason.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep } from '../../sdk/autodiff/index.ts';
@@ -20,7 +20,7 @@ function net(batch: number | 'N') {
   b.input('scale', 'float32', []);
   b.initializer('w', randTensor(rng, 'float32', [3, 2, 3, 3]));
   const c = b.op1('Conv', ['x', 'w'], { pads: A.ints([1, 1, 1, 1]) });
-  const p = b.op1('Mul', [b.op1('Flatten', [b.op1('GlobalAveragePool', [b.op1('Relu', [c])])]), 'scale']);
+  const p = b.op1('Mul', [b.op1('Flatten', [b.op1('GlobalAveragePool', [b.op1('Relu', [c])])]), 'scale'], {}, { outputNames: ['pred'] });
   const d = b.op1('Sub', [p, 't']);
   const per = b.op1('ReduceSum', [b.op1('Mul', [d, d]), b.ints([1])], { keepdims: A.int(0) });
   const mse = b.op1('ReduceMean', [per], { axes: A.ints([0]), keepdims: A.int(0) }, { outputNames: ['mse'] });
@@ -38,14 +38,14 @@ test('two slices give the full batch loss, outputs and gradients (symbolic and f
   const x = randTensor(rng, 'float32', [8, 2, 6, 6]);
   const t = randTensor(rng, 'float32', [8, 3]);
   const scale = makeTensor('float32', [], Float32Array.of(1.5));
-  const full = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'], outputs: ['mse'] });
+  const full = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'], outputs: ['mse', 'pred'] });
   const ref = await GradientStep.create(full, { session: { providers: ['cpu'] } });
   const want = await ref.run(full.params, { x, t, scale });
   await ref.release();
   assert.ok(want.loss > 0);
 
   for (const g of [full, await buildGradientGraph({ model: net(4), loss: 'loss', wrt: ['w'], outputs: ['mse'] })]) {
-    const dp = await DataParallelStep.create(g, { workers: 2, session: { providers: ['cpu'], intraOpThreads: 1 } });
+    const dp = await DataParallelStep.create(g, { workers: 2, concatOutputs: ['pred'], session: { providers: ['cpu'], intraOpThreads: 1 } });
     try {
       assert.equal(dp.workerCount, 2);
       // the batch in shared memory travels as views; an ordinary buffer is copied per slice
@@ -55,6 +55,8 @@ test('two slices give the full batch loss, outputs and gradients (symbolic and f
         const got = await dp.run(full.params, { x: xin, t, scale });
         close([got.loss], [want.loss], 1e-5, 'loss');
         close(got.outputs.mse!.data as Float32Array, want.outputs.mse!.data as Float32Array, 1e-5, 'mse');
+        close(got.outputs.pred!.data as Float32Array, want.outputs.pred!.data as Float32Array, 1e-5, 'pred (concatenated)');
+        assert.deepEqual(got.outputs.pred!.dims, [8, 3]);
         close(got.grads.get('w')!.data as Float32Array, want.grads.get('w')!.data as Float32Array, 1e-5, 'grad w');
       }
       // a batch the slices cannot share

@@ -170,3 +170,17 @@ test('bad config and data fail with coded errors', async () => {
   await assert.rejects(Trainer.create(config({ batchSize: 16 }), { train: bars(8, 1) }), /fewer than one batch/);
   await assert.rejects(Trainer.create(config({ numClasses: 2 }), { train: bars(40, 1) }), (e: Error & { code?: string }) => e.code === 'DATA_BAD_FORMAT');
 });
+
+test('data-parallel training (2 slices of each batch on 2 threads) learns as one session does', async () => {
+  const train = bars(96, 1);
+  const testSet = bars(48, 2);
+  const t = await Trainer.create(config(), { train, test: testSet }, { session, workers: 2 });
+  const before = await t.evaluate(testSet);
+  const hist = await runTraining(t);
+  assert.ok(hist[2]!.trainLoss < hist[0]!.trainLoss, `train loss ${hist.map((h) => h.trainLoss.toFixed(3))}`);
+  assert.ok(hist[2]!.testLoss! < before.loss, `test loss ${before.loss.toFixed(3)} -> ${hist[2]!.testLoss!.toFixed(3)}`);
+  assert.ok(hist[2]!.testAccuracy! > 0.9, `test accuracy ${hist[2]!.testAccuracy}`);
+  // per-sample logits came back whole (accuracy counted over every image of each batch)
+  assert.ok(hist[2]!.trainAccuracy > 0 && hist[2]!.trainAccuracy <= 1);
+  await t.release();
+});
