@@ -44,7 +44,7 @@ test('two slices give the full batch loss, outputs and gradients (symbolic and f
   await ref.release();
   assert.ok(want.loss > 0);
 
-  for (const g of [full, await buildGradientGraph({ model: net(4), loss: 'loss', wrt: ['w'], outputs: ['mse'] })]) {
+  for (const g of [full, await buildGradientGraph({ model: net(4), loss: 'loss', wrt: ['w'], outputs: ['mse', 'pred'] })]) {
     const dp = await DataParallelStep.create(g, { workers: 2, concatOutputs: ['pred'], session: { providers: ['cpu'], intraOpThreads: 1 } });
     try {
       assert.equal(dp.workerCount, 2);
