@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quantize the bundled ResNet-20 (or MODEL=m.onnx) with the fast preset (PRESET=default for 2,000 iterations per block), 1,024 calibration
-# images (the default), clean accuracy on the Fashion-MNIST test set, one onnxruntime thread.
+# images (the default), clean accuracy on the Fashion-MNIST test set, one onnxruntime thread in one session (--workers 1: two
+# jobs share the two cores; pass --workers auto to give one job both).
 # usage: scripts/results/quantize.sh <name> <w-bits> <a-bits> <method> [extra quantize flags...]
 # writes runs/results/q/<name>.onnx (+ .int8.onnx, manifests), <name>.json (report), <name>.log
 set -u
@@ -12,7 +13,7 @@ mkdir -p "$out"
 attempt() {
   /usr/bin/time -f "%e s wall" node bin/ttaq.js quantize --model "$model" --calib fashion-mnist \
     --eval fashion-mnist:test --w-bits "$w" --a-bits "$a" --method "$method" --preset "${PRESET:-fast}" \
-    --out "$out/$name.onnx" --threads 1 --json "$@" > "$out/$name.json" 2> "$out/$name.log"
+    --out "$out/$name.onnx" --threads 1 --workers 1 --json "$@" > "$out/$name.json" 2> "$out/$name.log"
 }
 # a finished report is kept: rerunning run-all.sh skips what is done (FORCE=1 redoes it)
 if [ "${FORCE:-0}" != 1 ] && node -e "process.exit(JSON.parse(require('fs').readFileSync(process.argv[1],'utf8')).report ? 0 : 1)" "$out/$name.json" 2>/dev/null; then

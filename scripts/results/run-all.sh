@@ -29,10 +29,19 @@ lane_ablation() {
     step $S/quantize.sh "w3a3-$name" 3 3 "$method" "$@"
   done
   step $S/eval.sh w3a3 source,tent,abl $Q/w3a3-qdrop.int8.onnx,$Q/w3a3-ttaq.int8.onnx,$Q/w3a3-pemonly.int8.onnx,$Q/w3a3-pcronly.int8.onnx
+  # and W2A2
+  for v in "qdrop qdrop" "ttaq ttaq" "pemonly ttaq --pcr 0" "pcronly ttaq --pem 0"; do
+    set -- $v; name=$1 method=$2; shift 2
+    step $S/quantize.sh "w2a2-$name" 2 2 "$method" "$@"
+  done
+  step $S/eval.sh w2a2 source,tent,abl $Q/w2a2-qdrop.int8.onnx,$Q/w2a2-ttaq.int8.onnx,$Q/w2a2-pemonly.int8.onnx,$Q/w2a2-pcronly.int8.onnx
   # The MobileNet-style model at W4A4 (depthwise convolutions quantize much worse)
   for m in minmax mse qdrop ttaq; do MODEL=models/mobilenet-fmnist.onnx step $S/quantize.sh "mbv2-w4a4-$m" 4 4 "$m"; done
   MODEL=models/mobilenet-fmnist.onnx step $S/quantize.sh mbv2-w4a4-pemonly 4 4 ttaq --pcr 0
   MODEL=models/mobilenet-fmnist.onnx step $S/quantize.sh mbv2-w4a4-pcronly 4 4 ttaq --pem 0
+  # the MobileNet rows of issue 5's clean-accuracy table at W8A8 and W2A4
+  MODEL=models/mobilenet-fmnist.onnx step $S/quantize.sh mbv2-w8a8-mse 8 8 mse
+  for m in minmax mse qdrop ttaq; do MODEL=models/mobilenet-fmnist.onnx step $S/quantize.sh "mbv2-w2a4-$m" 2 4 "$m"; done
   step $S/eval.sh mbv2 source,tent,abl models/mobilenet-fmnist.onnx,$Q/mbv2-w4a4-qdrop.int8.onnx,$Q/mbv2-w4a4-ttaq.int8.onnx,$Q/mbv2-w4a4-pemonly.int8.onnx,$Q/mbv2-w4a4-pcronly.int8.onnx
   # The other protocols on the FP32 model and the W2A4 TTAQ model
   local m=models/resnet20-fmnist.onnx,$Q/w2a4-ttaq.int8.onnx
