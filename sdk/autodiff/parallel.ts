@@ -53,9 +53,20 @@ export function chooseWorkers(requested: number | 'auto', batch: number, max = 2
 
 // The worker is TypeScript: it registers tsx's loader itself (a worker does not inherit the
 // parent's module hooks), by absolute URL so it resolves from any working directory.
-const TSX_API = import.meta.resolve('tsx/esm/api');
-const WORKER = new URL('./parallel-worker.ts', import.meta.url).href;
-const BOOT = `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER)}); })`;
+// Resolved on first use, so importing sdk/autodiff never depends on tsx being resolvable.
+let boot: string | undefined;
+function bootCode(): string {
+  if (boot) return boot;
+  let api: string;
+  try {
+    api = import.meta.resolve('tsx/esm/api');
+  } catch (e) {
+    throw new TtaqError('INTERNAL', `data-parallel steps need tsx to load their TypeScript worker (${(e as Error).message}); run 'npm ci', or use one slice (--workers 1)`, {}, { cause: e });
+  }
+  const worker = new URL('./parallel-worker.ts', import.meta.url).href;
+  boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); })`;
+  return boot;
+}
 
 interface Pending { resolve: (t: readonly WireTensor[]) => void; reject: (e: Error) => void }
 
@@ -81,7 +92,7 @@ class StepWorker {
   }
 
   static start(workerData: unknown): Promise<StepWorker> {
-    const w = new Worker(BOOT, { eval: true, workerData });
+    const w = new Worker(bootCode(), { eval: true, workerData });
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(new TtaqError('INTERNAL', `gradient worker did not start: ${e.message}`, { cause: e }));
       w.once('error', onError);
