@@ -12,6 +12,7 @@ import { makeTensor } from '../sdk/onnx/tensor.ts';
 import type { Model } from '../sdk/onnx/types.ts';
 import { chooseWorkers } from '../sdk/autodiff/index.ts';
 import { benchReconstruction } from '../sdk/quant/bench.ts';
+import { benchStep as benchTrainStep } from '../sdk/train/index.ts';
 import { quantize } from '../sdk/quant/index.ts';
 import { createSession } from '../sdk/runtime/index.ts';
 import { benchTelemetry } from '../sdk/telemetry/bench.ts';
@@ -73,11 +74,17 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
     summary: 'ResNet-20 training step (sdk/autodiff bench), images/s vs PyTorch (reference constant)',
     run: async (c) => {
       const batch = c.quick ? 16 : 128;
+      const slices = chooseWorkers('auto', batch);
       const r = await benchStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5 });
       const ips = (1000 * batch) / r.stepMs;
       return [
         { bench: 'train', name: `training step, batch ${batch}`, value: ips, unit: 'images/s', ratio: ips / REFERENCES.pytorchTrainImagesPerS.value, baseline: REFERENCES.pytorchTrainImagesPerS.text, goal: `>= ${REFERENCES.trainGoalRatio}x` },
         { bench: 'train', name: 'step time outside Session.run', value: 100 * r.outsideShare, unit: '%' },
+        ...(slices > 1 ? [await (async () => {
+          // `ttaq train --workers 2`: the batch in slices on both cores (BN statistics per slice)
+          const d = await benchTrainStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5, workers: slices, session: { intraOpThreads: 1, extra: { 'session.intra_op.allow_spinning': '0' } } });
+          return { bench: 'train', name: `training step, batch ${batch}, ${slices} slices (ttaq train --workers ${slices})`, value: d.imagesPerSec, unit: 'images/s', ratio: d.imagesPerSec / REFERENCES.pytorchTrainImagesPerS.value, baseline: REFERENCES.pytorchTrainImagesPerS.text, goal: `>= ${REFERENCES.trainGoalRatio}x` } satisfies BenchFigure;
+        })()] : []),
       ];
     },
   },
