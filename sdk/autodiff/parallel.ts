@@ -201,6 +201,8 @@ export class DataParallelStep {
     const id = this.nextId++;
     const t1 = performance.now();
     const remote = Promise.all(this.workers.map((w, k) => w.run(id, [...shared, ...slices[k + 1]!])));
+    // if this thread's slice throws, the workers' answer is never awaited: keep its rejection handled
+    remote.catch(() => {});
     const mine = await this.local.run(params, Object.fromEntries(slices[0]!.map((t) => [t.name, { dtype: t.dtype, dims: t.dims, data: t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data } as Tensor])));
     const localWire: WireTensor[] = [
       { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(mine.loss) },
