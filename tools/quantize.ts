@@ -45,7 +45,7 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --threads N         onnxruntime threads per operator (per slice with --workers)
   --workers N|auto    reconstruction steps in N batch slices at once, one per thread
                       (default auto: one per core, at most 2; 1 = a single session)
-  --spinning          let onnxruntime's workers spin between ops: measure first; it was faster
+  --spinning          let onnxruntime's threads spin between ops: measure first; it was faster
                       on one idle host and slower on shared or virtual cores (default: they sleep)
   --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
   --json              print the report as JSON
