@@ -149,6 +149,8 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
   lap('calibrate');
   const values = copyValues(cal.values);
   const blockReports: BlockReport[] = [];
+  // data-parallel slices share the cores: each session gets its part of them unless threads were given
+  const workers = mp.reconstruct ? chooseWorkers(o.workers, Math.min(o.batch, set.dims[0]!)) : 1;
   let pemInfo: Map<string, LayerPerturbation> | undefined;
   if (mp.reconstruct) {
     if (mp.pem > 0) {
@@ -157,8 +159,6 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
       lap('pem');
     }
     const keyOpts = { ...o, statePath: undefined, reportImages: undefined, intraOpThreads: undefined, spinning: undefined, workers: undefined, n: set.dims[0] };
-    // slices share the cores: each session gets its part of them unless threads were given
-    const workers = chooseWorkers(o.workers, o.batch);
     const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
     const state: ReconState = (o.statePath ? await loadState(o.statePath, key) : undefined) ?? { format: 'ttaq-quant-state/1', key, blocks: [] };
     let caches: BlockCaches = initialCaches(set, set.dims[0]!);
@@ -270,7 +270,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     blocks: blockReports,
     seconds,
     calibration: cal.summary,
-    reconstruction: mp.reconstruct ? { preset: o.preset, iterationsPerBlock: mp.iterations, pem: mp.pem, pcr: mp.pcr } : null,
+    reconstruction: mp.reconstruct ? { preset: o.preset, iterationsPerBlock: mp.iterations, pem: mp.pem, pcr: mp.pcr, slices: workers } : null,
     ...(pemInfo ? { pem: Object.fromEntries([...pemInfo].map(([k, v]) => [k, { rho: v.rho, coef: v.coef }])) } : {}),
   };
   progress({ stage: 'report', done: 1, total: 1 });

@@ -31,7 +31,11 @@ export interface QuantReport {
   readonly calibration: Readonly<Record<string, unknown>>;
   /** The reconstruction settings that produced the model (null for calibration-only methods), so a
    * report names its PEM/PCR weights without the file name having to. */
-  readonly reconstruction: { readonly preset: string; readonly iterationsPerBlock: number; readonly pem: number; readonly pcr: number } | null;
+  readonly reconstruction: {
+    readonly preset: string; readonly iterationsPerBlock: number; readonly pem: number; readonly pcr: number;
+    /** Data-parallel slices each step ran in (1 = one session; the times above depend on it). */
+    readonly slices: number;
+  } | null;
   readonly pem?: Readonly<Record<string, { rho: number; coef: number }>>;
 }
 
