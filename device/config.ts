@@ -71,7 +71,14 @@ export const ModelSchema = z.strictObject({
     })
     .prefault({}),
   cuda: z.strictObject({ deviceId: z.number().int().min(0).default(0) }).prefault({}),
-  /** CPU threads for onnxruntime (0 = its default). */
+  /**
+   * CPU threads for onnxruntime (0 = one per core less one, at least one: the capture process
+   * decodes and preprocesses on the core left over). On the 2-core development VM, the model on one
+   * thread ran the pipeline at 1,588 frames/s against 1,731 for the model alone (8 % overhead);
+   * with both cores the model alone reached 2,979 and the agent 1,965 (34 % overhead), because
+   * capture and model then fight for the same cores (docs/BENCHMARKS.md). Set it to the core count
+   * for the most frames per second on a CPU-only box.
+   */
   intraOpThreads: z.number().int().min(0).default(0),
   /**
    * Let onnxruntime's idle CPU workers spin between runs. Off by default: the capture process,

@@ -1,6 +1,7 @@
 // ModelRunners on sdk/runtime: plain inference (the model plus a small prediction head appended
 // as ONNX nodes, so onnxruntime computes predictions, confidences and entropies), and adaptive
 // inference through sdk/adapt's Adapter. `createRunnerFactory` picks one per the agent config.
+import { availableParallelism } from 'node:os';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { Adapter } from '../sdk/adapt/index.ts';
 import { readManifest, manifestPathFor, sha256Hex, type Manifest } from '../sdk/manifest/index.ts';
@@ -63,12 +64,15 @@ export function withPredictionHead(model: Model, logits: string, classes: number
   return { ...model, graph: b.build() };
 }
 
+/** One onnxruntime thread per core, less the one the capture process works on. */
+export const defaultIntraOpThreads = (): number => Math.max(1, availableParallelism() - 1);
+
 export function sessionOptions(c: AgentConfig['model'], logger: (e: RuntimeLogEvent) => void): SessionOptions {
   return {
     providers: c.providers,
     tensorrt: { engineCacheDir: c.tensorrt.cacheDir, fp16: c.tensorrt.fp16, int8: c.tensorrt.int8, ...(c.tensorrt.workspaceMb ? { trtMaxWorkspaceSize: c.tensorrt.workspaceMb * 1024 * 1024 } : {}), deviceId: c.cuda.deviceId },
     cuda: { deviceId: c.cuda.deviceId },
-    ...(c.intraOpThreads ? { intraOpThreads: c.intraOpThreads } : {}),
+    intraOpThreads: c.intraOpThreads || defaultIntraOpThreads(),
     extra: { 'session.intra_op.allow_spinning': c.spinning ? '1' : '0' },
     logger,
   };

@@ -1,6 +1,7 @@
 // The real runners on onnxruntime (CPU): a tiny model built with the graph builder, its manifest,
 // the prediction head checked against a plain computation, adaptation through sdk/adapt, and the
 // whole agent on a generated video with checkpoint and restore.
+import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -159,4 +160,11 @@ test('the agent end to end: video -> tiny ONNX model with adaptation -> checkpoi
   st.close();
   const second = await run();
   assert.ok(second.steps >= first.steps + 6, `the step counter continued from the checkpoint (${first.steps} -> ${second.steps})`);
+});
+
+test('onnxruntime threads: one per core less the capture process\'s by default, or as configured', () => {
+  const auto = sessionOptions(parseAgentConfig({ model: { providers: ['cpu'] } }).model, silentLog);
+  assert.equal(auto.intraOpThreads, Math.max(1, availableParallelism() - 1));
+  const set = sessionOptions(parseAgentConfig({ model: { providers: ['cpu'], intraOpThreads: 3 } }).model, silentLog);
+  assert.equal(set.intraOpThreads, 3);
 });
