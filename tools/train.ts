@@ -3,7 +3,7 @@
 // training step instead.
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { availableParallelism } from 'node:os';
+import { threadsPerSlice } from '../sdk/autodiff/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { readFashionMnist, readIdxDir, readImageFolder, take, type Dataset } from '../sdk/data/index.ts';
 import { FASHION_MNIST_LABELS } from '../sdk/manifest/index.ts';
@@ -125,7 +125,7 @@ export async function run(argv: string[]): Promise<number> {
   // Idle workers sleep instead of spinning: a long training run shares the machine with other
   // jobs, and spinning threads starved by the scheduler cost far more than the wake-ups.
   const workers = int(f.workers, 'workers', 1);
-  const session = { intraOpThreads: threads ?? (workers > 1 ? Math.max(1, Math.floor(availableParallelism() / workers)) : undefined), extra: { 'session.intra_op.allow_spinning': '0' } };
+  const session = { intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined), extra: { 'session.intra_op.allow_spinning': '0' } };
   const quiet = Boolean(f.json);
 
   if (f.bench) {

@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { TtaqError } from '../errors/index.ts';
 import type { Tensor } from '../onnx/types.ts';
 import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
-import type { FromStepWorker, ToStepWorker, WireTensor } from './parallel.ts';
+import { feedable, type FromStepWorker, type ToStepWorker, type WireTensor } from './parallel.ts';
 
 const port = parentPort!;
 const data = workerData as { model: Uint8Array; fetch: string[]; session: SessionOptions };
@@ -26,12 +26,8 @@ port.on('message', (m: ToStepWorker) => {
     return;
   }
   const feeds: Record<string, Tensor> = {};
-  for (const t of m.feeds) {
-    // onnxruntime-node refuses views of shared memory ("Invalid argument"): one local copy, made
-    // here in parallel with the other workers instead of on the sending thread
-    const d = t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data;
-    feeds[t.name] = { dtype: t.dtype, dims: t.dims, data: d } as Tensor;
-  }
+  // shared-memory views become local copies here, in parallel with the other slices
+  for (const t of m.feeds) feeds[t.name] = feedable(t);
   session.run(feeds, data.fetch).then((out) => {
     const tensors: WireTensor[] = [];
     const transfer: ArrayBuffer[] = [];

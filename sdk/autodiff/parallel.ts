@@ -51,6 +51,18 @@ export function chooseWorkers(requested: number | 'auto', batch: number, max = 2
   return 1;
 }
 
+/** onnxruntime threads for each of `slices` sessions sharing this machine's cores (at least 1). */
+export function threadsPerSlice(slices: number): number {
+  return Math.max(1, Math.floor(availableParallelism() / Math.max(1, slices)));
+}
+
+/** A wire tensor as onnxruntime-node takes it: it refuses views of shared memory ("Invalid
+ * argument"), so those are copied into memory of this thread's own; other data passes as is. */
+export function feedable(t: WireTensor): Tensor {
+  const data = t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data;
+  return { dtype: t.dtype, dims: t.dims, data } as Tensor;
+}
+
 // The worker is TypeScript: it registers tsx's loader itself (a worker does not inherit the
 // parent's module hooks), by absolute URL so it resolves from any working directory.
 // Resolved on first use, so importing sdk/autodiff never depends on tsx being resolvable.
@@ -203,7 +215,7 @@ export class DataParallelStep {
     const remote = Promise.all(this.workers.map((w, k) => w.run(id, [...shared, ...slices[k + 1]!])));
     // if this thread's slice throws, the workers' answer is never awaited: keep its rejection handled
     remote.catch(() => {});
-    const mine = await this.local.run(params, Object.fromEntries(slices[0]!.map((t) => [t.name, { dtype: t.dtype, dims: t.dims, data: t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data } as Tensor])));
+    const mine = await this.local.run(params, Object.fromEntries(slices[0]!.map((t) => [t.name, feedable(t)])));
     const localWire: WireTensor[] = [
       { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(mine.loss) },
       ...this.graph.outputs.map((o) => ({ name: o, ...mine.outputs[o]! })),

@@ -13,8 +13,7 @@
 // calibration (calibrate.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
 // blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts), PEM (pem.ts), export (export.ts).
 import { TtaqError, isTtaqError } from '../errors/index.ts';
-import { availableParallelism } from 'node:os';
-import { chooseWorkers, getRule } from '../autodiff/index.ts';
+import { chooseWorkers, getRule, threadsPerSlice } from '../autodiff/index.ts';
 import type { Model } from '../onnx/types.ts';
 import { noProgress, type ProgressFn } from '../progress/index.ts';
 import { blockGraph, partitionBlocks, type Block } from './blocks.ts';
@@ -206,7 +205,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           seed: o.seed,
           ...(pemInfo && mp.pem > 0 ? { pem: { weight: mp.pem, coef: new Map([...pemInfo].map(([k, v]) => [k, v.coef])) } } : {}),
           ...(mp.pcr > 0 ? { pcr: { weight: mp.pcr, gamma: o.pcrGamma, temperature: o.pcrTemperature } } : {}),
-          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : workers > 1 ? { intraOpThreads: Math.max(1, Math.floor(availableParallelism() / workers)) } : {}),
+          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : workers > 1 ? { intraOpThreads: threadsPerSlice(workers) } : {}),
           spinning: o.spinning,
           workers,
         }, progress, stage);

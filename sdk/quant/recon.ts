@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, DataParallelStep, GradientStep, type ConvGradOptions } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, type ConvGradOptions } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -201,7 +201,7 @@ export async function reconstructBlock(
     wInit.set(w.node, { params: cur.params, floor, v });
   }
   const aInit = new Map(sites.acts.map((a) => [a.value, values.acts.get(a.value)!]));
-  const K = opts.workers && opts.workers > 1 && B % opts.workers === 0 ? opts.workers : 1;
+  const K = chooseWorkers(opts.workers ?? 1, B);
   // With K workers the step graph is built for one worker's slice; the full batch is fed and split.
   const gopts: ReconGraphOptions = {
     inputQuantProb: opts.inputQuantProb,

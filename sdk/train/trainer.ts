@@ -3,7 +3,7 @@
 // statistics updated from the batch statistics the training graph outputs (PyTorch convention:
 // momentum 0.1, unbiased variance), a per-iteration learning-rate schedule, evaluation each epoch
 // on the inference form, and a checkpoint that resumes the run exactly.
-import { buildGradientGraph, DataParallelStep, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import { buildNet, Rng, withInitializers, type Arch, type BuiltNet, type NetSpec } from '../nn/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
@@ -146,7 +146,7 @@ export class Trainer {
     const session = { source: `${config.arch} training graph`, ...opts.session };
     // Data-parallel slices: BN's batch statistics are then per slice (as in multi-GPU training
     // without synchronised BN) and the running statistics follow their average.
-    const workers = opts.workers && opts.workers > 1 && config.batchSize % opts.workers === 0 ? opts.workers : 1;
+    const workers = chooseWorkers(opts.workers ?? 1, config.batchSize);
     const gradStep = workers > 1
       ? await DataParallelStep.create(graph, { workers, concatOutputs: [net.output], session })
       : await GradientStep.create(graph, { session });
