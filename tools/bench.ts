@@ -1,7 +1,8 @@
 // `ttaq bench`: one harness for the figures the issues name. Each benchmark is an existing bench
 // function of its module (imported, not copied) or a short measurement over the SDK, and reports
 // its figure as a ratio against a baseline measured in the same run where this machine has one.
-// PyTorch is not installed here: its figures are constants from the issues, labelled as such.
+// PyTorch figures come from tools/baselines/pytorch_resnet20.py, run in the same process tree
+// minutes apart, when a Python with torch is found; otherwise from the issues' constants, labelled.
 import { benchStep } from '../sdk/autodiff/bench.ts';
 import { agentBenchFigures, benchAgent } from '../device/bench.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
@@ -17,10 +18,12 @@ import { quantize } from '../sdk/quant/index.ts';
 import { createSession } from '../sdk/runtime/index.ts';
 import { benchTelemetry } from '../sdk/telemetry/bench.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { measurePytorch, type PytorchBench, type PytorchRow } from './baselines/pytorch.ts';
+import { availableParallelism } from 'node:os';
 
 export const summary = 'benchmarks: training step, quantization, inference widths, adapt-step overhead, agent pipeline, receiver ingest';
 
-/** Reference figures from the issues, NOT measured in this run (no PyTorch on this machine). */
+/** Reference figures from the issues, used when PyTorch is not measured in this run. */
 export const REFERENCES = {
   pytorchTrainImagesPerS: { value: 1200, text: 'PyTorch CPU ResNet-20 training step, batch 128, this 2-core machine (issue figure, not measured here)' },
   trainGoalRatio: 2,
@@ -42,7 +45,14 @@ export interface BenchFigure {
   readonly note?: string;
 }
 
-interface Ctx { readonly model: string; readonly threads: number | undefined; readonly quick: boolean; readonly log: (s: string) => void }
+interface Ctx {
+  readonly model: string; readonly threads: number | undefined; readonly quick: boolean; readonly log: (s: string) => void;
+  /** PyTorch's figures for one of its benches, measured now (undefined: not available, reason logged). */
+  readonly pytorch: (bench: PytorchBench) => Promise<readonly PytorchRow[] | undefined>;
+}
+
+/** Baseline text for a measured PyTorch row. */
+const torchText = (r: PytorchRow, what: string): string => `PyTorch ${r.torch} ${what}, ${r.threads} threads, measured in this run`;
 type Bench = { readonly summary: string; readonly run: (c: Ctx) => Promise<BenchFigure[]> };
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
@@ -71,38 +81,49 @@ async function timeInference(model: Model | Uint8Array, inputName: string, shape
 
 export const BENCHES: Readonly<Record<string, Bench>> = {
   train: {
-    summary: 'ResNet-20 training step (sdk/autodiff bench), images/s vs PyTorch (reference constant)',
+    summary: 'ResNet-20 training step (sdk/autodiff bench), images/s vs PyTorch measured in this run (else the issue constant)',
     run: async (c) => {
       const batch = c.quick ? 16 : 128;
       const slices = chooseWorkers('auto', batch);
       const r = await benchStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5 });
       const ips = (1000 * batch) / r.stepMs;
+      const pt = (await c.pytorch('train'))?.find((x) => x.batch === batch && x.imagesPerSec);
+      const base = pt
+        ? { ips: pt.imagesPerSec!, text: `${torchText(pt, `training step, batch ${batch}`)}: ${pt.imagesPerSec!.toFixed(0)} images/s` }
+        : { ips: REFERENCES.pytorchTrainImagesPerS.value, text: REFERENCES.pytorchTrainImagesPerS.text };
       return [
-        { bench: 'train', name: `training step, batch ${batch}`, value: ips, unit: 'images/s', ratio: ips / REFERENCES.pytorchTrainImagesPerS.value, baseline: REFERENCES.pytorchTrainImagesPerS.text, goal: `>= ${REFERENCES.trainGoalRatio}x` },
+        { bench: 'train', name: `training step, batch ${batch}`, value: ips, unit: 'images/s', ratio: ips / base.ips, baseline: base.text, goal: `>= ${REFERENCES.trainGoalRatio}x` },
         { bench: 'train', name: 'step time outside Session.run', value: 100 * r.outsideShare, unit: '%' },
         ...(slices > 1 ? [await (async () => {
           // `ttaq train --workers 2`: the batch in slices on both cores (BN statistics per slice)
           const d = await benchTrainStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5, workers: slices, session: { intraOpThreads: 1, extra: { 'session.intra_op.allow_spinning': '0' } } });
-          return { bench: 'train', name: `training step, batch ${batch}, ${slices} slices (ttaq train --workers ${slices})`, value: d.imagesPerSec, unit: 'images/s', ratio: d.imagesPerSec / REFERENCES.pytorchTrainImagesPerS.value, baseline: REFERENCES.pytorchTrainImagesPerS.text, goal: `>= ${REFERENCES.trainGoalRatio}x` } satisfies BenchFigure;
+          return { bench: 'train', name: `training step, batch ${batch}, ${slices} slices (ttaq train --workers ${slices})`, value: d.imagesPerSec, unit: 'images/s', ratio: d.imagesPerSec / base.ips, baseline: base.text, goal: `>= ${REFERENCES.trainGoalRatio}x` } satisfies BenchFigure;
         })()] : []),
       ];
     },
   },
   quant: {
-    summary: 'seconds per 1,000 reconstruction iterations of layer2.0 at batch 32 (sdk/quant bench): QDrop and TTAQ, one session and data-parallel slices',
+    summary: 'seconds per 1,000 reconstruction iterations of layer2.0 at batch 32 (sdk/quant bench): QDrop and TTAQ, one session and data-parallel slices, vs the same step in PyTorch',
     run: async (c) => {
       const slices = chooseWorkers('auto', 32);
       const out: BenchFigure[] = [];
+      const pts = await c.pytorch('recon');
       for (const workers of slices > 1 ? [1, slices] : [1]) {
         const rows = await benchReconstruction({ iterations: c.quick ? 20 : 100, workers, ...(c.threads ? { threads: c.threads } : {}) });
         const qdrop = rows.find((r) => r.variant === 'qdrop');
-        out.push(...rows.map((r) => ({
-          bench: 'quant', name: `${r.variant} reconstruction, ${workers === 1 ? 'one session' : `${workers} slices (\`ttaq quantize\`'s default here)`} (${r.iterations} iterations timed)`,
-          value: r.secondsPer1000, unit: 's / 1,000 it',
-          ratio: REFERENCES.qdropPytorchSecondsPer1000.value / r.secondsPer1000, baseline: REFERENCES.qdropPytorchSecondsPer1000.text + ' (ratio = speed-up)',
-          goal: `< ${REFERENCES.quantGoalSecondsPer1000} s`,
-          note: `process CPU ${r.cpuSecondsPer1000.toFixed(1)} s / 1,000 it (wall time is unreliable on a loaded machine)${qdrop && r !== qdrop ? `; ${(r.secondsPer1000 / qdrop.secondsPer1000).toFixed(2)}x the QDrop time measured in this run (PEM + PCR cost)` : ''}`,
-        })));
+        out.push(...rows.map((r) => {
+          const pt = pts?.find((x) => x.variant === r.variant && x.secondsPer1000);
+          const base = pt
+            ? { s: pt.secondsPer1000!, text: `${torchText(pt, `${r.variant} step re-implemented (tools/baselines)`)}: ${pt.secondsPer1000!.toFixed(1)} s` }
+            : r.variant === 'qdrop' ? { s: REFERENCES.qdropPytorchSecondsPer1000.value, text: REFERENCES.qdropPytorchSecondsPer1000.text } : undefined;
+          return {
+            bench: 'quant', name: `${r.variant} reconstruction, ${workers === 1 ? 'one session' : `${workers} slices (\`ttaq quantize\`'s default here)`} (${r.iterations} iterations timed)`,
+            value: r.secondsPer1000, unit: 's / 1,000 it',
+            ...(base ? { ratio: base.s / r.secondsPer1000, baseline: base.text + ' (ratio = speed-up)' } : {}),
+            goal: `>= 2x PyTorch; < ${REFERENCES.quantGoalSecondsPer1000} s (issue)`,
+            note: `process CPU ${r.cpuSecondsPer1000.toFixed(1)} s / 1,000 it (wall time is unreliable on a loaded machine)${qdrop && r !== qdrop ? `; ${(r.secondsPer1000 / qdrop.secondsPer1000).toFixed(2)}x the QDrop time measured in this run (PEM + PCR cost)` : ''}`,
+          } satisfies BenchFigure;
+        }));
       }
       return out;
     },
@@ -118,10 +139,15 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
       c.log('quantizing the model with minmax W4A4 for the inference variants');
       const q = await quantize({ model: fp32, calib: { images: calib.data as Float32Array, dims: calib.dims }, options: { wBits: 4, aBits: 4, method: 'minmax' } });
       const out: BenchFigure[] = [];
+      const pts = await c.pytorch('infer');
       for (const batch of c.quick ? [1, 8] : [1, 8, 64]) {
         const reps = Math.max(5, Math.min(50, Math.round(800 / batch)));
         const base = await timeInference(fp32, manifest.input.name, shape, batch, c.threads, reps);
-        out.push({ bench: 'infer', name: `FP32, batch ${batch}`, value: base, unit: 'ms/batch' });
+        const pt = pts?.find((x) => x.batch === batch && x.msPerBatch);
+        out.push({
+          bench: 'infer', name: `FP32, batch ${batch}`, value: base, unit: 'ms/batch',
+          ...(pt ? { ratio: pt.msPerBatch! / base, baseline: `${torchText(pt, `FP32 inference, batch ${batch}`)}: ${pt.msPerBatch!.toFixed(1)} ms (ratio = speed-up)`, goal: '>= 2x' } : {}),
+        });
         for (const [name, m] of [['INT8-container', q.int8Model], ['true-width', q.model]] as const) {
           const ms = await timeInference(m, manifest.input.name, shape, batch, c.threads, reps);
           out.push({ bench: 'infer', name: `W4A4 ${name}, batch ${batch}`, value: ms, unit: 'ms/batch', ratio: ms / base, baseline: `FP32 at batch ${batch}, this run (ratio = time / FP32 time)` });
@@ -134,12 +160,25 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
     summary: 'adaptation step time over inference time at batch 1/8/64 (sdk/eval measureStepCost, ABL robust)',
     run: async (c) => {
       const m = await loadEvalModel(c.model);
-      const rows = await measureStepCost(m, ['abl:robust'], c.quick ? [1, 8] : [1, 8, 64], { ...(c.quick ? { reps: 3 } : {}), ...(c.threads ? { session: { intraOpThreads: c.threads } } : {}) });
-      return rows.map((r) => ({
+      const batches = c.quick ? [1, 8] : [1, 8, 64];
+      const opts = { ...(c.quick ? { reps: 3 } : {}), ...(c.threads ? { session: { intraOpThreads: c.threads } } : {}) };
+      const rows = await measureStepCost(m, ['abl:robust'], batches, opts);
+      const out: BenchFigure[] = rows.map((r) => ({
         bench: 'adapt', name: `${r.method} step, batch ${r.batch}`, value: r.stepMs, unit: 'ms/batch', ratio: r.stepOverInfer,
         baseline: `adapter inference (same normalisation) ${r.inferMs.toFixed(1)} ms, this run; source model ${r.sourceMs.toFixed(1)} ms (ratio = step / inference)`,
         goal: `<= ${REFERENCES.adaptGoalRatio}x`,
       }));
+      // TENT against PyTorch's TENT step (the issue's speed goal is at batch 64)
+      const pts = await c.pytorch('tent');
+      for (const r of await measureStepCost(m, ['tent'], batches, opts)) {
+        const pt = pts?.find((x) => x.batch === r.batch && x.msPerStep);
+        out.push({
+          bench: 'adapt', name: `tent step, batch ${r.batch}`, value: r.stepMs, unit: 'ms/batch',
+          ...(pt ? { ratio: pt.msPerStep! / r.stepMs, baseline: `${torchText(pt, `TENT step, batch ${r.batch}`)}: ${pt.msPerStep!.toFixed(1)} ms (ratio = speed-up)`, goal: '>= 2x' } : {}),
+          note: `step / inference ${r.stepOverInfer.toFixed(2)}`,
+        });
+      }
+      return out;
     },
   },
   agent: {
@@ -164,8 +203,9 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
 
 const help = `usage: ttaq bench [--only name[,name]] [--quick] [--json] [--model models/resnet20-fmnist.onnx] [--threads N]
 
-Prints each figure with its ratio against a baseline measured in the same run where this machine
-has one; PyTorch figures are constants from the issues (no PyTorch here) and say so.
+Prints each figure with its ratio against a baseline measured in the same run. PyTorch's figures
+come from tools/baselines/pytorch_resnet20.py, run by $TTAQ_PYTORCH_PYTHON (default python3) when
+it can import torch; otherwise the issues' constants stand in and the baseline column says so.
 
 benchmarks:
 ${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.summary}`).join('\n')}
@@ -173,7 +213,8 @@ ${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.summary}`).join(
   --only LIST   run only these (comma-separated)
   --quick       fewer iterations (a smoke run; the figures are noisier)
   --model PATH  FP32 model for infer/adapt/agent (default models/resnet20-fmnist.onnx)
-  --threads N   onnxruntime intra-op threads (default: one per core)
+  --threads N   onnxruntime intra-op threads (default: one per core); PyTorch gets the same
+  --no-pytorch  skip the PyTorch baselines (use the issues' constants)
   --json        print the figures as JSON
 Exit codes: 0 ok, 1 a benchmark failed, 2 bad usage.`;
 
@@ -188,6 +229,7 @@ export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, {
     only: { type: 'string' }, quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
     model: { type: 'string', default: 'models/resnet20-fmnist.onnx' }, threads: { type: 'string' },
+    'no-pytorch': { type: 'boolean', default: false },
   }, help);
   if (!f) return EXIT.ok;
   const v = f.values;
@@ -195,7 +237,25 @@ export async function run(argv: string[]): Promise<number> {
   for (const n of names) if (!BENCHES[n]) throw new TtaqError('CLI_USAGE', `--only ${n}: no such benchmark; use one of ${Object.keys(BENCHES).join(', ')}`);
   const threads = v.threads !== undefined ? Number(v.threads) : undefined;
   if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new TtaqError('CLI_USAGE', `--threads ${v.threads}: give a positive whole number`);
-  const ctx: Ctx = { model: v.model!, threads, quick: v.quick!, log: (s) => process.stderr.write(`ttaq bench: ${s}\n`) };
+  const log = (s: string) => process.stderr.write(`ttaq bench: ${s}\n`);
+  const baselines = new Map<PytorchBench, Promise<readonly PytorchRow[] | undefined>>();
+  let noTorch: string | undefined = v['no-pytorch'] ? 'skipped (--no-pytorch)' : undefined;
+  const pytorch = (b: PytorchBench): Promise<readonly PytorchRow[] | undefined> => {
+    if (noTorch) return Promise.resolve(undefined);
+    let p = baselines.get(b);
+    if (!p) {
+      log(`PyTorch baseline: ${b}`);
+      p = measurePytorch([b], { threads: threads ?? availableParallelism(), ...(v.quick ? { reps: 3 } : {}) }).then((r) => {
+        if (r.ok) return r.value;
+        noTorch = r.error; // one reason, logged once; the other benches use the constants too
+        log(`${r.error}; using the issues' reference constants`);
+        return undefined;
+      });
+      baselines.set(b, p);
+    }
+    return p;
+  };
+  const ctx: Ctx = { model: v.model!, threads, quick: v.quick!, log, pytorch };
   const rows: BenchFigure[] = [];
   const failed: { bench: string; error: string }[] = [];
   for (const n of names) {
@@ -211,7 +271,7 @@ export async function run(argv: string[]): Promise<number> {
       ctx.log(`${n}: FAILED: ${(e as Error).message}`);
     }
   }
-  if (v.json) printJson({ figures: rows, failed, references: REFERENCES, quick: v.quick });
-  else process.stdout.write(figuresTable(rows) + '\n' + (failed.length ? `\nfailed: ${failed.map((x) => x.bench).join(', ')}\n` : ''));
+  if (v.json) printJson({ figures: rows, failed, references: REFERENCES, quick: v.quick, ...(noTorch ? { pytorch: noTorch } : {}) });
+  else process.stdout.write(figuresTable(rows) + '\n' + (noTorch ? `\nPyTorch baselines: ${noTorch}\n` : '') + (failed.length ? `\nfailed: ${failed.map((x) => x.bench).join(', ')}\n` : ''));
   return failed.length ? EXIT.failed : EXIT.ok;
 }

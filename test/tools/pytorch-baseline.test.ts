@@ -1,0 +1,64 @@
+// The PyTorch baseline plumbing of `ttaq bench`: output parsing, and what happens when no Python
+// with torch is there (an error value naming the way out, not a throw).
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { measurePytorch, parseBaselineOutput } from '../../tools/baselines/pytorch.ts';
+
+test('parseBaselineOutput reads JSON lines and skips warnings', () => {
+  const r = parseBaselineOutput([
+    'UserWarning: something',
+    '{"bench": "train", "batch": 128, "stepMs": 250, "imagesPerSec": 512, "torch": "2.x", "threads": 2}',
+    '{"bench": "recon", "variant": "qdrop", "batch": 32, "secondsPer1000": 13.5, "torch": "2.x", "threads": 2}',
+    '',
+  ].join('\n'));
+  assert.ok(r.ok);
+  assert.equal(r.value.length, 2);
+  assert.equal(r.value[0]!.imagesPerSec, 512);
+  assert.equal(r.value[1]!.variant, 'qdrop');
+});
+
+test('parseBaselineOutput rejects rows without the fields ratios need, and empty output', () => {
+  const bad = parseBaselineOutput('{"bench": "train", "stepMs": 250}');
+  assert.ok(!bad.ok);
+  assert.match(bad.error, /bench\/batch\/torch\/threads/);
+  const none = parseBaselineOutput('nothing here\n');
+  assert.ok(!none.ok);
+  assert.match(none.error, /no figures/);
+  const other = parseBaselineOutput('{"bench": "video", "batch": 1, "torch": "2", "threads": 1}');
+  assert.ok(!other.ok);
+});
+
+test('measurePytorch without torch returns an error naming TTAQ_PYTORCH_PYTHON', async () => {
+  const r = await measurePytorch(['train'], { threads: 1, python: '/nonexistent/python3' });
+  assert.ok(!r.ok);
+  assert.match(r.error, /TTAQ_PYTORCH_PYTHON/);
+});
+
+test('measurePytorch runs the script with the benches and threads asked for', async () => {
+  // a stand-in Python: answers the torch probe, then echoes its arguments as one figure
+  const dir = await mkdtemp(join(tmpdir(), 'ttaq-pt-'));
+  try {
+    const fake = join(dir, 'python');
+    await writeFile(fake, [
+      '#!/bin/sh',
+      'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi',
+      'shift',
+      'echo "{\\"bench\\": \\"$1\\", \\"batch\\": 64, \\"msPerStep\\": 10, \\"torch\\": \\"9.9\\", \\"threads\\": $3}"',
+    ].join('\n'));
+    await chmod(fake, 0o755);
+    const r = await measurePytorch(['tent'], { threads: 3, python: fake });
+    assert.ok(r.ok, r.ok ? '' : r.error);
+    assert.deepEqual(r.value.map((x) => [x.bench, x.threads, x.msPerStep]), [['tent', 3, 10]]);
+    const failing = join(dir, 'python-fails');
+    await writeFile(failing, '#!/bin/sh\nif [ "$1" = "-c" ]; then exit 0; fi\necho boom >&2; exit 3\n');
+    await chmod(failing, 0o755);
+    const f = await measurePytorch(['tent'], { threads: 1, python: failing });
+    assert.ok(!f.ok);
+    assert.match(f.error, /exit 3.*boom/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
