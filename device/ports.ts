@@ -135,6 +135,8 @@ export interface ModelRunner {
   resetState?(): void;
   /** ABL class priors, when the adapter keeps them. */
   ablPriors?(): ArrayLike<number> | undefined;
+  /** Runs every graph once at each of these batch sizes, changing no state (flat memory while serving). */
+  warmUp?(batchSizes: readonly number[]): Promise<void>;
   dispose(): Promise<void>;
 }
 

@@ -107,6 +107,22 @@ function inputTensor(batch: FrameBatch, fixed: number | undefined): TensorOf<'fl
   return makeTensor('float32', [fixed, c, h, w], data);
 }
 
+/** Zero frames of the runner's image size: warm-up input. */
+const zeroBatch = (info: RunnerInfo, n: number): FrameBatch =>
+  ({ data: new Float32Array(n * info.channels * info.height * info.width), dims: [n, info.channels, info.height, info.width], frames: [] });
+
+/** Largest batch size warmed at start; bigger partial batches warm on first use (start-up stays short). */
+export const WARM_MAX_BATCH = 64;
+
+/**
+ * The batch sizes an agent with batches of up to `maxBatch` frames can run: every size from 1 (a
+ * batch runs partial when its wait expires), or only the model's fixed size (partial batches are padded).
+ */
+export function warmSizes(maxBatch: number, fixedBatch?: number): number[] {
+  if (fixedBatch !== undefined) return [fixedBatch];
+  return Array.from({ length: Math.min(maxBatch, WARM_MAX_BATCH) }, (_, i) => i + 1);
+}
+
 /** Plain inference: the model with the prediction head, one session. */
 export async function createPlainRunner(m: LoadedModel, opts: SessionOptions): Promise<ModelRunner> {
   const decoded = decodeModel(m.bytes, `'${m.path}'`);
@@ -127,6 +143,10 @@ export async function createPlainRunner(m: LoadedModel, opts: SessionOptions): P
         entropy,
         meanEntropy: mean(entropy),
       };
+    },
+    async warmUp(sizes) {
+      // twice per size: onnxruntime allocates by a shape's memory pattern from its second run
+      for (const n of sizes.flatMap((k) => [k, k])) await session.run({ [m.manifest.input.name]: inputTensor(zeroBatch(info, n), info.fixedBatch) }, [OUT.pred, OUT.conf, OUT.entropy]);
     },
     async dispose() {
       await session.release();
@@ -202,6 +222,9 @@ export async function createAdaptiveRunner(m: LoadedModel, method: string, optio
     loadState: (blob) => adapter.restore(blob),
     resetState: () => adapter.reset(),
     ablPriors: () => (adapter.options.loss === 'abl' ? adapter.ablStatistics().freq : undefined),
+    async warmUp(sizes) {
+      await adapter.warmUp(sizes.map((n) => info.fixedBatch ?? n), [info.channels, info.height, info.width]);
+    },
     async dispose() {
       await adapter.close();
     },
@@ -216,7 +239,12 @@ export function createRunnerFactory(c: AgentConfig, log: (e: RuntimeLogEvent) =>
   return async ({ path, manifest }) => {
     const m = await loadModelFiles(path, manifest);
     const opts = sessionOptions(c.model, log);
-    if (c.adaptation.enabled) return createAdaptiveRunner(m, c.adaptation.method, c.adaptation.options, opts, log);
-    return createPlainRunner(m, opts);
+    const runner = c.adaptation.enabled
+      ? await createAdaptiveRunner(m, c.adaptation.method, c.adaptation.options, opts, log)
+      : await createPlainRunner(m, opts);
+    // every batch size the stream can produce, before the first frame: memory stays flat while
+    // serving (onnxruntime keeps a memory plan per input shape) and no batch pays a first run
+    await runner.warmUp?.(warmSizes(c.batch.size, runner.info.fixedBatch));
+    return runner;
   };
 }

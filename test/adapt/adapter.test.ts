@@ -339,6 +339,20 @@ describe('state and stability', () => {
     assert.deepEqual(a.parameters(), fresh.parameters());
   });
 
+  it('warmUp runs every batch size and changes no state', async () => {
+    for (const method of ['abl:robust', 'tent', 'bn']) {
+      const a = await make(tinyParams(5), method);
+      await a.step(batch(30, 6));
+      const before = a.state();
+      const x = batch(31, 3);
+      const ref = await a.infer(x);
+      await a.warmUp([1, 2, 3, 7], [SHAPE.c, SHAPE.h, SHAPE.w]);
+      assert.deepEqual(a.state(), before, `${method}: warm-up changed the adaptation state`);
+      assert.deepEqual(Array.from((await a.infer(x)).logits.data), Array.from(ref.logits.data), `${method}: predictions changed`);
+      assert.equal(a.counters.steps, 1);
+    }
+  });
+
   it('reset() restores the source and counts', async () => {
     const p = tinyParams(17);
     const a = await make(p, 'tent', { lr: 1e-2 });

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { Agent } from '../../device/agent.ts';
 import { parseAgentConfig } from '../../device/config.ts';
-import { createAdaptiveRunner, createPlainRunner, loadModelFiles, sessionOptions } from '../../device/runner.ts';
+import { createAdaptiveRunner, createPlainRunner, loadModelFiles, sessionOptions, warmSizes, WARM_MAX_BATCH } from '../../device/runner.ts';
 import { AgentStore } from '../../device/store.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { encodeModel } from '../../sdk/onnx/codec.ts';
@@ -167,4 +167,11 @@ test('onnxruntime threads: one per core less the capture process\'s by default, 
   assert.equal(auto.intraOpThreads, Math.max(1, availableParallelism() - 1));
   const set = sessionOptions(parseAgentConfig({ model: { providers: ['cpu'], intraOpThreads: 3 } }).model, silentLog);
   assert.equal(set.intraOpThreads, 3);
+});
+
+test('warm-up sizes: every partial batch size up to the configured one (capped), or only a fixed model batch', () => {
+  assert.deepEqual(warmSizes(4), [1, 2, 3, 4]);
+  assert.deepEqual(warmSizes(1), [1]);
+  assert.deepEqual(warmSizes(8, 8), [8], 'a fixed-batch model pads partial batches');
+  assert.equal(warmSizes(1024).length, WARM_MAX_BATCH);
 });
