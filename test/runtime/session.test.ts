@@ -6,6 +6,7 @@ import { encodeModel } from '../../sdk/onnx/codec.ts';
 import { f32, i64, intRange, makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Model, Tensor } from '../../sdk/onnx/types.ts';
 import { createSession, resolveProviders, type RuntimeLogEvent } from '../../sdk/runtime/index.ts';
+import { ortOptions } from '../../sdk/runtime/session.ts';
 import { model } from '../onnx/fixtures.ts';
 
 const quiet = { logger: () => {} };
@@ -172,4 +173,38 @@ test('attribute A.int values work through sessions created many times (cheap rep
     assert.equal((out.s!.data as Float32Array)[0], i + 6);
     await s.release();
   }
+});
+
+test('CPU sessions fold the weights\' DequantizeLinear (disable_quant_qdq) unless told otherwise; GPU sessions keep QDQ', () => {
+  const cpu = ortOptions({}, ['cpu']) as { extra?: Record<string, string> };
+  assert.equal(cpu.extra?.['session.disable_quant_qdq'], '1');
+  const explicit = ortOptions({ extra: { 'session.disable_quant_qdq': '0', 'session.intra_op.allow_spinning': '0' } }, ['cpu']) as { extra?: Record<string, string> };
+  assert.deepEqual(explicit.extra, { 'session.disable_quant_qdq': '0', 'session.intra_op.allow_spinning': '0' });
+  const gpu = ortOptions({}, ['tensorrt', 'cuda', 'cpu']) as { extra?: Record<string, string> };
+  assert.equal(gpu.extra?.['session.disable_quant_qdq'], undefined, 'TensorRT builds its INT8 engine from the QDQ nodes');
+});
+
+test('a QDQ conv gives the same outputs with and without the CPU QDQ default', async () => {
+  // x -> Conv(DequantizeLinear(int8 W, per-channel scale)) -> BatchNormalization -> y
+  const C = 4;
+  const b = new GraphBuilder('qdq_conv');
+  b.input('x', 'float32', [null, 3, 8, 8]);
+  const wq = b.constant(makeTensor('int8', [C, 3, 3, 3], Int8Array.from({ length: C * 27 }, (_, i) => ((i * 37) % 15) - 7)), 'w_q');
+  const wd = b.op1('DequantizeLinear', [wq, b.constant(f32([C], [0.02, 0.05, 0.01, 0.03]), 'w_scale'), b.constant(makeTensor('int8', [C], new Int8Array(C)), 'w_zp')], { axis: A.int(0) });
+  const conv = b.op1('Conv', ['x', wd], { pads: A.ints([1, 1, 1, 1]) });
+  const bn = b.op1('BatchNormalization', [conv, b.constant(f32([C], [1, 2, 0.5, 1]), 'g'), b.constant(f32([C], [0, 0.1, -0.1, 0.2]), 'be'), b.constant(f32([C], [0.1, 0, 0.2, 0]), 'm'), b.constant(f32([C], [1, 0.5, 2, 1]), 'v')]);
+  b.op('Identity', [bn], {}, { outputNames: ['y'] });
+  b.output('y', 'float32', [null, C, 8, 8]);
+  const m = model(b, 13);
+  const x = f32([2, 3, 8, 8], Array.from({ length: 384 }, (_, i) => Math.sin(i * 0.7)));
+  const outs: Float32Array[] = [];
+  for (const extra of [{}, { 'session.disable_quant_qdq': '0' }] as Record<string, string>[]) {
+    const s = await createSession(m, { ...quiet, providers: ['cpu'], extra });
+    outs.push((await s.run({ x })).y!.data as Float32Array);
+    await s.release();
+  }
+  let d = 0;
+  for (let i = 0; i < outs[0]!.length; i++) d = Math.max(d, Math.abs(outs[0]![i]! - outs[1]![i]!));
+  assert.ok(d < 1e-5, `outputs differ by ${d}`);
+  assert.ok(outs[0]!.some((v) => Math.abs(v) > 0.1), 'a non-trivial output');
 });
