@@ -30,6 +30,8 @@ export interface SoakSample {
   readonly t: number;
   readonly rssMb: number;
   readonly heapUsedMb: number;
+  /** V8's committed heap: RSS moves with it as the garbage collector resizes its spaces. */
+  readonly heapTotalMb: number;
   readonly externalMb: number;
   readonly arrayBuffersMb: number;
   /** Resident memory of the capture process (NaN when unknown). */
@@ -54,6 +56,9 @@ export interface SoakReport {
   readonly samples: readonly SoakSample[];
   readonly rss: SeriesSummary;
   readonly heapUsed: SeriesSummary;
+  readonly heapTotal: SeriesSummary;
+  /** RSS less V8's committed heap: onnxruntime, OpenCV, SQLite, buffers and the allocator. */
+  readonly native: SeriesSummary;
   readonly captureRss: SeriesSummary;
   readonly frames: number;
   readonly adaptSteps: number;
@@ -135,7 +140,7 @@ export async function soakAgent(config: AgentConfig, o: SoakOptions): Promise<So
     const pid = agent.captureProcessId;
     const s: SoakSample = {
       t: (performance.now() - t0) / 1000,
-      rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, externalMb: m.external / MB, arrayBuffersMb: m.arrayBuffers / MB,
+      rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, heapTotalMb: m.heapTotal / MB, externalMb: m.external / MB, arrayBuffersMb: m.arrayBuffers / MB,
       captureRssMb: pid ? processRssMb(pid) : NaN,
       frames, adaptSteps: steps,
     };
@@ -168,6 +173,8 @@ export async function soakAgent(config: AgentConfig, o: SoakOptions): Promise<So
     samples,
     rss: summarize(t, samples.map((s) => s.rssMb)),
     heapUsed: summarize(t, samples.map((s) => s.heapUsedMb)),
+    heapTotal: summarize(t, samples.map((s) => s.heapTotalMb)),
+    native: summarize(t, samples.map((s) => s.rssMb - s.heapTotalMb)),
     captureRss: summarize(t, samples.map((s) => s.captureRssMb)),
     frames, adaptSteps: steps, fps: frames / seconds, droppedFrames: dropped,
     latencyP50Ms: q(0.5), latencyP95Ms: q(0.95),
@@ -182,6 +189,8 @@ export function soakSummary(r: SoakReport): string {
     `soak: ${r.minutes.toFixed(1)} min, ${r.frames} frames (${r.fps.toFixed(1)} frames/s, ${r.droppedFrames} dropped), ${r.adaptSteps} adaptation steps, latency p50 ${r.latencyP50Ms.toFixed(0)} ms p95 ${r.latencyP95Ms.toFixed(0)} ms; ${r.samples.length} samples; exit ${r.exit}`,
     `agent RSS:    ${f(r.rss)}`,
     `agent heap:   ${f(r.heapUsed)}`,
+    `  V8 committed: ${f(r.heapTotal)}`,
+    `  native (RSS - V8 committed): ${f(r.native)}`,
     `capture RSS:  ${f(r.captureRss)}`,
   ].join('\n');
 }

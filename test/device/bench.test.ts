@@ -58,6 +58,10 @@ test('soakAgent: samples memory on a schedule, stops on time, summarises', async
   assert.ok(r.rss.min > 10 && r.rss.max < 4096 && r.rss.min <= r.rss.median && r.rss.median <= r.rss.max);
   assert.match(r.exit, /soak time over/);
   assert.match(soakSummary(r), /agent RSS: +min/);
+  // RSS splits into V8's committed heap and the rest, so a soak tells a GC resize from a native leak
+  for (const x of r.samples) assert.ok(x.heapTotalMb >= x.heapUsedMb && x.heapTotalMb < x.rssMb, `heap ${x.heapUsedMb}/${x.heapTotalMb} rss ${x.rssMb}`);
+  assert.ok(r.native.median > 0 && r.native.median < r.rss.median && r.native.min <= r.native.max, 'native is RSS less the V8 heap');
+  assert.match(soakSummary(r), /native \(RSS - V8 committed\): +min/);
 });
 
 test('agentBenchFigures: frames/s against the model alone, and latency, in the shape ttaq bench prints', () => {
