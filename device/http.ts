@@ -6,7 +6,7 @@
 //        /checkpoint   (only with http.control: true)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isTtaqError } from '../sdk/errors/index.ts';
+import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
 import type { AgentCommand } from './ports.ts';
 
 export interface HttpHandlers {
@@ -71,8 +71,16 @@ export class AgentHttp {
     server.keepAliveTimeout = 5000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.o.port, this.o.host, () => { server.off('error', reject); resolve(); });
+      const fail = (e: NodeJS.ErrnoException): void => {
+        this.server = undefined;
+        const at = `${this.o.host}:${this.o.port}`;
+        if (e.code === 'EADDRINUSE') reject(new TtaqError('CONFIG_INVALID', `http.port: ${at} is already in use (another agent or service?); set http.port to a free port (0 picks one) or http.enabled: false`, { key: 'http.port' }, { cause: e }));
+        else if (e.code === 'EACCES') reject(new TtaqError('CONFIG_INVALID', `http.port: not allowed to listen on ${at}; use a port above 1023 or run with the right privileges`, { key: 'http.port' }, { cause: e }));
+        else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') reject(new TtaqError('CONFIG_INVALID', `http.host: ${this.o.host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its interfaces`, { key: 'http.host' }, { cause: e }));
+        else reject(e);
+      };
+      server.once('error', fail);
+      server.listen(this.o.port, this.o.host, () => { server.off('error', fail); resolve(); });
     });
     return (server.address() as AddressInfo).port;
   }

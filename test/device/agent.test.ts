@@ -172,3 +172,17 @@ test('adaptation every k batches; a finite file ends the agent after all frames'
   assert.ok(batches >= 12, 'batches of at most 4 frames');
   assert.equal(r.step, Math.ceil(batches / 3), 'adapting on batches 0, 3, 6, ...');
 });
+
+test('an HTTP port already in use is a config error naming http.port and the way out', async () => {
+  const { createServer } = await import('node:net');
+  const { AgentHttp } = await import('../../device/http.ts');
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    const h = new AgentHttp({ host: '127.0.0.1', port, control: false }, { health: () => ({ ok: true, body: {} }), metrics: () => '', status: () => ({}), command: async () => null });
+    await assert.rejects(h.start(), (e: unknown) => e instanceof TtaqError && e.code === 'CONFIG_INVALID' && /http\.port/.test(e.message) && /free port/.test(e.message) && e.message.includes(String(port)));
+  } finally {
+    await new Promise((r) => taken.close(r));
+  }
+});
