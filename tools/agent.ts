@@ -109,7 +109,7 @@ async function soak(config: AgentConfig, minutesFlag: string, everyFlag: string 
   try {
     const r = await soakAgent(c, {
       minutes, sampleEverySec: every, signal: ac.signal,
-      onSample: (s) => process.stderr.write(`soak ${(s.t / 60).toFixed(1)} min: rss ${s.rssMb.toFixed(1)} MB, heap ${s.heapUsedMb.toFixed(1)} MB, capture rss ${s.captureRssMb.toFixed(1)} MB, ${s.frames} frames, ${s.adaptSteps} steps\n`),
+      onSample: (s) => process.stderr.write(`soak ${(s.t / 60).toFixed(1)} min: rss ${s.rssMb.toFixed(1)} MB, heap ${s.heapUsedMb.toFixed(1)} of ${s.heapTotalMb.toFixed(1)} MB (V8), capture rss ${s.captureRssMb.toFixed(1)} MB, ${s.frames} frames, ${s.adaptSteps} steps\n`),
     });
     if (json) printJson(r);
     else process.stdout.write(soakSummary(r) + '\n');
