@@ -1,7 +1,7 @@
 // Time of one gradient step on a bundled CNN and the share spent outside onnxruntime's Session.run
 // (feed assembly, result unpacking) and in the JavaScript optimizer update.
 // Run: node --import tsx sdk/autodiff/bench.ts [--arch resnet20|mobilenet] [--batch 16] [--size 28] [--steps 10]
-//        [--threads N] [--no-spin] [--ab]
+//        [--threads N] [--spin] [--ab]
 //   --ab: gradient-graph formulations on the same net at batch 128, alternating step by step:
 //     legacy    ConvTranspose dX, batch-transposed Conv dW, Where Relu backward (LEGACY_CONV_GRAD)
 //     previous  Conv dX, dW by one Gemm over concatenated patches (CONCAT_GEMM_CONV_GRAD), Where
@@ -36,7 +36,8 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 export interface StepBenchOptions {
   arch?: Arch; batch?: number; size?: number; steps?: number;
-  threads?: number; noSpin?: boolean; ruleOptions?: RuleOptions;
+  /** onnxruntime's workers spin between runs (sdk/runtime's default is asleep); for A/B runs. */
+  threads?: number; spin?: boolean; ruleOptions?: RuleOptions;
   /** Execution providers (default CPU only): `ttaq providers --train` times a step per provider. */
   providers?: readonly ProviderName[];
 }
@@ -45,7 +46,7 @@ function sessionOptions(o: StepBenchOptions): SessionOptions {
   return {
     providers: o.providers ?? ['cpu'],
     ...(o.threads ? { intraOpThreads: o.threads, interOpThreads: 1 } : {}),
-    ...(o.noSpin ? { extra: { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } } : {}),
+    ...(o.spin ? { extra: { 'session.intra_op.allow_spinning': '1', 'session.inter_op.allow_spinning': '1' } } : {}),
   };
 }
 
@@ -142,7 +143,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     size: Number(arg('--size') ?? 28),
     steps: Number(arg('--steps') ?? 10),
     ...(arg('--threads') ? { threads: Number(arg('--threads')) } : {}),
-    noSpin: process.argv.includes('--no-spin'),
+    spin: process.argv.includes('--spin'),
   };
   const r = process.argv.includes('--ab') ? await abStep(opts) : await benchStep(opts);
   console.log(JSON.stringify(r, (_, v) => (typeof v === 'number' ? Number(v.toPrecision(4)) : v), 2));

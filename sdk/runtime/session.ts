@@ -99,25 +99,36 @@ function providerConfig(p: ProviderName, opts: SessionOptions): ort.InferenceSes
 }
 
 /**
- * Session config entries set by default on CPU sessions (an explicit `extra` entry wins).
- * 'session.disable_quant_qdq': onnxruntime's CPU fuses DequantizeLinear → Conv → QuantizeLinear into
- * an integer conv, a pattern our QDQ models never have (the float BN adaptation site follows each
- * conv); left on, it only keeps the weights' DequantizeLinear from constant folding, so every run
- * dequantizes the weights and the convs lose their prepacked NCHWc weights. Off, quantized models
- * run 1.7-2x faster at batch 1-64 with the same quantized values (`ttaq bench --only infer`). GPU
- * providers keep the QDQ nodes: TensorRT builds its INT8 engine from them.
+ * Session config entries every session gets unless `extra` sets them.
+ * 'session.intra_op.allow_spinning' = '0': onnxruntime's workers otherwise spin after each run, and
+ * ttaq processes hold several sessions (an adapter's inference and step graphs, the eval harness's
+ * source model beside them, the agent beside its capture process): the idle sessions' spinning
+ * workers take the cores from the busy one. Measured on the 2-core machine (sdk/eval's
+ * measureStepCost, which interleaves the sessions as the harness does; ResNet-20, TENT, batch 64):
+ * step 109-154 ms spinning vs 76-79 ms asleep, source inference 41-58 vs 23 ms; batch 8 21 vs
+ * 14-18 ms. A process with one session and nothing else to run may turn it back on.
+ */
+export const SESSION_DEFAULTS: Readonly<Record<string, string>> = { 'session.intra_op.allow_spinning': '0' };
+
+/**
+ * Added on CPU sessions. 'session.disable_quant_qdq': onnxruntime's CPU fuses DequantizeLinear →
+ * Conv → QuantizeLinear into an integer conv, a pattern our QDQ models never have (the float BN
+ * adaptation site follows each conv); left on, it only keeps the weights' DequantizeLinear from
+ * constant folding, so every run dequantizes the weights and the convs lose their prepacked NCHWc
+ * weights. Off, quantized models run 1.7-2x faster at batch 1-64 with the same quantized values
+ * (docs/METHOD.md). GPU providers keep the QDQ nodes: TensorRT builds its INT8 engine from them.
  */
 export const CPU_SESSION_DEFAULTS: Readonly<Record<string, string>> = { 'session.disable_quant_qdq': '1' };
 
 export function ortOptions(opts: SessionOptions, providers: readonly ProviderName[]): ort.InferenceSession.SessionOptions {
-  const extra = providers[0] === 'cpu' ? { ...CPU_SESSION_DEFAULTS, ...opts.extra } : opts.extra;
+  const extra = { ...SESSION_DEFAULTS, ...(providers[0] === 'cpu' ? CPU_SESSION_DEFAULTS : {}), ...opts.extra };
   return {
     executionProviders: providers.map((p) => providerConfig(p, opts)),
     graphOptimizationLevel: opts.graphOptimization ?? 'all',
     logSeverityLevel: opts.ortLogLevel ?? 3,
     ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.interOpThreads !== undefined ? { interOpNumThreads: opts.interOpThreads } : {}),
-    ...(extra ? { extra: { ...extra } } : {}),
+    extra,
   };
 }
 

@@ -175,13 +175,15 @@ test('attribute A.int values work through sessions created many times (cheap rep
   }
 });
 
-test('CPU sessions fold the weights\' DequantizeLinear (disable_quant_qdq) unless told otherwise; GPU sessions keep QDQ', () => {
+test('session defaults: workers asleep; CPU sessions fold the weights\' DequantizeLinear (disable_quant_qdq); explicit entries win; GPU sessions keep QDQ', () => {
   const cpu = ortOptions({}, ['cpu']) as { extra?: Record<string, string> };
   assert.equal(cpu.extra?.['session.disable_quant_qdq'], '1');
+  assert.equal(cpu.extra?.['session.intra_op.allow_spinning'], '0', 'workers asleep between runs by default');
   const explicit = ortOptions({ extra: { 'session.disable_quant_qdq': '0', 'session.intra_op.allow_spinning': '0' } }, ['cpu']) as { extra?: Record<string, string> };
   assert.deepEqual(explicit.extra, { 'session.disable_quant_qdq': '0', 'session.intra_op.allow_spinning': '0' });
   const gpu = ortOptions({}, ['tensorrt', 'cuda', 'cpu']) as { extra?: Record<string, string> };
   assert.equal(gpu.extra?.['session.disable_quant_qdq'], undefined, 'TensorRT builds its INT8 engine from the QDQ nodes');
+  assert.equal(gpu.extra?.['session.intra_op.allow_spinning'], '0');
 });
 
 test('a QDQ conv gives the same outputs with and without the CPU QDQ default', async () => {
