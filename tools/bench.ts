@@ -96,7 +96,7 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
         { bench: 'train', name: 'step time outside Session.run', value: 100 * r.outsideShare, unit: '%' },
         ...(slices > 1 ? [await (async () => {
           // `ttaq train --workers 2`: the batch in slices on both cores (BN statistics per slice)
-          const d = await benchTrainStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5, workers: slices, session: { intraOpThreads: 1, extra: { 'session.intra_op.allow_spinning': '0' } } });
+          const d = await benchTrainStep({ arch: 'resnet20', batch, steps: c.quick ? 3 : 5, workers: slices, session: { intraOpThreads: 1 } });
           return { bench: 'train', name: `training step, batch ${batch}, ${slices} slices (ttaq train --workers ${slices})`, value: d.imagesPerSec, unit: 'images/s', ratio: d.imagesPerSec / base.ips, baseline: base.text, goal: `>= ${REFERENCES.trainGoalRatio}x` } satisfies BenchFigure;
         })()] : []),
       ];

@@ -122,10 +122,10 @@ export async function run(argv: string[]): Promise<number> {
   const schedule = (f.schedule ?? 'cosine') as ScheduleKind;
   if (!['cosine', 'step', 'constant'].includes(schedule)) throw new TtaqError('CLI_USAGE', `--schedule '${schedule}' is not one of cosine, step, constant`);
   const threads = f.threads === undefined ? undefined : int(f.threads, 'threads', 0);
-  // Idle workers sleep instead of spinning: a long training run shares the machine with other
+  // Idle workers sleep (sdk/runtime's default): a long training run shares the machine with other
   // jobs, and spinning threads starved by the scheduler cost far more than the wake-ups.
   const workers = int(f.workers, 'workers', 1);
-  const session = { intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined), extra: { 'session.intra_op.allow_spinning': '0' } };
+  const session = { intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined) };
   const quiet = Boolean(f.json);
 
   if (f.bench) {

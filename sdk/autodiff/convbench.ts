@@ -69,7 +69,7 @@ export async function benchConv(s: ConvShape, wrt: 'x' | 'w', variants: Record<s
   const sessions: [string, Session, Record<string, Tensor>][] = [];
   for (const [name, conv] of Object.entries(variants)) {
     const gg = await buildGradientGraph({ model: m, loss: 'loss', wrt: [wrt], ruleOptions: { conv }, sampleBatch: o.batch });
-    const sess = await createSession(gg.model, { providers: ['cpu'], intraOpThreads: o.threads, interOpThreads: 1, extra: { 'session.intra_op.allow_spinning': '0' } });
+    const sess = await createSession(gg.model, { providers: ['cpu'], intraOpThreads: o.threads, interOpThreads: 1 });
     const feeds: Record<string, Tensor> = { x };
     for (const [k, t] of gg.params) feeds[k] = t;
     sessions.push([name, sess, feeds]);
