@@ -103,6 +103,9 @@ export class Adapter {
   private entropyEma = NaN;
   private stepsSinceReset = 0;
   private readonly opt: VectorOptimizer | null;
+  /** What the inference graph is asked for by infer(), and by step() without a step graph (plus the robust statistics). */
+  private readonly inferFetch: readonly string[];
+  private readonly normaliseFetch: readonly string[];
 
   private constructor(
     private readonly graphs: AdaptGraphs,
@@ -126,6 +129,8 @@ export class Adapter {
     this.offsetP = new Float64Array(graphs.classes).fill(options.robustOffsetPrior);
     this.abl = initAblStats(graphs.classes);
     this.adaptedLayers = graphs.adapted.map((l) => l.node);
+    this.inferFetch = [graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy];
+    this.normaliseFetch = [...this.inferFetch, ...L.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []))];
     this.opt = stepSession
       ? createVectorOptimizer(graphs.adapted.flatMap((l) => [l.channels, l.channels]), {
         kind: options.optimizer, lr: options.lr, beta1: options.beta1, beta2: options.beta2, momentum: options.momentum, weightDecay: options.weightDecay,
@@ -179,7 +184,7 @@ export class Adapter {
   /** Predictions with the current parameters; changes no state. */
   async infer(batch: TensorOf<'float32'>): Promise<InferResult> {
     this.checkBatch(batch);
-    const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy]);
+    const out = await this.inferSession.run(this.feeds(batch, false), this.inferFetch);
     return this.inferResult(out);
   }
 
@@ -194,10 +199,9 @@ export class Adapter {
     const n = batch.dims[0]!;
     this.counters.steps++;
     this.counters.samples += n;
-    const robustOut = this.graphs.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []));
 
     if (!this.stepSession) {
-      const out = await this.inferSession.run(this.feeds(batch, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy, ...robustOut]);
+      const out = await this.inferSession.run(this.feeds(batch, false), this.normaliseFetch);
       const r = this.inferResult(out);
       this.takeRobustStats(out, r.predictions, r.logits);
       return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true, n) };
@@ -267,16 +271,15 @@ export class Adapter {
    */
   async warmUp(batchSizes: readonly number[], sample: readonly number[]): Promise<void> {
     const size = sample.reduce((a, b) => a * b, 1);
-    const robustOut = this.graphs.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []));
     // twice per size: onnxruntime records a shape's memory pattern on its first run and allocates
     // by it from the second
     for (const n of batchSizes.flatMap((k) => [k, k])) {
       const x = f32([n, ...sample], new Float32Array(n * size));
       this.checkBatch(x);
       // the same fetch lists as infer() and step() (a plan belongs to its inputs and outputs)
-      await this.inferSession.run(this.feeds(x, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy]);
+      await this.inferSession.run(this.feeds(x, false), this.inferFetch);
       if (this.stepSession) await this.stepSession.run(this.feeds(x, true));
-      else await this.inferSession.run(this.feeds(x, false), [this.graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy, ...robustOut]);
+      else await this.inferSession.run(this.feeds(x, false), this.normaliseFetch);
     }
   }
 
