@@ -18,7 +18,6 @@ export interface PytorchRow {
   readonly imagesPerSec?: number;
   readonly msPerBatch?: number;
   readonly msPerStep?: number;
-  readonly msPerIteration?: number;
   readonly secondsPer1000?: number;
   readonly torch: string;
   readonly threads: number;
