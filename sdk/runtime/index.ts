@@ -4,4 +4,4 @@ export { createSession } from './session.ts';
 export type { CudaOptions, GraphOptimization, Session, SessionOptions, TensorRtOptions } from './session.ts';
 export { DEFAULT_PROVIDERS, defaultAvailableProviders, defaultLogger, resolveProviders } from './providers.ts';
 export type { ProviderName, RuntimeLogEvent, RuntimeLogger } from './providers.ts';
-export { clipsBeforeSubByteQuantize, hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
+export { clipsBeforeSubByteQuantize, hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenableActivationZeroPoints, widenSubByteActivations, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';

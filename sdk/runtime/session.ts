@@ -14,11 +14,11 @@ import {
   type ProviderName,
   type RuntimeLogger,
 } from './providers.ts';
-import { hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
+import { hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenSubByteActivations, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
 import { fromOrt, toOrt } from './tensors.ts';
 
 /** The IR rewrites that keep onnxruntime 1.30's optimizer bugs on sub-byte types from tripping (see subbyte.ts). */
-const dodgeSubByteBugs = (m: Model): Model => widenTwoBitWeightsBeforeTranspose(splitClipsBeforeSubByteQuantize(m));
+const dodgeSubByteBugs = (m: Model): Model => widenTwoBitWeightsBeforeTranspose(splitClipsBeforeSubByteQuantize(widenSubByteActivations(m)));
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 

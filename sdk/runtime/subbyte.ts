@@ -172,3 +172,97 @@ export function widenTwoBitWeightsBeforeTranspose(model: Model): Model {
   });
   return { ...model, graph: { ...g, nodes, initializers } };
 }
+
+// onnxruntime 1.30's memory planner mis-sizes reused buffers around sub-byte activations: in a
+// gradient graph of a model with UINT4 activation QDQ (the adaptation step of a true-width W2A4
+// ResNet), a later 1-byte-per-element value (a bool mask of the same shape) is given the packed
+// 4-bit value's freed buffer, half the size it needs, and writes past it. valgrind shows "Invalid
+// write of size 8 ... 0 bytes after a block of size 128" (a [8, 8, 2, 2] UINT4 value is 128 bytes),
+// and the heap damage surfaces as garbage BN statistics and gradients 10^6 too large, or as
+// "free(): invalid next size" with the CPU arena off. Isolated sub-byte QDQ pairs and the plain
+// inference graphs run clean; widening the UINT4 zero points to UINT8 makes the gradient graph
+// clean too. So every sub-byte activation QDQ pair runs in an 8-bit container behind a clamp to the
+// sub-byte range, exactly the int8-container export's form (sdk/quant/export.ts), whose numbers
+// equal the true-width ones: the clamp keeps round(x / s) + z inside [qmin, qmax], where the
+// sub-byte QuantizeLinear would have saturated.
+
+/** Integer range of a sub-byte type. */
+const subByteRange = (d: DType): [number, number] => {
+  const bits = d.endsWith('4') ? 4 : 2;
+  return d.startsWith('u') ? [0, 2 ** bits - 1] : [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1];
+};
+
+/**
+ * Sub-byte zero-point initializers that can be widened in place: every reader is a QuantizeLinear
+ * with a float input, a DequantizeLinear of such a QuantizeLinear's output, or a Cast (a gradient
+ * graph's straight-through mask reads the zero point that way); the quantized values stay inside
+ * the graph. A zero point shared with sub-byte weight codes does not qualify.
+ */
+export function widenableActivationZeroPoints(g: Graph): Set<string> {
+  const readers = new Map<string, Node[]>();
+  for (const n of g.nodes) for (const x of n.inputs) if (x) (readers.get(x) ?? readers.set(x, []).get(x)!).push(n);
+  const outputs = new Set(g.outputs.map((v) => v.name));
+  const found = new Set<string>();
+  for (const [name, t] of g.initializers) {
+    if (!isSubByte(t.dtype) || t.dims.length > 0) continue;
+    const rs = readers.get(name) ?? [];
+    const quantized = new Set(rs.filter((n) => n.opType === 'QuantizeLinear' && n.domain === '' && n.inputs[2] === name).map((n) => n.outputs[0]!));
+    if (quantized.size === 0) continue;
+    const ok = rs.every((n) => {
+      if (n.domain !== '') return false;
+      if (n.opType === 'Cast') return true;
+      if (n.opType === 'QuantizeLinear') return n.inputs[2] === name && !g.initializers.has(n.inputs[0] ?? '') && !outputs.has(n.outputs[0]!);
+      if (n.opType === 'DequantizeLinear') return n.inputs[2] === name && quantized.has(n.inputs[0] ?? '');
+      return false;
+    });
+    // Every reader of a quantized value must be a DequantizeLinear (its type changes to 8 bits).
+    const consumersOk = [...quantized].every((q) => (readers.get(q) ?? []).every((n) => n.opType === 'DequantizeLinear' && n.domain === '' && n.inputs[2] === name));
+    if (ok && consumersOk) found.add(name);
+  }
+  return found;
+}
+
+/**
+ * Runs the sub-byte activation QDQ pairs found by `widenableActivationZeroPoints` in 8-bit
+ * containers: the zero point keeps its name with an int8/uint8 dtype, and each QuantizeLinear gets
+ * a Clip to [s (qmin - z), s (qmax - z)] in front. A no-op when there is none.
+ */
+export function widenSubByteActivations(model: Model): Model {
+  const g = model.graph;
+  const zps = widenableActivationZeroPoints(g);
+  if (zps.size === 0) return model;
+  const fresh = nameAllocator(g);
+  const initializers = new Map(g.initializers);
+  const valueInfo = new Map(g.valueInfo);
+  const ranges = new Map<string, [number, number]>();
+  for (const name of zps) {
+    const t = g.initializers.get(name)!;
+    ranges.set(name, subByteRange(t.dtype));
+    initializers.set(name, { dtype: wide(t.dtype), dims: t.dims, data: t.data } as Tensor);
+  }
+  const nodes: Node[] = [];
+  for (const n of g.nodes) {
+    const zp = n.inputs[2] ?? '';
+    if (n.opType !== 'QuantizeLinear' || n.domain !== '' || !zps.has(zp)) { nodes.push(n); continue; }
+    const scale = g.initializers.get(n.inputs[1] ?? '');
+    if (!scale || scale.dtype !== 'float32' || scale.data.length !== 1) {
+      // A per-axis or computed scale has no single clamp; keep the sub-byte form for this zero point.
+      initializers.set(zp, g.initializers.get(zp)!);
+      zps.delete(zp);
+      nodes.push(n);
+      continue;
+    }
+    const s = scale.data[0] as number;
+    const z = Number(g.initializers.get(zp)!.data[0]);
+    const [qmin, qmax] = ranges.get(zp)!;
+    const lo = fresh(`${n.name}__ttaq_lo`);
+    const hi = fresh(`${n.name}__ttaq_hi`);
+    initializers.set(lo, { dtype: 'float32', dims: [], data: Float32Array.of(s * (qmin - z)) } as Tensor);
+    initializers.set(hi, { dtype: 'float32', dims: [], data: Float32Array.of(s * (qmax - z)) } as Tensor);
+    const clamped = fresh(`${n.inputs[0]}__ttaq_clamped`);
+    nodes.push({ name: fresh(`${n.name}__ttaq_clamp`), opType: 'Clip', domain: '', inputs: [n.inputs[0]!, lo, hi], outputs: [clamped], attrs: {} });
+    nodes.push({ ...n, inputs: [clamped, ...n.inputs.slice(1)] });
+    valueInfo.delete(n.outputs[0]!);
+  }
+  return { ...model, graph: { ...g, nodes, initializers, valueInfo } };
+}
