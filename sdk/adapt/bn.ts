@@ -15,6 +15,7 @@
 // from them); optionally the gradient does not flow through the mixed values (detachRobustStats).
 // Per-channel loops here run at build time only.
 import { detach } from '../autodiff/detach.ts';
+import { lowerBatchNorm } from '../autodiff/bn.ts';
 import { GraphBuilder, A } from '../onnx/builder.ts';
 import type { Graph, Model, Node, Tensor } from '../onnx/types.ts';
 import { TtaqError } from '../errors/index.ts';
@@ -46,6 +47,13 @@ export interface BnRewriteOptions {
   readonly bnNodes?: readonly string[] | undefined;
   /** Keep the fused BatchNormalization op where the mode allows it (source norm; inference only). */
   readonly keepFusedOp?: boolean;
+  /**
+   * Batch norm: 'fused' (default) computes the moments in primitive ops and normalises with a
+   * BatchNormalization op whose closed-form backward (autodiff's BN lowering) replaces the
+   * primitive chain's backward; 'primitive' writes the normalisation out op by op (kept for
+   * comparison, and the form robust and source modes always use).
+   */
+  readonly batchLowering?: 'fused' | 'primitive';
   /**
    * Robust mode: no gradient through the mixed statistics (they carry the batch moments with weight
    * alpha only); halves the backward BN ops, which dominate the step time at batch 1-8.
@@ -146,8 +154,9 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     const rank = o.ranks?.get(x!) ?? 4;
     if (rank < 2) throw new TtaqError('ADAPT_NO_BN', `${source}: BatchNormalization '${n.name}' normalises a rank-${rank} value; expected [N, C, ...]`);
     const fused = o.norm === 'source' && !!o.keepFusedOp;
-    // Parameters enter as [1, C, 1, ...] (broadcast against x directly), or [C] for the fused op.
-    const paramDims = fused ? [C] : [1, C, ...new Array<number>(rank - 2).fill(1)];
+    const fusedBatch = o.norm === 'batch' && (o.batchLowering ?? 'fused') === 'fused';
+    // Parameters enter as [1, C, 1, ...] (broadcast against x directly), or [C] for a BN op.
+    const paramDims = fused || fusedBatch ? [C] : [1, C, ...new Array<number>(rank - 2).fill(1)];
     for (const nm of Object.values(inputs)) {
       if (taken.has(nm)) throw new TtaqError('ONNX_INVALID_GRAPH', `${source}: value name '${nm}' already exists; rename it before adaptation`);
       b.input(nm, 'float32', paramDims);
@@ -155,6 +164,12 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     let outputs: BnLayer['outputs'];
     if (fused) {
       b.op('BatchNormalization', [x!, inputs.scale, inputs.bias, inputs.mean, inputs.var], { epsilon: A.float(eps) }, { outputNames: [y], name: n.name });
+    } else if (fusedBatch) {
+      // A training-mode node, lowered below into batch moments feeding an inference-mode BN op.
+      // Why: differentiated op by op, the normalisation's backward costs about nine passes over
+      // the activation (expands, products and a sum per path through mu and var); the lowering's
+      // closed form costs four. The mean/var inputs are not read (no running outputs).
+      b.op('BatchNormalization', [x!, inputs.scale, inputs.bias, inputs.mean, inputs.var], { epsilon: A.float(eps), training_mode: A.int(1) }, { outputNames: [y], name: n.name });
     } else {
       const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
       let meanUsed: string;
@@ -203,7 +218,9 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     }
     layers.push({ node: n.name, channels: C, epsilon: eps, paramDims, inputs, ...(outputs ? { outputs } : {}), source: { scale: sc, bias: bi, mean: mu, var: va } });
   }
-  return { graph: pruneInitializers(b.build()), layers };
+  let graph = pruneInitializers(b.build());
+  if (o.norm === 'batch' && (o.batchLowering ?? 'fused') === 'fused') graph = lowerBatchNorm({ ...model, graph }, 'model', opset).graph;
+  return { graph, layers };
 }
 
 /** Drops initializers no node reads and no output names. */

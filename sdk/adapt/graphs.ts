@@ -37,6 +37,8 @@ export interface AdaptGraphOptions {
    * fastest form: a Conv with flipped weights where no axis is strided; see sdk/autodiff/rules/convgrad.ts).
    */
   readonly convGrad?: ConvGradOptions;
+  /** Batch norm: closed-form BN backward ('fused', default) or the op-by-op form (see rewriteBn). */
+  readonly batchLowering?: 'fused' | 'primitive';
   /** Batch size used when the step graph's shapes are inferred (default 2). */
   readonly sampleBatch?: number;
   readonly source?: string;
@@ -95,7 +97,7 @@ export async function buildAdaptGraphs(model: Model, o: AdaptGraphOptions): Prom
   }
 
   const finish = (withLoss: boolean): { model: Model; layers: readonly BnLayer[]; loss?: string } => {
-    const rw = rewriteBn(model, { norm: o.norm, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source });
+    const rw = rewriteBn(model, { norm: o.norm, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source, ...(o.batchLowering ? { batchLowering: o.batchLowering } : {}) });
     const b = GraphBuilder.from(rw.graph);
     // Keep only the logits among the original outputs (plus the robust statistics).
     const keep = new Set([logits, ...rw.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []))]);
