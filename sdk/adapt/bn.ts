@@ -48,10 +48,11 @@ export interface BnRewriteOptions {
   /** Keep the fused BatchNormalization op where the mode allows it (source norm; inference only). */
   readonly keepFusedOp?: boolean;
   /**
-   * Batch norm: 'fused' (default) computes the moments in primitive ops and normalises with a
+   * 'fused' (default): batch norm computes the moments in primitive ops and normalises with a
    * BatchNormalization op whose closed-form backward (autodiff's BN lowering) replaces the
-   * primitive chain's backward; 'primitive' writes the normalisation out op by op (kept for
-   * comparison, and the form robust and source modes always use).
+   * primitive chain's backward; source norm and robust norm with detached statistics normalise
+   * with a BatchNormalization op fed the statistics they use. 'primitive': every mode writes the
+   * normalisation out op by op (the former form, kept for A/B comparisons).
    */
   readonly batchLowering?: 'fused' | 'primitive';
   /**
@@ -155,8 +156,12 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     if (rank < 2) throw new TtaqError('ADAPT_NO_BN', `${source}: BatchNormalization '${n.name}' normalises a rank-${rank} value; expected [N, C, ...]`);
     const fused = o.norm === 'source' && !!o.keepFusedOp;
     const fusedBatch = o.norm === 'batch' && (o.batchLowering ?? 'fused') === 'fused';
+    // Statistics that get no gradient (source; robust with detached statistics) normalise with a
+    // BatchNormalization op: one pass over x instead of three (Add, Mul, Add), and its backward
+    // needs no more passes than the explicit form's.
+    const opForm = (o.batchLowering ?? 'fused') === 'fused' && (o.norm === 'source' || (o.norm === 'robust' && !!o.detachRobustStats));
     // Parameters enter as [1, C, 1, ...] (broadcast against x directly), or [C] for a BN op.
-    const paramDims = fused || fusedBatch ? [C] : [1, C, ...new Array<number>(rank - 2).fill(1)];
+    const paramDims = fused || fusedBatch || opForm ? [C] : [1, C, ...new Array<number>(rank - 2).fill(1)];
     for (const nm of Object.values(inputs)) {
       if (taken.has(nm)) throw new TtaqError('ONNX_INVALID_GRAPH', `${source}: value name '${nm}' already exists; rename it before adaptation`);
       b.input(nm, 'float32', paramDims);
@@ -181,16 +186,19 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
       if (o.norm === 'source') {
         meanUsed = inputs.mean;
         varUsed = inputs.var;
-        centered = b.op1('Add', [x!, b.op1('Neg', [meanUsed])]);
+        centered = opForm ? '' : b.op1('Add', [x!, b.op1('Neg', [meanUsed])]);
       } else {
         const count = b.op1('Div', [b.op1('Cast', [b.op1('Size', [x!])], { to: A.int(1) }), b.scalar(C)]);
         const invM = b.op1('Reciprocal', [count]);
-        const muB = b.op1('Mul', [reduce(b, opset, 'ReduceSum', x!, axes, true), invM]);
-        const dB = b.op1('Add', [x!, b.op1('Neg', [muB])]);
-        const varB = b.op1('Mul', [reduce(b, opset, 'ReduceSum', b.op1('Mul', [dB, dB]), axes, true), invM]);
+        const muB4 = b.op1('Mul', [reduce(b, opset, 'ReduceSum', x!, axes, true), invM]);
+        const dB = b.op1('Add', [x!, b.op1('Neg', [muB4])]);
+        const varB4 = b.op1('Mul', [reduce(b, opset, 'ReduceSum', b.op1('Mul', [dB, dB]), axes, true), invM]);
+        const flat = (v: string): string => (opForm ? b.op1('Reshape', [v, b.ints([-1])]) : v);
+        const muB = flat(muB4);
+        const varB = flat(varB4);
         if (o.norm === 'batch') {
-          meanUsed = muB;
-          varUsed = varB;
+          meanUsed = muB4;
+          varUsed = varB4;
           centered = dB;
         } else {
           if (!b.inputs.some((v) => v.name === ROBUST_ALPHA)) b.input(ROBUST_ALPHA, 'float32', []);
@@ -208,13 +216,17 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
             meanUsed = detach(b, meanUsed);
             varUsed = detach(b, varUsed);
           }
-          centered = b.op1('Add', [x!, b.op1('Neg', [meanUsed])]);
+          centered = opForm ? '' : b.op1('Add', [x!, b.op1('Neg', [meanUsed])]);
           b.output(outputs.mean, 'float32', paramDims);
           b.output(outputs.var, 'float32', paramDims);
         }
       }
-      const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [varUsed, b.scalar(eps)])])]);
-      b.op('Add', [b.op1('Mul', [centered, b.op1('Mul', [inv, inputs.scale])]), inputs.bias], {}, { outputNames: [y], name: n.name });
+      if (opForm) {
+        b.op('BatchNormalization', [x!, inputs.scale, inputs.bias, meanUsed, varUsed], { epsilon: A.float(eps) }, { outputNames: [y], name: n.name });
+      } else {
+        const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [varUsed, b.scalar(eps)])])]);
+        b.op('Add', [b.op1('Mul', [centered, b.op1('Mul', [inv, inputs.scale])]), inputs.bias], {}, { outputNames: [y], name: n.name });
+      }
     }
     layers.push({ node: n.name, channels: C, epsilon: eps, paramDims, inputs, ...(outputs ? { outputs } : {}), source: { scale: sc, bias: bi, mean: mu, var: va } });
   }

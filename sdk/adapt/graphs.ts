@@ -37,7 +37,7 @@ export interface AdaptGraphOptions {
    * fastest form: a Conv with flipped weights where no axis is strided; see sdk/autodiff/rules/convgrad.ts).
    */
   readonly convGrad?: ConvGradOptions;
-  /** Batch norm: closed-form BN backward ('fused', default) or the op-by-op form (see rewriteBn). */
+  /** BN as BatchNormalization ops with closed-form backward ('fused', default) or op by op (see rewriteBn). */
   readonly batchLowering?: 'fused' | 'primitive';
   /** Batch size used when the step graph's shapes are inferred (default 2). */
   readonly sampleBatch?: number;

@@ -6,6 +6,7 @@
 // closed-form backward through the statistics is in BatchNormTraining.ts; the 'primitive' lowering
 // leaves no BN node. A training_mode node never reaches this rule.
 import { batchStatsBn } from '../bn.ts';
+import { channelAffine } from './affine.ts';
 import { attrFloat, attrInt } from './attrs.ts';
 import { batchNormTrainingBackward } from './BatchNormTraining.ts';
 import type { GradRule } from './types.ts';
@@ -25,10 +26,16 @@ export const rule: GradRule = {
     const col = (v: string): string => b.op1('Reshape', [v, bshape]);
     const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [vr, c.scalar(eps, x)])])]);
     const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
-    const gx = c.needs[0] ? b.op1('Mul', [gy, col(b.op1('Mul', [scale, inv]))]) : null;
+    // Full-size per-channel products as BN-op affine maps (./affine.ts): one pass each.
+    const affine = rank >= 2 && typeof c.shape(x)[1] === 'number' ? channelAffine(c, x) : null;
+    const k = c.needs[0] ? b.op1('Mul', [scale, inv]) : '';
+    const gx = c.needs[0] ? (affine ? affine(gy, k) : b.op1('Mul', [gy, col(k)])) : null;
     let gs: string | null = null;
     if (c.needs[1]) {
-      const xhat = b.op1('Mul', [b.op1('Sub', [x, col(mean)]), col(inv)]);
+      // xhat = (x - mean) * inv = inv * x + (-mean * inv)
+      const xhat = affine
+        ? affine(x, inv, b.op1('Neg', [b.op1('Mul', [mean, inv])]))
+        : b.op1('Mul', [b.op1('Sub', [x, col(mean)]), col(inv)]);
       gs = c.reduceSum(b.op1('Mul', [gy, xhat]), axes, false);
     }
     const gb = c.needs[2] ? c.reduceSum(gy, axes, false) : null;
