@@ -122,6 +122,7 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     }
   }
   const wantedSet = new Set(wanted);
+  const bnOps = (o.batchLowering ?? 'fused') === 'fused';
 
   const taken = new Set<string>();
   for (const n of g.nodes) { taken.add(n.name); n.outputs.forEach((x) => taken.add(x)); }
@@ -155,11 +156,11 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     const rank = o.ranks?.get(x!) ?? 4;
     if (rank < 2) throw new TtaqError('ADAPT_NO_BN', `${source}: BatchNormalization '${n.name}' normalises a rank-${rank} value; expected [N, C, ...]`);
     const fused = o.norm === 'source' && !!o.keepFusedOp;
-    const fusedBatch = o.norm === 'batch' && (o.batchLowering ?? 'fused') === 'fused';
+    const fusedBatch = bnOps && o.norm === 'batch';
     // Statistics that get no gradient (source; robust with detached statistics) normalise with a
     // BatchNormalization op: one pass over x instead of three (Add, Mul, Add), and its backward
     // needs no more passes than the explicit form's.
-    const opForm = (o.batchLowering ?? 'fused') === 'fused' && (o.norm === 'source' || (o.norm === 'robust' && !!o.detachRobustStats));
+    const opForm = bnOps && (o.norm === 'source' || (o.norm === 'robust' && !!o.detachRobustStats));
     // Parameters enter as [1, C, 1, ...] (broadcast against x directly), or [C] for a BN op.
     const paramDims = fused || fusedBatch || opForm ? [C] : [1, C, ...new Array<number>(rank - 2).fill(1)];
     for (const nm of Object.values(inputs)) {
@@ -231,7 +232,7 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     layers.push({ node: n.name, channels: C, epsilon: eps, paramDims, inputs, ...(outputs ? { outputs } : {}), source: { scale: sc, bias: bi, mean: mu, var: va } });
   }
   let graph = pruneInitializers(b.build());
-  if (o.norm === 'batch' && (o.batchLowering ?? 'fused') === 'fused') graph = lowerBatchNorm({ ...model, graph }, 'model', opset).graph;
+  if (bnOps && o.norm === 'batch') graph = lowerBatchNorm({ ...model, graph }, 'model', opset).graph;
   return { graph, layers };
 }
 

@@ -6,6 +6,7 @@
 // output to a Cast to int8/uint8. Callers still see the original names and dtypes.
 import { ONNX_DTYPE } from '../onnx/codec.ts';
 import { nameAllocator } from '../onnx/edit.ts';
+import { indexGraph } from '../onnx/graph.ts';
 import { isSubByte } from '../onnx/packing.ts';
 import type { DType, Graph, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
 
@@ -60,8 +61,7 @@ const zeroPointDType = (g: Graph, n: Node): DType | undefined => {
 
 /** Clip nodes whose output feeds a sub-byte QuantizeLinear (see above). */
 export function clipsBeforeSubByteQuantize(g: Graph): Set<string> {
-  const producer = new Map<string, Node>();
-  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
+  const { producer } = indexGraph(g);
   const found = new Set<string>();
   for (const n of g.nodes) {
     if (n.opType !== 'QuantizeLinear' || n.domain !== '') continue;
@@ -113,8 +113,7 @@ const container = (d: DType): DType => (d === 'int2' ? 'int8' : 'uint8');
  * computed from initializers alone, which onnxruntime folds) contains a Transpose.
  */
 export function twoBitDequantizesBeforeTranspose(g: Graph): Set<string> {
-  const consumers = new Map<string, Node[]>();
-  for (const n of g.nodes) for (const x of n.inputs) if (x) (consumers.get(x) ?? consumers.set(x, []).get(x)!).push(n);
+  const { consumers } = indexGraph(g);
   const constant = new Set<string>(g.initializers.keys());
   for (const n of g.nodes) {
     if (n.opType === 'Constant' || n.inputs.every((x) => !x || constant.has(x))) n.outputs.forEach((o) => constant.add(o));
@@ -179,8 +178,8 @@ export function widenTwoBitWeightsBeforeTranspose(model: Model): Model {
 // 4-bit value's freed buffer, half the size it needs, and writes past it. valgrind shows "Invalid
 // write of size 8 ... 0 bytes after a block of size 128" (a [8, 8, 2, 2] UINT4 value is 128 bytes),
 // and the heap damage surfaces as garbage BN statistics and gradients 10^6 too large, or as
-// "free(): invalid next size" with the CPU arena off. Isolated sub-byte QDQ pairs and the plain
-// inference graphs run clean; widening the UINT4 zero points to UINT8 makes the gradient graph
+// "free(): invalid next size" with the CPU arena off. An isolated sub-byte QDQ pair and the plain
+// inference graph of a true-width W4A4 ResNet-20 ran clean under valgrind; widening the UINT4 zero points to UINT8 makes the gradient graph
 // clean too. So every sub-byte activation QDQ pair runs in an 8-bit container behind a clamp to the
 // sub-byte range, exactly the int8-container export's form (sdk/quant/export.ts), whose numbers
 // equal the true-width ones: the clamp keeps round(x / s) + z inside [qmin, qmax], where the
@@ -192,31 +191,37 @@ const subByteRange = (d: DType): [number, number] => {
   return d.startsWith('u') ? [0, 2 ** bits - 1] : [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1];
 };
 
+/** The scalar float32 initializer value of a QuantizeLinear's scale, if it has one. */
+const scalarScale = (g: Graph, n: Node): number | undefined => {
+  const t = g.initializers.get(n.inputs[1] ?? '');
+  return t && t.dtype === 'float32' && t.data.length === 1 ? (t.data[0] as number) : undefined;
+};
+
 /**
  * Sub-byte zero-point initializers that can be widened in place: every reader is a QuantizeLinear
- * with a float input, a DequantizeLinear of such a QuantizeLinear's output, or a Cast (a gradient
- * graph's straight-through mask reads the zero point that way); the quantized values stay inside
- * the graph. A zero point shared with sub-byte weight codes does not qualify.
+ * with a float input and a scalar initializer scale (one clamp fits it), a DequantizeLinear of
+ * such a QuantizeLinear's output, or a Cast (a gradient graph's straight-through mask reads the
+ * zero point that way); the quantized values stay inside the graph. A zero point shared with
+ * sub-byte weight codes does not qualify.
  */
 export function widenableActivationZeroPoints(g: Graph): Set<string> {
-  const readers = new Map<string, Node[]>();
-  for (const n of g.nodes) for (const x of n.inputs) if (x) (readers.get(x) ?? readers.set(x, []).get(x)!).push(n);
+  const { consumers } = indexGraph(g);
   const outputs = new Set(g.outputs.map((v) => v.name));
   const found = new Set<string>();
   for (const [name, t] of g.initializers) {
     if (!isSubByte(t.dtype) || t.dims.length > 0) continue;
-    const rs = readers.get(name) ?? [];
+    const rs = consumers.get(name) ?? [];
     const quantized = new Set(rs.filter((n) => n.opType === 'QuantizeLinear' && n.domain === '' && n.inputs[2] === name).map((n) => n.outputs[0]!));
     if (quantized.size === 0) continue;
     const ok = rs.every((n) => {
       if (n.domain !== '') return false;
       if (n.opType === 'Cast') return true;
-      if (n.opType === 'QuantizeLinear') return n.inputs[2] === name && !g.initializers.has(n.inputs[0] ?? '') && !outputs.has(n.outputs[0]!);
+      if (n.opType === 'QuantizeLinear') return n.inputs[2] === name && scalarScale(g, n) !== undefined && !g.initializers.has(n.inputs[0] ?? '') && !outputs.has(n.outputs[0]!);
       if (n.opType === 'DequantizeLinear') return n.inputs[2] === name && quantized.has(n.inputs[0] ?? '');
       return false;
     });
     // Every reader of a quantized value must be a DequantizeLinear (its type changes to 8 bits).
-    const consumersOk = [...quantized].every((q) => (readers.get(q) ?? []).every((n) => n.opType === 'DequantizeLinear' && n.domain === '' && n.inputs[2] === name));
+    const consumersOk = [...quantized].every((q) => (consumers.get(q) ?? []).every((n) => n.opType === 'DequantizeLinear' && n.domain === '' && n.inputs[2] === name));
     if (ok && consumersOk) found.add(name);
   }
   return found;
@@ -234,27 +239,18 @@ export function widenSubByteActivations(model: Model): Model {
   const fresh = nameAllocator(g);
   const initializers = new Map(g.initializers);
   const valueInfo = new Map(g.valueInfo);
-  const ranges = new Map<string, [number, number]>();
   for (const name of zps) {
     const t = g.initializers.get(name)!;
-    ranges.set(name, subByteRange(t.dtype));
     initializers.set(name, { dtype: wide(t.dtype), dims: t.dims, data: t.data } as Tensor);
   }
   const nodes: Node[] = [];
   for (const n of g.nodes) {
     const zp = n.inputs[2] ?? '';
     if (n.opType !== 'QuantizeLinear' || n.domain !== '' || !zps.has(zp)) { nodes.push(n); continue; }
-    const scale = g.initializers.get(n.inputs[1] ?? '');
-    if (!scale || scale.dtype !== 'float32' || scale.data.length !== 1) {
-      // A per-axis or computed scale has no single clamp; keep the sub-byte form for this zero point.
-      initializers.set(zp, g.initializers.get(zp)!);
-      zps.delete(zp);
-      nodes.push(n);
-      continue;
-    }
-    const s = scale.data[0] as number;
-    const z = Number(g.initializers.get(zp)!.data[0]);
-    const [qmin, qmax] = ranges.get(zp)!;
+    const s = scalarScale(g, n)!;
+    const zt = g.initializers.get(zp)!;
+    const z = Number(zt.data[0]);
+    const [qmin, qmax] = subByteRange(zt.dtype);
     const lo = fresh(`${n.name}__ttaq_lo`);
     const hi = fresh(`${n.name}__ttaq_hi`);
     initializers.set(lo, { dtype: 'float32', dims: [], data: Float32Array.of(s * (qmin - z)) } as Tensor);

@@ -22,20 +22,15 @@ export const rule: GradRule = {
     const gy = c.gy[0]!;
     const eps = attrFloat(node, 'epsilon', 1e-5);
     const rank = c.rank(x);
-    const bshape = c.ints([-1, ...new Array<number>(Math.max(rank - 2, 0)).fill(1)]);
-    const col = (v: string): string => b.op1('Reshape', [v, bshape]);
     const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [vr, c.scalar(eps, x)])])]);
     const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
     // Full-size per-channel products as BN-op affine maps (./affine.ts): one pass each.
-    const affine = rank >= 2 && typeof c.shape(x)[1] === 'number' ? channelAffine(c, x) : null;
-    const k = c.needs[0] ? b.op1('Mul', [scale, inv]) : '';
-    const gx = c.needs[0] ? (affine ? affine(gy, k) : b.op1('Mul', [gy, col(k)])) : null;
+    const affine = channelAffine(c, x);
+    const gx = c.needs[0] ? affine(gy, b.op1('Mul', [scale, inv])) : null;
     let gs: string | null = null;
     if (c.needs[1]) {
       // xhat = (x - mean) * inv = inv * x + (-mean * inv)
-      const xhat = affine
-        ? affine(x, inv, b.op1('Neg', [b.op1('Mul', [mean, inv])]))
-        : b.op1('Mul', [b.op1('Sub', [x, col(mean)]), col(inv)]);
+      const xhat = affine(x, inv, b.op1('Neg', [b.op1('Mul', [mean, inv])]));
       gs = c.reduceSum(b.op1('Mul', [gy, xhat]), axes, false);
     }
     const gb = c.needs[2] ? c.reduceSum(gy, axes, false) : null;
