@@ -11,7 +11,7 @@ import { readManifest, manifestPathFor } from '../sdk/manifest/index.ts';
 import { loadModel } from '../sdk/onnx/index.ts';
 import { makeTensor } from '../sdk/onnx/tensor.ts';
 import type { Model } from '../sdk/onnx/types.ts';
-import { chooseWorkers } from '../sdk/autodiff/index.ts';
+import { chooseWorkers, threadsPerSlice } from '../sdk/autodiff/index.ts';
 import { benchReconstruction } from '../sdk/quant/bench.ts';
 import { benchStep as benchTrainStep } from '../sdk/train/index.ts';
 import { quantize } from '../sdk/quant/index.ts';
@@ -110,7 +110,9 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
       const out: BenchFigure[] = [];
       const pts = await c.pytorch('recon');
       for (const workers of slices > 1 ? [1, slices] : [1]) {
-        const rows = await benchReconstruction({ iterations: c.quick ? 20 : 100, workers, ...(c.threads ? { threads: c.threads } : {}) });
+        // slices get the threads `ttaq quantize` gives them (one core each), not one per core each
+        const threads = c.threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined);
+        const rows = await benchReconstruction({ iterations: c.quick ? 20 : 100, workers, ...(threads ? { threads } : {}) });
         const qdrop = rows.find((r) => r.variant === 'qdrop');
         out.push(...rows.map((r) => {
           const pt = pts?.find((x) => x.variant === r.variant && x.secondsPer1000);

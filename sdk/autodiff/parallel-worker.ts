@@ -1,34 +1,42 @@
 // One worker of DataParallelStep: holds an onnxruntime session of the gradient graph and answers
-// 'run' messages with the requested outputs. Started by sdk/autodiff/parallel.ts.
-import { parentPort, workerData } from 'node:worker_threads';
+// 'run' jobs with the requested outputs. Started by sdk/autodiff/parallel.ts; jobs and answers go
+// over the MessagePort in workerData, read synchronously after a wake-up through the shared
+// counters (see StepWorker there), so no step waits for an event loop to wake.
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { TtaqError } from '../errors/index.ts';
 import type { Tensor } from '../onnx/types.ts';
 import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
-import { feedable, type FromStepWorker, type ToStepWorker, type WireTensor } from './parallel.ts';
+import { FeedBuffers, type BatchFeed } from './feeds.ts';
+import { CTRL_JOBS, CTRL_RESULTS, type FromStepWorker, type ToStepWorker, type WireFeed, type WireTensor } from './parallel.ts';
 
-const port = parentPort!;
-const data = workerData as { model: Uint8Array; fetch: string[]; session: SessionOptions };
-const post = (m: FromStepWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+const data = workerData as { model: Uint8Array; fetch: string[]; session: SessionOptions; port: MessagePort; ctrl: SharedArrayBuffer };
+const ctrl = new Int32Array(data.ctrl);
 const codeOf = (e: unknown): string => (e instanceof TtaqError ? e.code : 'INTERNAL');
 const text = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+const answer = (m: FromStepWorker, transfer: ArrayBuffer[] = []): void => {
+  data.port.postMessage(m, transfer);
+  Atomics.add(ctrl, CTRL_RESULTS, 1);
+  Atomics.notify(ctrl, CTRL_RESULTS);
+};
 
 let session: Session;
 try {
   session = await createSession(data.model, { ...data.session, source: 'gradient worker', logger: () => {} });
 } catch (e) {
-  post({ type: 'error', id: -1, code: codeOf(e), message: text(e) });
+  parentPort!.postMessage({ type: 'error', id: -1, code: codeOf(e), message: text(e) } satisfies FromStepWorker);
   process.exit(1);
 }
+parentPort!.postMessage({ type: 'ready' } satisfies FromStepWorker);
 
-port.on('message', (m: ToStepWorker) => {
-  if (m.type === 'release') {
-    void session.release().finally(() => port.close());
-    return;
-  }
-  const feeds: Record<string, Tensor> = {};
-  // shared-memory views become local copies here, in parallel with the other slices
-  for (const t of m.feeds) feeds[t.name] = feedable(t);
-  session.run(feeds, data.fetch).then((out) => {
+const buffers = new FeedBuffers();
+async function run(id: number, wire: readonly WireFeed[]): Promise<void> {
+  try {
+    const feeds: Record<string, Tensor> = {};
+    for (const f of wire) {
+      const { name, ...feed } = f;
+      feeds[name] = buffers.feed(name, feed as BatchFeed);
+    }
+    const out = await session.run(feeds, data.fetch);
     const tensors: WireTensor[] = [];
     const transfer: ArrayBuffer[] = [];
     for (const name of data.fetch) {
@@ -38,7 +46,25 @@ port.on('message', (m: ToStepWorker) => {
       transfer.push(copy.buffer as ArrayBuffer);
       tensors.push({ name, dtype: t.dtype, dims: t.dims, data: copy });
     }
-    post({ type: 'result', id: m.id, tensors }, transfer);
-  }, (e: unknown) => post({ type: 'error', id: m.id, code: codeOf(e), message: text(e) }));
-});
-post({ type: 'ready' });
+    answer({ type: 'result', id, tensors }, transfer);
+  } catch (e) {
+    answer({ type: 'error', id, code: codeOf(e), message: text(e) });
+  }
+}
+
+// Blocks in futex waits between jobs; the periodic time-out only lets a terminate() take effect.
+let seen = 0;
+for (;;) {
+  const m = receiveMessageOnPort(data.port)?.message as ToStepWorker | undefined;
+  if (!m) {
+    Atomics.wait(ctrl, CTRL_JOBS, seen, 1000);
+    seen = Atomics.load(ctrl, CTRL_JOBS);
+    continue;
+  }
+  if (m.type === 'release') {
+    await session.release();
+    data.port.close();
+    break;
+  }
+  await run(m.id, m.feeds);
+}

@@ -13,7 +13,7 @@
 // regulariser on the parameters): each slice's loss is the mean over its samples plus the same
 // regulariser, so the mean over slices is the full-batch value. Ops that mix samples (batch
 // statistics of BatchNormalization in training mode) see each slice only.
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { TtaqError } from '../errors/index.ts';
 import { encodeModel } from '../onnx/codec.ts';
@@ -22,11 +22,16 @@ import type { DType, Tensor } from '../onnx/types.ts';
 import type { SessionOptions } from '../runtime/index.ts';
 import type { GradientGraph } from './graph.ts';
 import { GradientStep, type ParamFeed, type StepResult } from './step.ts';
+import { FeedBuffers, isRowFeed, rowFeedDims, type BatchFeed, type RowFeed } from './feeds.ts';
 
 /** A tensor as it crosses the thread boundary (structured clone keeps typed arrays). */
 export interface WireTensor { readonly name: string; readonly dtype: DType; readonly dims: readonly number[]; readonly data: Tensor['data'] }
 
-export type ToStepWorker = { readonly type: 'run'; readonly id: number; readonly feeds: readonly WireTensor[] } | { readonly type: 'release' };
+/** A row feed whose table is in shared memory, with the rows of one slice. */
+export interface WireRows extends RowFeed { readonly name: string }
+export type WireFeed = WireTensor | WireRows;
+
+export type ToStepWorker = { readonly type: 'run'; readonly id: number; readonly feeds: readonly WireFeed[] } | { readonly type: 'release' };
 export type FromStepWorker =
   | { readonly type: 'ready' }
   | { readonly type: 'result'; readonly id: number; readonly tensors: readonly WireTensor[] }
@@ -56,13 +61,6 @@ export function threadsPerSlice(slices: number): number {
   return Math.max(1, Math.floor(availableParallelism() / Math.max(1, slices)));
 }
 
-/** A wire tensor as onnxruntime-node takes it: it refuses views of shared memory ("Invalid
- * argument"), so those are copied into memory of this thread's own; other data passes as is. */
-export function feedable(t: WireTensor): Tensor {
-  const data = t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data;
-  return { dtype: t.dtype, dims: t.dims, data } as Tensor;
-}
-
 // The worker is TypeScript: it registers tsx's loader itself (a worker does not inherit the
 // parent's module hooks), by absolute URL so it resolves from any working directory.
 // Resolved on first use, so importing sdk/autodiff never depends on tsx being resolvable.
@@ -80,56 +78,93 @@ function bootCode(): string {
   return boot;
 }
 
-interface Pending { resolve: (t: readonly WireTensor[]) => void; reject: (e: Error) => void }
+/**
+ * The hot-path channel to one worker. Jobs and results travel as structured clones over a
+ * dedicated MessagePort that nobody listens on; each side reads it synchronously
+ * (receiveMessageOnPort) after a futex wake-up through a shared counter (Atomics.wait / notify).
+ * Why: a 'message' event needs the receiving thread's event loop to wake, which cost ~1 ms per
+ * step here (a reconstruction step is ~10 ms); the futex hand-off costs microseconds.
+ * ctrl[0] counts jobs posted, ctrl[1] results posted.
+ */
+export const CTRL_JOBS = 0;
+export const CTRL_RESULTS = 1;
+/** How long one blocking wait lasts before the waiting side looks at the worker's health. */
+const WAIT_SLICE_MS = 20;
 
 class StepWorker {
-  private readonly pending = new Map<number, Pending>();
   private failure: Error | undefined;
-  private constructor(private readonly w: Worker) {
-    w.on('message', (m: FromStepWorker) => {
-      if (m.type === 'ready') return;
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (m.type === 'result') p.resolve(m.tensors);
-      else p.reject(new TtaqError(m.code as never, m.message));
-    });
-    const fail = (e: Error) => {
-      this.failure = e;
-      for (const p of this.pending.values()) p.reject(e);
-      this.pending.clear();
-    };
+  private constructor(private readonly w: Worker, private readonly port: MessagePort, private readonly ctrl: Int32Array) {
+    const fail = (e: Error) => { this.failure ??= e; };
     w.on('error', (e) => fail(new TtaqError('INTERNAL', `gradient worker failed: ${e.message}`, { cause: e })));
-    w.on('exit', (code) => { if (code !== 0) fail(new TtaqError('INTERNAL', `gradient worker exited with code ${code}`)); });
+    w.on('exit', (code) => fail(new TtaqError('INTERNAL', `gradient worker exited with code ${code}`)));
   }
 
-  static start(workerData: unknown): Promise<StepWorker> {
-    const w = new Worker(bootCode(), { eval: true, workerData });
+  static start(workerData: Record<string, unknown>): Promise<StepWorker> {
+    const { port1, port2 } = new MessageChannel();
+    const ctrl = new Int32Array(new SharedArrayBuffer(8));
+    const w = new Worker(bootCode(), { eval: true, workerData: { ...workerData, port: port2, ctrl: ctrl.buffer }, transferList: [port2] });
     return new Promise((resolve, reject) => {
-      const onError = (e: Error) => reject(new TtaqError('INTERNAL', `gradient worker did not start: ${e.message}`, { cause: e }));
+      const onError = (e: Error) => { port1.close(); reject(new TtaqError('INTERNAL', `gradient worker did not start: ${e.message}`, { cause: e })); };
       w.once('error', onError);
       w.once('message', (m: FromStepWorker) => {
         w.off('error', onError);
-        if (m.type === 'ready') resolve(new StepWorker(w));
-        else { void w.terminate(); reject(new TtaqError((m.type === 'error' ? m.code : 'INTERNAL') as never, m.type === 'error' ? m.message : 'gradient worker: unexpected first message')); }
+        if (m.type === 'ready') resolve(new StepWorker(w, port1, ctrl));
+        else { port1.close(); void w.terminate(); reject(new TtaqError((m.type === 'error' ? m.code : 'INTERNAL') as never, m.type === 'error' ? m.message : 'gradient worker: unexpected first message')); }
       });
     });
   }
 
-  run(id: number, feeds: readonly WireTensor[]): Promise<readonly WireTensor[]> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.w.postMessage({ type: 'run', id, feeds } satisfies ToStepWorker);
-    });
+  post(m: ToStepWorker): void {
+    if (this.failure) throw this.failure;
+    this.port.postMessage(m);
+    Atomics.add(this.ctrl, CTRL_JOBS, 1);
+    Atomics.notify(this.ctrl, CTRL_JOBS);
+  }
+
+  /** The answer to job `id`. Blocks this thread in short waits (the caller has nothing else to do
+   * meanwhile) and yields to the event loop between them, so a dead worker is noticed. */
+  async result(id: number): Promise<readonly WireTensor[]> {
+    for (;;) {
+      const seen = Atomics.load(this.ctrl, CTRL_RESULTS);
+      const got = receiveMessageOnPort(this.port);
+      if (got) {
+        const m = got.message as FromStepWorker;
+        if (m.type === 'result' && m.id === id) return m.tensors;
+        if (m.type === 'error') throw new TtaqError(m.code as never, m.message);
+        continue; // an answer to an abandoned job
+      }
+      if (this.failure) throw this.failure;
+      if (Atomics.wait(this.ctrl, CTRL_RESULTS, seen, WAIT_SLICE_MS) === 'timed-out') await new Promise((r) => setImmediate(r));
+    }
   }
 
   async stop(): Promise<void> {
     const exited = new Promise<void>((r) => this.w.once('exit', () => r()));
-    this.w.postMessage({ type: 'release' } satisfies ToStepWorker);
+    try { this.post({ type: 'release' }); } catch { /* already gone */ }
     await Promise.race([exited, new Promise<void>((r) => setTimeout(r, 5000).unref())]);
+    this.port.close();
     await this.w.terminate();
   }
+}
+
+/** Part k of K (n rows each) of a batch feed. A row feed keeps its table and takes its rows; a
+ * tensor in shared memory becomes a view (no copy; the caller keeps it unchanged until run()
+ * resolves), any other one a copy of just this part: posting a subarray of an ordinary buffer
+ * would clone the whole buffer. */
+function sliceOf(f: BatchFeed, dims: readonly number[], k: number, n: number): BatchFeed {
+  if (isRowFeed(f)) return { rowsOf: f.rowsOf, rowDims: f.rowDims, rows: f.rows.subarray(k * n, (k + 1) * n) };
+  const step = f.data.length / (dims[0]! / n);
+  const data = f.data.buffer instanceof SharedArrayBuffer ? f.data.subarray(k * step, (k + 1) * step) : f.data.slice(k * step, (k + 1) * step);
+  return { dtype: f.dtype, dims: [n, ...dims.slice(1)], data } as Tensor;
+}
+
+/** A feed as it goes to a worker: a row feed over shared memory as its rows (the worker gathers
+ * them), over an ordinary buffer gathered here. */
+function toWire(name: string, f: BatchFeed): WireFeed {
+  if (!isRowFeed(f)) return { name, dtype: f.dtype, dims: f.dims, data: f.data };
+  if (f.rowsOf.buffer instanceof SharedArrayBuffer) return { name, rowsOf: f.rowsOf, rowDims: f.rowDims, rows: f.rows.slice() };
+  const t = new FeedBuffers().feed(name, f);
+  return { name, dtype: t.dtype, dims: t.dims, data: t.data };
 }
 
 /** Same contract as GradientStep.run, over K slices: batch inputs are split along axis 0. */
@@ -171,23 +206,26 @@ export class DataParallelStep {
 
   get workerCount(): number { return this.workers.length + 1; }
 
-  async run(params: ParamFeed, batch: Readonly<Record<string, Tensor>>): Promise<StepResult> {
+  async run(params: ParamFeed, batch: Readonly<Record<string, BatchFeed>>): Promise<StepResult> {
     const t0 = performance.now();
     const K = this.workers.length + 1;
     const get = params instanceof Map ? (k: string) => params.get(k) : (k: string) => (params as Record<string, Tensor>)[k];
     const shared: WireTensor[] = [];
     for (const w of this.graph.grads.keys()) {
-      const t = get(w) ?? batch[w];
+      const f = batch[w];
+      const t = get(w) ?? (f && !isRowFeed(f) ? f : undefined);
       if (!t) throw new TtaqError('AUTODIFF_BAD_REQUEST', `DataParallelStep.run: no value for '${w}' (differentiated value of '${this.graph.model.graph.name}'); pass it in params`, { wrt: w });
       shared.push({ name: w, dtype: t.dtype, dims: t.dims, data: t.data });
     }
-    const slices: WireTensor[][] = Array.from({ length: K }, () => []);
+    const mine: Record<string, BatchFeed> = {};
+    const theirs: WireFeed[][] = Array.from({ length: K - 1 }, () => []);
     // Split along axis 0: every batch input with a batch axis (declared symbolic, or declared as
     // one slice's rows and fed K times that); rank-0 and other fixed-size inputs go to every slice.
-    for (const [name, t] of Object.entries(batch)) {
+    for (const [name, f] of Object.entries(batch)) {
       if (this.graph.grads.has(name)) continue;
+      const dims = isRowFeed(f) ? rowFeedDims(f) : f.dims;
       const per = this.batchDim.get(name);
-      const rows = t.dims.length > 0 ? t.dims[0]! : 0;
+      const rows = dims.length > 0 ? dims[0]! : 0;
       const split = per === null ? rows > 0 : per !== undefined && rows === per * K;
       if (per === null && rows > 0 && rows % K !== 0) {
         throw new TtaqError('AUTODIFF_BAD_REQUEST', `DataParallelStep.run: input '${name}' has ${rows} rows, not a multiple of the ${K} slices; feed a batch divisible by ${K} or use fewer slices`);
@@ -195,33 +233,24 @@ export class DataParallelStep {
       if (per !== undefined && per !== null && rows !== per && rows !== per * K) {
         throw new TtaqError('AUTODIFF_BAD_REQUEST', `DataParallelStep.run: input '${name}' has ${rows} rows; the graph takes ${per} per slice, so feed ${per * K}`);
       }
-      if (split) {
-        const n = rows / K;
-        const step = t.data.length / K;
-        // Shared memory goes over as a view (no copy; the caller keeps it unchanged until run()
-        // resolves). Otherwise slice() copies just this part: posting a subarray of an ordinary
-        // buffer would clone the whole buffer.
-        const shared = t.data.buffer instanceof SharedArrayBuffer;
-        for (let k = 0; k < K; k++) {
-          const part = shared ? t.data.subarray(k * step, (k + 1) * step) : t.data.slice(k * step, (k + 1) * step);
-          slices[k]!.push({ name, dtype: t.dtype, dims: [n, ...t.dims.slice(1)], data: part });
-        }
-      } else {
-        for (let k = 0; k < K; k++) slices[k]!.push({ name, dtype: t.dtype, dims: t.dims, data: t.data });
+      const n = split ? rows / K : rows;
+      for (let k = 0; k < K; k++) {
+        const part = split ? sliceOf(f, dims, k, n) : f;
+        if (k === 0) mine[name] = part;
+        else theirs[k - 1]!.push(toWire(name, part));
       }
     }
     const id = this.nextId++;
     const t1 = performance.now();
-    const remote = Promise.all(this.workers.map((w, k) => w.run(id, [...shared, ...slices[k + 1]!])));
-    // if this thread's slice throws, the workers' answer is never awaited: keep its rejection handled
-    remote.catch(() => {});
-    const mine = await this.local.run(params, Object.fromEntries(slices[0]!.map((t) => [t.name, feedable(t)])));
+    this.workers.forEach((w, k) => w.post({ type: 'run', id, feeds: [...shared, ...theirs[k]!] }));
+    const local = await this.local.run(params, mine);
     const localWire: WireTensor[] = [
-      { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(mine.loss) },
-      ...this.graph.outputs.map((o) => ({ name: o, ...mine.outputs[o]! })),
-      ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...mine.grads.get(w)! })),
+      { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(local.loss) },
+      ...this.graph.outputs.map((o) => ({ name: o, ...local.outputs[o]! })),
+      ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...local.grads.get(w)! })),
     ];
-    const results = [localWire, ...(await remote)];
+    const results: (readonly WireTensor[])[] = [localWire];
+    for (const w of this.workers) results.push(await w.result(id));
     this.timing.sessionMs += performance.now() - t1;
     const res = this.merge(results);
     this.timing.runs++;

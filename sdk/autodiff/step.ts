@@ -5,6 +5,7 @@ import { TtaqError } from '../errors/index.ts';
 import type { Tensor } from '../onnx/types.ts';
 import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
 import type { GradientGraph } from './graph.ts';
+import { FeedBuffers, type BatchFeed } from './feeds.ts';
 
 /** Parameters by wrt name: a Map or a plain object of tensors. */
 export type ParamFeed = ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>;
@@ -26,6 +27,7 @@ export class GradientStep {
   /** Milliseconds spent inside Session.run and in total, summed over runs (for overhead figures). */
   readonly timing = { runs: 0, sessionMs: 0, totalMs: 0 };
   private readonly fetch: string[];
+  private readonly buffers = new FeedBuffers();
 
   private constructor(readonly graph: GradientGraph, readonly session: Session) {
     this.fetch = [graph.loss, ...graph.outputs, ...graph.grads.values()];
@@ -36,13 +38,15 @@ export class GradientStep {
     return new GradientStep(graph, s);
   }
 
-  /** Runs the graph: `params` must hold every wrt value, `batch` every other input. */
-  async run(params: ParamFeed, batch: Readonly<Record<string, Tensor>>): Promise<StepResult> {
+  /** Runs the graph: `params` must hold every wrt value, `batch` every other input (row feeds are
+   * gathered into buffers reused by the next run). */
+  async run(params: ParamFeed, batch: Readonly<Record<string, BatchFeed>>): Promise<StepResult> {
     const t0 = performance.now();
-    const feeds: Record<string, Tensor> = { ...batch };
+    const feeds: Record<string, Tensor> = {};
+    for (const [name, f] of Object.entries(batch)) feeds[name] = this.buffers.feed(name, f);
     const get = params instanceof Map ? (k: string) => params.get(k) : (k: string) => (params as Record<string, Tensor>)[k];
     for (const w of this.graph.grads.keys()) {
-      const t = get(w) ?? batch[w];
+      const t = get(w) ?? feeds[w];
       if (!t) {
         throw new TtaqError('AUTODIFF_BAD_REQUEST', `GradientStep.run: no value for '${w}' (differentiated value of '${this.graph.model.graph.name}'); pass it in params`, { wrt: w });
       }

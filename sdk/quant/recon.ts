@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, type ConvGradOptions } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, type ConvGradOptions, type RowFeed } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -13,7 +13,7 @@ import { qdqGraph, type QuantValues } from './export.ts';
 import { hardCodes, initialV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
 import type { ActSite, WeightSite } from './plan.ts';
 import type { QuantParams } from './quantizer.ts';
-import { gatherRows, type CalibSet } from './stats.ts';
+import type { CalibSet } from './stats.ts';
 import { Adam } from '../optim/index.ts';
 import { mix32, Xoshiro128 } from '../random/index.ts';
 
@@ -121,9 +121,14 @@ class Rand {
   }
 }
 
-/** Runs a single-input single-output graph over a cached [N, ...] array in batches. */
-export async function runOver(model: Model, input: string, output: string, data: Float32Array, dims: readonly number[], batch = 64, threads?: number): Promise<{ data: Float32Array; dims: number[] }> {
-  const s = await createSession(model, { source: `block '${model.graph.name}'`, ...(threads ? { intraOpThreads: threads } : {}) });
+/** Runs a single-input single-output graph over a cached [N, ...] array in batches; `shared`
+ * puts the result in shared memory (a cache that worker threads read). */
+export async function runOver(
+  model: Model, input: string, output: string, data: Float32Array, dims: readonly number[],
+  o: { readonly batch?: number; readonly threads?: number; readonly shared?: boolean } = {},
+): Promise<{ data: Float32Array; dims: number[] }> {
+  const batch = o.batch ?? 64;
+  const s = await createSession(model, { source: `block '${model.graph.name}'`, ...(o.threads ? { intraOpThreads: o.threads } : {}) });
   const n = dims[0]!;
   const per = dims.slice(1).reduce((a, b) => a * b, 1);
   let out: Float32Array | undefined;
@@ -131,12 +136,14 @@ export async function runOver(model: Model, input: string, output: string, data:
   try {
     for (let start = 0; start < n; start += batch) {
       const m = Math.min(batch, n - start);
-      const x = makeTensor('float32', [m, ...dims.slice(1)], data.subarray(start * per, (start + m) * per));
+      // onnxruntime-node refuses views of shared memory: those chunks are copied
+      const chunk = data.buffer instanceof SharedArrayBuffer ? data.slice(start * per, (start + m) * per) : data.subarray(start * per, (start + m) * per);
+      const x = makeTensor('float32', [m, ...dims.slice(1)], chunk);
       const y = (await s.run({ [input]: x }, [output]))[output]!;
       const yd = y.data as Float32Array;
       if (!out) {
         outDims = [n, ...y.dims.slice(1)];
-        out = new Float32Array(n * (yd.length / m));
+        out = o.shared ? inShared(new Float32Array(0), n * (yd.length / m)) : new Float32Array(n * (yd.length / m));
       }
       out.set(yd, start * (yd.length / m));
     }
@@ -144,6 +151,14 @@ export async function runOver(model: Model, input: string, output: string, data:
     await s.release();
   }
   return { data: out!, dims: outDims };
+}
+
+/** `a` in shared memory: itself when it is there, else a copy (or zeros of `length`). */
+function inShared(a: Float32Array, length = a.length): Float32Array {
+  if (a.buffer instanceof SharedArrayBuffer) return a;
+  const out = new Float32Array(new SharedArrayBuffer(4 * length));
+  out.set(a);
+  return out;
 }
 
 function blockModel(full: Model, b: Block): Model {
@@ -187,8 +202,15 @@ export async function reconstructBlock(
   const t0 = performance.now();
   const N = caches.dims[0]!;
   const B = Math.min(opts.batch, N);
+  const K = chooseWorkers(opts.workers ?? 1, B);
+  // With slices, every cache the steps read lives in shared memory: each worker gathers its rows
+  // there itself. Caches made by the previous block already do; the first block's are copied once.
+  if (K > 1) {
+    const xq = inShared(caches.xq);
+    caches = { xq, xfp: caches.xfp === caches.xq ? xq : inShared(caches.xfp), dims: caches.dims };
+  }
   const fp = blockModel(full, block);
-  const yfp = await runOver(fp, block.input, block.output, caches.xfp, caches.dims);
+  const yfp = await runOver(fp, block.input, block.output, caches.xfp, caches.dims, { shared: K > 1 });
   const snapshot = (): QuantValues => ({ plan, weights: values.weights, acts: values.acts });
   const before = await runOver(quantizedBlock(full, block, snapshot()), block.input, block.output, caches.xq, caches.dims);
   const mseBefore = mseOf(before.data, yfp.data, N);
@@ -201,7 +223,6 @@ export async function reconstructBlock(
     wInit.set(w.node, { params: cur.params, floor, v });
   }
   const aInit = new Map(sites.acts.map((a) => [a.value, values.acts.get(a.value)!]));
-  const K = chooseWorkers(opts.workers ?? 1, B);
   // With K workers the step graph is built for one worker's slice; the full batch is fed and split.
   const gopts: ReconGraphOptions = {
     inputQuantProb: opts.inputQuantProb,
@@ -257,12 +278,10 @@ export async function reconstructBlock(
     const perm = Int32Array.from({ length: N }, (_, i) => i);
     let pos = N;
     const idx = new Int32Array(B);
-    // with workers, the batch buffers and random pools are shared memory: each worker reads its
-    // slice in place instead of receiving a copy (a copy per step cost as much as the step saved)
-    const floats = (n: number): Float32Array => (K > 1 ? new Float32Array(new SharedArrayBuffer(4 * n)) : new Float32Array(n));
-    const bufQ = floats(B * (caches.xq.length / N));
-    const bufF = floats(B * (caches.xfp.length / N));
-    const bufY = floats(B * (yfp.data.length / N));
+    // the batch goes as rows of the caches, gathered by whichever thread runs them; with workers
+    // the caches and random pools are shared memory, so each worker reads its slice in place
+    // (a copy per step cost as much as the step saved)
+    const rowsOf = (table: Float32Array, dims: readonly number[]): RowFeed => ({ rowsOf: table, rowDims: dims.slice(1), rows: idx });
     const beta = new Float32Array(1);
     const rw = new Float32Array(1);
     const warm = Math.floor(opts.iterations * opts.warmup);
@@ -284,9 +303,9 @@ export async function reconstructBlock(
         beta[0] = opts.betaEnd + (opts.betaStart - opts.betaEnd) * (1 - rel);
         rw[0] = it < warm ? 0 : opts.roundWeight;
         const r = await step.run(params, {
-          [rg.inputs.xq]: gatherRows(caches.xq, caches.dims, idx, bufQ),
-          [rg.inputs.xfp]: gatherRows(caches.xfp, caches.dims, idx, bufF),
-          [rg.inputs.y]: gatherRows(yfp.data, yfp.dims, idx, bufY),
+          [rg.inputs.xq]: rowsOf(caches.xq, caches.dims),
+          [rg.inputs.xfp]: rowsOf(caches.xfp, caches.dims),
+          [rg.inputs.y]: rowsOf(yfp.data, yfp.dims),
           [rg.inputs.beta]: makeTensor('float32', [], beta),
           [rg.inputs.roundWeight]: makeTensor('float32', [], rw),
           ...(maskPool ? { [rg.inputs.mask!]: makeTensor('bool', xShape, maskPool.next()) } : {}),
@@ -326,7 +345,7 @@ export async function reconstructBlock(
   } else {
     progress({ stage, done: 1, total: 1 });
   }
-  const after = await runOver(quantizedBlock(full, block, snapshot()), block.input, block.output, caches.xq, caches.dims);
+  const after = await runOver(quantizedBlock(full, block, snapshot()), block.input, block.output, caches.xq, caches.dims, { shared: K > 1 });
   const report: BlockReport = {
     block: block.name,
     iterations: opts.iterations,

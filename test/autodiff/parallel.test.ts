@@ -59,6 +59,27 @@ test('two slices give the full batch loss, outputs and gradients (symbolic and f
         assert.deepEqual(got.outputs.pred!.dims, [8, 3]);
         close(got.grads.get('w')!.data as Float32Array, want.grads.get('w')!.data as Float32Array, 1e-5, 'grad w');
       }
+      // the same batch as rows of a shuffled table, in shared memory (each slice gathers its own
+      // rows) and in an ordinary buffer (gathered here for the worker)
+      const perm = Int32Array.from([5, 0, 7, 2, 6, 1, 3, 4]);
+      for (const shared of [true, false]) {
+        const table = shared ? new Float32Array(new SharedArrayBuffer(4 * 2 * x.data.length)) : new Float32Array(2 * x.data.length);
+        for (let i = 0; i < 8; i++) table.set((x.data as Float32Array).subarray(i * 72, (i + 1) * 72), perm[i]! * 72);
+        const got = await dp.run(full.params, { x: { rowsOf: table, rowDims: [2, 6, 6], rows: perm }, t, scale });
+        close([got.loss], [want.loss], 1e-5, `loss (row feed, shared ${shared})`);
+        close(got.outputs.pred!.data as Float32Array, want.outputs.pred!.data as Float32Array, 1e-5, `pred (row feed, shared ${shared})`);
+        close(got.grads.get('w')!.data as Float32Array, want.grads.get('w')!.data as Float32Array, 1e-5, `grad w (row feed, shared ${shared})`);
+      }
+      // a row outside the table, in this thread's slice and in the worker's: a coded error, and
+      // the next step still gets its own answers
+      const table = new Float32Array(new SharedArrayBuffer(4 * x.data.length));
+      table.set(x.data as Float32Array);
+      for (const bad of [Int32Array.from([0, 1, 9, 3, 4, 5, 6, 7]), Int32Array.from([0, 1, 2, 3, 4, 5, 6, 8])]) {
+        await assert.rejects(dp.run(full.params, { x: { rowsOf: table, rowDims: [2, 6, 6], rows: bad }, t, scale }),
+          (e: unknown) => isTtaqError(e) && e.code === 'AUTODIFF_BAD_REQUEST' && /row (9|8) is outside the table's 8 rows/.test(e.message));
+        const again = await dp.run(full.params, { x: { rowsOf: table, rowDims: [2, 6, 6], rows: Int32Array.from({ length: 8 }, (_, i) => i) }, t, scale });
+        close([again.loss], [want.loss], 1e-5, 'loss after a failed step');
+      }
       // a batch the slices cannot share
       await assert.rejects(dp.run(g.params, { x: randTensor(rng, 'float32', [7, 2, 6, 6]), t: randTensor(rng, 'float32', [7, 3]), scale }),
         (e: unknown) => isTtaqError(e) && e.code === 'AUTODIFF_BAD_REQUEST' && /input '(x|t)' has 7 rows/.test(e.message));
