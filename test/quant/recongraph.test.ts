@@ -15,7 +15,7 @@ import { tinyResNet, tinySet } from './fixtures.ts';
 
 const B = 8;
 
-async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIndex = 2) {
+async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIndex = 2, roundWeight = 0.01) {
   const model = tinyResNet(4);
   const set = tinySet(32);
   const plan = makePlan(model.graph, { wBits: 4, aBits: 4 });
@@ -47,7 +47,7 @@ async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIn
     [rg.inputs.xfp]: makeTensor('float32', xShape, x.data.subarray(per, per + n)),
     [rg.inputs.y]: makeTensor('float32', [B, ...y.dims.slice(1)], y.data.subarray(0, B * (y.data.length / y.dims[0]!))),
     [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(8)),
-    [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0.01)),
+    [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(roundWeight)),
   };
   assert.ok(rg.inputs.mask && rg.inputs.noise, 'random numbers are fed');
   feeds[rg.inputs.mask] = makeTensor('bool', xShape, mask);
@@ -67,7 +67,7 @@ async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIn
 }
 
 test('fast reconstruction graph = original formulation (loss, its parts, gradients)', async () => {
-  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy' }, 11);
+  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow' }, 11);
   const fast = await gradsOf({}, 11);
   const batched = await gradsOf({ pcrPass: 'batched' }, 11);
   assert.equal(fast.rg.pcrBatched, false);
@@ -79,10 +79,19 @@ test('fast reconstruction graph = original formulation (loss, its parts, gradien
   assert.ok(fast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant') && !slow.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant'));
   for (const f of [fast, batched]) compare(f, slow);
   // the stem's input quantizer is asymmetric (zero point != 0)
-  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy' }, 12, 0);
+  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow' }, 12, 0);
   const stemFast = await gradsOf({}, 12, 0);
   assert.ok(stemFast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuantZ'), 'the zero-point form is used');
   compare(stemFast, stemSlow);
+});
+
+test("AdaRound's regulariser as Exp/Log = as Pow(Abs), where it dominates the rounding gradients", async () => {
+  const pow = await gradsOf({ roundReg: 'pow' }, 14, 2, 1e4);
+  const explog = await gradsOf({}, 14, 2, 1e4);
+  const ops = (g: typeof pow) => new Set(g.rg.model.graph.nodes.map((n) => n.opType));
+  assert.ok(ops(pow).has('Pow') && !ops(explog).has('Pow') && ops(explog).has('Exp'));
+  assert.ok(pow.parts[1]! > 1, `the rounding term is active: ${pow.parts[1]}`);
+  compare(explog, pow);
 });
 
 test('the step graph needs no ConvTranspose->Conv rewrite: stride-1 input gradients are Convs already', async () => {
