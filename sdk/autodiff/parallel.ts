@@ -3,11 +3,10 @@
 // for one slice); losses, scalar outputs and gradients come back averaged. Why: onnxruntime-node
 // runs `Session.run` on the calling thread, so two sessions in one thread never overlap, and on
 // small graphs one session's intra-op threads do not help (a reconstruction step of ResNet-20's
-// layer2.0 at batch 32: 17-19 s per 1,000 iterations with one thread and 19-22 with two; 11 at
-// batch 16 on one; `node --import tsx sdk/quant/bench.ts --batch 16 --threads 1`). Two slices on
-// two cores: QDrop 14.5 vs 16.3-17.1 s, TTAQ 23-26 vs 32-35 s per 1,000 iterations. Slice 0 stays
-// on this thread because it would otherwise sit idle waiting, and waking a worker and waiting for
-// the slower of two cost more than the messages.
+// layer2.0 at batch 32: 15-20 s per 1,000 iterations with two threads, about as with one). Two
+// slices on two cores: 9.5-11.3 s (`node bin/ttaq.js bench --only quant`, docs/BENCHMARKS.md).
+// Slice 0 stays on this thread because it would otherwise sit idle waiting. Batch inputs given as
+// row feeds (sdk/autodiff/feeds.ts) over shared memory are gathered by each slice itself.
 //
 // Averaging is exact for losses that are a mean over the batch plus batch-independent terms (a
 // regulariser on the parameters): each slice's loss is the mean over its samples plus the same
@@ -129,9 +128,9 @@ class StepWorker {
       const got = receiveMessageOnPort(this.port);
       if (got) {
         const m = got.message as FromStepWorker;
-        if (m.type === 'result' && m.id === id) return m.tensors;
-        if (m.type === 'error') throw new TtaqError(m.code as never, m.message);
-        continue; // an answer to an abandoned job
+        if (m.type === 'ready' || m.id !== id) continue; // an answer to an abandoned job
+        if (m.type === 'result') return m.tensors;
+        throw new TtaqError(m.code as never, m.message);
       }
       if (this.failure) throw this.failure;
       if (Atomics.wait(this.ctrl, CTRL_RESULTS, seen, WAIT_SLICE_MS) === 'timed-out') await new Promise((r) => setImmediate(r));
