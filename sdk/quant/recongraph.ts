@@ -289,23 +289,31 @@ export function buildReconGraph(
     wHat.set(site.weight, b.op1('Mul', [b.op1('Sub', [q, zp]), sc], {}, { name: `${site.node}.w_hat` }));
   }
 
-  // block input
+  // block input. QDrop mixes the two paths per element: where(mask, quantized, FP). Consumers that
+  // read it through the block's input quantizer get the quantized path's value after that
+  // quantizer (`xin`); consumers without one (an identity shortcut's Add) read the quantized path's
+  // value as it is (`xraw`), as they do in the exported model, where only the quantized consumers
+  // are rewired to the DequantizeLinear.
   const inSite = actByValue.get(block.input);
   const xqHat = inSite ? fq(xq, inSite) : xq;
-  let xin: string;
-  if (opts.inputQuantProb >= 1) xin = xqHat;
-  else if (opts.inputQuantProb <= 0) xin = xfp;
-  else if (maskIn) xin = b.op1('Where', [maskIn, xqHat, xfp]);
+  const rawReaders = inSite ? nodes.filter((n) => n.inputs.includes(block.input) && !inSite.consumers.includes(n.name)) : [];
+  let mix: (q: string) => string;
+  if (opts.inputQuantProb >= 1) mix = (q) => q;
+  else if (opts.inputQuantProb <= 0) mix = () => xfp;
+  else if (maskIn) mix = (q) => b.op1('Where', [maskIn, q, xfp]);
   else {
     const u = b.op1('RandomUniformLike', [xq], { seed: A.float(opts.seed), dtype: A.int(1) });
     stop.push(u);
     const mask = b.op1('Less', [u, b.scalar(opts.inputQuantProb)]);
-    xin = b.op1('Where', [mask, xqHat, xfp]);
+    mix = (q) => b.op1('Where', [mask, q, xfp]);
   }
+  const xin = mix(xqHat);
+  const xraw = rawReaders.length > 0 && xqHat !== xq ? mix(xq) : undefined;
 
   // one copy of the block's nodes, reading `entry`; `override` may emit a node itself (returns its outputs)
   const emitted = new Map<string, readonly string[]>();
-  const emit = (entry: string, tag: string, override?: (n: Node, ins: string[]) => string[] | undefined): string => {
+  // (`rawEntry`: what the block input's readers without its quantizer read instead, see `xraw`)
+  const emit = (entry: string, tag: string, override?: (n: Node, ins: string[]) => string[] | undefined, rawEntry?: string): string => {
     const rename = new Map<string, string>([[block.input, entry]]);
     const fqCache = new Map<string, string>();
     for (const n of nodes) {
@@ -313,6 +321,7 @@ export function buildReconGraph(
         if (!v) return v;
         const w = wHat.get(v);
         if (w) return w;
+        if (v === block.input && rawEntry && rawReaders.includes(n)) return rawEntry;
         const r = rename.get(v) ?? v;
         const site = actByValue.get(v);
         if (site && v !== block.input && site.consumers.includes(n.name)) {
@@ -359,10 +368,11 @@ export function buildReconGraph(
   let yhat: string;
   let yt: string | undefined;
   if (pcrBatched) {
-    const both = emit(b.op1('Concat', [xin, xPert!], { axis: A.int(0) }), '');
+    const cat = (a: string, c: string): string => b.op1('Concat', [a, c], { axis: A.int(0) });
+    const both = emit(cat(xin, xPert!), '', undefined, xraw ? cat(xraw, b.op1('Add', [xraw, eps!])) : undefined);
     [yhat, yt] = b.op('Split', [both, b.ints([opts.batch, opts.batch])], { axis: A.int(0) }, { outputs: 2 }) as [string, string];
   } else {
-    yhat = emit(xin, '');
+    yhat = emit(xin, '', undefined, xraw);
     if (pcrOn && pcrLinear) {
       yt = emit(eps!, '.pcr', (n, ins) => {
         if (!entryConvs.includes(n)) return undefined;
@@ -370,7 +380,7 @@ export function buildReconGraph(
         const noiseOut = b.op1('Conv', [ins[0]!, ins[1]!], n.attrs, { name: `${n.name}.pcr_noise` });
         return [b.op1('Add', [emitted.get(n.name)![0]!, noiseOut], {}, { name: `${n.name}.pcr` })];
       });
-    } else if (pcrOn) yt = emit(xPert!, '.pcr');
+    } else if (pcrOn) yt = emit(xPert!, '.pcr', undefined, xraw ? b.op1('Add', [xraw, eps!]) : undefined);
   }
   const invB = b.scalar(1 / opts.batch);
   const d = b.op1('Sub', [yhat, y]);
