@@ -11,6 +11,7 @@ import {
   blockGraph, buildReconGraph, calibrateModel, hardCodes, initialV, makePlan, partitionBlocks, perSampleNodes, quantizedBlock, type ReconFormulation,
 } from '../../sdk/quant/index.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
+import { buildNet } from '../../sdk/nn/index.ts';
 import { RandomPool, runOver } from '../../sdk/quant/recon.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
 
@@ -162,55 +163,56 @@ test('perSampleNodes: inference blocks yes, batch-coupling ops no', () => {
   assert.equal(perSampleNodes([{ ...reshape, opType: 'ReduceMean' }], g), false);
 });
 
-test('with the whole input quantized and hard rounding, the step graph is the exported block (identity shortcut too)', async () => {
-  // The identity shortcut of a block reads the block input without its quantizer in the export
-  // (only quantized consumers are rewired to the DequantizeLinear); the step graph must do the same.
-  const model = tinyResNet(4);
-  const set = tinySet(16);
-  const plan = makePlan(model.graph, { wBits: 4, aBits: 4 });
-  const blocks = partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node)));
-  const cal = await calibrateModel(model, plan, set, { weight: { method: 'minmax' }, act: 'minmax' });
-  for (const blockIndex of [1, 2]) { // layer1.0: identity shortcut; layer2.0: projection shortcut
-    const block = blocks[blockIndex]!;
+test('with the whole input quantized and hard rounding, the step graph is the exported block (shortcuts too)', async () => {
+  // A shortcut reads the block input without its quantizer in the export (only quantized
+  // consumers are rewired to the DequantizeLinear); the step graph must do the same.
+  const mobile = buildNet({ arch: 'mobilenet', mobilenet: { stemChannels: 4, stages: [{ t: 2, c: 8, n: 2, s: 1 }], lastChannels: 16 }, height: 8, width: 8, seed: 3 }, 'infer').model;
+  for (const model of [tinyResNet(4), mobile]) {
+    const set = tinySet(16);
+    const plan = makePlan(model.graph, { wBits: 4, aBits: 4 });
+    const blocks = partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node)));
+    const cal = await calibrateModel(model, plan, set, { weight: { method: 'minmax' }, act: 'minmax' });
+    let shortcuts = 0;
     let x: { data: Float32Array; dims: number[] } = { data: set.images, dims: [...set.dims] };
-    for (const b of blocks.slice(0, blockIndex)) x = await runOver({ ...model, graph: blockGraph(model.graph, b) }, b.input, b.output, x.data, x.dims);
-    const nodes = new Set(block.nodes);
-    const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
-    // V = ±10 makes h exactly 0 or 1: round to nearest
-    const wInit = new Map(sites.weights.map((w) => {
-      const p = cal.values.weights.get(w.node)!.params;
-      const init = initialV(model.graph.initializers.get(w.weight)!.data as Float32Array, w.dims, p);
-      return [w.node, { params: p, floor: init.floor, v: init.v.map((v) => (v > 0 ? 10 : -10)) }] as const;
-    }));
-    const weights = new Map(cal.values.weights);
-    for (const w of sites.weights) {
-      const i = wInit.get(w.node)!;
-      weights.set(w.node, { params: i.params, codes: hardCodes(i.floor, i.v, w.dims, i.params) });
+    for (const block of blocks) {
+      const nodes = new Set(block.nodes);
+      const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
+      // V = ±10 makes h exactly 0 or 1: round to nearest
+      const wInit = new Map(sites.weights.map((w) => {
+        const p = cal.values.weights.get(w.node)!.params;
+        const init = initialV(model.graph.initializers.get(w.weight)!.data as Float32Array, w.dims, p);
+        return [w.node, { params: p, floor: init.floor, v: init.v.map((v) => (v > 0 ? 10 : -10)) }] as const;
+      }));
+      const weights = new Map(cal.values.weights);
+      for (const w of sites.weights) {
+        const i = wInit.get(w.node)!;
+        weights.set(w.node, { params: i.params, codes: hardCodes(i.floor, i.v, w.dims, i.params) });
+      }
+      const exported = await runOver(quantizedBlock(model, block, { plan, weights, acts: cal.values.acts }), block.input, block.output, x.data, x.dims);
+      const aInit = new Map(sites.acts.map((a) => [a.value, cal.values.acts.get(a.value)!]));
+      const rg = buildReconGraph(model, block, sites, wInit, aInit, x.dims, exported.dims, { inputQuantProb: 0.5, learnActs: true, batch: 16, seed: 1 });
+      const g = rg.model.graph;
+      // a reader of where(mask, x_q, x_fp): the block input without its quantizer
+      if (g.nodes.some((n) => n.opType === 'Add' && n.inputs.some((i) => g.nodes.some((p) => p.opType === 'Where' && p.outputs.includes(i) && p.inputs.includes(rg.inputs.xq))))) shortcuts++;
+      const s = await createSession(rg.model, { source: 'test' });
+      try {
+        const out = await s.run({
+          [rg.inputs.xq]: makeTensor('float32', x.dims, x.data),
+          [rg.inputs.xfp]: makeTensor('float32', x.dims, x.data.map((v) => v + 1)), // never chosen
+          [rg.inputs.y]: makeTensor('float32', exported.dims, exported.data),
+          [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(2)),
+          [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
+          [rg.inputs.mask!]: makeTensor('bool', x.dims, new Uint8Array(x.data.length).fill(1)),
+        }, [rg.parts.rec]);
+        const rec = Number(out[rg.parts.rec]!.data[0]);
+        let energy = 0;
+        for (const v of exported.data) energy += v * v;
+        assert.ok(rec <= 1e-9 * (energy / 16), `${block.name}: reconstruction error ${rec} against the exported block (output energy ${energy / 16} per image)`);
+      } finally {
+        await s.release();
+      }
+      x = exported;
     }
-    const exported = await runOver(quantizedBlock(model, block, { plan, weights, acts: cal.values.acts }), block.input, block.output, x.data, x.dims);
-    const aInit = new Map(sites.acts.map((a) => [a.value, cal.values.acts.get(a.value)!]));
-    const rg = buildReconGraph(model, block, sites, wInit, aInit, x.dims, exported.dims, { inputQuantProb: 0.5, learnActs: true, batch: 16, seed: 1 });
-    if (blockIndex === 1) {
-      const add = rg.model.graph.nodes.find((n) => n.opType === 'Add' && n.inputs.some((i) => rg.model.graph.nodes.some((p) => p.opType === 'Where' && p.outputs.includes(i) && p.inputs.includes(rg.inputs.xq))));
-      assert.ok(add, 'the shortcut Add reads where(mask, x_q, x_fp), not the quantizer output');
-    }
-    const s = await createSession(rg.model, { source: 'test' });
-    try {
-      const n = x.data.length;
-      const out = await s.run({
-        [rg.inputs.xq]: makeTensor('float32', x.dims, x.data),
-        [rg.inputs.xfp]: makeTensor('float32', x.dims, x.data.map((v) => v + 1)), // never chosen
-        [rg.inputs.y]: makeTensor('float32', exported.dims, exported.data),
-        [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(2)),
-        [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
-        [rg.inputs.mask!]: makeTensor('bool', x.dims, new Uint8Array(n).fill(1)),
-      }, [rg.parts.rec]);
-      const rec = Number(out[rg.parts.rec]!.data[0]);
-      let energy = 0;
-      for (const v of exported.data) energy += v * v;
-      assert.ok(rec <= 1e-9 * (energy / 16), `${block.name}: reconstruction error ${rec} against the exported block (output energy ${energy / 16} per image)`);
-    } finally {
-      await s.release();
-    }
+    assert.equal(shortcuts, 1, `${model.graph.name}: one identity shortcut (ResNet layer1.0, MobileNet's second inverted residual)`);
   }
 });
