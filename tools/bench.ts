@@ -48,7 +48,8 @@ export interface BenchFigure {
 interface Ctx {
   readonly model: string; readonly threads: number | undefined; readonly quick: boolean; readonly log: (s: string) => void;
   /** PyTorch's figures for one of its benches, measured now (undefined: not available, reason logged). */
-  readonly pytorch: (bench: PytorchBench) => Promise<readonly PytorchRow[] | undefined>;
+  /** PyTorch's rows for a bench, measured once per run; `fresh` measures them again. */
+  readonly pytorch: (bench: PytorchBench, o?: { readonly fresh?: boolean }) => Promise<readonly PytorchRow[] | undefined>;
 }
 
 /** Baseline text for a measured PyTorch row: what it timed, its figure, and how to read the ratio. */
@@ -104,20 +105,29 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
     },
   },
   quant: {
-    summary: 'seconds per 1,000 reconstruction iterations of layer2.0 at batch 32 (sdk/quant bench): QDrop and TTAQ, one session and data-parallel slices, vs the same step in PyTorch',
+    summary: 'seconds per 1,000 reconstruction iterations of layer2.0 at batch 32 (sdk/quant bench): QDrop and TTAQ, one session and data-parallel slices, vs the same step in PyTorch (measured before and after ours, averaged)',
     run: async (c) => {
       const slices = chooseWorkers('auto', 32);
-      const out: BenchFigure[] = [];
-      const pts = await c.pytorch('recon');
+      // PyTorch runs before and after ours and the ratio uses the mean of the two: on a shared
+      // machine the load changes within a minute, and one PyTorch figure moved 12.7-16.8 s between runs
+      const before = await c.pytorch('recon');
+      const ours: { workers: number; rows: Awaited<ReturnType<typeof benchReconstruction>> }[] = [];
       for (const workers of slices > 1 ? [1, slices] : [1]) {
         // slices get the threads `ttaq quantize` gives them (one core each), not one per core each
         const threads = c.threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined);
-        const rows = await benchReconstruction({ iterations: c.quick ? 20 : 100, workers, ...(threads ? { threads } : {}) });
+        ours.push({ workers, rows: await benchReconstruction({ iterations: c.quick ? 20 : 100, workers, ...(threads ? { threads } : {}) }) });
+      }
+      const after = before ? await c.pytorch('recon', { fresh: true }) : undefined;
+      const out: BenchFigure[] = [];
+      for (const { workers, rows } of ours) {
         const qdrop = rows.find((r) => r.variant === 'qdrop');
         out.push(...rows.map((r) => {
-          const pt = pts?.find((x) => x.variant === r.variant && x.secondsPer1000);
-          const base = pt
-            ? { s: pt.secondsPer1000!, text: torchText(pt, `${r.variant} step re-implemented (tools/baselines)`, `${pt.secondsPer1000!.toFixed(1)} s`, 'speed-up') }
+          const pick = (pts: typeof before) => pts?.find((x) => x.variant === r.variant && x.secondsPer1000);
+          const [pb, pa] = [pick(before), pick(after)];
+          const pt = pb ?? pa;
+          const s = pb && pa ? (pb.secondsPer1000! + pa.secondsPer1000!) / 2 : pt?.secondsPer1000;
+          const base = pt && s
+            ? { s, text: torchText(pt, `${r.variant} step re-implemented (tools/baselines)`, pb && pa ? `${pb.secondsPer1000!.toFixed(1)} s before ours, ${pa.secondsPer1000!.toFixed(1)} s after, mean ${s.toFixed(1)} s` : `${s.toFixed(1)} s`, 'speed-up against the mean') }
             : r.variant === 'qdrop' ? { s: REFERENCES.qdropPytorchSecondsPer1000.value, text: `${REFERENCES.qdropPytorchSecondsPer1000.text} (ratio = speed-up)` } : undefined;
           return {
             bench: 'quant', name: `${r.variant} reconstruction, ${workers === 1 ? 'one session' : `${workers} slices (\`ttaq quantize\`'s default here)`} (${r.iterations} iterations timed)`,
@@ -243,9 +253,9 @@ export async function run(argv: string[]): Promise<number> {
   const log = (s: string) => process.stderr.write(`ttaq bench: ${s}\n`);
   const baselines = new Map<PytorchBench, Promise<readonly PytorchRow[] | undefined>>();
   let noTorch: string | undefined = v['no-pytorch'] ? 'skipped (--no-pytorch)' : undefined;
-  const pytorch = (b: PytorchBench): Promise<readonly PytorchRow[] | undefined> => {
+  const pytorch = (b: PytorchBench, o: { readonly fresh?: boolean } = {}): Promise<readonly PytorchRow[] | undefined> => {
     if (noTorch) return Promise.resolve(undefined);
-    let p = baselines.get(b);
+    let p = o.fresh ? undefined : baselines.get(b);
     if (!p) {
       log(`PyTorch baseline: ${b}`);
       p = measurePytorch([b], { threads: threads ?? availableParallelism(), ...(v.quick ? { reps: 3 } : {}) }).then((r) => {
