@@ -143,7 +143,7 @@ export async function runOver(
       const yd = y.data as Float32Array;
       if (!out) {
         outDims = [n, ...y.dims.slice(1)];
-        out = o.shared ? inShared(new Float32Array(0), n * (yd.length / m)) : new Float32Array(n * (yd.length / m));
+        out = o.shared ? sharedFloats(n * (yd.length / m)) : new Float32Array(n * (yd.length / m));
       }
       out.set(yd, start * (yd.length / m));
     }
@@ -153,10 +153,12 @@ export async function runOver(
   return { data: out!, dims: outDims };
 }
 
-/** `a` in shared memory: itself when it is there, else a copy (or zeros of `length`). */
-function inShared(a: Float32Array, length = a.length): Float32Array {
+const sharedFloats = (n: number): Float32Array => new Float32Array(new SharedArrayBuffer(4 * n));
+
+/** `a` in shared memory: itself when it is there, else a copy. */
+function inShared(a: Float32Array): Float32Array {
   if (a.buffer instanceof SharedArrayBuffer) return a;
-  const out = new Float32Array(new SharedArrayBuffer(4 * length));
+  const out = sharedFloats(a.length);
   out.set(a);
   return out;
 }
