@@ -308,7 +308,7 @@ export function buildReconGraph(
     mix = (q) => b.op1('Where', [mask, q, xfp]);
   }
   const xin = mix(xqHat);
-  const xraw = rawReaders.length > 0 && xqHat !== xq ? mix(xq) : undefined;
+  const xraw = rawReaders.length > 0 ? mix(xq) : undefined;
 
   // one copy of the block's nodes, reading `entry`; `override` may emit a node itself (returns its outputs)
   const emitted = new Map<string, readonly string[]>();

@@ -25,14 +25,6 @@ export function sliceSet(s: CalibSet, start: number, n: number): Tensor {
   return makeTensor('float32', [n, ...s.dims.slice(1)], s.images.subarray(start * per, (start + n) * per));
 }
 
-/** Rows `idx` of a [N, ...] float array gathered into one batch tensor (row copies, no element loop). */
-export function gatherRows(data: Float32Array, dims: readonly number[], idx: ArrayLike<number>, out?: Float32Array): Tensor {
-  const per = dims.slice(1).reduce((a, b) => a * b, 1);
-  const buf = out ?? new Float32Array(idx.length * per);
-  for (let i = 0; i < idx.length; i++) buf.set(data.subarray(idx[i]! * per, (idx[i]! + 1) * per), i * per);
-  return makeTensor('float32', [idx.length, ...dims.slice(1)], buf);
-}
-
 /** Emits ReduceX over `axes` (all axes when undefined), attribute or input form by opset. */
 export function reduce(b: GraphBuilder, op: string, x: string, axes: readonly number[] | undefined, opset: number, keepdims = 0): string {
   const inputForm = op === 'ReduceSum' ? opset >= 13 : opset >= 18;
