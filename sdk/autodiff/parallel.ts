@@ -20,7 +20,7 @@ import { makeTensor } from '../onnx/tensor.ts';
 import type { DType, Tensor } from '../onnx/types.ts';
 import type { SessionOptions } from '../runtime/index.ts';
 import type { GradientGraph } from './graph.ts';
-import { GradientStep, type ParamFeed, type StepResult } from './step.ts';
+import { forExecution, GradientStep, type ConvLayout, type ParamFeed, type StepResult } from './step.ts';
 import { FeedBuffers, isRowFeed, rowFeedDims, type BatchFeed, type RowFeed } from './feeds.ts';
 
 /** A tensor as it crosses the thread boundary (structured clone keeps typed arrays). */
@@ -45,6 +45,8 @@ export interface ParallelStepOptions {
   /** Session options of every slice's session (the workers' get the plain-data part: their
    * provider events are not logged). */
   readonly session?: SessionOptions;
+  /** As StepOptions.convLayout (default 'nchwc' on the CPU). */
+  readonly convLayout?: ConvLayout;
 }
 
 /** Slices for `requested` ('auto' = one per core, at most `max`): the largest count up to it that
@@ -189,7 +191,9 @@ export class DataParallelStep {
     if (!(opts.workers >= 2)) throw new TtaqError('AUTODIFF_BAD_REQUEST', `DataParallelStep needs at least 2 slices (got ${opts.workers}); use GradientStep for one`);
     const fetch = [graph.loss, ...graph.outputs, ...graph.grads.values()];
     const { logger: _logger, availableProviders: _probe, ...plain } = opts.session ?? {};
-    const workerData = { model: encodeModel(graph.model), fetch, session: plain };
+    // the layout rewrite (and its shape inference run) happens once, here, for every slice
+    const run = await forExecution(graph, opts);
+    const workerData = { model: encodeModel(run.model), fetch, session: plain };
     // slice 0 runs on this thread: it would otherwise sit idle waiting, and a worker's wake-up and
     // the slowest of several workers cost more than the messages save
     const started = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, () => StepWorker.start(workerData)));
@@ -199,7 +203,7 @@ export class DataParallelStep {
       await Promise.all(ok.map((w) => w.stop()));
       throw bad.reason as Error;
     }
-    const local = await GradientStep.create(graph, { session: opts.session ?? {} });
+    const local = await GradientStep.create(run, { session: opts.session ?? {}, convLayout: 'plain' });
     return new DataParallelStep(graph, local, ok, new Set(opts.concatOutputs ?? []));
   }
 

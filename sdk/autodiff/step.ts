@@ -3,9 +3,10 @@
 // tensors wrapping the caller's typed arrays (no copies); outputs wrap onnxruntime's buffers.
 import { TtaqError } from '../errors/index.ts';
 import type { Tensor } from '../onnx/types.ts';
-import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
+import { convsToNchwc, createSession, DEFAULT_PROVIDERS, defaultAvailableProviders, nchwcBlockSize, resolveProviders, type Session, type SessionOptions } from '../runtime/index.ts';
 import type { GradientGraph } from './graph.ts';
 import { FeedBuffers, type BatchFeed } from './feeds.ts';
+import { inferValueShapes } from './shapes.ts';
 
 /** Parameters by wrt name: a Map or a plain object of tensors. */
 export type ParamFeed = ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>;
@@ -13,6 +14,30 @@ export type ParamFeed = ReadonlyMap<string, Tensor> | Readonly<Record<string, Te
 export interface StepOptions {
   /** Session options (providers, threads). Default: sdk/runtime's defaults. */
   readonly session?: SessionOptions;
+  /** 'nchwc' (default): where the session runs on the CPU, Convs whose weight is computed in the
+   * graph run in onnxruntime's blocked layout (sdk/runtime/nchwc.ts); 'plain': the graph as built. */
+  readonly convLayout?: ConvLayout;
+}
+
+export type ConvLayout = 'nchwc' | 'plain';
+
+/**
+ * `graph` as its session should run it: with `convLayout` 'nchwc' (the default) and a session on
+ * the CPU, its Convs with computed weights moved to onnxruntime's NCHWc layout. Names of inputs,
+ * outputs and gradients stay; values agree with the plain graph up to float summation order.
+ */
+export async function forExecution(graph: GradientGraph, opts: StepOptions = {}): Promise<GradientGraph> {
+  if ((opts.convLayout ?? 'nchwc') !== 'nchwc') return graph;
+  const g = graph.model.graph;
+  if (!g.nodes.some((n) => n.opType === 'Conv' && (n.domain === '' || n.domain === 'ai.onnx') && !g.initializers.has(n.inputs[1] ?? ''))) return graph;
+  const s = opts.session ?? {};
+  const providers = resolveProviders(s.providers ?? DEFAULT_PROVIDERS, (s.availableProviders ?? defaultAvailableProviders)(), () => {}, false);
+  if (providers[0] !== 'cpu') return graph;
+  const block = await nchwcBlockSize();
+  if (!block) return graph;
+  const shapes = await inferValueShapes(graph.model, { session: { ...s, providers: ['cpu'] } });
+  const r = convsToNchwc(graph.model, (v) => shapes.get(v)?.dims, block);
+  return r.rewritten > 0 ? { ...graph, model: r.model } : graph;
 }
 
 export interface StepResult {
@@ -34,7 +59,8 @@ export class GradientStep {
   }
 
   static async create(graph: GradientGraph, opts: StepOptions = {}): Promise<GradientStep> {
-    const s = await createSession(graph.model, { source: `gradient graph of '${graph.model.graph.name}'`, ...(opts.session ?? {}) });
+    const run = await forExecution(graph, opts);
+    const s = await createSession(run.model, { source: `gradient graph of '${graph.model.graph.name}'`, ...(opts.session ?? {}) });
     return new GradientStep(graph, s);
   }
 

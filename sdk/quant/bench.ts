@@ -11,7 +11,7 @@ import { blockGraph, partitionBlocks } from './blocks.ts';
 import { makePlan } from './plan.ts';
 import { calibrateModel } from './ptq.ts';
 import { reconstructBlock, runOver, type ReconOptions } from './recon.ts';
-import type { ConvGradOptions, ConvInputGrad, ConvWeightGrad } from '../autodiff/index.ts';
+import type { ConvGradOptions, ConvInputGrad, ConvLayout, ConvWeightGrad } from '../autodiff/index.ts';
 import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts';
 
 /**
@@ -19,18 +19,21 @@ import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts
  * original graph formulation, LEGACY_RECON_FORMULATION),
  * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops', 'square=op|mul',
  * 'entry=linear|copy', 'reg=explog|pow' (one
- * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms).
+ * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms),
+ * 'layout=nchwc|plain' (the step's Conv layout on the CPU).
  * E.g. --variant ttaq:legacy --variant ttaq --variant ttaq:pcr=batched.
  */
-function parseVariant(v: string): { base: string; formulation?: ReconFormulation; convGrad?: ConvGradOptions } {
+function parseVariant(v: string): { base: string; formulation?: ReconFormulation; convGrad?: ConvGradOptions; convLayout?: ConvLayout } {
   const [base, ...mods] = v.split(':');
   let f: Record<string, string> | undefined;
   let convGrad: ConvGradOptions | undefined;
+  let convLayout: ConvLayout | undefined;
   const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq', square: 'square', entry: 'pcrEntry', reg: 'roundReg' };
   for (const m of mods) {
     if (m === 'ct') throw new Error(`bench: modifier 'ct' is gone (the step graph is no longer rewritten); use 'xgrad=convTranspose' for ConvTranspose input gradients`);
     if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
     else if (m.startsWith('xgrad=')) convGrad = { ...convGrad, input: m.slice(6) as ConvInputGrad };
+    else if (m.startsWith('layout=')) convLayout = m.slice(7) as ConvLayout;
     else if (m === 'legacy') f = { ...f, ...LEGACY_RECON_FORMULATION } as Record<string, string>;
     else {
       const [k, val] = m.split('=');
@@ -38,7 +41,7 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
       f = { ...f, [keys[k]!]: val };
     }
   }
-  return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}) };
+  return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}), ...(convLayout ? { convLayout } : {}) };
 }
 
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all 256 images): equal formulations agree up to rounding. */ readonly mseAfter: number }
@@ -72,6 +75,7 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
       ...(o.workers ? { workers: o.workers } : {}),
       ...(pv.formulation ? { formulation: pv.formulation } : {}),
       ...(pv.convGrad ? { convGrad: pv.convGrad } : {}),
+      ...(pv.convLayout ? { convLayout: pv.convLayout } : {}),
       ...(pv.base === 'ttaq' ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),
     };
     const r = await reconstructBlock(model, target, sites, { weights: new Map(cal.values.weights), acts: new Map(cal.values.acts) }, plan,

@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, type ConvGradOptions, type RowFeed } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -47,6 +47,8 @@ export interface ReconOptions {
    * stride-1 input gradients as Conv itself; strided ones stay ConvTranspose, which sdk/adapt's old
    * stride-1 ConvTranspose->Conv rewrite never matched, so the step graph is used as built). */
   readonly convGrad?: ConvGradOptions;
+  /** Layout of the step's Convs on the CPU (sdk/autodiff's StepOptions.convLayout; default 'nchwc'). */
+  readonly convLayout?: ConvLayout;
 }
 
 export interface BlockReport {
@@ -268,7 +270,8 @@ export async function reconstructBlock(
       ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
       extra: { 'session.intra_op.allow_spinning': opts.spinning ? '1' : '0' },
     };
-    const step = K > 1 ? await DataParallelStep.create(gg, { workers: K, session }) : await GradientStep.create(gg, { session });
+    const layout = opts.convLayout ? { convLayout: opts.convLayout } : {};
+    const step = K > 1 ? await DataParallelStep.create(gg, { workers: K, session, ...layout }) : await GradientStep.create(gg, { session, ...layout });
     const params = new Map<string, Tensor>(gg.params);
     const vNames = new Set(rg.vParams.values());
     // Adam with two learning rates: AdaRound's V and the LSQ steps

@@ -1,0 +1,123 @@
+// onnxruntime's CPU provider runs a Conv fastest in its blocked "NCHWc" layout (channels in blocks
+// of 8 or 16 innermost, direct convolution kernels instead of im2col + GEMM), but its optimizer
+// only moves a Conv there when the weight is a constant initializer: it reorders the weight once,
+// ahead of time. In a gradient graph the weight is a value computed every step (AdaRound's soft
+// rounding, a parameter fed by the trainer, the flipped weight of an input gradient), so every one
+// of those Convs ran as im2col + GEMM. This rewrite does by hand what the optimizer does, with the
+// weight reordered inside the graph (Reshape, Transpose, Reshape: a few thousand floats):
+//
+//   Y = Conv(X, W)   ->   Y = ReorderOutput(nchwc.Conv(ReorderInput(X), reorder(W), B))
+//
+// Measured on ResNet-20's 3x3 convs at batch 16, one thread, weight fed as an input, reorders
+// included (`node --import tsx sdk/autodiff/convbench.ts --layout`): see docs/BENCHMARKS.md.
+//
+// The ops are onnxruntime contrib ops of domain com.microsoft.nchwc; the block size depends on the
+// CPU (8 with AVX2, 16 with AVX-512) and is probed once by running ReorderInput on four channels (its smallest input).
+// Only Convs whose both channel counts are multiples of the block, with one group, 2-D and static
+// weight shapes are rewritten; everything else stays as it was.
+import { A } from '../onnx/builder.ts';
+import { i64 } from '../onnx/tensor.ts';
+import { nameAllocator } from '../onnx/edit.ts';
+import type { Model, Node, Tensor } from '../onnx/types.ts';
+import { createSession } from './session.ts';
+
+export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
+
+let probed: Promise<number | undefined> | undefined;
+
+/** The NCHWc channel block of this CPU (8 or 16), or undefined where onnxruntime has no NCHWc kernels. */
+export function nchwcBlockSize(): Promise<number | undefined> {
+  probed ??= (async () => {
+    const model: Model = {
+      irVersion: 8,
+      opsetImports: [{ domain: '', version: 17 }, { domain: NCHWC_DOMAIN, version: 1 }],
+      producerName: 'ttaq', producerVersion: '0', metadata: {},
+      graph: {
+        name: 'nchwc-probe',
+        nodes: [{ name: 'probe', opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: ['x'], outputs: ['y'], attrs: {} }],
+        inputs: [{ name: 'x', dtype: 'float32', shape: [1, 4, 1, 1] }],
+        outputs: [{ name: 'y', dtype: 'float32' }],
+        initializers: new Map(),
+        valueInfo: new Map(),
+      },
+    };
+    try {
+      const s = await createSession(model, { providers: ['cpu'], source: 'the NCHWc probe', logger: () => {} });
+      try {
+        const y = (await s.run({ x: { dtype: 'float32', dims: [1, 4, 1, 1], data: new Float32Array(4) } }))['y']!;
+        const b = y.dims[1]!;
+        return b >= 4 && (b & (b - 1)) === 0 ? b : undefined;
+      } finally {
+        await s.release();
+      }
+    } catch {
+      return undefined;
+    }
+  })();
+  return probed;
+}
+
+const intsAttr = (n: Node, k: string): readonly number[] | undefined => {
+  const a = n.attrs[k];
+  return a && a.kind === 'ints' ? a.value : undefined;
+};
+
+/** Whether `n` is a Conv this rewrite takes, given its weight dims. */
+function eligible(n: Node, w: readonly number[] | undefined, block: number, constants: ReadonlyMap<string, Tensor>): w is readonly number[] {
+  if (n.opType !== 'Conv' || (n.domain !== '' && n.domain !== 'ai.onnx')) return false;
+  if (!w || w.length !== 4 || constants.has(n.inputs[1]!)) return false; // onnxruntime does constant weights itself
+  const group = n.attrs['group'];
+  if (group && group.kind === 'int' && group.value !== 1) return false;
+  const autoPad = n.attrs['auto_pad'];
+  if (autoPad && autoPad.kind === 'string' && autoPad.value !== 'NOTSET') return false;
+  const [o, i] = w as [number, number];
+  return o % block === 0 && i % block === 0 && (intsAttr(n, 'kernel_shape') ?? w.slice(2)).length === 2;
+}
+
+/**
+ * `model` with every eligible Conv (see the file comment) in onnxruntime's NCHWc layout. `dimsOf`
+ * gives static dims of values (the weights); `rewritten` counts the Convs moved.
+ */
+export function convsToNchwc(model: Model, dimsOf: (value: string) => readonly number[] | undefined, block: number): { model: Model; rewritten: number } {
+  const g = model.graph;
+  const fresh = nameAllocator(g);
+  const initializers = new Map(g.initializers);
+  const nodes: Node[] = [];
+  const shapes = new Map<string, string>();
+  const shapeConst = (dims: readonly number[]): string => {
+    const key = dims.join(',');
+    let name = shapes.get(key);
+    if (!name) {
+      name = fresh(`nchwc_shape_${dims.join('x')}`);
+      initializers.set(name, i64([dims.length], dims));
+      shapes.set(key, name);
+    }
+    return name;
+  };
+  let rewritten = 0;
+  for (const n of g.nodes) {
+    const w = dimsOf(n.inputs[1] ?? '');
+    if (!eligible(n, w, block, g.initializers)) { nodes.push(n); continue; }
+    const [o, i, kh, kw] = w as [number, number, number, number];
+    const base = n.name || fresh('conv');
+    const x = fresh(`${base}.nchwc_x`);
+    const w6 = fresh(`${base}.nchwc_w6`);
+    const wt = fresh(`${base}.nchwc_wt`);
+    const wr = fresh(`${base}.nchwc_w`);
+    const y = fresh(`${base}.nchwc_y`);
+    const attrs = { ...n.attrs, kernel_shape: A.ints([kh, kw]) };
+    nodes.push(
+      { name: fresh(`${base}.nchwc_reorder_x`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [n.inputs[0]!], outputs: [x], attrs: {} },
+      // OIHW -> [O/b, I/b, H, W, b_in, b_out]: the layout MLAS's NCHWc kernels read (OIHWBiBo)
+      { name: fresh(`${base}.nchwc_w_split`), opType: 'Reshape', domain: '', inputs: [n.inputs[1]!, shapeConst([o / block, block, i / block, block, kh, kw])], outputs: [w6], attrs: {} },
+      { name: fresh(`${base}.nchwc_w_order`), opType: 'Transpose', domain: '', inputs: [w6], outputs: [wt], attrs: { perm: A.ints([0, 2, 4, 5, 3, 1]) } },
+      { name: fresh(`${base}.nchwc_w_merge`), opType: 'Reshape', domain: '', inputs: [wt, shapeConst([o, i, kh, kw])], outputs: [wr], attrs: {} },
+      { name: fresh(`${base}.nchwc`), opType: 'Conv', domain: NCHWC_DOMAIN, inputs: [x, wr, ...(n.inputs[2] ? [n.inputs[2]] : [])], outputs: [y], attrs },
+      { name: fresh(`${base}.nchwc_reorder_y`), opType: 'ReorderOutput', domain: NCHWC_DOMAIN, inputs: [y], outputs: [n.outputs[0]!], attrs: { channels: A.int(o) } },
+    );
+    rewritten++;
+  }
+  if (rewritten === 0) return { model, rewritten };
+  const imports = model.opsetImports.some((s) => s.domain === NCHWC_DOMAIN) ? model.opsetImports : [...model.opsetImports, { domain: NCHWC_DOMAIN, version: 1 }];
+  return { model: { ...model, opsetImports: imports, graph: { ...g, nodes, initializers } }, rewritten };
+}
