@@ -39,6 +39,9 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --act-calib C       minmax | percentile | mse (default mse; minmax for --method minmax)
   --bias-correction   fold (W - Wq) E[x] into the biases
   --batch N           reconstruction batch (default 32)
+  --step-owner O      producer | consumer: the block that learns the step of a quantizer between
+                      two blocks, the one whose output it quantizes (default, as QDrop) or the one
+                      it feeds (the earlier behaviour; one more convolution per step)
   --seed N            random seed (default 0)
   --state PATH        resume file: finished blocks are kept and skipped on a rerun (default <out>.state.json)
   --no-state          do not write a resume file
@@ -140,7 +143,7 @@ export async function run(argv: string[]): Promise<number> {
     iterations: { type: 'string' }, pem: { type: 'string' }, pcr: { type: 'string' }, 'calib-images': { type: 'string' },
     'min-calib': { type: 'string' }, 'first-last': { type: 'string' }, override: { type: 'string', multiple: true },
     'act-calib': { type: 'string' }, 'bias-correction': { type: 'boolean' }, batch: { type: 'string' }, seed: { type: 'string' },
-    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, workers: { type: 'string' }, spinning: { type: 'boolean' }, out: { type: 'string' },
+    state: { type: 'string' }, 'no-state': { type: 'boolean' }, threads: { type: 'string' }, workers: { type: 'string' }, 'step-owner': { type: 'string' }, spinning: { type: 'boolean' }, out: { type: 'string' },
     json: { type: 'boolean' }, quiet: { type: 'boolean' },
   }, HELP);
   if (!f) return EXIT.ok;
@@ -178,6 +181,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(v['act-calib'] ? { actCalib: v['act-calib'] as 'mse' } : {}),
     biasCorrection: !!v['bias-correction'],
     ...(v.batch ? { batch: num(v.batch as string, '--batch') } : {}),
+    ...(v['step-owner'] ? { stepOwner: v['step-owner'] as 'producer' } : {}),
     ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
     spinning: !!v.spinning,
     workers: v.workers === undefined || v.workers === 'auto' ? 'auto' : num(v.workers as string, '--workers'),

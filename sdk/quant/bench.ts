@@ -20,20 +20,23 @@ import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts
  * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops', 'square=op|mul',
  * 'entry=linear|copy', 'reg=explog|pow' (one
  * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms),
- * 'layout=nchwc|plain' (the step's Conv layout on the CPU).
+ * 'layout=nchwc|plain' (the step's Conv layout on the CPU), 'steps=producer|consumer' (which block
+ * learns the step of a quantizer between blocks).
  * E.g. --variant ttaq:legacy --variant ttaq --variant ttaq:pcr=batched.
  */
-function parseVariant(v: string): { base: string; formulation?: ReconFormulation; convGrad?: ConvGradOptions; convLayout?: ConvLayout } {
+function parseVariant(v: string): { base: string; formulation?: ReconFormulation; convGrad?: ConvGradOptions; convLayout?: ConvLayout; stepOwner?: 'producer' | 'consumer' } {
   const [base, ...mods] = v.split(':');
   let f: Record<string, string> | undefined;
   let convGrad: ConvGradOptions | undefined;
   let convLayout: ConvLayout | undefined;
+  let stepOwner: 'producer' | 'consumer' | undefined;
   const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq', square: 'square', entry: 'pcrEntry', reg: 'roundReg' };
   for (const m of mods) {
     if (m === 'ct') throw new Error(`bench: modifier 'ct' is gone (the step graph is no longer rewritten); use 'xgrad=convTranspose' for ConvTranspose input gradients`);
     if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
     else if (m.startsWith('xgrad=')) convGrad = { ...convGrad, input: m.slice(6) as ConvInputGrad };
     else if (m.startsWith('layout=')) convLayout = m.slice(7) as ConvLayout;
+    else if (m.startsWith('steps=')) stepOwner = m.slice(6) as 'producer' | 'consumer';
     else if (m === 'legacy') f = { ...f, ...LEGACY_RECON_FORMULATION } as Record<string, string>;
     else {
       const [k, val] = m.split('=');
@@ -41,7 +44,7 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
       f = { ...f, [keys[k]!]: val };
     }
   }
-  return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}), ...(convLayout ? { convLayout } : {}) };
+  return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}), ...(convLayout ? { convLayout } : {}), ...(stepOwner ? { stepOwner } : {}) };
 }
 
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number; readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all 256 images): equal formulations agree up to rounding. */ readonly mseAfter: number }
@@ -62,7 +65,8 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
     x = await runOver({ ...model, graph: blockGraph(model.graph, b) }, b.input, b.output, x.data, x.dims);
   }
   const nodes = new Set(target.nodes);
-  const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
+  const output = plan.acts.find((a) => a.value === target.output && !a.consumers.some((c) => nodes.has(c)));
+  const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))), ...(output ? { output } : {}) };
   const iterations = o.iterations ?? 200;
   const out: BenchResult[] = [];
   const list = o.variants ?? ['qdrop', 'ttaq'];
@@ -76,6 +80,7 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
       ...(pv.formulation ? { formulation: pv.formulation } : {}),
       ...(pv.convGrad ? { convGrad: pv.convGrad } : {}),
       ...(pv.convLayout ? { convLayout: pv.convLayout } : {}),
+      ...(pv.stepOwner ? { stepOwner: pv.stepOwner } : {}),
       ...(pv.base === 'ttaq' ? { pem: { weight: 1, coef: new Map(sites.weights.map((w) => [w.node, 1])) }, pcr: { weight: 1, gamma: 0.1, temperature: 1 } } : {}),
     };
     const r = await reconstructBlock(model, target, sites, { weights: new Map(cal.values.weights), acts: new Map(cal.values.acts) }, plan,

@@ -163,11 +163,15 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     let caches: BlockCaches = initialCaches(set, set.dims[0]!);
     const sitesOf = (b: Block) => {
       const nodes = new Set(b.nodes);
+      const output = plan.acts.find((a) => a.value === b.output && !a.consumers.some((c) => nodes.has(c)));
       return {
         weights: plan.weights.filter((w) => nodes.has(w.node)),
         acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))),
+        ...(output ? { output } : {}),
       };
     };
+    // the steps a finished block set: its own sites' and its output quantizer's
+    const stepSites = (b: Block) => { const s = sitesOf(b); return [...s.acts, ...(s.output ? [s.output] : [])]; };
     for (const b of blocks) {
       const stage = `block ${b.index + 1}/${blocks.length} ${b.name}`;
       const sites = sitesOf(b);
@@ -178,7 +182,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           const enc = done.codes[w.node];
           if (enc) values.weights.set(w.node, { params: cur.params, codes: decodeCodes(enc, cur.codes.length, `state of block '${b.name}'`) });
         }
-        for (const a of sites.acts) {
+        for (const a of stepSites(b)) {
           const s = done.steps[a.value];
           const cur = values.acts.get(a.value)!;
           if (s !== undefined) values.acts.set(a.value, { ...cur, scale: Float32Array.of(s) });
@@ -196,6 +200,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           batch: o.batch,
           inputQuantProb: mp.inputQuantProb,
           learnActs: mp.learnActs,
+          stepOwner: o.stepOwner,
           lrV: o.lrV,
           lrStep: o.lrStep,
           roundWeight: o.roundWeight,
@@ -223,7 +228,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           block: b.name,
           report: blockReports.at(-1)!,
           codes: Object.fromEntries(sites2.weights.map((w) => [w.node, encodeCodes(values.weights.get(w.node)!.codes)])),
-          steps: Object.fromEntries(sites2.acts.map((a) => [a.value, values.acts.get(a.value)!.scale[0]!])),
+          steps: Object.fromEntries(stepSites(b).map((a) => [a.value, values.acts.get(a.value)!.scale[0]!])),
         });
         await saveState(o.statePath, state);
       }

@@ -70,6 +70,10 @@ export const QuantizeOptionsSchema = z.object({
   warmup: z.number().min(0).max(1).default(0.2),
   /** Probability of the quantized block input per element (QDrop); default 0.5 for qdrop/ttaq, 1 for adaround/brecq. */
   inputQuantProb: z.number().min(0).max(1).optional(),
+  /** Which block learns the step of a quantizer between two blocks: 'producer' (as QDrop: the block
+   * whose output it quantizes) or 'consumer' (the block it feeds; one more convolution per step).
+   * docs/METHOD.md, "Who learns a quantizer's step". */
+  stepOwner: z.enum(['producer', 'consumer']).default('producer'),
   /** Images for the per-layer SQNR report (default 128; 0 skips it). */
   reportImages: z.number().int().nonnegative().default(128),
   /** Resume file: finished blocks are stored here and skipped on a rerun with the same inputs. */

@@ -12,7 +12,8 @@ import { blockGraph, type Block } from './blocks.ts';
 import { qdqGraph, type QuantValues } from './export.ts';
 import { hardCodes, initialV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
 import type { ActSite, WeightSite } from './plan.ts';
-import type { QuantParams } from './quantizer.ts';
+import { rangeOf, type QuantParams } from './quantizer.ts';
+import { GraphBuilder } from '../onnx/builder.ts';
 import type { CalibSet } from './stats.ts';
 import { Adam } from '../optim/index.ts';
 import { mix32, Xoshiro128 } from '../random/index.ts';
@@ -49,6 +50,11 @@ export interface ReconOptions {
   readonly convGrad?: ConvGradOptions;
   /** Layout of the step's Convs on the CPU (sdk/autodiff's StepOptions.convLayout; default 'nchwc'). */
   readonly convLayout?: ConvLayout;
+  /** Which block learns the step of a quantizer between two blocks: 'producer' (default, as QDrop:
+   * the block whose output it quantizes, on the error of its quantized output; the next block
+   * takes it as a constant) or 'consumer' (the block it feeds, which then needs the gradient with
+   * respect to its input: one more convolution per step). docs/METHOD.md has the ablation. */
+  readonly stepOwner?: 'producer' | 'consumer';
 }
 
 export interface BlockReport {
@@ -195,7 +201,7 @@ export interface BlockCaches {
 export async function reconstructBlock(
   full: Model,
   block: Block,
-  sites: { weights: readonly WeightSite[]; acts: readonly ActSite[] },
+  sites: { weights: readonly WeightSite[]; acts: readonly ActSite[]; /** the quantizer of the block's output (read by later blocks) */ output?: ActSite },
   values: MutableValues,
   plan: QuantValues['plan'],
   caches: BlockCaches,
@@ -226,11 +232,17 @@ export async function reconstructBlock(
     const { v, floor } = initialV(t.data as Float32Array, w.dims, cur.params);
     wInit.set(w.node, { params: cur.params, floor, v });
   }
-  const aInit = new Map(sites.acts.map((a) => [a.value, values.acts.get(a.value)!]));
+  const producerSteps = (opts.stepOwner ?? 'producer') === 'producer' && opts.learnActs;
+  const outputSite = producerSteps ? sites.output : undefined;
+  const inputSite = sites.acts.find((a) => a.value === block.input);
+  const aInit = new Map([...sites.acts, ...(outputSite ? [outputSite] : [])].map((a) => [a.value, values.acts.get(a.value)!]));
   // With K workers the step graph is built for one worker's slice; the full batch is fed and split.
   const gopts: ReconGraphOptions = {
     inputQuantProb: opts.inputQuantProb,
     learnActs: opts.learnActs,
+    ...(outputSite ? { outputSite } : {}),
+    // the network input has no producing block: its quantizer is learned by the block it feeds
+    learnInputStep: !producerSteps || !inputSite || inputSite.isNetworkInput,
     batch: B / K,
     seed: opts.seed + block.index * 7919,
     ...(opts.formulation ? { formulation: opts.formulation } : {}),
@@ -240,9 +252,9 @@ export async function reconstructBlock(
   let finalLoss: Record<string, number> = {};
   let loopSeconds = 0;
   let loopCpuSeconds = 0;
-  if (opts.iterations > 0 && (sites.weights.length > 0 || (opts.learnActs && sites.acts.length > 0))) {
+  if (opts.iterations > 0 && (sites.weights.length > 0 || (opts.learnActs && (sites.acts.length > 0 || outputSite)))) {
     const rg = buildReconGraph(full, block, sites, wInit, aInit, caches.dims, yfp.dims, gopts);
-    const wrt = [...rg.vParams.values(), ...(opts.learnActs ? [...rg.stepParams.values()] : [])];
+    const wrt = [...rg.vParams.values(), ...(opts.learnActs ? [...rg.learnedSteps] : [])];
     const partNames = Object.entries(rg.parts).filter(([, v]) => v) as [string, string][];
     const zeros = (dims: readonly number[]): Tensor => makeTensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)));
     const xShape = [B, ...caches.dims.slice(1)];
@@ -258,7 +270,9 @@ export async function reconstructBlock(
       ...(opts.convGrad ? { ruleOptions: { conv: opts.convGrad } } : {}),
       sampleBatch: B / K,
       sampleFeeds: {
-        [rg.inputs.xq]: zeros(xSlice), [rg.inputs.xfp]: zeros(xSlice), [rg.inputs.y]: zeros(ySlice),
+        ...(rg.inputs.xq ? { [rg.inputs.xq]: zeros(xSlice) } : {}),
+        ...(rg.inputs.xqHat ? { [rg.inputs.xqHat]: zeros(xSlice) } : {}),
+        [rg.inputs.xfp]: zeros(xSlice), [rg.inputs.y]: zeros(ySlice),
         [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(opts.betaStart)),
         [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
         ...(rg.inputs.mask ? { [rg.inputs.mask]: makeTensor('bool', xSlice, new Uint8Array(xSlice.reduce((a, b) => a * b, 1))) } : {}),
@@ -287,6 +301,10 @@ export async function reconstructBlock(
     // the caches and random pools are shared memory, so each worker reads its slice in place
     // (a copy per step cost as much as the step saved)
     const rowsOf = (table: Float32Array, dims: readonly number[]): RowFeed => ({ rowsOf: table, rowDims: dims.slice(1), rows: idx });
+    // the block input after its quantizer, when that quantizer's step is a constant here
+    const xqHat = rg.inputs.xqHat
+      ? (await runOver(fakeQuantModel(full, values.acts.get(block.input)!, caches.dims), 'x', 'y', caches.xq, caches.dims, { shared: K > 1 })).data
+      : undefined;
     const beta = new Float32Array(1);
     const rw = new Float32Array(1);
     const warm = Math.floor(opts.iterations * opts.warmup);
@@ -308,7 +326,8 @@ export async function reconstructBlock(
         beta[0] = opts.betaEnd + (opts.betaStart - opts.betaEnd) * (1 - rel);
         rw[0] = it < warm ? 0 : opts.roundWeight;
         const r = await step.run(params, {
-          [rg.inputs.xq]: rowsOf(caches.xq, caches.dims),
+          ...(rg.inputs.xq ? { [rg.inputs.xq]: rowsOf(caches.xq, caches.dims) } : {}),
+          ...(rg.inputs.xqHat ? { [rg.inputs.xqHat]: rowsOf(xqHat!, caches.dims) } : {}),
           [rg.inputs.xfp]: rowsOf(caches.xfp, caches.dims),
           [rg.inputs.y]: rowsOf(yfp.data, yfp.dims),
           [rg.inputs.beta]: makeTensor('float32', [], beta),
@@ -338,7 +357,8 @@ export async function reconstructBlock(
       values.weights.set(w.node, { params: cur.params, codes: hardCodes(wInit.get(w.node)!.floor, v, w.dims, cur.params) });
     }
     if (opts.learnActs) {
-      for (const a of sites.acts) {
+      for (const a of [...sites.acts, ...(outputSite ? [outputSite] : [])]) {
+        if (!rg.learnedSteps.has(rg.stepParams.get(a.value)!)) continue;
         const s = Number(params.get(rg.stepParams.get(a.value)!)!.data[0]);
         const cur = values.acts.get(a.value)!;
         if (!(s > 0) || !Number.isFinite(s)) {
@@ -362,6 +382,26 @@ export async function reconstructBlock(
     finalLoss,
   };
   return { report, next: { xfp: yfp.data, xq: after.data, dims: yfp.dims } };
+}
+
+/**
+ * y = s·(clip(round(x/s) + z, qmin, qmax) − z) as its own model, with the ops of the
+ * reconstruction graph's fake quantizer in the same order (the same values to the bit).
+ */
+export function fakeQuantModel(full: Model, p: QuantParams, dims: readonly number[]): Model {
+  const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
+  const { qmin, qmax } = rangeOf(p.spec);
+  const b = new GraphBuilder('fake-quant');
+  b.input('x', 'float32', ['N', ...dims.slice(1)]);
+  const s = b.scalar(p.scale[0]!);
+  const z = p.zeroPoint[0]!;
+  let r = b.op1('Round', [b.op1('Div', ['x', s])]);
+  if (z !== 0) r = b.op1('Add', [r, b.scalar(z)]);
+  let c = b.op1('Clip', [r, b.scalar(qmin), b.scalar(qmax)]);
+  if (z !== 0) c = b.op1('Sub', [c, b.scalar(z)]);
+  b.op1('Mul', [c, s], {}, { outputNames: ['y'] });
+  b.output('y', 'float32', undefined);
+  return { irVersion: full.irVersion, opsetImports: [{ domain: '', version: Math.max(opset, 13) }], producerName: 'ttaq', producerVersion: '0', metadata: {}, graph: b.build() };
 }
 
 /** Caches for the first block: the calibration images on both paths. */

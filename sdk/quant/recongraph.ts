@@ -30,6 +30,14 @@ export interface ReconGraphOptions {
   readonly inputQuantProb: number;
   /** Learn activation steps (LSQ); otherwise they are constants. */
   readonly learnActs: boolean;
+  /** The quantizer of the block's output, whose readers are in later blocks. Given, its step is a
+   * parameter here and the reconstruction error is measured on the quantized output, as in QDrop
+   * (docs/METHOD.md, "Who learns a quantizer's step"). */
+  readonly outputSite?: ActSite;
+  /** Learn the step of the block input's quantizer here (default true). False where the block
+   * that produced the input learned it as its `outputSite`: the step is then a constant and the
+   * graph needs no gradient with respect to the block input. */
+  readonly learnInputStep?: boolean;
   /** PEM: weight and, per weighted node, the constant c_l multiplying ‖Ŵ_l‖² (ρ_l·e_l/‖W_l‖²). */
   readonly pem?: { readonly weight: number; readonly coef: ReadonlyMap<string, number> };
   /** PCR: weight, noise ratio γ and temperature T. */
@@ -80,14 +88,18 @@ export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcr
 export interface ReconGraph {
   readonly model: Model;
   readonly loss: string;
-  /** Parameters (initializers to differentiate): AdaRound V per node, LSQ steps per value. */
+  /** Parameters: AdaRound V per node, LSQ steps per value (the learned ones: `learnedSteps`). */
   readonly vParams: ReadonlyMap<string, string>;
   readonly stepParams: ReadonlyMap<string, string>;
+  /** The values of `stepParams` to differentiate (all of them unless some are constants here). */
+  readonly learnedSteps: ReadonlySet<string>;
   /** Data inputs: the block inputs on both paths, the FP target, β and the rounding weight; with
    * random numbers fed, the QDrop mask (bool, true = quantized input, shaped like x) and PCR's
    * standard normal noise (float32, shaped like x). */
   readonly inputs: {
-    readonly xq: string; readonly xfp: string; readonly y: string; readonly beta: string; readonly roundWeight: string;
+    /** The quantized path's block input, raw (absent when nothing reads it raw) and, when the input
+     * quantizer's step is a constant here, after that quantizer (`xqHat`, precomputed). */
+    readonly xq?: string; readonly xqHat?: string; readonly xfp: string; readonly y: string; readonly beta: string; readonly roundWeight: string;
     readonly mask?: string; readonly noise?: string;
   };
   /** Whether PCR's perturbed pass shares the clean pass's nodes (batched formulation). */
@@ -231,7 +243,6 @@ export function buildReconGraph(
     : b.op1('ReduceSum', [b.op1('Mul', [x, x])], { keepdims: A.int(0) });
   const stop: string[] = [];
   const inShape = [opts.batch, ...inputShape.slice(1)];
-  const xq = b.input('recon.x_q', 'float32', inShape);
   const xfp = b.input('recon.x_fp', 'float32', inShape);
   const y = b.input('recon.y_fp', 'float32', [opts.batch, ...outputShape.slice(1)]);
   const beta = b.input('recon.beta', 'float32', []);
@@ -247,6 +258,7 @@ export function buildReconGraph(
   // activation quantizers
   const stepParams = new Map<string, string>();
   const actByValue = new Map(sites.acts.map((a) => [a.value, a]));
+  const frozenSteps = new Set<string>();
   const fq = (x: string, site: ActSite): string => {
     const p = aInit.get(site.value)!;
     const { qmin, qmax } = rangeOf(p.spec);
@@ -254,7 +266,10 @@ export function buildReconGraph(
     if (!s) {
       s = b.initializer(`recon.step:${site.value}`, f32([], [p.scale[0]!]));
       stepParams.set(site.value, s);
-      if (!opts.learnActs) stop.push(s);
+      if (!opts.learnActs || (site.value === block.input && opts.learnInputStep === false)) {
+        stop.push(s);
+        frozenSteps.add(s);
+      }
     }
     const z = p.zeroPoint[0]!;
     if (form.lsq === 'function') {
@@ -294,21 +309,28 @@ export function buildReconGraph(
   // quantizer (`xin`); consumers without one (an identity shortcut's Add) read the quantized path's
   // value as it is (`xraw`), as they do in the exported model, where only the quantized consumers
   // are rewired to the DequantizeLinear.
+  // With the input quantizer's step a constant here, its output is a fixed function of the cached
+  // input: it comes precomputed (`recon.x_q_hat`, recon.ts's fakeQuantize) instead of a fake
+  // quantizer of seven activation-sized ops per step, and the raw value is fed only when a reader
+  // without the quantizer needs it.
   const inSite = actByValue.get(block.input);
-  const xqHat = inSite ? fq(xq, inSite) : xq;
   const rawReaders = inSite ? nodes.filter((n) => n.inputs.includes(block.input) && !inSite.consumers.includes(n.name)) : [];
+  const fixedInput = !!inSite && (!opts.learnActs || opts.learnInputStep === false);
+  const xq = !fixedInput || rawReaders.length > 0 ? b.input('recon.x_q', 'float32', inShape) : undefined;
+  const xqHatIn = fixedInput ? b.input('recon.x_q_hat', 'float32', inShape) : undefined;
+  const xqHat = xqHatIn ?? (inSite ? fq(xq!, inSite) : xq!);
   let mix: (q: string) => string;
   if (opts.inputQuantProb >= 1) mix = (q) => q;
   else if (opts.inputQuantProb <= 0) mix = () => xfp;
   else if (maskIn) mix = (q) => b.op1('Where', [maskIn, q, xfp]);
   else {
-    const u = b.op1('RandomUniformLike', [xq], { seed: A.float(opts.seed), dtype: A.int(1) });
+    const u = b.op1('RandomUniformLike', [xfp], { seed: A.float(opts.seed), dtype: A.int(1) });
     stop.push(u);
     const mask = b.op1('Less', [u, b.scalar(opts.inputQuantProb)]);
     mix = (q) => b.op1('Where', [mask, q, xfp]);
   }
   const xin = mix(xqHat);
-  const xraw = rawReaders.length > 0 ? mix(xq) : undefined;
+  const xraw = rawReaders.length > 0 ? mix(xq!) : undefined;
 
   // one copy of the block's nodes, reading `entry`; `override` may emit a node itself (returns its outputs)
   const emitted = new Map<string, readonly string[]>();
@@ -383,7 +405,8 @@ export function buildReconGraph(
     } else if (pcrOn) yt = emit(xPert!, '.pcr', undefined, xraw ? b.op1('Add', [xraw, eps!]) : undefined);
   }
   const invB = b.scalar(1 / opts.batch);
-  const d = b.op1('Sub', [yhat, y]);
+  const yq = opts.outputSite ? fq(yhat, opts.outputSite) : yhat;
+  const d = b.op1('Sub', [yq, y]);
   const rec = b.op1('Mul', [sumSquares(d), invB], {}, { outputNames: ['recon.loss_rec'] });
   // rounding regulariser
   let round = b.scalar(0);
@@ -444,7 +467,8 @@ export function buildReconGraph(
     loss: lossName,
     vParams,
     stepParams,
-    inputs: { xq, xfp, y, beta, roundWeight, ...(maskIn ? { mask: maskIn } : {}), ...(noiseIn ? { noise: noiseIn } : {}) },
+    learnedSteps: new Set([...stepParams.values()].filter((v) => !frozenSteps.has(v))),
+    inputs: { ...(xq ? { xq } : {}), ...(xqHatIn ? { xqHat: xqHatIn } : {}), xfp, y, beta, roundWeight, ...(maskIn ? { mask: maskIn } : {}), ...(noiseIn ? { noise: noiseIn } : {}) },
     pcrBatched,
     stopGradient: stop,
     parts: { rec, round, ...(pem ? { pem } : {}), ...(pcr ? { pcr } : {}) },

@@ -12,7 +12,7 @@ import {
 } from '../../sdk/quant/index.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { buildNet } from '../../sdk/nn/index.ts';
-import { RandomPool, runOver } from '../../sdk/quant/recon.ts';
+import { fakeQuantModel, RandomPool, runOver } from '../../sdk/quant/recon.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
 
 const B = 8;
@@ -45,7 +45,7 @@ async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIn
   const noise = RandomPool.normal(n, feedsSeed + 1).next();
   const per = n / B;
   const feeds: Record<string, Tensor> = {
-    [rg.inputs.xq]: makeTensor('float32', xShape, x.data.map((v, i) => v + 0.05 * Math.sin(i)).subarray(0, n)),
+    [rg.inputs.xq!]: makeTensor('float32', xShape, x.data.map((v, i) => v + 0.05 * Math.sin(i)).subarray(0, n)),
     [rg.inputs.xfp]: makeTensor('float32', xShape, x.data.subarray(per, per + n)),
     [rg.inputs.y]: makeTensor('float32', [B, ...y.dims.slice(1)], y.data.subarray(0, B * (y.data.length / y.dims[0]!))),
     [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(8)),
@@ -163,11 +163,13 @@ test('perSampleNodes: inference blocks yes, batch-coupling ops no', () => {
   assert.equal(perSampleNodes([{ ...reshape, opType: 'ReduceMean' }], g), false);
 });
 
-test('with the whole input quantized and hard rounding, the step graph is the exported block (shortcuts too)', async () => {
+test('with the whole input quantized and hard rounding, the step graph is the exported block (shortcuts too; steps learned by either block)', async () => {
   // A shortcut reads the block input without its quantizer in the export (only quantized
-  // consumers are rewired to the DequantizeLinear); the step graph must do the same.
+  // consumers are rewired to the DequantizeLinear); the step graph must do the same. With the
+  // steps learned by the producing block, the input quantizer's output comes precomputed and the
+  // error is measured after the output quantizer.
   const mobile = buildNet({ arch: 'mobilenet', mobilenet: { stemChannels: 4, stages: [{ t: 2, c: 8, n: 2, s: 1 }], lastChannels: 16 }, height: 8, width: 8, seed: 3 }, 'infer').model;
-  for (const model of [tinyResNet(4), mobile]) {
+  for (const [model, owner] of [[tinyResNet(4), 'consumer'], [mobile, 'consumer'], [tinyResNet(4), 'producer'], [mobile, 'producer']] as const) {
     const set = tinySet(16);
     const plan = makePlan(model.graph, { wBits: 4, aBits: 4 });
     const blocks = partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node)));
@@ -177,6 +179,9 @@ test('with the whole input quantized and hard rounding, the step graph is the ex
     for (const block of blocks) {
       const nodes = new Set(block.nodes);
       const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))) };
+      const outputSite = owner === 'producer' ? plan.acts.find((a) => a.value === block.output && !a.consumers.some((c) => nodes.has(c))) : undefined;
+      const inSite = sites.acts.find((a) => a.value === block.input);
+      const learnInputStep = owner === 'consumer' || !inSite || inSite.isNetworkInput;
       // V = ±10 makes h exactly 0 or 1: round to nearest
       const wInit = new Map(sites.weights.map((w) => {
         const p = cal.values.weights.get(w.node)!.params;
@@ -189,24 +194,28 @@ test('with the whole input quantized and hard rounding, the step graph is the ex
         weights.set(w.node, { params: i.params, codes: hardCodes(i.floor, i.v, w.dims, i.params) });
       }
       const exported = await runOver(quantizedBlock(model, block, { plan, weights, acts: cal.values.acts }), block.input, block.output, x.data, x.dims);
-      const aInit = new Map(sites.acts.map((a) => [a.value, cal.values.acts.get(a.value)!]));
-      const rg = buildReconGraph(model, block, sites, wInit, aInit, x.dims, exported.dims, { inputQuantProb: 0.5, learnActs: true, batch: 16, seed: 1 });
+      const aInit = new Map([...sites.acts, ...(outputSite ? [outputSite] : [])].map((a) => [a.value, cal.values.acts.get(a.value)!]));
+      const rg = buildReconGraph(model, block, sites, wInit, aInit, x.dims, exported.dims, { inputQuantProb: 0.5, learnActs: true, batch: 16, seed: 1, learnInputStep, ...(outputSite ? { outputSite } : {}) });
+      assert.equal(!!rg.inputs.xqHat, !learnInputStep, `${block.name}: the input quantizer precomputed exactly when its step is fixed`);
+      const fake = async (v: string, data: { data: Float32Array; dims: number[] }) => (await runOver(fakeQuantModel(model, cal.values.acts.get(v)!, data.dims), 'x', 'y', data.data, data.dims)).data;
+      const target = outputSite ? await fake(outputSite.value, exported) : exported.data;
       const g = rg.model.graph;
       // a reader of where(mask, x_q, x_fp): the block input without its quantizer
-      if (g.nodes.some((n) => n.opType === 'Add' && n.inputs.some((i) => g.nodes.some((p) => p.opType === 'Where' && p.outputs.includes(i) && p.inputs.includes(rg.inputs.xq))))) shortcuts++;
+      if (g.nodes.some((n) => n.opType === 'Add' && n.inputs.some((i) => g.nodes.some((p) => p.opType === 'Where' && p.outputs.includes(i) && p.inputs.includes(rg.inputs.xq ?? '-'))))) shortcuts++;
       const s = await createSession(rg.model, { source: 'test' });
       try {
         const out = await s.run({
-          [rg.inputs.xq]: makeTensor('float32', x.dims, x.data),
+          ...(rg.inputs.xq ? { [rg.inputs.xq]: makeTensor('float32', x.dims, x.data) } : {}),
+          ...(rg.inputs.xqHat ? { [rg.inputs.xqHat]: makeTensor('float32', x.dims, await fake(block.input, x)) } : {}),
           [rg.inputs.xfp]: makeTensor('float32', x.dims, x.data.map((v) => v + 1)), // never chosen
-          [rg.inputs.y]: makeTensor('float32', exported.dims, exported.data),
+          [rg.inputs.y]: makeTensor('float32', exported.dims, target),
           [rg.inputs.beta]: makeTensor('float32', [], Float32Array.of(2)),
           [rg.inputs.roundWeight]: makeTensor('float32', [], Float32Array.of(0)),
           [rg.inputs.mask!]: makeTensor('bool', x.dims, new Uint8Array(x.data.length).fill(1)),
         }, [rg.parts.rec]);
         const rec = Number(out[rg.parts.rec]!.data[0]);
         let energy = 0;
-        for (const v of exported.data) energy += v * v;
+        for (const v of target) energy += v * v;
         assert.ok(rec <= 1e-9 * (energy / 16), `${block.name}: reconstruction error ${rec} against the exported block (output energy ${energy / 16} per image)`);
       } finally {
         await s.release();
