@@ -55,6 +55,8 @@ export interface ReconOptions {
    * takes it as a constant) or 'consumer' (the block it feeds, which then needs the gradient with
    * respect to its input: one more convolution per step). docs/METHOD.md has the ablation. */
   readonly stepOwner?: 'producer' | 'consumer';
+  /** Receives each iteration's wall milliseconds (benchmarks: a median comparable with PyTorch's). */
+  readonly stepTimes?: number[];
 }
 
 export interface BlockReport {
@@ -314,6 +316,7 @@ export async function reconstructBlock(
     const tl = performance.now();
     const cpu0 = process.cpuUsage();
     try {
+      let tIt = performance.now();
       for (let it = 0; it < opts.iterations; it++) {
         for (let i = 0; i < B; i++) {
           if (pos >= N) {
@@ -344,6 +347,7 @@ export async function reconstructBlock(
           finalLoss = { loss: r.loss, ...Object.fromEntries(partNames.map(([k, v]) => [k, Number(r.outputs[v]!.data[0])])) };
           progress({ stage, done: it + 1, total: opts.iterations, info: `loss ${r.loss.toFixed(4)}` });
         }
+        if (opts.stepTimes) { const t = performance.now(); opts.stepTimes.push(t - tIt); tIt = t; }
       }
     } finally {
       loopSeconds = (performance.now() - tl) / 1000;
