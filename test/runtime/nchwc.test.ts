@@ -2,7 +2,7 @@
 // graph, only eligible Convs rewritten, and gradient steps that agree with the plain layout.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildGradientGraph, forExecution, GradientStep } from '../../sdk/autodiff/index.ts';
+import { buildGradientGraph, DataParallelStep, forExecution, GradientStep } from '../../sdk/autodiff/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import type { Model, Tensor } from '../../sdk/onnx/types.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
@@ -77,7 +77,8 @@ test('a gradient step in NCHWc gives the plain layout\'s loss and gradients', { 
   const pad = { pads: A.ints([1, 1, 1, 1]) };
   const h = b.op1('Relu', [b.op1('Conv', ['x', 'w1'], pad)]);
   const y = b.op1('Conv', [h, 'w2'], pad);
-  b.op1('ReduceSum', [b.op1('Mul', [y, y])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+  // a batch mean: two slices average their losses and gradients
+  b.op1('ReduceMean', [b.op1('Mul', [y, y])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
   const gg = await buildGradientGraph({ model: model(b), loss: 'loss', wrt: ['w1', 'w2'] });
   const session = { providers: ['cpu' as const], intraOpThreads: 1 };
   const moved = await forExecution(gg, { session });
@@ -89,6 +90,11 @@ test('a gradient step in NCHWc gives the plain layout\'s loss and gradients', { 
     const step = await GradientStep.create(gg, { session, convLayout });
     try { res.push(await step.run(gg.params, { x })); } finally { await step.release(); }
   }
-  close([res[1]!.loss], [res[0]!.loss], 1e-5, 'loss');
-  for (const w of ['w1', 'w2']) close(res[1]!.grads.get(w)!.data as Float32Array, res[0]!.grads.get(w)!.data as Float32Array, 1e-4, `grad ${w}`);
+  // two slices, the worker's session built from the rewritten model
+  const dp = await DataParallelStep.create(gg, { workers: 2, session });
+  try { res.push(await dp.run(gg.params, { x })); } finally { await dp.release(); }
+  for (const k of [1, 2]) {
+    close([res[k]!.loss], [res[0]!.loss], 1e-5, `loss (${k})`);
+    for (const w of ['w1', 'w2']) close(res[k]!.grads.get(w)!.data as Float32Array, res[0]!.grads.get(w)!.data as Float32Array, 1e-4, `grad ${w} (${k})`);
+  }
 });
