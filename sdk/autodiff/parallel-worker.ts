@@ -19,16 +19,19 @@ const answer = (m: FromStepWorker, transfer: ArrayBuffer[] = []): void => {
   Atomics.notify(ctrl, CTRL_RESULTS);
 };
 
-let session: Session;
+// the session and what a job fetches change when the worker, back from the idle pool, gets a new graph
+let session: Session | undefined;
+let fetch: readonly string[] = data.fetch;
+const open = (model: Uint8Array, options: SessionOptions) => createSession(model, { ...options, source: 'gradient worker', logger: () => {} });
 try {
-  session = await createSession(data.model, { ...data.session, source: 'gradient worker', logger: () => {} });
+  session = await open(data.model, data.session);
 } catch (e) {
   parentPort!.postMessage({ type: 'error', id: -1, code: codeOf(e), message: text(e) } satisfies FromStepWorker);
   process.exit(1);
 }
 parentPort!.postMessage({ type: 'ready' } satisfies FromStepWorker);
 
-const buffers = new FeedBuffers();
+let buffers = new FeedBuffers();
 async function run(id: number, wire: readonly WireFeed[]): Promise<void> {
   try {
     const feeds: Record<string, Tensor> = {};
@@ -36,10 +39,11 @@ async function run(id: number, wire: readonly WireFeed[]): Promise<void> {
       const { name, ...feed } = f;
       feeds[name] = buffers.feed(name, feed as BatchFeed);
     }
-    const out = await session.run(feeds, data.fetch);
+    if (!session) throw new TtaqError('INTERNAL', 'gradient worker: a job came while no graph was loaded');
+    const out = await session.run(feeds, fetch);
     const tensors: WireTensor[] = [];
     const transfer: ArrayBuffer[] = [];
-    for (const name of data.fetch) {
+    for (const name of fetch) {
       const t = out[name]!;
       // copy into a buffer of our own that can be transferred (onnxruntime's may not be)
       const copy = t.data.slice();
@@ -62,9 +66,27 @@ for (;;) {
     continue;
   }
   if (m.type === 'release') {
-    await session.release();
+    await session?.release();
     data.port.close();
     break;
+  }
+  if (m.type === 'unload') {
+    await session?.release();
+    session = undefined;
+    continue;
+  }
+  if (m.type === 'load') {
+    try {
+      await session?.release();
+      session = undefined;
+      session = await open(m.model, m.session);
+      fetch = m.fetch;
+      buffers = new FeedBuffers();
+      answer({ type: 'loaded', id: m.id });
+    } catch (e) {
+      answer({ type: 'error', id: m.id, code: codeOf(e), message: text(e) });
+    }
+    continue;
   }
   await run(m.id, m.feeds);
 }

@@ -30,9 +30,16 @@ export interface WireTensor { readonly name: string; readonly dtype: DType; read
 export interface WireRows extends RowFeed { readonly name: string }
 export type WireFeed = WireTensor | WireRows;
 
-export type ToStepWorker = { readonly type: 'run'; readonly id: number; readonly feeds: readonly WireFeed[] } | { readonly type: 'release' };
+export type ToStepWorker =
+  | { readonly type: 'run'; readonly id: number; readonly feeds: readonly WireFeed[] }
+  /** Replace the session (a worker taken from the idle pool for another graph). */
+  | { readonly type: 'load'; readonly id: number; readonly model: Uint8Array; readonly fetch: readonly string[]; readonly session: SessionOptions }
+  /** Drop the session: the worker goes idle in the pool. */
+  | { readonly type: 'unload' }
+  | { readonly type: 'release' };
 export type FromStepWorker =
   | { readonly type: 'ready' }
+  | { readonly type: 'loaded'; readonly id: number }
   | { readonly type: 'result'; readonly id: number; readonly tensors: readonly WireTensor[] }
   | { readonly type: 'error'; readonly id: number; readonly code: string; readonly message: string };
 
@@ -132,11 +139,30 @@ class StepWorker {
         const m = got.message as FromStepWorker;
         if (m.type === 'ready' || m.id !== id) continue; // an answer to an abandoned job
         if (m.type === 'result') return m.tensors;
+        if (m.type === 'loaded') return [];
         throw new TtaqError(m.code as never, m.message);
       }
       if (this.failure) throw this.failure;
       if (Atomics.wait(this.ctrl, CTRL_RESULTS, seen, WAIT_SLICE_MS) === 'timed-out') await new Promise((r) => setImmediate(r));
     }
+  }
+
+  /** A new graph for this worker (taken from the idle pool): its session is replaced. */
+  async load(model: Uint8Array, fetch: readonly string[], session: SessionOptions): Promise<void> {
+    this.w.ref();
+    const id = nextJobId++;
+    this.post({ type: 'load', id, model, fetch, session });
+    await this.result(id);
+  }
+
+  get healthy(): boolean { return !this.failure; }
+
+  /** Back to the idle pool, its session dropped, or stopped when the pool is full or it failed. */
+  async retire(): Promise<void> {
+    if (this.failure || idleWorkers.length >= availableParallelism()) return this.stop();
+    this.post({ type: 'unload' });
+    this.w.unref(); // an idle worker must not keep the process alive
+    idleWorkers.push(this);
   }
 
   async stop(): Promise<void> {
@@ -168,11 +194,21 @@ function toWire(name: string, f: BatchFeed): WireFeed {
   return { name, dtype: t.dtype, dims: t.dims, data: t.data };
 }
 
+/**
+ * Workers of released steps, their sessions dropped. Starting a worker costs ~0.6 s here (it loads
+ * tsx, onnxruntime and our modules), which block reconstruction paid once per block; a step now
+ * takes its workers from this pool and only loads its graph into them.
+ */
+const idleWorkers: StepWorker[] = [];
+/** Workers waiting in the idle pool (diagnostics and tests). */
+export const idleStepWorkers = (): number => idleWorkers.length;
+/** Job ids, unique in the process: a pooled worker may still answer a job of its previous step. */
+let nextJobId = 0;
+
 /** Same contract as GradientStep.run, over K slices: batch inputs are split along axis 0. */
 export class DataParallelStep {
   /** Same fields as GradientStep.timing; sessionMs is the time spent waiting for the slices. */
   readonly timing = { runs: 0, sessionMs: 0, totalMs: 0 };
-  private nextId = 0;
   /** Declared first dimension of each graph input: a number, or null when symbolic. */
   private readonly batchDim: ReadonlyMap<string, number | null>;
 
@@ -196,7 +232,13 @@ export class DataParallelStep {
     const workerData = { model: encodeModel(run.model), fetch, session: plain };
     // slice 0 runs on this thread: it would otherwise sit idle waiting, and a worker's wake-up and
     // the slowest of several workers cost more than the messages save
-    const started = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, () => StepWorker.start(workerData)));
+    const pooled = idleWorkers.splice(0, opts.workers - 1);
+    for (const w of pooled.filter((p) => !p.healthy)) await w.stop();
+    pooled.splice(0, pooled.length, ...pooled.filter((p) => p.healthy));
+    const started = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, (_, k) => {
+      const w = pooled[k];
+      return w ? w.load(workerData.model, fetch, plain).then(() => w, async (e) => { await w.stop(); throw e; }) : StepWorker.start(workerData);
+    }));
     const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (bad) {
@@ -243,7 +285,7 @@ export class DataParallelStep {
         else theirs[k - 1]!.push(toWire(name, part));
       }
     }
-    const id = this.nextId++;
+    const id = nextJobId++;
     const t1 = performance.now();
     this.workers.forEach((w, k) => w.post({ type: 'run', id, feeds: [...shared, ...theirs[k]!] }));
     const local = await this.local.run(params, mine);
@@ -291,7 +333,8 @@ export class DataParallelStep {
     return { loss, outputs, grads };
   }
 
+  /** Releases the sessions; the workers go back to the idle pool for the next step. */
   async release(): Promise<void> {
-    await Promise.all([this.local.release(), ...this.workers.map((w) => w.stop())]);
+    await Promise.all([this.local.release(), ...this.workers.map((w) => w.retire())]);
   }
 }

@@ -2,7 +2,7 @@
 // full-batch loss, gradients and per-sample outputs; bad feeds and slice counts are refused with a reason.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep } from '../../sdk/autodiff/index.ts';
+import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, idleStepWorkers } from '../../sdk/autodiff/index.ts';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { makeTensor } from '../../sdk/onnx/tensor.ts';
@@ -87,6 +87,34 @@ test('two slices give the full batch loss, outputs and gradients (symbolic and f
     } finally {
       await dp.release();
     }
+  }
+});
+
+test('a released step\'s worker waits in a pool and serves the next step with that step\'s graph', async () => {
+  const x = randTensor(rng, 'float32', [8, 2, 6, 6]);
+  const t = randTensor(rng, 'float32', [8, 3]);
+  const scale = makeTensor('float32', [], Float32Array.of(0.5));
+  const session = { providers: ['cpu' as const], intraOpThreads: 1 };
+  const first = await DataParallelStep.create(await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'] }), { workers: 2, session });
+  await first.run(new Map([['w', randTensor(rng, 'float32', [3, 2, 3, 3])]]), { x, t, scale });
+  await first.release();
+  const idle = idleStepWorkers();
+  assert.ok(idle >= 1, 'the worker went back to the pool');
+  // another graph (fixed batch of 4 per slice, outputs requested): the pooled worker loads it
+  const g = await buildGradientGraph({ model: net(4), loss: 'loss', wrt: ['w'], outputs: ['pred'] });
+  const dp = await DataParallelStep.create(g, { workers: 2, concatOutputs: ['pred'], session });
+  try {
+    assert.equal(idleStepWorkers(), idle - 1, 'taken from the pool, not started anew');
+    const full = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'], outputs: ['pred'] });
+    const ref = await GradientStep.create(full, { session });
+    const want = await ref.run(g.params, { x, t, scale });
+    await ref.release();
+    const got = await dp.run(g.params, { x, t, scale });
+    close([got.loss], [want.loss], 1e-5, 'loss');
+    close(got.outputs.pred!.data as Float32Array, want.outputs.pred!.data as Float32Array, 1e-5, 'pred');
+    close(got.grads.get('w')!.data as Float32Array, want.grads.get('w')!.data as Float32Array, 1e-5, 'grad w');
+  } finally {
+    await dp.release();
   }
 });
 
