@@ -11,10 +11,11 @@
 // Measured on ResNet-20's 3x3 convs at batch 16, one thread, weight fed as an input, reorders
 // included (`node --import tsx sdk/autodiff/convbench.ts --layout`): see docs/BENCHMARKS.md.
 //
-// The ops are onnxruntime contrib ops of domain com.microsoft.nchwc; the block size depends on the
-// CPU (8 with AVX2, 16 with AVX-512) and is probed once by running ReorderInput on four channels (its smallest input).
-// Only Convs whose both channel counts are multiples of the block, with one group, 2-D and static
-// weight shapes are rewritten; everything else stays as it was.
+// The ops are onnxruntime contrib ops of domain com.microsoft.nchwc. The block size depends on the
+// CPU (8 with AVX2, 16 with AVX-512); it is probed once, together with a check that a rewritten
+// Conv matches the plain one (nchwcBlockSize), and without both nothing is rewritten. Only Convs
+// whose both channel counts are multiples of the block, with one group, 2-D and static weight
+// shapes are rewritten; everything else stays as it was.
 import { A } from '../onnx/builder.ts';
 import { i64 } from '../onnx/tensor.ts';
 import { nameAllocator } from '../onnx/edit.ts';
@@ -25,31 +26,43 @@ export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
 
 let probed: Promise<number | undefined> | undefined;
 
-/** The NCHWc channel block of this CPU (8 or 16), or undefined where onnxruntime has no NCHWc kernels. */
+const probeModel = (nodes: Node[], inputs: Model['graph']['inputs'], output: string): Model => ({
+  irVersion: 8,
+  opsetImports: [{ domain: '', version: 17 }, { domain: NCHWC_DOMAIN, version: 1 }],
+  producerName: 'ttaq', producerVersion: '0', metadata: {},
+  graph: { name: 'nchwc-probe', nodes, inputs, outputs: [{ name: output, dtype: 'float32' }], initializers: new Map(), valueInfo: new Map() },
+});
+
+async function runOnce(m: Model, feeds: Record<string, Tensor>, output: string): Promise<Tensor> {
+  const s = await createSession(m, { providers: ['cpu'], source: 'the NCHWc probe', logger: () => {} });
+  try { return (await s.run(feeds))[output]!; } finally { await s.release(); }
+}
+
+/**
+ * The NCHWc channel block of this CPU (8 or 16 on x86), or undefined where onnxruntime lacks the
+ * NCHWc kernels or they disagree with its plain Conv. ReorderInput's output on four channels (its
+ * smallest input) gives the block; then one rewritten 3x3 Conv with a fed weight must match the
+ * plain one, so that a build with only some of the ops (other CPUs) keeps the plain layout.
+ */
 export function nchwcBlockSize(): Promise<number | undefined> {
   probed ??= (async () => {
-    const model: Model = {
-      irVersion: 8,
-      opsetImports: [{ domain: '', version: 17 }, { domain: NCHWC_DOMAIN, version: 1 }],
-      producerName: 'ttaq', producerVersion: '0', metadata: {},
-      graph: {
-        name: 'nchwc-probe',
-        nodes: [{ name: 'probe', opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: ['x'], outputs: ['y'], attrs: {} }],
-        inputs: [{ name: 'x', dtype: 'float32', shape: [1, 4, 1, 1] }],
-        outputs: [{ name: 'y', dtype: 'float32' }],
-        initializers: new Map(),
-        valueInfo: new Map(),
-      },
-    };
     try {
-      const s = await createSession(model, { providers: ['cpu'], source: 'the NCHWc probe', logger: () => {} });
-      try {
-        const y = (await s.run({ x: { dtype: 'float32', dims: [1, 4, 1, 1], data: new Float32Array(4) } }))['y']!;
-        const b = y.dims[1]!;
-        return b >= 4 && (b & (b - 1)) === 0 ? b : undefined;
-      } finally {
-        await s.release();
-      }
+      const reorder = probeModel([{ name: 'probe', opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: ['x'], outputs: ['y'], attrs: {} }],
+        [{ name: 'x', dtype: 'float32', shape: [1, 4, 1, 1] }], 'y');
+      const b = (await runOnce(reorder, { x: { dtype: 'float32', dims: [1, 4, 1, 1], data: new Float32Array(4) } }, 'y')).dims[1]!;
+      if (!(b >= 4 && (b & (b - 1)) === 0)) return undefined;
+      const plain = probeModel([{ name: 'conv', opType: 'Conv', domain: '', inputs: ['x', 'w'], outputs: ['y'], attrs: { pads: A.ints([1, 1, 1, 1]) } }],
+        [{ name: 'x', dtype: 'float32', shape: [1, b, 4, 4] }, { name: 'w', dtype: 'float32', shape: [b, b, 3, 3] }], 'y');
+      const moved = convsToNchwc(plain, (v) => (v === 'w' ? [b, b, 3, 3] : undefined), b);
+      if (moved.rewritten !== 1) return undefined;
+      const feeds: Record<string, Tensor> = {
+        x: { dtype: 'float32', dims: [1, b, 4, 4], data: Float32Array.from({ length: b * 16 }, (_, i) => Math.sin(i)) },
+        w: { dtype: 'float32', dims: [b, b, 3, 3], data: Float32Array.from({ length: b * b * 9 }, (_, i) => Math.cos(i * 0.7)) },
+      };
+      const [want, got] = [await runOnce(plain, feeds, 'y'), await runOnce(moved.model, feeds, 'y')];
+      const a = want.data as Float32Array;
+      const c = got.data as Float32Array;
+      return a.length === c.length && a.every((v, i) => Math.abs(v - c[i]!) <= 1e-4 * (1 + Math.abs(v))) ? b : undefined;
     } catch {
       return undefined;
     }
