@@ -160,7 +160,7 @@ class StepWorker {
   /** Back to the idle pool, its session dropped, or stopped when the pool is full or it failed. */
   async retire(): Promise<void> {
     if (this.failure || idleWorkers.length >= availableParallelism()) return this.stop();
-    this.post({ type: 'unload' });
+    try { this.post({ type: 'unload' }); } catch { return this.stop(); }
     this.w.unref(); // an idle worker must not keep the process alive
     idleWorkers.push(this);
   }
@@ -232,9 +232,11 @@ export class DataParallelStep {
     const workerData = { model: encodeModel(run.model), fetch, session: plain };
     // slice 0 runs on this thread: it would otherwise sit idle waiting, and a worker's wake-up and
     // the slowest of several workers cost more than the messages save
-    const pooled = idleWorkers.splice(0, opts.workers - 1);
-    for (const w of pooled.filter((p) => !p.healthy)) await w.stop();
-    pooled.splice(0, pooled.length, ...pooled.filter((p) => p.healthy));
+    const pooled: StepWorker[] = [];
+    for (const w of idleWorkers.splice(0, opts.workers - 1)) {
+      if (w.healthy) pooled.push(w);
+      else await w.stop(); // it died while idle
+    }
     const started = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, (_, k) => {
       const w = pooled[k];
       return w ? w.load(workerData.model, fetch, plain).then(() => w, async (e) => { await w.stop(); throw e; }) : StepWorker.start(workerData);
