@@ -281,6 +281,10 @@ export async function reconstructBlock(
         ...(rg.inputs.noise ? { [rg.inputs.noise]: zeros(xSlice) } : {}),
       },
     });
+    // the block input after its quantizer, when that quantizer's step is a constant here
+    const xqHat = rg.inputs.xqHat
+      ? (await runOver(fakeQuantModel(full, values.acts.get(block.input)!, caches.dims), 'x', 'y', caches.xq, caches.dims, { shared: K > 1 })).data
+      : undefined;
     const session = {
       source: `reconstruction of block '${block.name}'`,
       ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
@@ -303,10 +307,6 @@ export async function reconstructBlock(
     // the caches and random pools are shared memory, so each worker reads its slice in place
     // (a copy per step cost as much as the step saved)
     const rowsOf = (table: Float32Array, dims: readonly number[]): RowFeed => ({ rowsOf: table, rowDims: dims.slice(1), rows: idx });
-    // the block input after its quantizer, when that quantizer's step is a constant here
-    const xqHat = rg.inputs.xqHat
-      ? (await runOver(fakeQuantModel(full, values.acts.get(block.input)!, caches.dims), 'x', 'y', caches.xq, caches.dims, { shared: K > 1 })).data
-      : undefined;
     const beta = new Float32Array(1);
     const rw = new Float32Array(1);
     const warm = Math.floor(opts.iterations * opts.warmup);
