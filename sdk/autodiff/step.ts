@@ -35,7 +35,14 @@ export async function forExecution(graph: GradientGraph, opts: StepOptions = {})
   if (providers[0] !== 'cpu') return graph;
   const block = await nchwcBlockSize();
   if (!block) return graph;
-  const shapes = await inferValueShapes(graph.model, { session: { ...s, providers: ['cpu'] } });
+  // the weights' dims come from one run on zeros; a graph that cannot run so (data-dependent
+  // shapes) keeps the plain layout rather than failing here: the layout is only an optimisation
+  let shapes: Awaited<ReturnType<typeof inferValueShapes>>;
+  try {
+    shapes = await inferValueShapes(graph.model, { session: { ...s, providers: ['cpu'] } });
+  } catch {
+    return graph;
+  }
   const r = convsToNchwc(graph.model, (v) => shapes.get(v)?.dims, block);
   return r.rewritten > 0 ? { ...graph, model: r.model } : graph;
 }
