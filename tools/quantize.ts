@@ -154,6 +154,13 @@ export async function run(argv: string[]): Promise<number> {
   const modelPath = v.model as string;
   const out = v.out as string;
   if (!out.endsWith('.onnx')) throw new TtaqError('CLI_USAGE', `--out '${out}' should end in .onnx (the manifest and the int8 variant are named after it)`);
+  // named choices are checked before the model and data load, with the flag's own name
+  const choice = (flag: 'preset' | 'step-owner', allowed: readonly string[]): void => {
+    const val = v[flag] as string | undefined;
+    if (val !== undefined && !allowed.includes(val)) throw new TtaqError('CLI_USAGE', `--${flag} '${val}' is not one of ${allowed.join(' | ')}`);
+  };
+  choice('preset', ['fast', 'default', 'paper']);
+  choice('step-owner', ['producer', 'consumer']);
   checkWeightBits(num(v['w-bits'] as string, '--w-bits')!, '--w-bits');
   checkActBits(num(v['a-bits'] as string, '--a-bits')!, '--a-bits');
   const model = await loadModel(modelPath);
