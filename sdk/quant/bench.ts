@@ -10,7 +10,7 @@ import { buildNet } from '../nn/index.ts';
 import { blockGraph, partitionBlocks } from './blocks.ts';
 import { makePlan } from './plan.ts';
 import { calibrateModel } from './ptq.ts';
-import { reconstructBlock, runOver, type ReconOptions } from './recon.ts';
+import { blockSites, reconstructBlock, runOver, type ReconOptions } from './recon.ts';
 import type { ConvGradOptions, ConvInputGrad, ConvLayout, ConvWeightGrad } from '../autodiff/index.ts';
 import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts';
 
@@ -47,6 +47,8 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
   return { base: base!, ...(f ? { formulation: f as ReconFormulation } : {}), ...(convGrad ? { convGrad } : {}), ...(convLayout ? { convLayout } : {}), ...(stepOwner ? { stepOwner } : {}) };
 }
 
+const median = (v: readonly number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number;
   /** The median iteration's wall time x 1,000: the statistic of the PyTorch baseline (which times steps after warm-up). */
   readonly medianSecondsPer1000: number;
@@ -67,9 +69,7 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
     if (b === target) break;
     x = await runOver({ ...model, graph: blockGraph(model.graph, b) }, b.input, b.output, x.data, x.dims);
   }
-  const nodes = new Set(target.nodes);
-  const output = plan.acts.find((a) => a.value === target.output && !a.consumers.some((c) => nodes.has(c)));
-  const sites = { weights: plan.weights.filter((w) => nodes.has(w.node)), acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))), ...(output ? { output } : {}) };
+  const sites = blockSites(plan, target);
   const iterations = o.iterations ?? 200;
   const out: BenchResult[] = [];
   const list = o.variants ?? ['qdrop', 'ttaq'];
@@ -90,9 +90,7 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
     };
     const r = await reconstructBlock(model, target, sites, { weights: new Map(cal.values.weights), acts: new Map(cal.values.acts) }, plan,
       { xfp: x.data, xq: x.data, dims: x.dims }, opts, () => {}, variant);
-    const sorted = [...stepTimes].sort((a, b) => a - b);
-    const mid = sorted.length ? (sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2) : NaN;
-    out.push({ variant, iterations, loopSeconds: r.report.loopSeconds, secondsPer1000: (r.report.loopSeconds / iterations) * 1000, medianSecondsPer1000: mid, cpuSecondsPer1000: (r.report.loopCpuSeconds / iterations) * 1000, mseAfter: r.report.mseAfter });
+    out.push({ variant, iterations, loopSeconds: r.report.loopSeconds, secondsPer1000: (r.report.loopSeconds / iterations) * 1000, medianSecondsPer1000: stepTimes.length ? median(stepTimes) : NaN, cpuSecondsPer1000: (r.report.loopCpuSeconds / iterations) * 1000, mseAfter: r.report.mseAfter });
   }
   return out;
 }
@@ -112,7 +110,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   else {
     for (const r of res) process.stdout.write(`${r.variant}: ${r.secondsPer1000.toFixed(2)} s wall (median iteration x 1000: ${r.medianSecondsPer1000.toFixed(2)} s), ${r.cpuSecondsPer1000.toFixed(2)} CPU-s per 1000 iterations (${r.iterations} timed), block MSE after ${r.mseAfter.toPrecision(6)}\n`);
     if (Number(values.repeat ?? 1) > 1) {
-      const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
       process.stdout.write('medians per 1000 iterations:\n');
       for (const v of [...new Set(res.map((r) => r.variant))]) {
         const rs = res.filter((r) => r.variant === v);

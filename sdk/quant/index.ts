@@ -23,7 +23,7 @@ import { measurePerturbation, type LayerPerturbation } from './pem.ts';
 import { makePlan, type QuantPlan } from './plan.ts';
 import { prepareModel } from './prepare.ts';
 import { calibrateModel } from './ptq.ts';
-import { initialCaches, quantizedBlock, reconstructBlock, runOver, type BlockCaches, type BlockReport, type MutableValues } from './recon.ts';
+import { blockSites, initialCaches, quantizedBlock, reconstructBlock, runOver, type BlockCaches, type BlockReport, type MutableValues } from './recon.ts';
 import { accuracy, accuracyOf, allLogits, compareLogits, compareOutputs, modelBytes, type LayerSqnr, type QuantReport } from './report.ts';
 import { fixedBatch, modelInput, type CalibSet } from './stats.ts';
 import { decodeCodes, encodeCodes, loadState, saveState, stateKey, type ReconState } from './state.ts';
@@ -161,15 +161,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
     const state: ReconState = (o.statePath ? await loadState(o.statePath, key) : undefined) ?? { format: 'ttaq-quant-state/1', key, blocks: [] };
     let caches: BlockCaches = initialCaches(set, set.dims[0]!);
-    const sitesOf = (b: Block) => {
-      const nodes = new Set(b.nodes);
-      const output = plan.acts.find((a) => a.value === b.output && !a.consumers.some((c) => nodes.has(c)));
-      return {
-        weights: plan.weights.filter((w) => nodes.has(w.node)),
-        acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))),
-        ...(output ? { output } : {}),
-      };
-    };
+    const sitesOf = (b: Block) => blockSites(plan, b);
     // the steps a finished block set: its own sites' and its output quantizer's
     const stepSites = (b: Block) => { const s = sitesOf(b); return [...s.acts, ...(s.output ? [s.output] : [])]; };
     for (const b of blocks) {

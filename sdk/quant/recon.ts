@@ -10,7 +10,7 @@ import type { ProgressFn } from '../progress/index.ts';
 import { createSession } from '../runtime/index.ts';
 import { blockGraph, type Block } from './blocks.ts';
 import { qdqGraph, type QuantValues } from './export.ts';
-import { hardCodes, initialV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
+import { fakeQuantOps, hardCodes, initialV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
 import type { ActSite, WeightSite } from './plan.ts';
 import { rangeOf, type QuantParams } from './quantizer.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
@@ -282,9 +282,8 @@ export async function reconstructBlock(
       },
     });
     // the block input after its quantizer, when that quantizer's step is a constant here
-    const xqHat = rg.inputs.xqHat
-      ? (await runOver(fakeQuantModel(full, values.acts.get(block.input)!, caches.dims), 'x', 'y', caches.xq, caches.dims, { shared: K > 1 })).data
-      : undefined;
+    const fqModel = rg.inputs.xqHat ? fakeQuantModel(full, values.acts.get(block.input)!, caches.dims) : undefined;
+    const xqHat = fqModel ? (await runOver(fqModel, 'x', fqModel.graph.outputs[0]!.name, caches.xq, caches.dims, { shared: K > 1 })).data : undefined;
     const session = {
       source: `reconstruction of block '${block.name}'`,
       ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
@@ -388,24 +387,27 @@ export async function reconstructBlock(
   return { report, next: { xfp: yfp.data, xq: after.data, dims: yfp.dims } };
 }
 
-/**
- * y = s·(clip(round(x/s) + z, qmin, qmax) − z) as its own model, with the ops of the
- * reconstruction graph's fake quantizer in the same order (the same values to the bit).
- */
+/** The fake quantizer of `p` as its own model (input 'x', one output), with the reconstruction
+ * graph's ops in the same order (recongraph.ts's fakeQuantOps): the same values to the bit. */
 export function fakeQuantModel(full: Model, p: QuantParams, dims: readonly number[]): Model {
   const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
   const { qmin, qmax } = rangeOf(p.spec);
   const b = new GraphBuilder('fake-quant');
   b.input('x', 'float32', ['N', ...dims.slice(1)]);
-  const s = b.scalar(p.scale[0]!);
-  const z = p.zeroPoint[0]!;
-  let r = b.op1('Round', [b.op1('Div', ['x', s])]);
-  if (z !== 0) r = b.op1('Add', [r, b.scalar(z)]);
-  let c = b.op1('Clip', [r, b.scalar(qmin), b.scalar(qmax)]);
-  if (z !== 0) c = b.op1('Sub', [c, b.scalar(z)]);
-  b.op1('Mul', [c, s], {}, { outputNames: ['y'] });
-  b.output('y', 'float32', undefined);
+  b.output(fakeQuantOps(b, 'x', b.scalar(p.scale[0]!), p.zeroPoint[0]!, qmin, qmax), 'float32', undefined);
   return { irVersion: full.irVersion, opsetImports: [{ domain: '', version: Math.max(opset, 13) }], producerName: 'ttaq', producerVersion: '0', metadata: {}, graph: b.build() };
+}
+
+/** A block's quantizer sites: its weights, the activations its nodes read, and the quantizer of
+ * its output that later blocks read (learned here when steps belong to the producing block). */
+export function blockSites(plan: QuantValues['plan'], b: Block): { weights: WeightSite[]; acts: ActSite[]; output?: ActSite } {
+  const nodes = new Set(b.nodes);
+  const output = plan.acts.find((a) => a.value === b.output && !a.consumers.some((c) => nodes.has(c)));
+  return {
+    weights: plan.weights.filter((w) => nodes.has(w.node)),
+    acts: plan.acts.filter((a) => a.consumers.some((c) => nodes.has(c))),
+    ...(output ? { output } : {}),
+  };
 }
 
 /** Caches for the first block: the calibration images on both paths. */

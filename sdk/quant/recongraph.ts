@@ -112,6 +112,16 @@ export interface ReconGraph {
   readonly output: string;
 }
 
+/** x̂ = s·(clip(round(x/s) + z, qmin, qmax) − z) as plain ops (Div, Round, Clip, Mul; Add/Sub
+ * around the Clip for z ≠ 0), in the order the LSQ function's body uses (lsq.ts). */
+export function fakeQuantOps(b: GraphBuilder, x: string, s: string, z: number, qmin: number, qmax: number): string {
+  let r = b.op1('Round', [b.op1('Div', [x, s])]);
+  if (z !== 0) r = b.op1('Add', [r, b.scalar(z)]);
+  let c = b.op1('Clip', [r, b.scalar(qmin), b.scalar(qmax)]);
+  if (z !== 0) c = b.op1('Sub', [c, b.scalar(z)]);
+  return b.op1('Mul', [c, s]);
+}
+
 /** Shape [1, .., C, .., 1] that broadcasts a per-channel vector along `axis` of a rank-r tensor. */
 export const channelShape = (rank: number, axis: number, c: number): number[] => Array.from({ length: rank }, (_, i) => (i === axis ? c : 1));
 
@@ -276,11 +286,7 @@ export function buildReconGraph(
       const ins = z === 0 ? [x, s, b.scalar(qmin), b.scalar(qmax)] : [x, s, b.scalar(z), b.scalar(qmin), b.scalar(qmax)];
       return b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputs: 3 })[0]!;
     }
-    let r = b.op1('Round', [b.op1('Div', [x, s])]);
-    if (z !== 0) r = b.op1('Add', [r, b.scalar(z)]);
-    let c = b.op1('Clip', [r, b.scalar(qmin), b.scalar(qmax)]);
-    if (z !== 0) c = b.op1('Sub', [c, b.scalar(z)]);
-    return b.op1('Mul', [c, s]);
+    return fakeQuantOps(b, x, s, z, qmin, qmax);
   };
 
   // AdaRound weights

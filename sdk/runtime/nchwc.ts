@@ -4,12 +4,13 @@
 // ahead of time. In a gradient graph the weight is a value computed every step (AdaRound's soft
 // rounding, a parameter fed by the trainer, the flipped weight of an input gradient), so every one
 // of those Convs ran as im2col + GEMM. This rewrite does by hand what the optimizer does, with the
-// weight reordered inside the graph (Reshape, Transpose, Reshape: a few thousand floats):
+// weight reordered inside the graph (Reshape, Transpose, Reshape over the weight's elements):
 //
 //   Y = Conv(X, W)   ->   Y = ReorderOutput(nchwc.Conv(ReorderInput(X), reorder(W), B))
 //
-// Measured on ResNet-20's 3x3 convs at batch 16, one thread, weight fed as an input, reorders
-// included (`node --import tsx sdk/autodiff/convbench.ts --layout`): see docs/BENCHMARKS.md.
+// Measured in block reconstruction, alternating with the plain layout (`node --import tsx
+// sdk/quant/bench.ts --threads 1 --workers 2 --block <b> --variant qdrop:layout=plain --variant
+// qdrop --repeat 2`): docs/BENCHMARKS.md, tenth session.
 //
 // The ops are onnxruntime contrib ops of domain com.microsoft.nchwc. The block size depends on the
 // CPU (8 with AVX2, 16 with AVX-512); it is probed once, together with a check that a rewritten
@@ -70,12 +71,7 @@ export function nchwcBlockSize(): Promise<number | undefined> {
   return probed;
 }
 
-const intsAttr = (n: Node, k: string): readonly number[] | undefined => {
-  const a = n.attrs[k];
-  return a && a.kind === 'ints' ? a.value : undefined;
-};
-
-/** Whether `n` is a Conv this rewrite takes, given its weight dims. */
+/** Whether `n` is a Conv this rewrite takes, given its weight dims (4 of them: a 2-D Conv). */
 function eligible(n: Node, w: readonly number[] | undefined, block: number, constants: ReadonlyMap<string, Tensor>): w is readonly number[] {
   if (n.opType !== 'Conv' || (n.domain !== '' && n.domain !== 'ai.onnx')) return false;
   if (!w || w.length !== 4 || constants.has(n.inputs[1]!)) return false; // onnxruntime does constant weights itself
@@ -84,7 +80,7 @@ function eligible(n: Node, w: readonly number[] | undefined, block: number, cons
   const autoPad = n.attrs['auto_pad'];
   if (autoPad && autoPad.kind === 'string' && autoPad.value !== 'NOTSET') return false;
   const [o, i] = w as [number, number];
-  return o % block === 0 && i % block === 0 && (intsAttr(n, 'kernel_shape') ?? w.slice(2)).length === 2;
+  return o % block === 0 && i % block === 0;
 }
 
 /**

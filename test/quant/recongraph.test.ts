@@ -197,7 +197,10 @@ test('with the whole input quantized and hard rounding, the step graph is the ex
       const aInit = new Map([...sites.acts, ...(outputSite ? [outputSite] : [])].map((a) => [a.value, cal.values.acts.get(a.value)!]));
       const rg = buildReconGraph(model, block, sites, wInit, aInit, x.dims, exported.dims, { inputQuantProb: 0.5, learnActs: true, batch: 16, seed: 1, learnInputStep, ...(outputSite ? { outputSite } : {}) });
       assert.equal(!!rg.inputs.xqHat, !learnInputStep, `${block.name}: the input quantizer precomputed exactly when its step is fixed`);
-      const fake = async (v: string, data: { data: Float32Array; dims: number[] }) => (await runOver(fakeQuantModel(model, cal.values.acts.get(v)!, data.dims), 'x', 'y', data.data, data.dims)).data;
+      const fake = async (v: string, data: { data: Float32Array; dims: number[] }) => {
+        const m = fakeQuantModel(model, cal.values.acts.get(v)!, data.dims);
+        return (await runOver(m, 'x', m.graph.outputs[0]!.name, data.data, data.dims)).data;
+      };
       const target = outputSite ? await fake(outputSite.value, exported) : exported.data;
       const g = rg.model.graph;
       // a reader of where(mask, x_q, x_fp): the block input without its quantizer
