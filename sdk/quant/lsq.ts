@@ -6,17 +6,25 @@
 //
 // Written with plain ops (Div, Round, Clip, Mul), sdk/autodiff derives exactly these gradients but
 // through the rules of each op: about ten activation-sized tensors per quantizer and step (the
-// Clip masks, s·dy, dy/s, the two step terms). Here the forward op also outputs the mask
-// `inside` and the step factor `ds_dy`, and the rule needs one Where for dx and one Mul + sum for ds.
+// Clip masks, s·dy, dy/s, the two step terms). Here the forward op also outputs the mask `inside`,
+// and the rule needs one Where for dx and two dot products for ds:
+//   dy/ds = y/s − (x/s)·inside  in both cases (inside y/s = round(x/s); outside y/s = qmin/qmax − z),
+//   so  dL/ds = Σ g·dy/ds = (g·y − dx·x)/s  with dx = g·inside, the input gradient.
+// Each dot is a Gemm of two [1, n] rows, which only reads its inputs; the elementwise form (a step
+// factor tensor in the forward op, Mul, ReduceSum) wrote three activation-sized tensors and took
+// ~0.24 ms per quantizer in a layer2.0 step at batch 16, against ~0.03 ms for the two Gemms
+// (onnxruntime's profiler). The difference of the two sums loses about log10(levels) digits of
+// float32 precision: at 8 bits a relative error near 1e-4 in the step's gradient.
 // onnxruntime runs the op as a model-local function (FunctionProto), inlined at session creation.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
 import { registerRule } from '../autodiff/index.ts';
+import { A } from '../onnx/builder.ts';
 
 export const LSQ_DOMAIN = 'ttaq.recon';
-/** Inputs (x, s, qmin, qmax), zero point 0. Outputs (y, inside, ds_dy). */
+/** Inputs (x, s, qmin, qmax), zero point 0. Outputs (y, inside). */
 export const LSQ_OP = 'LsqFakeQuant';
-/** Inputs (x, s, z, qmin, qmax), z a float scalar. Outputs (y, inside, ds_dy). */
+/** Inputs (x, s, z, qmin, qmax), z a float scalar. Outputs (y, inside). */
 export const LSQ_OP_Z = 'LsqFakeQuantZ';
 
 const node = (opType: string, input: string[], output: string[]) => create(NodeProtoSchema, { opType, domain: '', input, output });
@@ -28,15 +36,13 @@ export function lsqFunctions(opset: number): Uint8Array[] {
     name: LSQ_OP,
     domain: LSQ_DOMAIN,
     input: ['x', 's', 'lo', 'hi'],
-    output: ['y', 'inside', 'ds_dy'],
+    output: ['y', 'inside'],
     node: [
       node('Div', ['x', 's'], ['u']),
       node('Round', ['u'], ['q']),
       node('Clip', ['q', 'lo', 'hi'], ['c']),
       node('Mul', ['c', 's'], ['y']),
       node('Equal', ['c', 'q'], ['inside']),
-      node('Sub', ['q', 'u'], ['f']),
-      node('Where', ['inside', 'f', 'c'], ['ds_dy']),
     ],
     opsetImport: imports,
   });
@@ -44,7 +50,7 @@ export function lsqFunctions(opset: number): Uint8Array[] {
     name: LSQ_OP_Z,
     domain: LSQ_DOMAIN,
     input: ['x', 's', 'z', 'lo', 'hi'],
-    output: ['y', 'inside', 'ds_dy'],
+    output: ['y', 'inside'],
     node: [
       node('Div', ['x', 's'], ['u']),
       node('Round', ['u'], ['q']),
@@ -53,8 +59,6 @@ export function lsqFunctions(opset: number): Uint8Array[] {
       node('Sub', ['c', 'z'], ['cz']),
       node('Mul', ['cz', 's'], ['y']),
       node('Equal', ['c', 'r'], ['inside']),
-      node('Sub', ['q', 'u'], ['f']),
-      node('Where', ['inside', 'f', 'cz'], ['ds_dy']),
     ],
     opsetImport: imports,
   });
@@ -68,14 +72,19 @@ for (const opType of [LSQ_OP, LSQ_OP_Z]) {
     nonDiffInputs: opType === LSQ_OP ? [2, 3] : [2, 3, 4],
     backward(c) {
       const [x, s] = c.node.inputs as [string, string];
-      const [, inside, dsDy] = c.node.outputs as [string, string, string];
+      const [y, inside] = c.node.outputs as [string, string];
       const g = c.gy[0];
-      if (!g) return c.node.inputs.map(() => null);
-      return [
-        c.needs[0] ? c.unbroadcast(c.b.op1('Where', [inside, g, c.scalar(0, x)]), x) : null,
-        c.needs[1] ? c.unbroadcast(c.b.op1('Mul', [g, dsDy]), s) : null,
-        ...c.node.inputs.slice(2).map(() => null),
-      ];
+      if (!g || !(c.needs[0] || c.needs[1])) return c.node.inputs.map(() => null);
+      const { b } = c;
+      const dx = b.op1('Where', [inside, g, c.scalar(0, x)]);
+      let ds: string | null = null;
+      if (c.needs[1]) {
+        const row = c.ints([1, -1]);
+        const dot = (p: string, q: string): string => b.op1('Gemm', [b.op1('Reshape', [p, row]), b.op1('Reshape', [q, row])], { transB: A.int(1) });
+        const sum = b.op1('Div', [b.op1('Sub', [dot(g, y), dot(dx, x)]), s]); // [1, 1]
+        ds = b.op1('Reshape', [sum, c.ints(c.shape(s))]);
+      }
+      return [c.needs[0] ? c.unbroadcast(dx, x) : null, ds, ...c.node.inputs.slice(2).map(() => null)];
     },
   });
 }

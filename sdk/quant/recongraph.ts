@@ -284,7 +284,7 @@ export function buildReconGraph(
     const z = p.zeroPoint[0]!;
     if (form.lsq === 'function') {
       const ins = z === 0 ? [x, s, b.scalar(qmin), b.scalar(qmax)] : [x, s, b.scalar(z), b.scalar(qmin), b.scalar(qmax)];
-      return b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputs: 3 })[0]!;
+      return b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputs: 2 })[0]!;
     }
     return fakeQuantOps(b, x, s, z, qmin, qmax);
   };

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeModel, encodeModel } from '../../sdk/onnx/codec.ts';
-import { GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { buildGradientGraph, GradientStep } from '../../sdk/autodiff/index.ts';
 import { makeTensor } from '../../sdk/onnx/tensor.ts';
 import { getOpset } from '../../sdk/onnx/versions.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
@@ -15,28 +16,44 @@ import { tinyResNet, tinySet } from './fixtures.ts';
 
 const OPSET = 17;
 
-/** Runs the LSQ op (the reconstruction's activation fake quantizer) on x; returns y, inside, ds_dy. */
-async function lsq(x: number[], s: number, z: number, bits: number): Promise<{ y: number[]; inside: boolean[]; dsDy: number[] }> {
+/**
+ * Runs the LSQ op (the reconstruction's activation fake quantizer) on x and differentiates
+ * loss = Σ w_i·y_i through its gradient rule; returns y, inside, dL/dx and dL/ds.
+ */
+async function lsq(x: number[], s: number, z: number, bits: number, w: readonly number[]): Promise<{ y: number[]; inside: boolean[]; dx: number[]; ds: number }> {
   const b = new GraphBuilder('lsq');
   const xin = b.input('x', 'float32', [x.length]);
+  b.initializer('step', makeTensor('float32', [], Float32Array.of(s)));
   const hi = 2 ** bits - 1;
-  const ins = z === 0 ? [xin, b.scalar(s), b.scalar(0), b.scalar(hi)] : [xin, b.scalar(s), b.scalar(z), b.scalar(0), b.scalar(hi)];
-  b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputNames: ['y', 'inside', 'ds_dy'] });
-  b.output('y', 'float32', [x.length]);
-  b.output('inside', 'bool', [x.length]);
-  b.output('ds_dy', 'float32', [x.length]);
+  const ins = z === 0 ? [xin, 'step', b.scalar(0), b.scalar(hi)] : [xin, 'step', b.scalar(z), b.scalar(0), b.scalar(hi)];
+  b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputNames: ['y', 'inside'] });
+  b.op1('ReduceSum', [b.op1('Mul', ['y', b.constant(makeTensor('float32', [x.length], Float32Array.from(w)))])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+  b.output('loss', 'float32', []);
   const model: Model = {
     irVersion: 8, opsetImports: [{ domain: '', version: OPSET }, { domain: LSQ_DOMAIN, version: 1 }], producerName: 'test', producerVersion: '0',
     metadata: {}, graph: b.build(), functions: lsqFunctions(OPSET),
   };
-  const sess = await createSession(model);
+  const xt = makeTensor('float32', [x.length], Float32Array.from(x));
+  const gg = await buildGradientGraph({ model, loss: 'loss', wrt: ['x', 'step'], outputs: ['y', 'inside'], sampleFeeds: { x: xt } });
+  const step = await GradientStep.create(gg);
   try {
-    const r = await sess.run({ x: makeTensor('float32', [x.length], Float32Array.from(x)) });
-    return { y: Array.from(r.y!.data as Float32Array), inside: Array.from(r.inside!.data as Uint8Array, (v) => !!v), dsDy: Array.from(r.ds_dy!.data as Float32Array) };
+    const r = await step.run(gg.params, { x: xt });
+    return {
+      y: Array.from(r.outputs.y!.data as Float32Array), inside: Array.from(r.outputs.inside!.data as Uint8Array, (v) => !!v),
+      dx: Array.from(r.grads.get('x')!.data as Float32Array), ds: Number(r.grads.get('step')!.data[0]),
+    };
   } finally {
-    await sess.release();
+    await step.release();
   }
 }
+
+/** What dL/dx and dL/ds must be for loss = Σ w·y, from the expected mask and LSQ step factors. */
+function checkGrads(r: { dx: number[]; ds: number; inside: boolean[] }, w: readonly number[], dsDy: readonly number[], tol = 1e-5): void {
+  near(r.dx, w.map((v, i) => (r.inside[i] ? v : 0)), 'dL/dx = w inside the range, 0 outside');
+  near([r.ds], [w.reduce((a, v, i) => a + v * dsDy[i]!, 0)], 'dL/ds = Σ w·ds_dy', tol);
+}
+
+const W6 = [1, -2, 0.5, 3, -1.5, 0.25];
 
 const near = (got: readonly number[], want: readonly number[], what: string, tol = 1e-6) =>
   assert.ok(got.length === want.length && got.every((v, i) => Math.abs(v - want[i]!) <= tol), `${what}: [${got.join(', ')}] vs [${want.join(', ')}]`);
@@ -46,21 +63,21 @@ const params = (bits: number, symmetric: boolean, s: number, z: number): QuantPa
 test('LSQ fake quantization at 2 bits, z = 0: four levels, clamping, straight-through mask, LSQ step factor', async () => {
   // x/s = -0.6, 0.4, 0.6, 1.52, 2.5, 4 -> round -1, 0, 1, 2, 2 (half to even), 4 -> clip [0, 3]: 0, 0, 1, 2, 2, 3
   const x = [-0.3, 0.2, 0.3, 0.76, 1.25, 2];
-  const r = await lsq(x, 0.5, 0, 2);
+  const r = await lsq(x, 0.5, 0, 2, W6);
   near(r.y, [0, 0, 0.5, 1, 1, 1.5], 'y');
   assert.deepEqual(r.inside, [false, true, true, true, true, false]);
-  // inside: round(x/s) - x/s; outside: qmin - z = 0 below, qmax - z = 3 above
-  near(r.dsDy, [0, -0.4, 0.4, 0.48, -0.5, 3], 'ds_dy');
+  // dy/ds inside: round(x/s) - x/s; outside: qmin - z = 0 below, qmax - z = 3 above
+  checkGrads(r, W6, [0, -0.4, 0.4, 0.48, -0.5, 3]);
   near(Array.from(fakeQuant(x, [6], params(2, true, 0.5, 0))), r.y, 'JS quantizer = onnxruntime');
 });
 
 test('LSQ fake quantization at 2 bits with a zero point: levels s*(q - z) for q in 0..3', async () => {
   // s = 1, z = 1: x/s rounds to -2, -1, -0, 0, 2, 3; + z -> -1, 0, 1, 1, 3, 4; clip [0, 3] -> 0, 0, 1, 1, 3, 3; y = c - z
   const x = [-2, -1.4, -0.5, 0.5, 1.5, 2.6];
-  const r = await lsq(x, 1, 1, 2);
+  const r = await lsq(x, 1, 1, 2, W6);
   near(r.y, [-1, -1, 0, 0, 2, 2], 'y');
   assert.deepEqual(r.inside, [false, true, true, true, true, false]);
-  near(r.dsDy, [-1, 0.4, 0.5, -0.5, 0.5, 2], 'ds_dy');
+  checkGrads(r, W6, [-1, 0.4, 0.5, -0.5, 0.5, 2]);
   near(Array.from(fakeQuant(x, [6], params(2, false, 1, 1))), r.y, 'JS quantizer = onnxruntime');
 });
 
@@ -68,14 +85,14 @@ test('LSQ fake quantization at 3 bits with a zero point: eight levels from -0.75
   // s = 0.25, z = 3: x/s = -4, -2.8, -0.4, 1.2, 3.5, 4.8 -> round -4, -3, 0, 1, 4, 5; + z -> -1, 0, 3, 4, 7, 8
   // -> clip [0, 7]: 0, 0, 3, 4, 7, 7 -> y = 0.25 * (c - 3)
   const x = [-1, -0.7, -0.1, 0.3, 0.875, 1.2];
-  const r = await lsq(x, 0.25, 3, 3);
+  const r = await lsq(x, 0.25, 3, 3, W6);
   near(r.y, [-0.75, -0.75, 0, 0.25, 1, 1], 'y');
   assert.deepEqual(r.inside, [false, true, true, true, true, false]);
-  near(r.dsDy, [-3, -0.2, 0.4, -0.2, 0.5, 4], 'ds_dy');
+  checkGrads(r, W6, [-3, -0.2, 0.4, -0.2, 0.5, 4]);
   near(Array.from(fakeQuant(x, [6], params(3, false, 0.25, 3))), r.y, 'JS quantizer = onnxruntime');
   // a dense sweep lands on exactly the 8 levels
   const sweep = Array.from({ length: 201 }, (_, i) => -2 + i * 0.02);
-  const levels = new Set((await lsq(sweep, 0.25, 3, 3)).y);
+  const levels = new Set((await lsq(sweep, 0.25, 3, 3, sweep.map(() => 1))).y);
   assert.deepEqual([...levels].sort((a, b) => a - b), [-0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 1]);
 });
 
