@@ -23,18 +23,18 @@ async function backwardOps(x: number[], w: number[], attrs: Record<string, Attri
 
 test('stride 1, 14x14: Conv input gradient and Gemm weight gradient by default; legacy on request', async () => {
   const pads = { pads: A.ints([1, 1, 1, 1]) };
-  const fast = await backwardOps([2, 4, 14, 14], [4, 4, 3, 3], pads);
+  const fast = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], pads);
   assert.ok(fast.includes('Gemm') && !fast.includes('ConvTranspose'), fast.join(','));
-  const old = await backwardOps([2, 4, 14, 14], [4, 4, 3, 3], pads, { conv: LEGACY_CONV_GRAD });
+  const old = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], pads, { conv: LEGACY_CONV_GRAD });
   assert.ok(old.includes('ConvTranspose') && !old.includes('Gemm'), old.join(','));
 });
 
-test("'gemmsplit': one Gemm per kernel offset and no patch Concat; 'gemm' on few channels: one Gemm", async () => {
+test("'gemmsplit': one Gemm per kernel offset and no patch Concat; 'gemm': one Gemm over the concatenated patches", async () => {
   const pads = { pads: A.ints([1, 1, 1, 1]) };
   const split = await backwardOps([2, 8, 6, 6], [4, 8, 3, 3], pads, { conv: { weight: 'gemmsplit' } });
   assert.equal(split.filter((o) => o === 'Gemm').length, 9, split.join(','));
   assert.ok(!split.includes('Concat'), split.join(','));
-  const one = await backwardOps([2, 3, 6, 6], [4, 3, 3, 3], pads);
+  const one = await backwardOps([2, 3, 6, 6], [4, 3, 3, 3], pads, { conv: { weight: 'gemm' } });
   assert.equal(one.filter((o) => o === 'Gemm').length, 1, one.join(','));
   assert.ok(one.includes('Concat'), one.join(','));
 });
@@ -49,6 +49,14 @@ test("'shifted': one Gemm per offset on shifted copies of X and dY, no Slice; st
   assert.equal(s2.filter((o) => o === 'Gemm').length, 9, s2.join(',')); // 'gemmsplit'
 });
 
+test("strided 3x3 by default: 'onehot' patches from a Conv, then a per-sample MatMul (>= 128 output positions) or one Gemm", async () => {
+  const s2 = { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) };
+  const wide = await backwardOps([2, 8, 24, 24], [4, 8, 3, 3], s2); // 12x12 = 144 outputs
+  assert.ok(wide.includes('Conv') && wide.includes('MatMul') && !wide.includes('Gemm') && !wide.includes('Slice'), wide.join(','));
+  const small = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], s2); // 7x7 = 49 outputs
+  assert.ok(small.includes('Conv') && small.filter((o) => o === 'Gemm').length === 1 && !small.includes('MatMul') && !small.includes('Slice'), small.join(','));
+});
+
 test('strided convs keep ConvTranspose; pads beyond the kernel fall back to it when Conv is forced', async () => {
   const s2 = await backwardOps([2, 4, 8, 8], [4, 4, 3, 3], { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) });
   assert.ok(s2.includes('ConvTranspose'), s2.join(','));
@@ -61,9 +69,10 @@ test('chooseConvGrad: per-case decisions and overrides', () => {
   const r20 = { ...base, x: [128, 16, 28, 28], w: [16, 16, 3, 3], y: [128, 16, 28, 28] };
   assert.deepEqual(chooseConvGrad(r20), { input: 'conv', weight: 'shifted' });
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 64, 7, 7], w: [64, 64, 3, 3], y: [128, 64, 7, 7] }), { input: 'conv', weight: 'shifted' });
-  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28] }), { input: 'conv', weight: 'gemm' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28], w: [16, 1, 3, 3] }), { input: 'conv', weight: 'onehot' });
   const s2 = { ...r20, strides: [2, 2], w: [32, 16, 3, 3], y: [128, 32, 14, 14] };
-  assert.deepEqual(chooseConvGrad(s2), { input: 'convTranspose', weight: 'gemmsplit' });
+  assert.deepEqual(chooseConvGrad(s2), { input: 'convTranspose', weight: 'onehot' });
+  assert.deepEqual(chooseConvGrad({ ...s2, x: [128, 4, 28, 28], w: [32, 4, 3, 3] }), { input: 'convTranspose', weight: 'onehot' });
   const proj = { ...base, padsBegin: [0, 0], padsEnd: [0, 0], strides: [2, 2], x: [128, 16, 28, 28], w: [32, 16, 1, 1], y: [128, 32, 14, 14] };
   assert.deepEqual(chooseConvGrad(proj), { input: 'convTranspose', weight: 'gemm' });
   const dw = { ...r20, group: 16, w: [16, 1, 3, 3] };

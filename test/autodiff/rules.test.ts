@@ -266,6 +266,8 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     { name: 'same-lower', x: [1, 2, 6, 6], w: [2, 2, 4, 4], attrs: { auto_pad: A.str('SAME_LOWER') } },
     { name: 'pointwise-s2', x: [2, 3, 5, 5], w: [4, 3, 1, 1], attrs: { strides: A.ints([2, 2]) } },
     { name: 'conv1d', x: [2, 3, 9], w: [2, 3, 3], attrs: { strides: A.ints([2]), pads: A.ints([1, 0]) }, bias: true },
+    // strided with >= 128 output positions: the one-hot form's per-sample MatMul (fewer: one Gemm)
+    { name: 'stride2-wide-dilated', x: [2, 8, 25, 23], w: [4, 8, 3, 2], attrs: { strides: A.ints([2, 2]), dilations: A.ints([1, 2]), pads: A.ints([1, 0, 0, 1]) } },
     // Paths of the fast formulations: plain 1x1 (no patches), padded 1x1, depthwise stride 1
     // (Mul + ReduceSum), grouped + dilated, strided 1x1 whose grid overhangs X, pads beyond the
     // kernel (input gradient falls back to ConvTranspose), 3-D.

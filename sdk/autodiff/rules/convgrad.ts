@@ -123,15 +123,27 @@ export interface ConvCase {
  * sub-kernels + DepthToSpace) was tried and lost (82 vs 58 and 23 vs 19 ms above; onnxruntime's
  * DepthToSpace alone cost more than the ConvTranspose).
  *
+ * At the batch sizes of a reconstruction slice (16) and of a training slice (64), one thread,
+ * wall ms, median of 25 / 9 alternating runs (`convbench.ts --only resnet --dw-only --threads 1
+ * --reps 25 --batch 16`, then `--reps 9 --batch 64`), after the one-hot form's contraction was
+ * rewritten (a per-sample MatMul against the transposed dY, or one Gemm at few output positions):
+ *
+ *   conv                   fwd+dW gemm / gemmsplit / shifted / onehot, batch 16 | batch 64
+ *   3x3 1-16 @28 (stem)    0.54 / 1.19 / 1.26 / 0.50  |  3.24 / 6.53 / 7.33 / 2.82
+ *   3x3 16-16 @28          4.51 / 3.63 / 3.47 / 4.90  |
+ *   3x3 16-32 s2 @28       2.48 / 2.28 / (gemmsplit) / 1.99  |  8.76 / 7.86 / (gemmsplit) / 7.72
+ *   3x3 32-32 @14          3.35 / 2.97 / 2.77 / 3.99  |
+ *   3x3 32-64 s2 @14       1.90 / 1.82 / (gemmsplit) / 1.40  |  6.38 / 6.20 / (gemmsplit) / 5.06
+ *   3x3 64-64 @7           3.08 / 2.94 / 2.73 / 2.84  |
+ *
  * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 1.3-2.5x slower than
  * ConvTranspose, depthwise included); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
- * Cg >= 8, 'gemmsplit' for strided ones with Cg >= 8 (within the noise of the other forms there),
- * one Gemm over the concatenated patches ('gemm') for 1x1 kernels and few input channels.
+ * Cg >= 8, 'onehot' for strided ones and for few input channels (the patches come from one Conv
+ * instead of K strided Slices), one Gemm ('gemm') for 1x1 kernels.
  * Depthwise convs (multiplier 1) use 'rowgemm' (fastest or tied on every shape: 1.7-2.3x less
  * dW time than the Conv form at stride 1, a tie at the large strided one); the elementwise
  * 'shifted' form (a Mul + ReduceSum per offset) is memory-bound and loses at 7 px and with strides.
- * Other grouped convs keep the batch-transposed Conv. 'onehot' stays selectable only (its wins on
- * the stem and strided convs are within the noise).
+ * Other grouped convs keep the batch-transposed Conv.
  */
 export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: ConvInputGrad; weight: ConvWeightGrad } {
   const strided = c.strides.some((s) => s > 1);
@@ -143,7 +155,7 @@ export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: C
     ? o.weight(c)
     : o.weight && o.weight !== 'auto'
     ? o.weight
-    : c.group !== 1 ? (depthwise ? 'rowgemm' : 'conv') : k === 1 || cg < 8 ? 'gemm' : strided ? 'gemmsplit' : 'shifted';
+    : c.group !== 1 ? (depthwise ? 'rowgemm' : 'conv') : k === 1 ? 'gemm' : strided || cg < 8 ? 'onehot' : 'shifted';
   return { input, weight };
 }
 
@@ -349,9 +361,18 @@ export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: Con
 
 /**
  * Weight gradient with per-sample patches from a fixed one-hot Conv: X as [N*Cin, 1, S] convolved
- * with K one-hot kernels gives P [N, Cin*K, L] in W's (channel, offset) order; then a batched
- * MatMul dY[n] [Og, L] x P[n]^T per sample (and group) and a ReduceSum over the batch.
+ * with K one-hot kernels gives P [N, Cin*K, L] in W's (channel, offset) order, every strided or
+ * padded read done by the Conv kernel itself. Ungrouped convs then contract P with dY:
+ *   L >= ONEHOT_BATCHED_MIN_L: per sample, P[n] [Cin*K, L] x dY[n]^T [L, Co] (a batched MatMul; dY
+ *     is the smaller tensor to transpose), a ReduceSum over the batch and one small Transpose;
+ *   smaller L: P as [Cin*K, N*L] (one Transpose) and one Gemm with dY [Co, N*L], since the
+ *     per-sample products would be GEMMs with an inner dimension of only L.
+ * Grouped convs use a batched MatMul dY[n] [Og, L] x P[n]^T per sample and group.
  */
+/** Output positions from which weightGradOneHot contracts per sample (a batched MatMul) rather
+ * than in one Gemm over the batch (see there; figures at chooseConvGrad). */
+export const ONEHOT_BATCHED_MIN_L = 128;
+
 export function weightGradOneHot(ctx: RuleContext, x: string, gy: string, c: ConvCase): string {
   const { b, node } = ctx;
   const { G, cin, cg, co, og, k, K } = weightGradDims(c);
@@ -371,11 +392,15 @@ export function weightGradOneHot(ctx: RuleContext, x: string, gy: string, c: Con
   }
   const depthwise = cg === 1 && og === 1;
   let dw: string;
-  if (G === 1) {
+  if (G === 1 && L >= ONEHOT_BATCHED_MIN_L) {
     const p3 = b.op1('Reshape', [p, ctx.ints([-1, cin * K, L])]);
-    const g3 = b.op1('Reshape', [gy, ctx.ints([0, co, L])]);
-    const pT = b.op1('Transpose', [p3], { perm: A.ints([0, 2, 1]) });
-    dw = ctx.reduceSum(b.op1('MatMul', [g3, pT], {}, { name: `${node.name}.grad_weight` }), [0], false);
+    const gT = b.op1('Transpose', [b.op1('Reshape', [gy, ctx.ints([0, co, L])])], { perm: A.ints([0, 2, 1]) });
+    const dwT = ctx.reduceSum(b.op1('MatMul', [p3, gT], {}, { name: `${node.name}.grad_weight` }), [0], false); // [Cin*K, Co]
+    dw = b.op1('Transpose', [dwT], { perm: A.ints([1, 0]) });
+  } else if (G === 1) {
+    const pt = b.op1('Transpose', [b.op1('Reshape', [p, ctx.ints([-1, cin * K, L])])], { perm: A.ints([1, 0, 2]) });
+    const gt = b.op1('Transpose', [b.op1('Reshape', [gy, ctx.ints([0, co, L])])], { perm: A.ints([1, 0, 2]) });
+    dw = b.op1('Gemm', [b.op1('Reshape', [gt, ctx.ints([co, -1])]), b.op1('Reshape', [pt, ctx.ints([cin * K, -1])])], { transB: A.int(1) }, { name: `${node.name}.grad_weight` });
   } else if (depthwise) {
     const p4 = b.op1('Reshape', [p, ctx.ints([-1, G, K, L])]);
     const g4 = b.op1('Reshape', [gy, ctx.ints([0, G, 1, L])]);
