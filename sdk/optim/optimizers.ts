@@ -248,6 +248,20 @@ export class Adam extends Base {
       const n = p.length;
       const m = this.buffer(name, 'm', n);
       const v = this.buffer(name, 'v', n);
+      if (shrink === 1 && l2 === 0) {
+        // no weight decay (block reconstruction's V and steps): the same update with fewer operations
+        const a1 = 1 - b1;
+        const a2 = 1 - b2;
+        for (let i = 0; i < n; i++) {
+          const gi = g[i]!;
+          const mi = b1 * m[i]! + a1 * gi;
+          const vi = b2 * v[i]! + a2 * gi * gi;
+          m[i] = mi;
+          v[i] = vi;
+          p[i] = p[i]! - (stepSize * mi) / (Math.sqrt(vi) * invSqrtC2 + eps);
+        }
+        continue;
+      }
       for (let i = 0; i < n; i++) {
         const pi = p[i]! * shrink;
         const gi = g[i]! + l2 * p[i]!;

@@ -8,6 +8,7 @@ import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Tensor } from '../../sdk/onnx/types.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
+import { meanOf } from '../../sdk/autodiff/parallel.ts';
 import { model, randTensor } from './helpers.ts';
 
 const rng = new Rng(11);
@@ -128,4 +129,12 @@ test('slice counts: one per core at most 2 for auto, lowered until they divide t
   assert.ok(auto >= 1 && auto <= 2);
   const g = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'] });
   await assert.rejects(DataParallelStep.create(g, { workers: 1 }), (e: unknown) => isTtaqError(e) && /at least 2 slices/.test(e.message));
+});
+
+test('the merge of slice results: the elementwise mean of two or more slices', () => {
+  const a = Float32Array.of(1, -2, 0.5);
+  const b = Float32Array.of(3, 2, 0.25);
+  const c = Float32Array.of(-1, 6, 0);
+  assert.deepEqual(Array.from(meanOf([a, b])), [2, 0, 0.375]);
+  assert.deepEqual(Array.from(meanOf([a, b, c])), [1, 2, 0.25]);
 });

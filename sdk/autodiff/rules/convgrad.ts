@@ -289,24 +289,34 @@ export function weightGradAsGemm(ctx: RuleContext, x: string, gy: string, c: Con
   const xsp = c.x.slice(2);
   const sp = range(0, r);
 
+  const pointwise = K === 1 && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0);
+  // A strided 1x1 kernel reads a subsampled X: subsampled first (NCHW), so the Transpose below
+  // moves only what the kernel reads (a quarter of X at stride 2).
+  let xs = x;
+  let xsp2 = xsp;
+  if (pointwise) {
+    const ends = sp.map((i) => (ys[i]! - 1) * c.strides[i]! + 1);
+    const cut = sp.filter((i) => c.strides[i]! > 1 || ends[i]! !== xsp[i]);
+    if (cut.length > 0) {
+      xs = b.op1('Slice', [x, ctx.ints(cut.map(() => 0)), ctx.ints(cut.map((i) => ends[i]!)), ctx.ints(cut.map((i) => i + 2)), ctx.ints(cut.map((i) => c.strides[i]!))]);
+      xsp2 = ys;
+    }
+  }
   // X -> [G, Cg, N, S] (G dropped when 1). Axis of the spatial dims: a0.
   let xt: string;
   let a0: number;
   if (G === 1) {
-    xt = b.op1('Transpose', [x], { perm: A.ints([1, 0, ...range(2, r + 2)]) }, { name: `${node.name}.grad_weight_xt` });
+    xt = b.op1('Transpose', [xs], { perm: A.ints([1, 0, ...range(2, r + 2)]) }, { name: `${node.name}.grad_weight_xt` });
     a0 = 2;
   } else {
-    const x5 = b.op1('Reshape', [x, ctx.ints([0, G, cg, ...xsp])]);
+    const x5 = b.op1('Reshape', [xs, ctx.ints([0, G, cg, ...xsp2])]);
     xt = b.op1('Transpose', [x5], { perm: A.ints([1, 2, 0, ...range(3, r + 3)]) }, { name: `${node.name}.grad_weight_xt` });
     a0 = 3;
   }
   // Patches: [.., K*Cg, N, So...] with (kernel offset, channel) order.
-  const pointwise = K === 1 && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0);
   let p: string;
   if (pointwise) {
-    const ends = sp.map((i) => (ys[i]! - 1) * c.strides[i]! + 1);
-    const cut = sp.filter((i) => c.strides[i]! > 1 || ends[i]! !== xsp[i]);
-    p = cut.length === 0 ? xt : b.op1('Slice', [xt, ctx.ints(cut.map(() => 0)), ctx.ints(cut.map((i) => ends[i]!)), ctx.ints(cut.map((i) => i + a0)), ctx.ints(cut.map((i) => c.strides[i]!))]);
+    p = xt;
   } else {
     const rank = a0 + r;
     let xp = xt;
