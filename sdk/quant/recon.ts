@@ -10,7 +10,7 @@ import type { ProgressFn } from '../progress/index.ts';
 import { createSession } from '../runtime/index.ts';
 import { blockGraph, type Block } from './blocks.ts';
 import { qdqGraph, type QuantValues } from './export.ts';
-import { fakeQuantOps, hardCodes, initialV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
+import { fakeQuantOps, hardCodes, initialV, nodeV, buildReconGraph, type ReconFormulation, type ReconGraphOptions } from './recongraph.ts';
 import type { ActSite, WeightSite } from './plan.ts';
 import { rangeOf, type QuantParams } from './quantizer.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
@@ -256,7 +256,7 @@ export async function reconstructBlock(
   let loopCpuSeconds = 0;
   if (opts.iterations > 0 && (sites.weights.length > 0 || (opts.learnActs && (sites.acts.length > 0 || outputSite)))) {
     const rg = buildReconGraph(full, block, sites, wInit, aInit, caches.dims, yfp.dims, gopts);
-    const wrt = [...rg.vParams.values(), ...(opts.learnActs ? [...rg.learnedSteps] : [])];
+    const wrt = [...new Set(rg.vParams.values()), ...(opts.learnActs ? [...rg.learnedSteps] : [])];
     const partNames = Object.entries(rg.parts).filter(([, v]) => v) as [string, string][];
     const zeros = (dims: readonly number[]): Tensor => makeTensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)));
     const xShape = [B, ...caches.dims.slice(1)];
@@ -355,7 +355,7 @@ export async function reconstructBlock(
       await step.release();
     }
     for (const w of sites.weights) {
-      const v = params.get(rg.vParams.get(w.node)!)!.data as Float32Array;
+      const v = nodeV(rg, params.get(rg.vParams.get(w.node)!)!.data as Float32Array, w.node);
       const cur = values.weights.get(w.node)!;
       values.weights.set(w.node, { params: cur.params, codes: hardCodes(wInit.get(w.node)!.floor, v, w.dims, cur.params) });
     }

@@ -20,10 +20,10 @@ import type { Graph, Model, Node, Tensor } from '../onnx/types.ts';
 import type { Block } from './blocks.ts';
 import type { ActSite, WeightSite } from './plan.ts';
 import { LSQ_DOMAIN, LSQ_OP, LSQ_OP_Z, lsqFunctions } from './lsq.ts';
+import { ADAROUND_GAMMA, ADAROUND_OP, ADAROUND_ZETA, adaRoundFunction } from './adaround.ts';
 import { rangeOf, type QuantParams } from './quantizer.ts';
 
-export const ADAROUND_ZETA = 1.1;
-export const ADAROUND_GAMMA = -0.1;
+export { ADAROUND_GAMMA, ADAROUND_ZETA } from './adaround.ts';
 
 export interface ReconGraphOptions {
   /** Probability of taking the quantized input per element (QDrop 0.5; 1 = always quantized, 0 = always FP). */
@@ -80,16 +80,23 @@ export interface ReconFormulation {
    * the Log finite where h = 1/2 (the value there becomes 1e-30^(β/2), i.e. 0, and so does the
    * gradient) and changes nothing measurable elsewhere. */
   readonly roundReg?: 'explog' | 'pow';
+  /** 'function' (default): the block's weight quantizers and rounding regulariser as one op over
+   * all its V concatenated, with its own gradient rule (adaround.ts); 'ops': per layer, plain ops
+   * differentiated one by one (with `roundReg`'s choice of power). */
+  readonly adaround?: 'function' | 'ops';
 }
 
 /** The original formulation (in-graph random ops, LogSoftmax, fake quantization op by op). */
-export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow' };
+export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow', adaround: 'ops' };
 
 export interface ReconGraph {
   readonly model: Model;
   readonly loss: string;
-  /** Parameters: AdaRound V per node, LSQ steps per value (the learned ones: `learnedSteps`). */
+  /** Parameters: AdaRound V per node, LSQ steps per value (the learned ones: `learnedSteps`).
+   * Nodes may share one V parameter (the 'function' formulation concatenates them): `vSlices`
+   * says where each node's V lies in it (nodeV reads it). */
   readonly vParams: ReadonlyMap<string, string>;
+  readonly vSlices: ReadonlyMap<string, { readonly offset: number; readonly length: number }>;
   readonly stepParams: ReadonlyMap<string, string>;
   /** The values of `stepParams` to differentiate (all of them unless some are constants here). */
   readonly learnedSteps: ReadonlySet<string>;
@@ -124,6 +131,23 @@ export function fakeQuantOps(b: GraphBuilder, x: string, s: string, z: number, q
 
 /** Shape [1, .., C, .., 1] that broadcasts a per-channel vector along `axis` of a rank-r tensor. */
 export const channelShape = (rank: number, axis: number, c: number): number[] => Array.from({ length: rank }, (_, i) => (i === axis ? c : 1));
+
+/** A per-channel vector (along `axis` of a tensor of `dims`) repeated to one value per element. */
+export function perElement(values: ArrayLike<number>, dims: readonly number[], axis: number): Float32Array {
+  let inner = 1;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
+  const n = dims.reduce((a, b) => a * b, 1);
+  const C = values.length;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = values[C === 1 ? 0 : Math.floor(i / inner) % C]!;
+  return out;
+}
+
+/** Node `node`'s V within the values `data` of its V parameter (ReconGraph.vSlices). */
+export function nodeV(rg: Pick<ReconGraph, 'vSlices'>, data: Float32Array, node: string): Float32Array {
+  const s = rg.vSlices.get(node)!;
+  return data.subarray(s.offset, s.offset + s.length);
+}
 
 /** V such that h(V) equals the fractional part of W/s (AdaRound's initialisation). */
 export function initialV(w: Float32Array, dims: readonly number[], p: QuantParams): { v: Float32Array; floor: Float32Array } {
@@ -246,7 +270,7 @@ export function buildReconGraph(
   const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
   const set = new Set(block.nodes);
   const nodes = g.nodes.filter((n) => set.has(n.name));
-  const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', roundReg: 'explog', ...opts.formulation } as Required<ReconFormulation>;
+  const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', roundReg: 'explog', adaround: 'function', ...opts.formulation } as Required<ReconFormulation>;
   const b = new GraphBuilder(`recon:${block.name}`, '', [...g.initializers.keys(), ...nodes.flatMap((n) => [n.name, ...n.outputs]), block.input]);
   const sumSquares = (x: string): string => form.square === 'op'
     ? b.op1('ReduceSumSquare', [x], { keepdims: A.int(0) })
@@ -291,23 +315,63 @@ export function buildReconGraph(
 
   // AdaRound weights
   const vParams = new Map<string, string>();
+  const vSlices = new Map<string, { offset: number; length: number }>();
   const wHat = new Map<string, string>();
   const hVals: string[] = [];
-  for (const site of sites.weights) {
-    const init = wInit.get(site.node)!;
-    const p = init.params;
-    const { qmin, qmax } = rangeOf(p.spec);
-    const cs = channelShape(site.dims.length, p.spec.axis ?? 0, p.scale.length);
-    const v = b.initializer(`recon.v:${site.node}`, makeTensor('float32', site.dims, Float32Array.from(init.v)));
-    vParams.set(site.node, v);
-    const floor = b.constant(makeTensor('float32', site.dims, init.floor), `${site.node}.w_floor`);
-    const sc = b.constant(makeTensor('float32', cs, Float32Array.from(p.scale)), `${site.node}.w_scale`);
-    const zp = b.constant(makeTensor('float32', cs, Float32Array.from(p.zeroPoint)), `${site.node}.w_zero_point`);
-    const sig = b.op1('Sigmoid', [v]);
-    const h = b.op1('Clip', [b.op1('Add', [b.op1('Mul', [sig, b.scalar(ADAROUND_ZETA - ADAROUND_GAMMA)]), b.scalar(ADAROUND_GAMMA)]), b.scalar(0), b.scalar(1)]);
-    hVals.push(h);
-    const q = b.op1('Clip', [b.op1('Add', [b.op1('Add', [floor, h]), zp]), b.scalar(qmin), b.scalar(qmax)]);
-    wHat.set(site.weight, b.op1('Mul', [b.op1('Sub', [q, zp]), sc], {}, { name: `${site.node}.w_hat` }));
+  let roundFn: string | undefined; // the regulariser, when the 'function' op computes it
+  let wFlat: string | undefined; // every Ŵ concatenated, in site order ('function')
+  // β/2, read by the Exp/Log form of the regulariser
+  const halfBeta = form.roundReg === 'explog' || form.adaround === 'function' ? b.op1('Mul', [beta, b.scalar(0.5)]) : beta;
+  if (form.adaround === 'function' && sites.weights.length > 0) {
+    const total = sites.weights.reduce((a, w) => a + wInit.get(w.node)!.v.length, 0);
+    const v = new Float32Array(total);
+    const floor = new Float32Array(total);
+    const scale = new Float32Array(total);
+    const zp = new Float32Array(total);
+    const lo = new Float32Array(total);
+    const hi = new Float32Array(total);
+    let offset = 0;
+    for (const site of sites.weights) {
+      const init = wInit.get(site.node)!;
+      const p = init.params;
+      const { qmin, qmax } = rangeOf(p.spec);
+      const n = init.v.length;
+      v.set(init.v, offset);
+      floor.set(init.floor, offset);
+      scale.set(perElement(p.scale, site.dims, p.spec.axis ?? 0), offset);
+      zp.set(perElement(Float32Array.from(p.zeroPoint), site.dims, p.spec.axis ?? 0), offset);
+      lo.fill(qmin, offset, offset + n);
+      hi.fill(qmax, offset, offset + n);
+      vSlices.set(site.node, { offset, length: n });
+      offset += n;
+    }
+    // one value for the whole vector where every element has it: a scalar
+    const vec = (a: Float32Array, what: string): string => (a.every((x) => x === a[0]) ? b.scalar(a[0]!) : b.constant(makeTensor('float32', [total], a), `recon.w_${what}`));
+    const vName = b.initializer('recon.v', makeTensor('float32', [total], v));
+    for (const site of sites.weights) vParams.set(site.node, vName);
+    const [w, reg] = b.op(ADAROUND_OP, [vName, b.constant(makeTensor('float32', [total], floor), 'recon.w_floor'), vec(scale, 'scale'), vec(zp, 'zero_point'), vec(lo, 'qmin'), vec(hi, 'qmax'), halfBeta], {}, { domain: LSQ_DOMAIN, outputs: 4 }) as [string, string];
+    roundFn = reg;
+    wFlat = w;
+    const parts = sites.weights.length === 1 ? [w] : b.op('Split', [w, b.ints(sites.weights.map((x) => vSlices.get(x.node)!.length))], { axis: A.int(0) }, { outputs: sites.weights.length });
+    sites.weights.forEach((site, i) => wHat.set(site.weight, b.op1('Reshape', [parts[i]!, b.ints(site.dims)], {}, { name: `${site.node}.w_hat` })));
+  } else {
+    for (const site of sites.weights) {
+      const init = wInit.get(site.node)!;
+      const p = init.params;
+      const { qmin, qmax } = rangeOf(p.spec);
+      const cs = channelShape(site.dims.length, p.spec.axis ?? 0, p.scale.length);
+      const v = b.initializer(`recon.v:${site.node}`, makeTensor('float32', site.dims, Float32Array.from(init.v)));
+      vParams.set(site.node, v);
+      vSlices.set(site.node, { offset: 0, length: init.v.length });
+      const floor = b.constant(makeTensor('float32', site.dims, init.floor), `${site.node}.w_floor`);
+      const sc = b.constant(makeTensor('float32', cs, Float32Array.from(p.scale)), `${site.node}.w_scale`);
+      const zp = b.constant(makeTensor('float32', cs, Float32Array.from(p.zeroPoint)), `${site.node}.w_zero_point`);
+      const sig = b.op1('Sigmoid', [v]);
+      const h = b.op1('Clip', [b.op1('Add', [b.op1('Mul', [sig, b.scalar(ADAROUND_ZETA - ADAROUND_GAMMA)]), b.scalar(ADAROUND_GAMMA)]), b.scalar(0), b.scalar(1)]);
+      hVals.push(h);
+      const q = b.op1('Clip', [b.op1('Add', [b.op1('Add', [floor, h]), zp]), b.scalar(qmin), b.scalar(qmax)]);
+      wHat.set(site.weight, b.op1('Mul', [b.op1('Sub', [q, zp]), sc], {}, { name: `${site.node}.w_hat` }));
+    }
   }
 
   // block input. QDrop mixes the two paths per element: where(mask, quantized, FP). Consumers that
@@ -415,8 +479,7 @@ export function buildReconGraph(
   const d = b.op1('Sub', [yq, y]);
   const rec = b.op1('Mul', [sumSquares(d), invB], {}, { outputNames: ['recon.loss_rec'] });
   // rounding regulariser
-  let round = b.scalar(0);
-  const halfBeta = form.roundReg === 'explog' ? b.op1('Mul', [beta, b.scalar(0.5)]) : beta;
+  let round = roundFn ?? b.scalar(0);
   for (const h of hVals) {
     const c = b.op1('Sub', [b.op1('Mul', [h, b.scalar(2)]), b.scalar(1)]);
     const t = form.roundReg === 'explog'
@@ -429,11 +492,19 @@ export function buildReconGraph(
   let pem: string | undefined;
   if (opts.pem && opts.pem.weight > 0) {
     let acc = b.scalar(0);
-    for (const site of sites.weights) {
-      const c = opts.pem.coef.get(site.node) ?? 0;
-      if (c === 0) continue;
-      const wh = wHat.get(site.weight)!;
-      acc = b.op1('Add', [acc, b.op1('Mul', [sumSquares(wh), b.scalar(c)])]);
+    if (wFlat) {
+      // Σ_l c_l ‖Ŵ_l‖² over the concatenated Ŵ: ‖Ŵ ⊙ √c‖² with c per element
+      const coef = new Float32Array(vSlices.size ? [...vSlices.values()].reduce((a, x) => a + x.length, 0) : 0);
+      for (const site of sites.weights) { const sl = vSlices.get(site.node)!; coef.fill(Math.sqrt(opts.pem.coef.get(site.node) ?? 0), sl.offset, sl.offset + sl.length); }
+      const root = coef.every((x) => x === coef[0]) ? b.scalar(coef[0]!) : b.constant(makeTensor('float32', [coef.length], coef), 'recon.pem_root_coef');
+      acc = sumSquares(b.op1('Mul', [wFlat, root]));
+    } else {
+      for (const site of sites.weights) {
+        const c = opts.pem.coef.get(site.node) ?? 0;
+        if (c === 0) continue;
+        const wh = wHat.get(site.weight)!;
+        acc = b.op1('Add', [acc, b.op1('Mul', [sumSquares(wh), b.scalar(c)])]);
+      }
     }
     pem = b.op1('Identity', [acc], {}, { outputNames: ['recon.loss_pem'] });
     loss = b.op1('Add', [loss, b.op1('Mul', [pem, b.scalar(opts.pem.weight)])]);
@@ -459,19 +530,21 @@ export function buildReconGraph(
   if (pem) b.output(pem, 'float32', []);
   if (pcr) b.output(pcr, 'float32', []);
   const graph: Graph = b.build();
-  const lsqUsed = graph.nodes.some((n) => n.domain === LSQ_DOMAIN);
+  const lsqUsed = graph.nodes.some((n) => n.domain === LSQ_DOMAIN && n.opType !== ADAROUND_OP);
+  const adaUsed = !!wFlat;
   return {
     model: {
       ...full,
       graph,
       metadata: {},
-      ...(lsqUsed ? {
+      ...(lsqUsed || adaUsed ? {
         opsetImports: [...full.opsetImports.filter((o) => o.domain !== LSQ_DOMAIN), { domain: LSQ_DOMAIN, version: 1 }],
-        functions: [...(full.functions ?? []), ...lsqFunctions(opset)],
+        functions: [...(full.functions ?? []), ...(lsqUsed ? lsqFunctions(opset) : []), ...(adaUsed ? [adaRoundFunction(opset)] : [])],
       } : {}),
     },
     loss: lossName,
     vParams,
+    vSlices,
     stepParams,
     learnedSteps: new Set([...stepParams.values()].filter((v) => !frozenSteps.has(v))),
     inputs: { ...(xq ? { xq } : {}), ...(xqHatIn ? { xqHat: xqHatIn } : {}), xfp, y, beta, roundWeight, ...(maskIn ? { mask: maskIn } : {}), ...(noiseIn ? { noise: noiseIn } : {}) },

@@ -8,7 +8,7 @@ import { buildGradientGraph, GradientStep } from '../../sdk/autodiff/index.ts';
 import { makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Graph, Node, Tensor } from '../../sdk/onnx/types.ts';
 import {
-  blockGraph, buildReconGraph, calibrateModel, hardCodes, initialV, makePlan, partitionBlocks, perSampleNodes, quantizedBlock, type ReconFormulation,
+  blockGraph, buildReconGraph, calibrateModel, hardCodes, initialV, makePlan, nodeV, partitionBlocks, perSampleNodes, quantizedBlock, type ReconFormulation,
 } from '../../sdk/quant/index.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { buildNet } from '../../sdk/nn/index.ts';
@@ -56,20 +56,24 @@ async function gradsOf(formulation: ReconFormulation, feedsSeed: number, blockIn
   feeds[rg.inputs.noise] = makeTensor('float32', xShape, noise);
   const parts = Object.values(rg.parts).filter((v): v is string => !!v);
   const gg = await buildGradientGraph({
-    model: rg.model, loss: rg.loss, wrt: [...rg.vParams.values(), ...rg.stepParams.values()], outputs: parts,
+    model: rg.model, loss: rg.loss, wrt: [...new Set(rg.vParams.values()), ...rg.stepParams.values()], outputs: parts,
     stopGradient: rg.stopGradient, sampleBatch: B, sampleFeeds: feeds,
   });
   const step = await GradientStep.create(gg, { session: { intraOpThreads: 1 } });
   try {
     const r = await step.run(new Map(gg.params), feeds);
-    return { rg, model: gg.model, loss: r.loss, parts: parts.map((p) => Number(r.outputs[p]!.data[0])), grads: new Map([...r.grads].map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)])) };
+    // V's gradients per weighted node (formulations differ in whether the nodes share one V)
+    const vNames = new Set(rg.vParams.values());
+    const grads = new Map([...r.grads].filter(([k]) => !vNames.has(k)).map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)]));
+    for (const [node, v] of rg.vParams) grads.set(`V of ${node}`, Float32Array.from(nodeV(rg, r.grads.get(v)!.data as Float32Array, node)));
+    return { rg, model: gg.model, loss: r.loss, parts: parts.map((p) => Number(r.outputs[p]!.data[0])), grads };
   } finally {
     await step.release();
   }
 }
 
 test('fast reconstruction graph = original formulation (loss, its parts, gradients)', async () => {
-  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow' }, 11);
+  const slow = await gradsOf({ random: 'fed', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow', adaround: 'ops' }, 11);
   const fast = await gradsOf({}, 11);
   const batched = await gradsOf({ pcrPass: 'batched' }, 11);
   assert.equal(fast.rg.pcrBatched, false);
@@ -79,21 +83,28 @@ test('fast reconstruction graph = original formulation (loss, its parts, gradien
   assert.ok(count(fast, 'ReduceSumSquare') > 0 && count(slow, 'ReduceSumSquare') === 0);
   assert.equal(batched.rg.pcrBatched, true, 'a ResNet block can run PCR batched');
   assert.ok(fast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant') && !slow.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuant'));
+  // AdaRound as one op over the block's V concatenated (three weighted convs: one V parameter)
+  assert.equal(fast.rg.model.graph.nodes.filter((n) => n.opType === 'AdaRoundWeights').length, 1);
+  assert.equal(new Set(fast.rg.vParams.values()).size, 1);
+  assert.equal(new Set(slow.rg.vParams.values()).size, 3);
   for (const f of [fast, batched]) compare(f, slow);
   // the stem's input quantizer is asymmetric (zero point != 0)
-  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow' }, 12, 0);
+  const stemSlow = await gradsOf({ random: 'fed', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow', adaround: 'ops' }, 12, 0);
   const stemFast = await gradsOf({}, 12, 0);
   assert.ok(stemFast.rg.model.graph.nodes.some((n) => n.opType === 'LsqFakeQuantZ'), 'the zero-point form is used');
   compare(stemFast, stemSlow);
 });
 
-test("AdaRound's regulariser as Exp/Log = as Pow(Abs), where it dominates the rounding gradients", async () => {
-  const pow = await gradsOf({ roundReg: 'pow' }, 14, 2, 1e4);
-  const explog = await gradsOf({}, 14, 2, 1e4);
+test("AdaRound's regulariser as Exp/Log = as Pow(Abs) = the one-op form, where it dominates the rounding gradients", async () => {
+  const pow = await gradsOf({ roundReg: 'pow', adaround: 'ops' }, 14, 2, 1e4);
+  const explog = await gradsOf({ adaround: 'ops' }, 14, 2, 1e4);
+  const fn = await gradsOf({}, 14, 2, 1e4);
   const ops = (g: typeof pow) => new Set(g.rg.model.graph.nodes.map((n) => n.opType));
   assert.ok(ops(pow).has('Pow') && !ops(explog).has('Pow') && ops(explog).has('Exp'));
+  assert.ok(ops(fn).has('AdaRoundWeights') && !ops(fn).has('Pow') && !ops(fn).has('Sigmoid'));
   assert.ok(pow.parts[1]! > 1, `the rounding term is active: ${pow.parts[1]}`);
   compare(explog, pow);
+  compare(fn, pow);
 });
 
 test('the step graph needs no ConvTranspose->Conv rewrite: stride-1 input gradients are Convs already', async () => {
