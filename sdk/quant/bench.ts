@@ -1,7 +1,7 @@
 // Benchmark: seconds per 1,000 reconstruction iterations of one ResNet-20 block (default the
 // stride-2 block with projection shortcut, layer2.0, at batch 32 on 28x28 inputs), for the QDrop
 // configuration and for TTAQ (QDrop + PEM + PCR). Timing covers the iteration loop only.
-//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--block layer2.0] [--batch 32] [--threads N] [--workers K]
+//   node --import tsx sdk/quant/bench.ts [--iterations 200] [--images 256] [--block layer2.0] [--batch 32] [--threads N] [--workers K]
 //       [--variant qdrop|ttaq[:modifier...]]... [--repeat N] [--json]
 // Variants given several times run in that order in one process; --repeat N runs the whole list N
 // times in alternation and adds a summary of medians per variant (A/B figures on a busy machine).
@@ -54,9 +54,11 @@ export interface BenchResult { readonly variant: string; readonly iterations: nu
   readonly medianSecondsPer1000: number;
   readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all 256 images): equal formulations agree up to rounding. */ readonly mseAfter: number }
 
-export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; workers?: number; variants?: readonly string[]; repeat?: number } = {}): Promise<BenchResult[]> {
+export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; workers?: number; variants?: readonly string[]; repeat?: number; images?: number } = {}): Promise<BenchResult[]> {
   const model = buildNet({ arch: 'resnet20' }, 'infer').model;
-  const n = 256;
+  // calibration images cached per block: 256 by default; `ttaq quantize` caches 1,024, whose
+  // caches no longer fit the last-level cache (each step gathers its rows from memory)
+  const n = o.images ?? 256;
   const images = new Float32Array(n * 784);
   for (let i = 0; i < images.length; i++) images[i] = Math.sin(i * 0.37) + 0.3 * Math.cos(i * 1.3);
   const set = { images, dims: [n, 1, 28, 28] };
@@ -96,9 +98,10 @@ export async function benchReconstruction(o: { iterations?: number; block?: stri
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { iterations: { type: 'string' }, block: { type: 'string' }, batch: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, repeat: { type: 'string' }, json: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { iterations: { type: 'string' }, images: { type: 'string' }, block: { type: 'string' }, batch: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' }, variant: { type: 'string', multiple: true }, repeat: { type: 'string' }, json: { type: 'boolean' } } });
   const res = await benchReconstruction({
     ...(values.iterations ? { iterations: Number(values.iterations) } : {}),
+    ...(values.images ? { images: Number(values.images) } : {}),
     ...(values.block ? { block: values.block } : {}),
     ...(values.batch ? { batch: Number(values.batch) } : {}),
     ...(values.workers ? { workers: Number(values.workers) } : {}),

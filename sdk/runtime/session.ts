@@ -117,8 +117,18 @@ export const SESSION_DEFAULTS: Readonly<Record<string, string>> = { 'session.int
  * constant folding, so every run dequantizes the weights and the convs lose their prepacked NCHWc
  * weights. Off, quantized models run 1.7-2x faster at batch 1-64 with the same quantized values
  * (docs/METHOD.md). GPU providers keep the QDQ nodes: TensorRT builds its INT8 engine from them.
+ * 'session.set_denormal_as_zero': values below 1.2e-38 count as zero (flush-to-zero and
+ * denormals-are-zero). Gradient graphs produce such values (a rounding regulariser's Exp of a large
+ * negative number, products of small gradients), and x86 cores take a slow path on each: a layer2.0
+ * reconstruction step ran 5.9-6.4 ms with them and 5.5 ms without (`sdk/quant/bench.ts --images
+ * 1024`, two runs each), the same block error to six digits. onnxruntime applies the setting to the
+ * thread that creates the process's first session (once) and to every session's pool threads;
+ * worker threads started later inherit the creating thread's setting. Every session ttaq creates
+ * asks for it, so the first one sets it; 'session.set_denormal_as_zero': '0' in `extra` opts out.
+ * The flag belongs to the thread: JavaScript arithmetic there then flushes double denormals (below
+ * 2.2e-308) too, which no ttaq computation relies on.
  */
-export const CPU_SESSION_DEFAULTS: Readonly<Record<string, string>> = { 'session.disable_quant_qdq': '1' };
+export const CPU_SESSION_DEFAULTS: Readonly<Record<string, string>> = { 'session.disable_quant_qdq': '1', 'session.set_denormal_as_zero': '1' };
 
 export function ortOptions(opts: SessionOptions, providers: readonly ProviderName[]): ort.InferenceSession.SessionOptions {
   const extra = { ...SESSION_DEFAULTS, ...(providers[0] === 'cpu' ? CPU_SESSION_DEFAULTS : {}), ...opts.extra };
