@@ -24,6 +24,8 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --eval DATASET      labelled images for the accuracy report (default: none; the calibration images
                       are used when they carry labels)
   --eval-limit N      at most N evaluation images (default all)
+  --variant-images N  compare the true-width and INT8-container exports on the first N evaluation
+                      images, or 'all' (default 1000; 0 skips the comparison)
   --w-bits B          weight bits: 2, 3, 4 or 8
   --a-bits B          activation bits: 2, 3, 4 or 8 (3-bit activations are stored in 4-bit
                       containers clipped to 8 levels)
@@ -124,7 +126,7 @@ function printReport(r: QuantReport, out: string): void {
   w(`quantized ${r.method} W${r.weightBits}A${r.activationBits} -> ${out}`);
   if (r.reconstruction) w(`reconstruction: ${r.reconstruction.preset} preset, ${r.reconstruction.iterationsPerBlock} iterations per block, PEM ${r.reconstruction.pem}, PCR ${r.reconstruction.pcr}, ${r.reconstruction.slices === 1 ? 'one session' : `${r.reconstruction.slices} slices per step`}`);
   if (r.accuracy) w(`accuracy on ${r.accuracy.images} ${r.accuracy.source}: FP32 ${(r.accuracy.fp32 * 100).toFixed(2)}%  quantized ${(r.accuracy.quantized * 100).toFixed(2)}%  (drop ${((r.accuracy.fp32 - r.accuracy.quantized) * 100).toFixed(2)} pt)`);
-  if (r.variants) w(`true-width vs INT8-container on those images: ${r.variants.samePredictions}/${r.variants.images} equal predictions, max logit difference ${r.variants.maxLogitDiff.toExponential(2)}`);
+  if (r.variants) w(`true-width vs INT8-container on the first ${r.variants.images} of those images: ${r.variants.samePredictions}/${r.variants.images} equal predictions, max logit difference ${r.variants.maxLogitDiff.toExponential(2)}`);
   w(`size: FP32 ${(r.size.fp32Bytes / 1024).toFixed(1)} KiB -> ${(r.size.quantizedBytes / 1024).toFixed(1)} KiB  (${Object.entries(r.size.weightsByDType).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)} KiB`).join(', ')})`);
   if (r.outputSqnrDb !== null) w(`output SQNR ${r.outputSqnrDb.toFixed(2)} dB`);
   w('layer                              W  A   SQNR dB');
@@ -138,7 +140,7 @@ function printReport(r: QuantReport, out: string): void {
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, {
-    model: { type: 'string' }, calib: { type: 'string' }, eval: { type: 'string' }, 'eval-limit': { type: 'string' },
+    model: { type: 'string' }, calib: { type: 'string' }, eval: { type: 'string' }, 'eval-limit': { type: 'string' }, 'variant-images': { type: 'string' },
     'w-bits': { type: 'string' }, 'a-bits': { type: 'string' }, method: { type: 'string' }, preset: { type: 'string' },
     iterations: { type: 'string' }, pem: { type: 'string' }, pcr: { type: 'string' }, 'calib-images': { type: 'string' },
     'min-calib': { type: 'string' }, 'first-last': { type: 'string' }, override: { type: 'string', multiple: true },
@@ -161,6 +163,9 @@ export async function run(argv: string[]): Promise<number> {
   };
   choice('preset', ['fast', 'default', 'paper']);
   choice('step-owner', ['producer', 'consumer']);
+  const vi = v['variant-images'] as string | undefined;
+  const variantImages = vi === undefined ? undefined : vi === 'all' ? Number.MAX_SAFE_INTEGER : num(vi, '--variant-images');
+  if (variantImages !== undefined && !(Number.isInteger(variantImages) && variantImages >= 0)) throw new TtaqError('CLI_USAGE', `--variant-images '${vi}' should be a whole number of images or 'all'`);
   checkWeightBits(num(v['w-bits'] as string, '--w-bits')!, '--w-bits');
   checkActBits(num(v['a-bits'] as string, '--a-bits')!, '--a-bits');
   const model = await loadModel(modelPath);
@@ -189,6 +194,7 @@ export async function run(argv: string[]): Promise<number> {
     biasCorrection: !!v['bias-correction'],
     ...(v.batch ? { batch: num(v.batch as string, '--batch') } : {}),
     ...(v['step-owner'] ? { stepOwner: v['step-owner'] as 'producer' } : {}),
+    ...(variantImages !== undefined ? { variantImages } : {}),
     ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
     spinning: !!v.spinning,
     workers: v.workers === undefined || v.workers === 'auto' ? 'auto' : num(v.workers as string, '--workers'),

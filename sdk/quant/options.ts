@@ -76,6 +76,10 @@ export const QuantizeOptionsSchema = z.object({
   stepOwner: z.enum(['producer', 'consumer']).default('producer'),
   /** Images for the per-layer SQNR report (default 128; 0 skips it). */
   reportImages: z.number().int().nonnegative().default(128),
+  /** Accuracy images on which the true-width and INT8-container exports are compared (default the
+   * first 1,000; 0 skips it). Each pass over the 10,000 Fashion-MNIST test images took 4-5 s here:
+   * the comparison of the whole set is asked for explicitly. */
+  variantImages: z.number().int().nonnegative().default(1000),
   /** Resume file: finished blocks are stored here and skipped on a rerun with the same inputs. */
   statePath: z.string().optional(),
   intraOpThreads: z.number().int().positive().optional(),

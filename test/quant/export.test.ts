@@ -77,7 +77,9 @@ test('first and last layers and the network input stay at 8 bit; overrides by re
 test('a ReLU6 (Clip) model at W4A4: the true-width file loads in a plain onnxruntime (no Clip feeds a UINT4 QuantizeLinear)', async () => {
   const model = buildNet({ arch: 'mobilenet', mobilenet: { stemChannels: 4, stages: [{ t: 2, c: 8, n: 1, s: 2 }], lastChannels: 16 }, height: 8, width: 8, seed: 3 }, 'infer').model;
   assert.ok(model.graph.nodes.some((n) => n.opType === 'Clip'), 'the fixture has ReLU6 Clips');
-  const r = await quantize({ model, calib: tinySet(32), options: { wBits: 4, aBits: 4, method: 'minmax', minCalibImages: 16, reportImages: 0 } });
+  const r = await quantize({ model, calib: tinySet(32), options: { wBits: 4, aBits: 4, method: 'minmax', minCalibImages: 16, reportImages: 0, variantImages: 10 } });
+  assert.equal(r.report.accuracy?.images, 32);
+  assert.equal(r.report.variants?.images, 10, 'the export variants are compared on the first variantImages images only');
   assert.equal(clipsBeforeSubByteQuantize(r.model.graph).size, 0);
   assert.ok(r.model.graph.nodes.some((n) => n.opType === 'Min'), 'the ReLU6 became Max+Min');
   // straight onnxruntime-node, none of sdk/runtime's load-time rewrites

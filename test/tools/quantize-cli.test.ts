@@ -12,3 +12,13 @@ test('an unknown --step-owner or --preset is a usage error that lists the choice
     await assert.rejects(run([...base, flag, value]), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.includes(`${flag} '${value}'`) && e.message.includes(choices));
   }
 });
+
+test('--variant-images takes a whole number or all, before anything loads', async () => {
+  for (const value of ['some', '-3', '2.5']) {
+    await assert.rejects(run([...base, `--variant-images=${value}`]), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.includes(`--variant-images '${value}'`));
+  }
+  // accepted values get as far as the missing model
+  for (const value of ['all', '0', '500']) {
+    await assert.rejects(run([...base, '--variant-images', value]), (e: unknown) => !(isTtaqError(e) && e.code === 'CLI_USAGE'));
+  }
+});
