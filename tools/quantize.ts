@@ -126,7 +126,7 @@ function printReport(r: QuantReport, out: string): void {
   w(`quantized ${r.method} W${r.weightBits}A${r.activationBits} -> ${out}`);
   if (r.reconstruction) w(`reconstruction: ${r.reconstruction.preset} preset, ${r.reconstruction.iterationsPerBlock} iterations per block, PEM ${r.reconstruction.pem}, PCR ${r.reconstruction.pcr}, ${r.reconstruction.slices === 1 ? 'one session' : `${r.reconstruction.slices} slices per step`}`);
   if (r.accuracy) w(`accuracy on ${r.accuracy.images} ${r.accuracy.source}: FP32 ${(r.accuracy.fp32 * 100).toFixed(2)}%  quantized ${(r.accuracy.quantized * 100).toFixed(2)}%  (drop ${((r.accuracy.fp32 - r.accuracy.quantized) * 100).toFixed(2)} pt)`);
-  if (r.variants) w(`true-width vs INT8-container on the first ${r.variants.images} of those images: ${r.variants.samePredictions}/${r.variants.images} equal predictions, max logit difference ${r.variants.maxLogitDiff.toExponential(2)}`);
+  if (r.variants) w(`true-width vs INT8-container on ${r.variants.images === r.accuracy?.images ? 'all' : 'the first'} ${r.variants.images} of those images: ${r.variants.samePredictions}/${r.variants.images} equal predictions, max logit difference ${r.variants.maxLogitDiff.toExponential(2)}`);
   w(`size: FP32 ${(r.size.fp32Bytes / 1024).toFixed(1)} KiB -> ${(r.size.quantizedBytes / 1024).toFixed(1)} KiB  (${Object.entries(r.size.weightsByDType).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)} KiB`).join(', ')})`);
   if (r.outputSqnrDb !== null) w(`output SQNR ${r.outputSqnrDb.toFixed(2)} dB`);
   w('layer                              W  A   SQNR dB');
