@@ -320,10 +320,12 @@ export function buildReconGraph(
   const hVals: string[] = [];
   let roundFn: string | undefined; // the regulariser, when the 'function' op computes it
   let wFlat: string | undefined; // every Ŵ concatenated, in site order ('function')
+  let wTotal = 0; // its length
   // β/2, read by the Exp/Log form of the regulariser
   const halfBeta = form.roundReg === 'explog' || form.adaround === 'function' ? b.op1('Mul', [beta, b.scalar(0.5)]) : beta;
   if (form.adaround === 'function' && sites.weights.length > 0) {
     const total = sites.weights.reduce((a, w) => a + wInit.get(w.node)!.v.length, 0);
+    wTotal = total;
     const v = new Float32Array(total);
     const floor = new Float32Array(total);
     const scale = new Float32Array(total);
@@ -494,7 +496,7 @@ export function buildReconGraph(
     let acc = b.scalar(0);
     if (wFlat) {
       // Σ_l c_l ‖Ŵ_l‖² over the concatenated Ŵ: ‖Ŵ ⊙ √c‖² with c per element
-      const coef = new Float32Array(vSlices.size ? [...vSlices.values()].reduce((a, x) => a + x.length, 0) : 0);
+      const coef = new Float32Array(wTotal);
       for (const site of sites.weights) { const sl = vSlices.get(site.node)!; coef.fill(Math.sqrt(opts.pem.coef.get(site.node) ?? 0), sl.offset, sl.offset + sl.length); }
       const root = coef.every((x) => x === coef[0]) ? b.scalar(coef[0]!) : b.constant(makeTensor('float32', [coef.length], coef), 'recon.pem_root_coef');
       acc = sumSquares(b.op1('Mul', [wFlat, root]));

@@ -30,6 +30,10 @@
 //                    Depthwise (multiplier 1, any stride): one Mul + ReduceSum per offset over the
 //                    same shifted copies (stride 1) or strided Slices of the padded X
 //                    (weightGradDepthwise).
+//   'onehot'         the patches from one Conv with K fixed one-hot kernels over X as [N*Cin, 1, S]
+//                    (strides, pads and dilations handled by the Conv kernel), contracted with dY per
+//                    sample (a batched MatMul) or, below 128 output positions, in one Gemm
+//                    (weightGradOneHot). The automatic choice for strided kernels and few channels.
 //   'rowgemm'        depthwise (multiplier 1) only: per channel, batched GEMMs X_a^T dY over the
 //                    rows each leading-axis offset a reads, then the last axis' offsets as fixed
 //                    diagonals of the [W, Wo] results (one MatMul with a 0/1 matrix)
