@@ -11,7 +11,8 @@
 //
 // The pieces are exported for callers that need one step: quantizer math (quantizer.ts),
 // calibration (calibrate.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
-// blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts), PEM (pem.ts), export (export.ts).
+// blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts, with the ops of their own gradient
+// rules: lsq.ts, adaround.ts), PEM (pem.ts), export (export.ts).
 import { TtaqError, isTtaqError } from '../errors/index.ts';
 import { chooseWorkers, getRule, threadsPerSlice } from '../autodiff/index.ts';
 import type { Model } from '../onnx/types.ts';
