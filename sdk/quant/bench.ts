@@ -52,7 +52,7 @@ const median = (v: readonly number[]): number => { const s = [...v].sort((a, b) 
 export interface BenchResult { readonly variant: string; readonly iterations: number; readonly loopSeconds: number; readonly secondsPer1000: number;
   /** The median iteration's wall time x 1,000: the statistic of the PyTorch baseline (which times steps after warm-up). */
   readonly medianSecondsPer1000: number;
-  readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all 256 images): equal formulations agree up to rounding. */ readonly mseAfter: number }
+  readonly cpuSecondsPer1000: number; /** Block reconstruction error after the run (all cached images): equal formulations agree up to rounding. */ readonly mseAfter: number }
 
 export async function benchReconstruction(o: { iterations?: number; block?: string; batch?: number; threads?: number; workers?: number; variants?: readonly string[]; repeat?: number; images?: number } = {}): Promise<BenchResult[]> {
   const model = buildNet({ arch: 'resnet20' }, 'infer').model;
