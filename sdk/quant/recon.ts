@@ -292,6 +292,10 @@ export async function reconstructBlock(
     const layout = opts.convLayout ? { convLayout: opts.convLayout } : {};
     const step = K > 1 ? await DataParallelStep.create(gg, { workers: K, session, ...layout }) : await GradientStep.create(gg, { session, ...layout });
     const params = new Map<string, Tensor>(gg.params);
+    // inputs the loss does not depend on are gone from the gradient graph (the FP block input when
+    // the input is always quantized, as in AdaRound and BRECQ; β in a block without weights)
+    const graphInputs = new Set(gg.model.graph.inputs.map((v) => v.name));
+    const fed = (name: string | undefined): boolean => !!name && graphInputs.has(name);
     const vNames = new Set(rg.vParams.values());
     // Adam with two learning rates: AdaRound's V and the LSQ steps
     const adamV = new Adam({ lr: opts.lrV });
@@ -328,12 +332,12 @@ export async function reconstructBlock(
         beta[0] = opts.betaEnd + (opts.betaStart - opts.betaEnd) * (1 - rel);
         rw[0] = it < warm ? 0 : opts.roundWeight;
         const r = await step.run(params, {
-          ...(rg.inputs.xq ? { [rg.inputs.xq]: rowsOf(caches.xq, caches.dims) } : {}),
-          ...(rg.inputs.xqHat ? { [rg.inputs.xqHat]: rowsOf(xqHat!, caches.dims) } : {}),
-          [rg.inputs.xfp]: rowsOf(caches.xfp, caches.dims),
+          ...(fed(rg.inputs.xq) ? { [rg.inputs.xq!]: rowsOf(caches.xq, caches.dims) } : {}),
+          ...(fed(rg.inputs.xqHat) ? { [rg.inputs.xqHat!]: rowsOf(xqHat!, caches.dims) } : {}),
+          ...(fed(rg.inputs.xfp) ? { [rg.inputs.xfp]: rowsOf(caches.xfp, caches.dims) } : {}),
           [rg.inputs.y]: rowsOf(yfp.data, yfp.dims),
-          [rg.inputs.beta]: makeTensor('float32', [], beta),
-          [rg.inputs.roundWeight]: makeTensor('float32', [], rw),
+          ...(fed(rg.inputs.beta) ? { [rg.inputs.beta]: makeTensor('float32', [], beta) } : {}),
+          ...(fed(rg.inputs.roundWeight) ? { [rg.inputs.roundWeight]: makeTensor('float32', [], rw) } : {}),
           ...(maskPool ? { [rg.inputs.mask!]: makeTensor('bool', xShape, maskPool.next()) } : {}),
           ...(noisePool ? { [rg.inputs.noise!]: makeTensor('float32', xShape, noisePool.next()) } : {}),
         });

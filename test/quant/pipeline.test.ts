@@ -7,7 +7,7 @@ import { TtaqError } from '../../sdk/errors/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32, makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
-import { prepareModel, quantize, type QuantizeOptionsInput } from '../../sdk/quant/index.ts';
+import { METHODS, prepareModel, quantize, type QuantizeOptionsInput } from '../../sdk/quant/index.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
 
@@ -96,5 +96,16 @@ test('an interrupted run resumes from its finished blocks and ends where an unin
     await assert.rejects(quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } }), coded('STATE_MISMATCH', /another model or other options/));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('every method runs end to end on a tiny ResNet (AdaRound and BRECQ quantize the block input always, so its FP copy is not fed)', async () => {
+  const model = tinyResNet(4);
+  const set = tinySet(32);
+  for (const method of METHODS) {
+    const r = await quantize({ model, calib: set, options: { ...FAST, method, iterations: 6, workers: 1 } });
+    assert.equal(r.report.method, method);
+    assert.ok(r.model.graph.nodes.some((n) => n.opType === 'DequantizeLinear'), `${method}: a QDQ model`);
+    assert.ok(r.report.accuracy && r.report.accuracy.quantized >= 0, `${method}: accuracy reported`);
   }
 });
