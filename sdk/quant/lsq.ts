@@ -12,9 +12,10 @@
 //   so  dL/ds = Σ g·dy/ds = (g·y − dx·x)/s  with dx = g·inside, the input gradient.
 // Each dot is a Gemm of two [1, n] rows, which only reads its inputs; the elementwise form (a step
 // factor tensor in the forward op, Mul, ReduceSum) wrote three activation-sized tensors and took
-// ~0.24 ms per quantizer in a layer2.0 step at batch 16, against ~0.03 ms for the two Gemms
-// (onnxruntime's profiler). The difference of the two sums loses about log10(levels) digits of
-// float32 precision: at 8 bits a relative error near 1e-4 in the step's gradient.
+// 0.23-0.25 ms per quantizer in a layer2.0 step at batch 16, against 0.06-0.07 ms for the two
+// Gemms (onnxruntime's profiler on the step graph). The difference of the two sums loses about
+// log10(levels) digits of float32 precision: at 8 bits, by that estimate (not measured), a
+// relative error near 1e-4 in the step's gradient.
 // onnxruntime runs the op as a model-local function (FunctionProto), inlined at session creation.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';

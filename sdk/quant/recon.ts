@@ -14,6 +14,7 @@ import { fakeQuantOps, hardCodes, initialV, nodeV, buildReconGraph, type ReconFo
 import type { ActSite, WeightSite } from './plan.ts';
 import { rangeOf, type QuantParams } from './quantizer.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
+import { getOpset } from '../onnx/versions.ts';
 import type { CalibSet } from './stats.ts';
 import { Adam } from '../optim/index.ts';
 import { mix32, Xoshiro128 } from '../random/index.ts';
@@ -180,7 +181,7 @@ function blockModel(full: Model, b: Block): Model {
 /** The quantized forward of one block (QDQ, int8 containers, identical numerics to the export). */
 export function quantizedBlock(full: Model, b: Block, values: QuantValues): Model {
   const bm = blockModel(full, b);
-  const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
+  const opset = getOpset(full) ?? 13;
   return { ...bm, graph: qdqGraph(bm.graph, values, 'int8-container', opset, Math.max(opset, 13)) };
 }
 
@@ -237,7 +238,9 @@ export async function reconstructBlock(
   const producerSteps = (opts.stepOwner ?? 'producer') === 'producer' && opts.learnActs;
   const outputSite = producerSteps ? sites.output : undefined;
   const inputSite = sites.acts.find((a) => a.value === block.input);
-  const aInit = new Map([...sites.acts, ...(outputSite ? [outputSite] : [])].map((a) => [a.value, values.acts.get(a.value)!]));
+  // the activation quantizers this block's graph holds: the ones its nodes read, and its output's
+  const actSites = [...sites.acts, ...(outputSite ? [outputSite] : [])];
+  const aInit = new Map(actSites.map((a) => [a.value, values.acts.get(a.value)!]));
   // With K workers the step graph is built for one worker's slice; the full batch is fed and split.
   const gopts: ReconGraphOptions = {
     inputQuantProb: opts.inputQuantProb,
@@ -364,7 +367,7 @@ export async function reconstructBlock(
       values.weights.set(w.node, { params: cur.params, codes: hardCodes(wInit.get(w.node)!.floor, v, w.dims, cur.params) });
     }
     if (opts.learnActs) {
-      for (const a of [...sites.acts, ...(outputSite ? [outputSite] : [])]) {
+      for (const a of actSites) {
         if (!rg.learnedSteps.has(rg.stepParams.get(a.value)!)) continue;
         const s = Number(params.get(rg.stepParams.get(a.value)!)!.data[0]);
         const cur = values.acts.get(a.value)!;
@@ -394,7 +397,7 @@ export async function reconstructBlock(
 /** The fake quantizer of `p` as its own model (input 'x', one output), with the reconstruction
  * graph's ops in the same order (recongraph.ts's fakeQuantOps): the same values to the bit. */
 export function fakeQuantModel(full: Model, p: QuantParams, dims: readonly number[]): Model {
-  const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
+  const opset = getOpset(full) ?? 13;
   const { qmin, qmax } = rangeOf(p.spec);
   const b = new GraphBuilder('fake-quant');
   b.input('x', 'float32', ['N', ...dims.slice(1)]);

@@ -15,6 +15,7 @@
 // x − max − log Σ exp(x − max), since onnxruntime's LogSoftmax over the channel axis of an NCHW
 // tensor is several times slower.
 import { A, GraphBuilder } from '../onnx/builder.ts';
+import { getOpset } from '../onnx/versions.ts';
 import { f32, makeTensor } from '../onnx/tensor.ts';
 import type { Graph, Model, Node, Tensor } from '../onnx/types.ts';
 import type { Block } from './blocks.ts';
@@ -267,7 +268,7 @@ export function buildReconGraph(
   opts: ReconGraphOptions,
 ): ReconGraph {
   const g = full.graph;
-  const opset = full.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
+  const opset = getOpset(full) ?? 13;
   const set = new Set(block.nodes);
   const nodes = g.nodes.filter((n) => set.has(n.name));
   const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', roundReg: 'explog', adaround: 'function', ...opts.formulation } as Required<ReconFormulation>;
