@@ -187,13 +187,17 @@ export async function candidateErrorsOrt(
     const { qmin, qmax } = rangeOf(site.spec);
     const d = dims.get(site.value)!;
     perSample = Math.max(perSample, d.slice(1).reduce((a, x) => a * x, 1) * k);
-    const flat = b.op1('Reshape', [site.value, b.ints([1, -1])]);
     const s = b.constant(f32([k, 1], site.scale), `${site.value}_cand_scale`);
-    const z = b.constant(f32([k, 1], site.zeroPoint), `${site.value}_cand_zp`);
-    const q = b.op1('Clip', [b.op1('Add', [b.op1('Round', [b.op1('Div', [flat, s])]), z]), b.scalar(qmin), b.scalar(qmax)]);
-    const dq = b.op1('Mul', [b.op1('Sub', [q, z]), s]);
-    const diff = b.op1('Sub', [dq, flat]);
-    const e = reduce(b, 'ReduceSum', b.op1('Mul', [diff, diff]), [1], opset);
+    // Zero is exactly representable under every candidate (its zero point is an integer code), so an
+    // exact zero adds no error: the search keeps only the nonzero values (about half of a ReLU's
+    // output). After a ReLU every zero point is 0 and the two zero-point ops are skipped.
+    const z = site.zeroPoint.every((v) => v === 0) ? undefined : b.constant(f32([k, 1], site.zeroPoint), `${site.value}_cand_zp`);
+    const vec = b.op1('Reshape', [site.value, b.ints([-1])]);
+    const flat = b.op1('Gather', [vec, b.op1('NonZero', [vec])], { axis: A.int(0) }); // [1, nonzero count]
+    const r = b.op1('Round', [b.op1('Div', [flat, s])]);
+    const q = b.op1('Clip', [z ? b.op1('Add', [r, z]) : r, b.scalar(qmin), b.scalar(qmax)]);
+    const dq = b.op1('Mul', [z ? b.op1('Sub', [q, z]) : q, s]);
+    const e = reduce(b, 'ReduceSumSquare', b.op1('Sub', [dq, flat]), [1], opset);
     b.output(e);
     errOut.set(site.value, e);
   }
