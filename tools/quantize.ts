@@ -49,7 +49,9 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --no-state          do not write a resume file
   --threads N         onnxruntime threads per operator (per slice with --workers)
   --workers N|auto    reconstruction steps in N batch slices at once, one per thread
-                      (default auto: one per core, at most 2; 1 = a single session)
+                      (default auto: one per core, at most 2, for blocks whose input has at least
+                      8,192 values per sample, one session with all cores for smaller ones; 1 = a
+                      single session)
   --spinning          let onnxruntime's threads spin between ops: measure first; it was faster
                       on one idle host and slower on shared or virtual cores (default: they sleep)
   --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
@@ -124,7 +126,7 @@ const num = (v: string | undefined, flag: string): number | undefined => {
 function printReport(r: QuantReport, out: string): void {
   const w = (s: string) => process.stdout.write(s + '\n');
   w(`quantized ${r.method} W${r.weightBits}A${r.activationBits} -> ${out}`);
-  if (r.reconstruction) w(`reconstruction: ${r.reconstruction.preset} preset, ${r.reconstruction.iterationsPerBlock} iterations per block, PEM ${r.reconstruction.pem}, PCR ${r.reconstruction.pcr}, ${r.reconstruction.slices === 1 ? 'one session' : `${r.reconstruction.slices} slices per step`}`);
+  if (r.reconstruction) w(`reconstruction: ${r.reconstruction.preset} preset, ${r.reconstruction.iterationsPerBlock} iterations per block, PEM ${r.reconstruction.pem}, PCR ${r.reconstruction.pcr}, ${r.reconstruction.slices === 1 ? 'one session' : `up to ${r.reconstruction.slices} slices per step`}`);
   if (r.accuracy) w(`accuracy on ${r.accuracy.images} ${r.accuracy.source}: FP32 ${(r.accuracy.fp32 * 100).toFixed(2)}%  quantized ${(r.accuracy.quantized * 100).toFixed(2)}%  (drop ${((r.accuracy.fp32 - r.accuracy.quantized) * 100).toFixed(2)} pt)`);
   if (r.variants) w(`true-width vs INT8-container on ${r.variants.images === r.accuracy?.images ? 'all' : 'the first'} ${r.variants.images} of those images: ${r.variants.samePredictions}/${r.variants.images} equal predictions, max logit difference ${r.variants.maxLogitDiff.toExponential(2)}`);
   w(`size: FP32 ${(r.size.fp32Bytes / 1024).toFixed(1)} KiB -> ${(r.size.quantizedBytes / 1024).toFixed(1)} KiB  (${Object.entries(r.size.weightsByDType).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)} KiB`).join(', ')})`);
@@ -132,8 +134,8 @@ function printReport(r: QuantReport, out: string): void {
   w('layer                              W  A   SQNR dB');
   for (const l of r.layers) w(`${l.node.padEnd(34)} ${String(l.weightBits).padStart(1)}  ${String(l.activationBits ?? '-').padStart(1)}  ${l.sqnrDb.toFixed(2).padStart(7)}`);
   if (r.blocks.length) {
-    w('block                 seconds   mse(nearest)  mse(after)');
-    for (const b of r.blocks) w(`${b.block.padEnd(20)} ${b.seconds.toFixed(1).padStart(8)}   ${b.mseBefore.toExponential(3).padStart(11)}  ${b.mseAfter.toExponential(3).padStart(10)}`);
+    w('block                 seconds  slices   mse(nearest)  mse(after)');
+    for (const b of r.blocks) w(`${b.block.padEnd(20)} ${b.seconds.toFixed(1).padStart(8)}  ${String(b.slices ?? '-').padStart(6)}   ${b.mseBefore.toExponential(3).padStart(11)}  ${b.mseAfter.toExponential(3).padStart(10)}`);
   }
   w(`time: ${Object.entries(r.seconds).map(([k, v]) => `${k} ${v.toFixed(1)}s`).join(', ')}`);
 }

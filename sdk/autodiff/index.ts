@@ -59,6 +59,6 @@ export { softmaxCrossEntropy, withSoftmaxCrossEntropy, type CrossEntropyOptions 
 export { detach, STOP_GRADIENT_OP_NAME } from './detach.ts';
 export { GradientStep, copyParams, forExecution, type ConvLayout, type StepResult, type StepOptions, type ParamFeed } from './step.ts';
 export { type RowFeed, type BatchFeed } from './feeds.ts';
-export { DataParallelStep, chooseWorkers, idleStepWorkers, threadsPerSlice, type ParallelStepOptions } from './parallel.ts';
+export { DataParallelStep, chooseWorkers, chooseWorkersFor, idleStepWorkers, SLICE_MIN_SAMPLE_VALUES, threadsPerSlice, type ParallelStepOptions } from './parallel.ts';
 export { registerRule, getRule, listRules, type GradRule, type RuleContext, type RuleOptions } from './rules/index.ts';
 export { chooseConvGrad, CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD, type ConvCase, type ConvGradOptions, type ConvInputGrad, type ConvWeightGrad } from './rules/convgrad.ts';

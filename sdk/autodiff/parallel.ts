@@ -64,6 +64,22 @@ export function chooseWorkers(requested: number | 'auto', batch: number, max = 2
   return 1;
 }
 
+/**
+ * Below this many values per sample (a 56x56x4 or 16x16x32 tensor, say) a step does too little work
+ * per op to split: the slices' message passing, merge and second pass over the graph's nodes cost
+ * more than they save, and one session with every core runs faster. Measured on ResNet-20's blocks,
+ * 2 cores, batch 32 (docs/BENCHMARKS.md): with 12,544 input values per sample slices were 5-8 %
+ * faster, with 6,272 or 3,136 one session was 7-20 % faster.
+ */
+export const SLICE_MIN_SAMPLE_VALUES = 8192;
+
+/** `chooseWorkers` for one step whose input has `sampleValues` values per sample: under 'auto', a
+ * small step runs in one session. */
+export function chooseWorkersFor(requested: number | 'auto', batch: number, sampleValues: number, max = 2): number {
+  if (requested === 'auto' && sampleValues < SLICE_MIN_SAMPLE_VALUES) return 1;
+  return chooseWorkers(requested, batch, max);
+}
+
 /** onnxruntime threads for each of `slices` sessions sharing this machine's cores (at least 1). */
 export function threadsPerSlice(slices: number): number {
   return Math.max(1, Math.floor(availableParallelism() / Math.max(1, slices)));

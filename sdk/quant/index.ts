@@ -14,7 +14,7 @@
 // blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts, with the ops of their own gradient
 // rules: lsq.ts, adaround.ts), PEM (pem.ts), export (export.ts).
 import { TtaqError, isTtaqError } from '../errors/index.ts';
-import { chooseWorkers, getRule, threadsPerSlice } from '../autodiff/index.ts';
+import { chooseWorkers, getRule } from '../autodiff/index.ts';
 import type { Model } from '../onnx/types.ts';
 import { noProgress, type ProgressFn } from '../progress/index.ts';
 import { blockGraph, partitionBlocks, type Block } from './blocks.ts';
@@ -149,7 +149,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
   lap('calibrate');
   const values = copyValues(cal.values);
   const blockReports: BlockReport[] = [];
-  // data-parallel slices share the cores: each session gets its part of them unless threads were given
+  // the most data-parallel slices a block's step may run in (small blocks run in one session)
   const workers = mp.reconstruct ? chooseWorkers(o.workers, Math.min(o.batch, set.dims[0]!)) : 1;
   let pemInfo: Map<string, LayerPerturbation> | undefined;
   if (mp.reconstruct) {
@@ -203,9 +203,9 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
           seed: o.seed,
           ...(pemInfo && mp.pem > 0 ? { pem: { weight: mp.pem, coef: new Map([...pemInfo].map(([k, v]) => [k, v.coef])) } } : {}),
           ...(mp.pcr > 0 ? { pcr: { weight: mp.pcr, gamma: o.pcrGamma, temperature: o.pcrTemperature } } : {}),
-          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : workers > 1 ? { intraOpThreads: threadsPerSlice(workers) } : {}),
+          ...(o.intraOpThreads ? { intraOpThreads: o.intraOpThreads } : {}),
           spinning: o.spinning,
-          workers,
+          workers: o.workers === 'auto' ? 'auto' : workers,
         }, progress, stage);
         caches = r.next;
         blockReports.push(r.report);

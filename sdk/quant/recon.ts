@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseWorkersFor, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed, threadsPerSlice } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -35,14 +35,15 @@ export interface ReconOptions {
   readonly pem?: { readonly weight: number; readonly coef: ReadonlyMap<string, number> };
   readonly pcr?: { readonly weight: number; readonly gamma: number; readonly temperature: number };
   readonly seed: number;
-  /** Session options for the training step (threads). */
+  /** onnxruntime threads of the step's session (default: all cores, shared among slices). */
   readonly intraOpThreads?: number;
   /** Let onnxruntime's worker threads spin between ops (default false: on shared CPUs spinning
    * threads fight other processes; measured 56 vs 105 ms per step on the loaded 2-core box). */
   readonly spinning?: boolean;
   /** Data-parallel worker threads for the reconstruction steps (each runs batch/workers samples in
-   * its own session; must divide the batch; default 1 = one session on this thread). */
-  readonly workers?: number;
+   * its own session; must divide the batch; default 1 = one session on this thread); 'auto' slices
+   * the steps of blocks large enough to gain from it, one per core (chooseWorkersFor). */
+  readonly workers?: number | 'auto';
   /** Equivalent graph formulations (A/B measurements); default the fastest. */
   readonly formulation?: ReconFormulation;
   /** Conv gradient formulations passed to sdk/autodiff (default: its per-conv choice, which writes
@@ -68,6 +69,8 @@ export interface BlockReport {
   readonly loopSeconds: number;
   /** CPU seconds (user + system, all threads) of the process inside the loop: robust to other load. */
   readonly loopCpuSeconds: number;
+  /** Data-parallel slices the step ran in (1 = one session). */
+  readonly slices: number;
   /** Reconstruction error (per-sample sum, batch mean) of nearest rounding and of the result, on all calibration images. */
   readonly mseBefore: number;
   readonly mseAfter: number;
@@ -215,7 +218,7 @@ export async function reconstructBlock(
   const t0 = performance.now();
   const N = caches.dims[0]!;
   const B = Math.min(opts.batch, N);
-  const K = chooseWorkers(opts.workers ?? 1, B);
+  const K = chooseWorkersFor(opts.workers ?? 1, B, caches.dims.slice(1).reduce((a, x) => a * x, 1));
   // With slices, every cache the steps read lives in shared memory: each worker gathers its rows
   // there itself. Caches made by the previous block already do; the first block's are copied once.
   if (K > 1) {
@@ -289,7 +292,7 @@ export async function reconstructBlock(
     const xqHat = fqModel ? (await runOver(fqModel, 'x', fqModel.graph.outputs[0]!.name, caches.xq, caches.dims, { shared: K > 1 })).data : undefined;
     const session = {
       source: `reconstruction of block '${block.name}'`,
-      ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : {}),
+      ...(opts.intraOpThreads ? { intraOpThreads: opts.intraOpThreads } : K > 1 ? { intraOpThreads: threadsPerSlice(K) } : {}),
       extra: { 'session.intra_op.allow_spinning': opts.spinning ? '1' : '0' },
     };
     const layout = opts.convLayout ? { convLayout: opts.convLayout } : {};
@@ -387,6 +390,7 @@ export async function reconstructBlock(
     seconds: (performance.now() - t0) / 1000,
     loopSeconds,
     loopCpuSeconds,
+    slices: K,
     mseBefore,
     mseAfter: mseOf(after.data, yfp.data, N),
     finalLoss,

@@ -33,7 +33,8 @@ export interface QuantReport {
    * report names its PEM/PCR weights without the file name having to. */
   readonly reconstruction: {
     readonly preset: string; readonly iterationsPerBlock: number; readonly pem: number; readonly pcr: number;
-    /** Data-parallel slices each step ran in (1 = one session; the times above depend on it). */
+    /** The most data-parallel slices a step ran in (1 = one session; the times above depend on it);
+     * each block's own count is in its report. */
     readonly slices: number;
   } | null;
   readonly pem?: Readonly<Record<string, { rho: number; coef: number }>>;

@@ -2,7 +2,7 @@
 // full-batch loss, gradients and per-sample outputs; bad feeds and slice counts are refused with a reason.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, idleStepWorkers } from '../../sdk/autodiff/index.ts';
+import { buildGradientGraph, chooseWorkers, chooseWorkersFor, DataParallelStep, GradientStep, idleStepWorkers, SLICE_MIN_SAMPLE_VALUES } from '../../sdk/autodiff/index.ts';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { makeTensor } from '../../sdk/onnx/tensor.ts';
@@ -129,6 +129,13 @@ test('slice counts: one per core at most 2 for auto, lowered until they divide t
   assert.ok(auto >= 1 && auto <= 2);
   const g = await buildGradientGraph({ model: net('N'), loss: 'loss', wrt: ['w'] });
   await assert.rejects(DataParallelStep.create(g, { workers: 1 }), (e: unknown) => isTtaqError(e) && /at least 2 slices/.test(e.message));
+});
+
+test('auto slices only steps with enough values per sample; an explicit count is kept for any size', () => {
+  assert.equal(chooseWorkersFor('auto', 32, SLICE_MIN_SAMPLE_VALUES - 1), 1);
+  assert.equal(chooseWorkersFor('auto', 32, SLICE_MIN_SAMPLE_VALUES), chooseWorkers('auto', 32));
+  assert.equal(chooseWorkersFor(2, 32, 16), 2);
+  assert.equal(chooseWorkersFor(2, 31, 1 << 20), 1);
 });
 
 test('the merge of slice results: the elementwise mean of two or more slices', () => {

@@ -26,6 +26,7 @@ Inputs are random: speed does not depend on the values.
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -155,12 +156,16 @@ class FakeQuantAct(torch.autograd.Function):
 
 
 class AdaRoundConv(nn.Module):
+    """AdaRound weights (per output channel) of a Conv2d, or of a Linear layer."""
+
     def __init__(self, conv, bits=4):
         super().__init__()
         w = conv.weight.detach()
-        self.stride, self.padding = conv.stride, conv.padding
+        self.linear = isinstance(conv, nn.Linear)
+        self.bias = conv.bias.detach() if self.linear else None
+        self.stride, self.padding = (None, None) if self.linear else (conv.stride, conv.padding)
         self.qmin, self.qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        self.scale = (w.abs().amax((1, 2, 3), keepdim=True) / self.qmax).clamp_min(1e-8)
+        self.scale = (w.abs().amax(tuple(range(1, w.dim())), keepdim=True) / self.qmax).clamp_min(1e-8)
         r = w / self.scale
         self.floor = torch.floor(r)
         frac = (r - self.floor).clamp(1e-4, 1 - 1e-4)
@@ -174,29 +179,108 @@ class AdaRoundConv(nn.Module):
         return torch.clamp(self.floor + self.h(), self.qmin, self.qmax) * self.scale
 
     def forward(self, x):
+        if self.linear:
+            return F.linear(x, self.weight(), self.bias)
         return F.conv2d(x, self.weight(), None, self.stride, self.padding)
 
 
 class QuantBlock(nn.Module):
-    """layer2.0 with AdaRound weights, frozen float BN and LSQ activation quantizers (4 bit)."""
+    """A residual block with AdaRound weights, frozen float BN and an LSQ activation quantizer (4 bit)
+    after its first ReLU; the shortcut is the identity or a quantized 1x1 projection."""
 
     def __init__(self, block):
         super().__init__()
         self.conv1, self.conv2 = AdaRoundConv(block.conv1), AdaRoundConv(block.conv2)
-        self.sc = AdaRoundConv(block.shortcut[0])
-        self.bn1, self.bn2, self.bnsc = block.bn1.eval(), block.bn2.eval(), block.shortcut[1].eval()
+        proj = block.shortcut is not None
+        self.sc = AdaRoundConv(block.shortcut[0]) if proj else None
+        self.bn1, self.bn2 = block.bn1.eval(), block.bn2.eval()
+        self.bnsc = block.shortcut[1].eval() if proj else None
         for bn in (self.bn1, self.bn2, self.bnsc):
-            bn.requires_grad_(False)
+            if bn is not None:
+                bn.requires_grad_(False)
         self.s_mid = nn.Parameter(torch.tensor(0.1))
 
     def forward(self, x):
         y = F.relu(self.bn1(self.conv1(x)))
         y = FakeQuantAct.apply(y, self.s_mid, 0, 15)
         y = self.bn2(self.conv2(y))
-        return F.relu(y + self.bnsc(self.sc(x)))
+        return F.relu(y + (x if self.sc is None else self.bnsc(self.sc(x))))
 
     def convs(self):
-        return (self.conv1, self.conv2, self.sc)
+        return tuple(c for c in (self.conv1, self.conv2, self.sc) if c is not None)
+
+    def steps(self):
+        return [self.s_mid]
+
+
+class QuantStem(nn.Module):
+    """The stem (first layer: 8-bit weights), conv, frozen BN, ReLU."""
+
+    def __init__(self, stem):
+        super().__init__()
+        self.conv, self.bn = AdaRoundConv(stem[0], bits=8), stem[1].eval().requires_grad_(False)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+    def convs(self):
+        return (self.conv,)
+
+    def steps(self):
+        return []
+
+
+class QuantHead(nn.Module):
+    """Global average pooling and the classifier (last layer: 8-bit weights)."""
+
+    def __init__(self, fc):
+        super().__init__()
+        self.fc = AdaRoundConv(fc, bits=8)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+
+    def convs(self):
+        return (self.fc,)
+
+    def steps(self):
+        return []
+
+
+def recon_step(qb, xfp, yfp, variant, batch, in_range=(0, 15), iterations=1000):
+    """One reconstruction iteration of block `qb` on cached FP inputs and targets, as a closure:
+    QDrop's elementwise mix of quantized and FP inputs (p = 0.5), squared error summed per sample,
+    AdaRound's rounding regulariser with beta annealed from 20 to 2, Adam; 'ttaq' adds PEM and PCR."""
+    n = xfp.shape[0]
+    s_in = nn.Parameter(torch.tensor(0.1))
+    opt = torch.optim.Adam([{"params": [c.v for c in qb.convs()], "lr": 1e-3}, {"params": qb.steps() + [s_in], "lr": 4e-5}])
+    it = [0]
+
+    def step():
+        i = it[0]
+        it[0] += 1
+        lo = (i * batch) % n
+        x, y = xfp[lo:lo + batch], yfp[lo:lo + batch]
+        xq = FakeQuantAct.apply(x, s_in, *in_range)
+        mask = torch.rand_like(x) < 0.5
+        xin = torch.where(mask, xq, x)
+        out = qb(xin)
+        loss = (out - y).pow(2).sum() / batch
+        beta = 20 - 18 * min(1.0, i / iterations)
+        rnd = sum((1 - (2 * c.h() - 1).abs().pow(beta)).sum() for c in qb.convs())
+        loss = loss + 0.01 * rnd
+        if variant == "ttaq":
+            loss = loss + sum(c.weight().pow(2).sum() for c in qb.convs())  # PEM
+            std = xin.detach().std((0, 2, 3), keepdim=True, unbiased=False)
+            pert = qb(xin + 0.1 * std * torch.randn_like(x))
+            logp = out.detach().log_softmax(1)
+            kl = (logp.exp() * (logp - pert.log_softmax(1))).sum() / batch
+            loss = loss + kl  # PCR
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def bench_recon(a):
@@ -204,40 +288,12 @@ def bench_recon(a):
     net = ResNet20().eval()
     block = net.layers[3]  # layer2.0: 16 -> 32 channels, stride 2, projection shortcut
     qb = QuantBlock(block)
-    s_in = nn.Parameter(torch.tensor(0.1))
     n, batch = 256, 32
     xfp = torch.relu(torch.randn(n, 16, 28, 28))
     with torch.no_grad():
         yfp = block(xfp)  # FP targets cached, as ours
     for variant in ("qdrop", "ttaq"):
-        vs = [c.v for c in qb.convs()]
-        opt = torch.optim.Adam([{"params": vs, "lr": 1e-3}, {"params": [qb.s_mid, s_in], "lr": 4e-5}])
-        it = [0]
-
-        def step():
-            i = it[0]
-            it[0] += 1
-            lo = (i * batch) % n
-            x, y = xfp[lo:lo + batch], yfp[lo:lo + batch]
-            xq = FakeQuantAct.apply(x, s_in, 0, 15)
-            mask = torch.rand_like(x) < 0.5
-            xin = torch.where(mask, xq, x)
-            out = qb(xin)
-            loss = (out - y).pow(2).sum() / batch
-            beta = 20 - 18 * min(1.0, i / 1000)
-            rnd = sum((1 - (2 * c.h() - 1).abs().pow(beta)).sum() for c in qb.convs())
-            loss = loss + 0.01 * rnd
-            if variant == "ttaq":
-                loss = loss + sum(c.weight().pow(2).sum() for c in qb.convs())  # PEM
-                std = xin.detach().std((0, 2, 3), keepdim=True, unbiased=False)
-                pert = qb(xin + 0.1 * std * torch.randn_like(x))
-                logp = out.detach().log_softmax(1)
-                kl = (logp.exp() * (logp - pert.log_softmax(1))).sum() / batch
-                loss = loss + kl  # PCR
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
+        step = recon_step(qb, xfp, yfp, variant, batch)
         reps = a.reps or 100
         t_cpu = time.process_time()
         ms = timed(step, 5, reps)
@@ -245,7 +301,35 @@ def bench_recon(a):
                "cpuSecondsPer1000": (time.process_time() - t_cpu) / (reps + 5) * 1000}
 
 
-BENCHES = {"train": bench_train, "infer": bench_infer, "tent": bench_tent, "recon": bench_recon}
+def bench_recon_net(a):
+    """The whole network, block after block (stem, nine residual blocks, head), `--iterations` each
+    (default 2,000: the default preset) on 1,024 cached images, as `ttaq quantize --method qdrop`
+    does. Only reconstruction is timed: no calibration, export or report."""
+    torch.manual_seed(0)
+    net = ResNet20().eval()
+    iterations, batch, n = a.iterations or 2000, 32, 1024
+    x = torch.randn(n, 1, 28, 28)
+    stages = [("stem", QuantStem(net.stem), net.stem, (-128, 127))]
+    stages += [(f"layer{i // 3 + 1}.{i % 3}", QuantBlock(b), b, (0, 15)) for i, b in enumerate(net.layers)]
+    stages.append(("fc", QuantHead(net.fc), lambda t: net.fc(t.mean((2, 3))), (0, 255)))
+    blocks, total = [], 0.0
+    for name, qb, fp, in_range in stages:
+        with torch.no_grad():
+            y = fp(x)  # FP targets and inputs cached per block
+        step = recon_step(qb, x, y, "qdrop", batch, in_range, iterations)
+        t = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        sec = time.perf_counter() - t
+        blocks.append({"block": name, "seconds": sec})
+        total += sec
+        print(f"recon-net {name}: {sec:.1f} s", file=sys.stderr, flush=True)
+        x = y
+    yield {"bench": "recon-net", "variant": "qdrop", "batch": batch, "iterations": iterations,
+           "seconds": total, "blocks": blocks}
+
+
+BENCHES = {"train": bench_train, "infer": bench_infer, "tent": bench_tent, "recon": bench_recon, "recon-net": bench_recon_net}
 
 
 def main():
@@ -253,6 +337,7 @@ def main():
     p.add_argument("bench", nargs="+", choices=sorted(BENCHES))
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2: the issues' baseline)")
     p.add_argument("--reps", type=int, default=0, help="timed repetitions (default per bench)")
+    p.add_argument("--iterations", type=int, default=0, help="recon-net: iterations per block (default 2000)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
