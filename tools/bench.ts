@@ -14,12 +14,18 @@ import type { Model } from '../sdk/onnx/types.ts';
 import { chooseWorkers, threadsPerSlice } from '../sdk/autodiff/index.ts';
 import { benchReconstruction } from '../sdk/quant/bench.ts';
 import { benchStep as benchTrainStep } from '../sdk/train/index.ts';
-import { quantize } from '../sdk/quant/index.ts';
+import { quantize, type QuantReport } from '../sdk/quant/index.ts';
 import { createSession } from '../sdk/runtime/index.ts';
 import { benchTelemetry } from '../sdk/telemetry/bench.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
 import { measurePytorch, type PytorchBench, type PytorchRow } from './baselines/pytorch.ts';
-import { availableParallelism } from 'node:os';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const TTAQ_BIN = fileURLToPath(new URL('../bin/ttaq.js', import.meta.url));
 
 export const summary = 'benchmarks: training step, quantization, inference widths, adapt-step overhead, agent pipeline, receiver ingest';
 
@@ -49,13 +55,14 @@ interface Ctx {
   readonly model: string; readonly threads: number | undefined; readonly quick: boolean; readonly log: (s: string) => void;
   /** PyTorch's figures for one of its benches, measured now (undefined: not available, reason logged). */
   /** PyTorch's rows for a bench, measured once per run; `fresh` measures them again. */
-  readonly pytorch: (bench: PytorchBench, o?: { readonly fresh?: boolean }) => Promise<readonly PytorchRow[] | undefined>;
+  readonly pytorch: (bench: PytorchBench, o?: { readonly fresh?: boolean; readonly iterations?: number }) => Promise<readonly PytorchRow[] | undefined>;
 }
 
 /** Baseline text for a measured PyTorch row: what it timed, its figure, and how to read the ratio. */
 const torchText = (r: PytorchRow, what: string, figure: string, reading = ''): string =>
   `PyTorch ${r.torch} ${what}, ${r.threads} threads, measured in this run: ${figure}${reading ? ` (ratio = ${reading})` : ''}`;
-type Bench = { readonly summary: string; readonly run: (c: Ctx) => Promise<BenchFigure[]> };
+/** `long`: minutes, not seconds; run only when named with --only. */
+type Bench = { readonly summary: string; readonly long?: boolean; readonly run: (c: Ctx) => Promise<BenchFigure[]> };
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
@@ -143,6 +150,38 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
       return out;
     },
   },
+  'quant-net': {
+    long: true,
+    summary: 'the whole `ttaq quantize` command, W4A4 qdrop, default preset (2,000 iterations per block; --quick: fast, 500), on the bundled ResNet-20, vs the whole network\'s reconstruction in PyTorch at equal iterations (before and after ours, averaged); about 15 minutes here',
+    run: async (c) => {
+      const preset = c.quick ? 'fast' : 'default';
+      const iterations = c.quick ? 500 : 2000;
+      const before = await c.pytorch('recon-net', { iterations });
+      const ours = await timeQuantizeCommand(c.model, preset, c.threads);
+      const after = before ? await c.pytorch('recon-net', { fresh: true, iterations }) : undefined;
+      const [pb, pa] = [before?.[0], after?.[0]];
+      const pt = pb && pa ? { ...pb, seconds: (pb.seconds! + pa.seconds!) / 2 } : pb ?? pa;
+      const torchFigure = pb && pa ? `${pb.seconds!.toFixed(0)} s before ours, ${pa.seconds!.toFixed(0)} s after, mean ${pt!.seconds!.toFixed(0)} s` : `${pt?.seconds?.toFixed(0)} s`;
+      const perBlock = pt?.blocks ? ours.blocks.map((b) => {
+        const t = (pb && pa) ? (pb.blocks!.find((x) => x.block === b.block)!.seconds + pa.blocks!.find((x) => x.block === b.block)!.seconds) / 2 : pt.blocks!.find((x) => x.block === b.block)?.seconds;
+        return t ? `${b.block} ${(t / b.seconds).toFixed(2)}x` : `${b.block} -`;
+      }).join(', ') : undefined;
+      const base = pt ? torchText(pt, `reconstruction of the whole network re-implemented (tools/baselines recon-net), ${iterations} iterations per block`, torchFigure, 'PyTorch time / ours') : undefined;
+      return [
+        {
+          bench: 'quant-net', name: `ttaq quantize W4A4 qdrop, ${preset} preset, whole command`, value: ours.wallSeconds, unit: 's',
+          ...(pt && base ? { ratio: pt.seconds! / ours.wallSeconds, baseline: `${base}; PyTorch's figure is reconstruction alone, ours includes loading, calibration, export and the report` } : {}),
+          goal: c.quick ? undefined : '<= 180 s; >= 2x the official QDrop code (368 s of reconstruction, issue)',
+          note: Object.entries(ours.stages).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', '),
+        },
+        {
+          bench: 'quant-net', name: `reconstruction alone (${ours.blocks.length} blocks)`, value: ours.stages.reconstruct ?? NaN, unit: 's',
+          ...(pt && base ? { ratio: pt.seconds! / ours.stages.reconstruct!, baseline: base } : {}),
+          ...(perBlock ? { note: `per block, PyTorch / ours: ${perBlock}` } : {}),
+        },
+      ] satisfies BenchFigure[];
+    },
+  },
   infer: {
     summary: 'inference ms/batch: FP32 vs W4A4 INT8-container vs W4A4 true-width (minmax-quantized bundled model)',
     run: async (c) => {
@@ -223,7 +262,7 @@ come from tools/baselines/pytorch_resnet20.py, run by $TTAQ_PYTORCH_PYTHON (defa
 it can import torch; otherwise the issues' constants stand in and the baseline column says so.
 
 benchmarks:
-${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.summary}`).join('\n')}
+${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.long ? '(only with --only) ' : ''}${b.summary}`).join('\n')}
 
   --only LIST   run only these (comma-separated)
   --quick       fewer iterations (a smoke run; the figures are noisier)
@@ -232,6 +271,28 @@ ${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.summary}`).join(
   --no-pytorch  skip the PyTorch baselines (use the issues' constants)
   --json        print the figures as JSON
 Exit codes: 0 ok, 1 a benchmark failed, 2 bad usage.`;
+
+/** Runs `ttaq quantize` as a user would (a child process, its progress on stderr) and times it. */
+async function timeQuantizeCommand(model: string, preset: string, threads: number | undefined): Promise<{ wallSeconds: number; stages: Record<string, number>; blocks: readonly { block: string; seconds: number }[] }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ttaq-bench-'));
+  try {
+    const args = [TTAQ_BIN, 'quantize', '--model', model, '--calib', 'fashion-mnist', '--eval', 'fashion-mnist:test', '--w-bits', '4', '--a-bits', '4',
+      '--method', 'qdrop', '--preset', preset, '--out', join(dir, 'q.onnx'), '--no-state', '--json', ...(threads ? ['--threads', String(threads)] : [])];
+    const t = performance.now();
+    const stdout = await new Promise<string>((resolve, reject) => {
+      const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => { out += d; });
+      p.on('error', reject);
+      p.on('close', (code) => (code === 0 ? resolve(out) : reject(new TtaqError('BENCH_FAILED', `ttaq quantize exited with ${code}: see its messages above`))));
+    });
+    const wallSeconds = (performance.now() - t) / 1000;
+    const report = (JSON.parse(stdout) as { report: QuantReport }).report;
+    return { wallSeconds, stages: { ...report.seconds }, blocks: report.blocks.map((b) => ({ block: b.block, seconds: b.seconds })) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 export function figuresTable(rows: readonly BenchFigure[]): string {
   const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
@@ -248,19 +309,19 @@ export async function run(argv: string[]): Promise<number> {
   }, help);
   if (!f) return EXIT.ok;
   const v = f.values;
-  const names = v.only ? v.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(BENCHES);
+  const names = v.only ? v.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(BENCHES).filter((k) => !BENCHES[k]!.long);
   for (const n of names) if (!BENCHES[n]) throw new TtaqError('CLI_USAGE', `--only ${n}: no such benchmark; use one of ${Object.keys(BENCHES).join(', ')}`);
   const threads = v.threads !== undefined ? Number(v.threads) : undefined;
   if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new TtaqError('CLI_USAGE', `--threads ${v.threads}: give a positive whole number`);
   const log = (s: string) => process.stderr.write(`ttaq bench: ${s}\n`);
   const baselines = new Map<PytorchBench, Promise<readonly PytorchRow[] | undefined>>();
   let noTorch: string | undefined = v['no-pytorch'] ? 'skipped (--no-pytorch)' : undefined;
-  const pytorch = (b: PytorchBench, o: { readonly fresh?: boolean } = {}): Promise<readonly PytorchRow[] | undefined> => {
+  const pytorch = (b: PytorchBench, o: { readonly fresh?: boolean; readonly iterations?: number } = {}): Promise<readonly PytorchRow[] | undefined> => {
     if (noTorch) return Promise.resolve(undefined);
     let p = o.fresh ? undefined : baselines.get(b);
     if (!p) {
       log(`PyTorch baseline: ${b}`);
-      p = measurePytorch([b], { threads: threads ?? availableParallelism(), ...(v.quick ? { reps: 3 } : {}) }).then((r) => {
+      p = measurePytorch([b], { threads: threads ?? availableParallelism(), ...(v.quick ? { reps: 3 } : {}), ...(o.iterations ? { iterations: o.iterations } : {}) }).then((r) => {
         if (r.ok) return r.value;
         noTorch = r.error; // one reason, logged once; the other benches use the constants too
         log(`${r.error}; using the issues' reference constants`);

@@ -49,9 +49,9 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --no-state          do not write a resume file
   --threads N         onnxruntime threads per operator (per slice with --workers)
   --workers N|auto    reconstruction steps in N batch slices at once, one per thread
-                      (default auto: one per core, at most 2, for blocks whose input has at least
-                      8,192 values per sample, one session with all cores for smaller ones; 1 = a
-                      single session)
+                      (default auto: one per core, at most 2, for blocks whose output has at
+                      least 4,096 values per sample, one session with all cores for smaller ones;
+                      1 = a single session)
   --spinning          let onnxruntime's threads spin between ops: measure first; it was faster
                       on one idle host and slower on shared or virtual cores (default: they sleep)
   --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant

@@ -65,16 +65,18 @@ export function chooseWorkers(requested: number | 'auto', batch: number, max = 2
 }
 
 /**
- * Below this many values per sample (a 56x56x4 or 16x16x32 tensor, say) a step does too little work
+ * Below this many values per sample (a 7x7x64 or 16x16x16 tensor, say) a step does too little work
  * per op to split: the slices' message passing, merge and second pass over the graph's nodes cost
- * more than they save, and one session with every core runs faster. Measured on ResNet-20's blocks,
- * 2 cores, batch 32 (docs/BENCHMARKS.md): with 12,544 input values per sample slices were 5-8 %
- * faster, with 6,272 or 3,136 one session was 7-20 % faster.
+ * more than they save, and one session with every core runs faster. Measured on ResNet-20's
+ * reconstruction blocks, 2 cores, batch 32, 1,024 cached images (docs/BENCHMARKS.md, twelfth
+ * session): blocks with 6,272 or 12,544 output values per sample ran faster in two slices, the
+ * 3,136-value blocks of the last stage mostly faster in one session (the host's noise is as large
+ * as the difference there).
  */
-export const SLICE_MIN_SAMPLE_VALUES = 8192;
+export const SLICE_MIN_SAMPLE_VALUES = 4096;
 
-/** `chooseWorkers` for one step whose input has `sampleValues` values per sample: under 'auto', a
- * small step runs in one session. */
+/** `chooseWorkers` for one step whose work scales with `sampleValues` values per sample: under
+ * 'auto', a small step runs in one session. */
 export function chooseWorkersFor(requested: number | 'auto', batch: number, sampleValues: number, max = 2): number {
   if (requested === 'auto' && sampleValues < SLICE_MIN_SAMPLE_VALUES) return 1;
   return chooseWorkers(requested, batch, max);

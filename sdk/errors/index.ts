@@ -50,6 +50,8 @@ export type ErrorCode =
   | 'EVAL_PLOT_FAILED'
   // tools/demo.ts
   | 'DEMO_STEP_FAILED'
+  // tools/bench.ts: a command a benchmark runs failed
+  | 'BENCH_FAILED'
   | 'MANIFEST_INVALID'
   | 'MODEL_DOWNLOAD_FAILED'
   | 'INTERNAL';

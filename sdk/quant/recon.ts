@@ -42,7 +42,7 @@ export interface ReconOptions {
   readonly spinning?: boolean;
   /** Data-parallel worker threads for the reconstruction steps (each runs batch/workers samples in
    * its own session; must divide the batch; default 1 = one session on this thread); 'auto' slices
-   * the steps of blocks large enough to gain from it, one per core (chooseWorkersFor). */
+   * the steps of blocks whose output is large enough to gain from it, one per core (chooseWorkersFor). */
   readonly workers?: number | 'auto';
   /** Equivalent graph formulations (A/B measurements); default the fastest. */
   readonly formulation?: ReconFormulation;
@@ -218,15 +218,17 @@ export async function reconstructBlock(
   const t0 = performance.now();
   const N = caches.dims[0]!;
   const B = Math.min(opts.batch, N);
-  const K = chooseWorkersFor(opts.workers ?? 1, B, caches.dims.slice(1).reduce((a, x) => a * x, 1));
+  const fp = blockModel(full, block);
+  const fpOut = await runOver(fp, block.input, block.output, caches.xfp, caches.dims);
+  // the slice count follows the size of the block's output, where most of a step's work is
+  const K = chooseWorkersFor(opts.workers ?? 1, B, fpOut.dims.slice(1).reduce((a, x) => a * x, 1));
   // With slices, every cache the steps read lives in shared memory: each worker gathers its rows
-  // there itself. Caches made by the previous block already do; the first block's are copied once.
+  // there itself. Caches made by the previous block already do; the others are copied once.
   if (K > 1) {
     const xq = inShared(caches.xq);
     caches = { xq, xfp: caches.xfp === caches.xq ? xq : inShared(caches.xfp), dims: caches.dims };
   }
-  const fp = blockModel(full, block);
-  const yfp = await runOver(fp, block.input, block.output, caches.xfp, caches.dims, { shared: K > 1 });
+  const yfp = K > 1 ? { ...fpOut, data: inShared(fpOut.data) } : fpOut;
   const snapshot = (): QuantValues => ({ plan, weights: values.weights, acts: values.acts });
   const before = await runOver(quantizedBlock(full, block, snapshot()), block.input, block.output, caches.xq, caches.dims);
   const mseBefore = mseOf(before.data, yfp.data, N);

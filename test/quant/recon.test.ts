@@ -102,7 +102,7 @@ test('data-parallel reconstruction (2 slices of the batch at once) ends where on
   assert.ok(same / all > 0.99, `${same}/${all} weight codes equal`);
   assert.equal(one.report.slices, 1);
   assert.equal(two.report.slices, 2);
-  // 'auto' keeps this block (4x8x8 input values per sample) in one session: the same result as one
+  // 'auto' keeps this block (4x8x8 output values per sample) in one session: the same result as one
   const auto = await runBlock(s, 'lp', { iterations: 60, workers: 'auto' });
   assert.equal(auto.report.slices, 1);
   assert.equal(auto.report.mseAfter, one.report.mseAfter);

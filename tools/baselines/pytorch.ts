@@ -7,7 +7,7 @@ import { err, ok, type Result } from '../../sdk/errors/index.ts';
 
 export const PYTORCH_SCRIPT = fileURLToPath(new URL('./pytorch_resnet20.py', import.meta.url));
 
-export type PytorchBench = 'train' | 'infer' | 'tent' | 'recon';
+export type PytorchBench = 'train' | 'infer' | 'tent' | 'recon' | 'recon-net';
 
 /** One figure of the baseline script: times in ms, `secondsPer1000` per 1,000 images (or iterations for recon). */
 export interface PytorchRow {
@@ -19,11 +19,15 @@ export interface PytorchRow {
   readonly msPerBatch?: number;
   readonly msPerStep?: number;
   readonly secondsPer1000?: number;
+  /** recon-net: iterations per block, total seconds and each block's. */
+  readonly iterations?: number;
+  readonly seconds?: number;
+  readonly blocks?: readonly { readonly block: string; readonly seconds: number }[];
   readonly torch: string;
   readonly threads: number;
 }
 
-const BENCHES: readonly PytorchBench[] = ['train', 'infer', 'tent', 'recon'];
+const BENCHES: readonly PytorchBench[] = ['train', 'infer', 'tent', 'recon', 'recon-net'];
 
 /** Parses the script's stdout: one JSON object per line; other lines (warnings) are skipped. */
 export function parseBaselineOutput(stdout: string): Result<PytorchRow[], string> {
@@ -61,14 +65,14 @@ function exec(file: string, args: string[], timeoutMs: number): Promise<{ code: 
  * Measures the given PyTorch baselines. An error value (not a throw) when no Python with torch is
  * found or the script fails: the caller falls back to reference constants and prints the reason.
  */
-export async function measurePytorch(benches: readonly PytorchBench[], o: { threads: number; reps?: number; python?: string; timeoutMs?: number }): Promise<Result<PytorchRow[], string>> {
+export async function measurePytorch(benches: readonly PytorchBench[], o: { threads: number; reps?: number; iterations?: number; python?: string; timeoutMs?: number }): Promise<Result<PytorchRow[], string>> {
   const python = o.python ?? baselinePython();
   const probe = await exec(python, ['-c', 'import torch; print(torch.__version__)'], 60_000);
   if (probe.code !== 0) {
     return err(`no PyTorch baseline: '${python} -c "import torch"' failed (${probe.stderr.trim().split('\n').pop() || `exit ${probe.code}`}); ` +
       'install torch for that Python or point TTAQ_PYTORCH_PYTHON at one that has it');
   }
-  const args = [PYTORCH_SCRIPT, ...benches, '--threads', String(o.threads), ...(o.reps ? ['--reps', String(o.reps)] : [])];
+  const args = [PYTORCH_SCRIPT, ...benches, '--threads', String(o.threads), ...(o.reps ? ['--reps', String(o.reps)] : []), ...(o.iterations ? ['--iterations', String(o.iterations)] : [])];
   const r = await exec(python, args, o.timeoutMs ?? 30 * 60_000);
   if (r.code !== 0) return err(`PyTorch baseline failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   return parseBaselineOutput(r.stdout);
