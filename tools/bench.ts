@@ -164,7 +164,7 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
       const torchFigure = pb && pa ? `${pb.seconds!.toFixed(0)} s before ours, ${pa.seconds!.toFixed(0)} s after, mean ${pt!.seconds!.toFixed(0)} s` : `${pt?.seconds?.toFixed(0)} s`;
       const perBlock = pt?.blocks ? ours.blocks.map((b) => {
         const t = (pb && pa) ? (pb.blocks!.find((x) => x.block === b.block)!.seconds + pa.blocks!.find((x) => x.block === b.block)!.seconds) / 2 : pt.blocks!.find((x) => x.block === b.block)?.seconds;
-        return t ? `${b.block} ${(t / b.seconds).toFixed(2)}x` : `${b.block} -`;
+        return `${b.block}${b.slices > 1 ? ` (${b.slices} slices)` : ''} ${t ? `${(t / b.seconds).toFixed(2)}x` : '-'}`;
       }).join(', ') : undefined;
       const base = pt ? torchText(pt, `reconstruction of the whole network re-implemented (tools/baselines recon-net), ${iterations} iterations per block`, torchFigure, 'PyTorch time / ours') : undefined;
       return [
@@ -172,7 +172,7 @@ export const BENCHES: Readonly<Record<string, Bench>> = {
           bench: 'quant-net', name: `ttaq quantize W4A4 qdrop, ${preset} preset, whole command`, value: ours.wallSeconds, unit: 's',
           ...(pt && base ? { ratio: pt.seconds! / ours.wallSeconds, baseline: `${base}; PyTorch's figure is reconstruction alone, ours includes loading, calibration, export and the report` } : {}),
           goal: c.quick ? undefined : '<= 180 s; >= 2x the official QDrop code (368 s of reconstruction, issue)',
-          note: Object.entries(ours.stages).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', '),
+          note: `${Object.entries(ours.stages).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}${ours.accuracy ? `; clean accuracy FP32 ${(100 * ours.accuracy.fp32).toFixed(2)} % -> ${(100 * ours.accuracy.quantized).toFixed(2)} % on ${ours.accuracy.images} test images` : ''}`,
         },
         {
           bench: 'quant-net', name: `reconstruction alone (${ours.blocks.length} blocks)`, value: ours.stages.reconstruct ?? NaN, unit: 's',
@@ -273,7 +273,9 @@ ${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.long ? '(only wi
 Exit codes: 0 ok, 1 a benchmark failed, 2 bad usage.`;
 
 /** Runs `ttaq quantize` as a user would (a child process, its progress on stderr) and times it. */
-async function timeQuantizeCommand(model: string, preset: string, threads: number | undefined): Promise<{ wallSeconds: number; stages: Record<string, number>; blocks: readonly { block: string; seconds: number }[] }> {
+async function timeQuantizeCommand(model: string, preset: string, threads: number | undefined): Promise<{
+  wallSeconds: number; stages: Record<string, number>; accuracy: QuantReport['accuracy']; blocks: readonly { block: string; seconds: number; slices: number }[];
+}> {
   const dir = await mkdtemp(join(tmpdir(), 'ttaq-bench-'));
   try {
     const args = [TTAQ_BIN, 'quantize', '--model', model, '--calib', 'fashion-mnist', '--eval', 'fashion-mnist:test', '--w-bits', '4', '--a-bits', '4',
@@ -288,7 +290,7 @@ async function timeQuantizeCommand(model: string, preset: string, threads: numbe
     });
     const wallSeconds = (performance.now() - t) / 1000;
     const report = (JSON.parse(stdout) as { report: QuantReport }).report;
-    return { wallSeconds, stages: { ...report.seconds }, blocks: report.blocks.map((b) => ({ block: b.block, seconds: b.seconds })) };
+    return { wallSeconds, stages: { ...report.seconds }, accuracy: report.accuracy, blocks: report.blocks.map((b) => ({ block: b.block, seconds: b.seconds, slices: b.slices })) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -52,6 +52,19 @@ test('measurePytorch runs the script with the benches and threads asked for', as
     const r = await measurePytorch(['tent'], { threads: 3, python: fake });
     assert.ok(r.ok, r.ok ? '' : r.error);
     assert.deepEqual(r.value.map((x) => [x.bench, x.threads, x.msPerStep]), [['tent', 3, 10]]);
+    // recon-net: the iterations per block reach the script, and its per-block figures are kept
+    const echo = join(dir, 'python-echo');
+    await writeFile(echo, [
+      '#!/bin/sh',
+      'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi',
+      'shift',
+      'echo "{\\"bench\\": \\"$1\\", \\"batch\\": 32, \\"args\\": \\"$*\\", \\"seconds\\": 5, \\"blocks\\": [{\\"block\\": \\"stem\\", \\"seconds\\": 5}], \\"torch\\": \\"9.9\\", \\"threads\\": 2}"',
+    ].join('\n'));
+    await chmod(echo, 0o755);
+    const net = await measurePytorch(['recon-net'], { threads: 2, iterations: 7, python: echo });
+    assert.ok(net.ok, net.ok ? '' : net.error);
+    assert.match((net.value[0] as unknown as { args: string }).args, /recon-net --threads 2 --iterations 7$/);
+    assert.deepEqual(net.value[0]!.blocks, [{ block: 'stem', seconds: 5 }]);
     const failing = join(dir, 'python-fails');
     await writeFile(failing, '#!/bin/sh\nif [ "$1" = "-c" ]; then exit 0; fi\necho boom >&2; exit 3\n');
     await chmod(failing, 0o755);
