@@ -38,29 +38,22 @@ test('measurePytorch without torch returns an error naming TTAQ_PYTORCH_PYTHON',
 });
 
 test('measurePytorch runs the script with the benches and threads asked for', async () => {
-  // a stand-in Python: answers the torch probe, then echoes its arguments as one figure
   const dir = await mkdtemp(join(tmpdir(), 'ttaq-pt-'));
   try {
-    const fake = join(dir, 'python');
-    await writeFile(fake, [
-      '#!/bin/sh',
-      'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi',
-      'shift',
-      'echo "{\\"bench\\": \\"$1\\", \\"batch\\": 64, \\"msPerStep\\": 10, \\"torch\\": \\"9.9\\", \\"threads\\": $3}"',
-    ].join('\n'));
-    await chmod(fake, 0o755);
+    // a stand-in Python: answers the torch probe, then prints one figure (a shell echo of JSON, in
+    // which $1 is the bench, $3 the threads and $* every argument after the script)
+    const fakePython = async (name: string, json: string): Promise<string> => {
+      const f = join(dir, name);
+      await writeFile(f, ['#!/bin/sh', 'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi', 'shift', `echo "${json.replaceAll('"', '\\"')}"`].join('\n'));
+      await chmod(f, 0o755);
+      return f;
+    };
+    const fake = await fakePython('python', '{"bench": "$1", "batch": 64, "msPerStep": 10, "torch": "9.9", "threads": $3}');
     const r = await measurePytorch(['tent'], { threads: 3, python: fake });
     assert.ok(r.ok, r.ok ? '' : r.error);
     assert.deepEqual(r.value.map((x) => [x.bench, x.threads, x.msPerStep]), [['tent', 3, 10]]);
     // recon-net: the iterations per block reach the script, and its per-block figures are kept
-    const echo = join(dir, 'python-echo');
-    await writeFile(echo, [
-      '#!/bin/sh',
-      'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi',
-      'shift',
-      'echo "{\\"bench\\": \\"$1\\", \\"batch\\": 32, \\"args\\": \\"$*\\", \\"seconds\\": 5, \\"blocks\\": [{\\"block\\": \\"stem\\", \\"seconds\\": 5}], \\"torch\\": \\"9.9\\", \\"threads\\": 2}"',
-    ].join('\n'));
-    await chmod(echo, 0o755);
+    const echo = await fakePython('python-echo', '{"bench": "$1", "batch": 32, "args": "$*", "seconds": 5, "blocks": [{"block": "stem", "seconds": 5}], "torch": "9.9", "threads": 2}');
     const net = await measurePytorch(['recon-net'], { threads: 2, iterations: 7, python: echo });
     assert.ok(net.ok, net.ok ? '' : net.error);
     assert.match((net.value[0] as unknown as { args: string }).args, /recon-net --threads 2 --iterations 7$/);
