@@ -170,39 +170,43 @@ export async function run(argv: string[]): Promise<number> {
     };
   }
   const trainer = await Trainer.create(config, data, { onProgress: progress, session, workers });
-  if (resumed) trainer.restore(resumed, f.resume);
-  const log = (s: string): void => { if (!quiet) process.stderr.write(s + '\n'); };
-  log(`${arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));
-  const maxEpochs = f['max-epochs'] === undefined ? undefined : int(f['max-epochs'], 'max-epochs', 1);
-  await runTraining(trainer, {
-    checkpointPath: ckptPath,
-    ...(maxEpochs !== undefined ? { maxEpochs } : {}),
-    onEpoch: (e) => log(`epoch ${e.epoch}/${config.epochs}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}%` +
-      (e.testAccuracy !== undefined ? `, test loss ${e.testLoss!.toFixed(4)} acc ${(100 * e.testAccuracy).toFixed(2)}%` : '') +
-      `, ${e.imagesPerSec.toFixed(0)} img/s, ${e.seconds.toFixed(0)} s, ${(100 * (1 - e.runtimeShare)).toFixed(1)}% outside onnxruntime`),
-  });
-  const last = trainer.history.at(-1);
-  const done = trainer.epoch >= config.epochs;
   let exported: { model: string; manifest: string; sha256: string } | undefined;
-  if (done) {
-    const command = reproduce(config, dataSpec, out, f.limit);
-    const { manifest, manifestPath } = await exportModel(out, trainer.inferenceModel(), {
-      name: basename(out, '.onnx'), labels: data.labels, channels: config.channels as 1 | 3, height: config.height, width: config.width,
-      mean: config.mean, std: config.std, bnNodes: trainer.net.bns.map((b) => b.node), command, dataset: data.name,
-      metrics: {
-        ...(last?.testAccuracy !== undefined ? { testAccuracy: last.testAccuracy, testLoss: last.testLoss! } : {}),
-        trainAccuracy: last?.trainAccuracy ?? 0, trainLoss: last?.trainLoss ?? 0, epochs: trainer.epoch,
-        trainSeconds: trainer.history.reduce((s, e) => s + e.seconds, 0),
-        imagesPerSec: trainer.history.reduce((s, e) => s + e.imagesPerSec, 0) / Math.max(1, trainer.history.length),
-        trainImages: data.train.count, testImages: data.test?.count ?? 0,
-      },
+  // released on every path: a failed step must not leave the slices' worker threads holding the process
+  try {
+    if (resumed) trainer.restore(resumed, f.resume);
+    const log = (s: string): void => { if (!quiet) process.stderr.write(s + '\n'); };
+    log(`${arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));
+    const maxEpochs = f['max-epochs'] === undefined ? undefined : int(f['max-epochs'], 'max-epochs', 1);
+    await runTraining(trainer, {
+      checkpointPath: ckptPath,
+      ...(maxEpochs !== undefined ? { maxEpochs } : {}),
+      onEpoch: (e) => log(`epoch ${e.epoch}/${config.epochs}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}%` +
+        (e.testAccuracy !== undefined ? `, test loss ${e.testLoss!.toFixed(4)} acc ${(100 * e.testAccuracy).toFixed(2)}%` : '') +
+        `, ${e.imagesPerSec.toFixed(0)} img/s, ${e.seconds.toFixed(0)} s, ${(100 * (1 - e.runtimeShare)).toFixed(1)}% outside onnxruntime`),
     });
-    exported = { model: out, manifest: manifestPath, sha256: manifest.sha256 };
-    log(`wrote ${out} and ${manifestPath}`);
-  } else {
-    log(`stopped after epoch ${trainer.epoch}/${config.epochs}; continue with: ttaq train --data ${dataSpec} --out ${out} --resume ${ckptPath}`);
+    const last = trainer.history.at(-1);
+    const done = trainer.epoch >= config.epochs;
+    if (done) {
+      const command = reproduce(config, dataSpec, out, f.limit);
+      const { manifest, manifestPath } = await exportModel(out, trainer.inferenceModel(), {
+        name: basename(out, '.onnx'), labels: data.labels, channels: config.channels as 1 | 3, height: config.height, width: config.width,
+        mean: config.mean, std: config.std, bnNodes: trainer.net.bns.map((b) => b.node), command, dataset: data.name,
+        metrics: {
+          ...(last?.testAccuracy !== undefined ? { testAccuracy: last.testAccuracy, testLoss: last.testLoss! } : {}),
+          trainAccuracy: last?.trainAccuracy ?? 0, trainLoss: last?.trainLoss ?? 0, epochs: trainer.epoch,
+          trainSeconds: trainer.history.reduce((s, e) => s + e.seconds, 0),
+          imagesPerSec: trainer.history.reduce((s, e) => s + e.imagesPerSec, 0) / Math.max(1, trainer.history.length),
+          trainImages: data.train.count, testImages: data.test?.count ?? 0,
+        },
+      });
+      exported = { model: out, manifest: manifestPath, sha256: manifest.sha256 };
+      log(`wrote ${out} and ${manifestPath}`);
+    } else {
+      log(`stopped after epoch ${trainer.epoch}/${config.epochs}; continue with: ttaq train --data ${dataSpec} --out ${out} --resume ${ckptPath}`);
+    }
+  } finally {
+    await trainer.release();
   }
-  await trainer.release();
   if (f.json) printJson({ arch, epoch: trainer.epoch, epochs: config.epochs, checkpoint: ckptPath, history: trainer.history, ...(exported ? { exported } : {}) });
   return 0;
 }

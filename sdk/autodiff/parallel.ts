@@ -328,14 +328,19 @@ export class DataParallelStep {
     const id = nextJobId++;
     const t1 = performance.now();
     this.workers.forEach((w, k) => w.post({ type: 'run', id, feeds: [...shared, ...theirs[k]!] }));
-    const local = await this.local.run(params, mine);
+    // Every slice's job ends before a failure is thrown: releasing a worker's session while its run
+    // is still going aborts the whole process instead of reporting the error.
+    const local = await this.local.run(params, mine).then((r) => ({ r }), (e: unknown) => ({ e }));
+    const answers: ({ r: readonly WireTensor[] } | { e: unknown })[] = [];
+    for (const w of this.workers) answers.push(await w.result(id).then((r) => ({ r }), (e: unknown) => ({ e })));
+    for (const a of [local, ...answers]) if ('e' in a) throw a.e;
+    const mineDone = (local as { r: StepResult }).r;
     const localWire: WireTensor[] = [
-      { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(local.loss) },
-      ...this.graph.outputs.map((o) => ({ name: o, ...local.outputs[o]! })),
-      ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...local.grads.get(w)! })),
+      { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(mineDone.loss) },
+      ...this.graph.outputs.map((o) => ({ name: o, ...mineDone.outputs[o]! })),
+      ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...mineDone.grads.get(w)! })),
     ];
-    const results: (readonly WireTensor[])[] = [localWire];
-    for (const w of this.workers) results.push(await w.result(id));
+    const results: (readonly WireTensor[])[] = [localWire, ...answers.map((a) => (a as { r: readonly WireTensor[] }).r)];
     this.timing.sessionMs += performance.now() - t1;
     const res = this.merge(results);
     this.timing.runs++;

@@ -43,27 +43,31 @@ export async function benchStep(o: { arch: Arch; batch?: number; steps?: number;
     { ...(o.session ? { session: o.session } : {}), ...(o.workers ? { workers: o.workers } : {}) },
   );
   const buildSeconds = (performance.now() - t0) / 1000;
-  const x = new Float32Array(batch * 784);
-  const lab = new BigInt64Array(batch);
-  const order = Int32Array.from({ length: count }, (_, i) => i);
-  let s0 = 0;
-  let tStart = 0;
-  let cpuStart = process.cpuUsage();
-  for (let s = 0; s < steps + warmup; s++) {
-    if (s === warmup) { s0 = t.timing.sessionMs; tStart = performance.now(); cpuStart = process.cpuUsage(); }
-    await t.trainStep(order.subarray(s * batch, (s + 1) * batch), x, lab);
+  // released on every path: a failed step must not leave the slices' worker threads holding the process
+  try {
+    const x = new Float32Array(batch * 784);
+    const lab = new BigInt64Array(batch);
+    const order = Int32Array.from({ length: count }, (_, i) => i);
+    let s0 = 0;
+    let tStart = 0;
+    let cpuStart = process.cpuUsage();
+    for (let s = 0; s < steps + warmup; s++) {
+      if (s === warmup) { s0 = t.timing.sessionMs; tStart = performance.now(); cpuStart = process.cpuUsage(); }
+      await t.trainStep(order.subarray(s * batch, (s + 1) * batch), x, lab);
+    }
+    const total = performance.now() - tStart;
+    const cpu = process.cpuUsage(cpuStart);
+    const inside = t.timing.sessionMs - s0;
+    const opCounts: Record<string, number> = {};
+    for (const n of t.graph.model.graph.nodes) opCounts[n.opType] = (opCounts[n.opType] ?? 0) + 1;
+    return {
+      arch: o.arch, batch, steps,
+      imagesPerSec: (batch * steps) / (total / 1000), msPerStep: total / steps, runtimeMsPerStep: inside / steps,
+      cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
+      outsideShare: 1 - inside / total,
+      forwardNodes: t.net.model.graph.nodes.length, gradientNodes: t.graph.model.graph.nodes.length, opCounts, buildSeconds,
+    };
+  } finally {
+    await t.release();
   }
-  const total = performance.now() - tStart;
-  const cpu = process.cpuUsage(cpuStart);
-  const inside = t.timing.sessionMs - s0;
-  const opCounts: Record<string, number> = {};
-  for (const n of t.graph.model.graph.nodes) opCounts[n.opType] = (opCounts[n.opType] ?? 0) + 1;
-  await t.release();
-  return {
-    arch: o.arch, batch, steps,
-    imagesPerSec: (batch * steps) / (total / 1000), msPerStep: total / steps, runtimeMsPerStep: inside / steps,
-    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
-    outsideShare: 1 - inside / total,
-    forwardNodes: t.net.model.graph.nodes.length, gradientNodes: t.graph.model.graph.nodes.length, opCounts, buildSeconds,
-  };
 }

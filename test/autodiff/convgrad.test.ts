@@ -49,6 +49,16 @@ test("'shifted': one Gemm per offset on shifted copies of X and dY, no Slice; st
   assert.equal(s2.filter((o) => o === 'Gemm').length, 9, s2.join(',')); // 'gemmsplit'
 });
 
+test("'shiftmm' on small images by default: two shift MatMuls and one Gemm for all offsets, no Pad or Slice", async () => {
+  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) });
+  assert.equal(ops.filter((o) => o === 'Gemm').length, 1, ops.join(','));
+  assert.equal(ops.filter((o) => o === 'MatMul').length, 2, ops.join(','));
+  assert.ok(!ops.includes('Pad') && !ops.slice(1).includes('Slice'), ops.join(','));
+  // 3-D convs keep 'shifted' when asked for 'shiftmm'
+  const c3 = await backwardOps([1, 8, 4, 4, 4], [4, 8, 3, 3, 3], { pads: A.ints([1, 1, 1, 1, 1, 1]) }, { conv: { weight: 'shiftmm' } });
+  assert.equal(c3.filter((o) => o === 'Gemm').length, 27, c3.join(','));
+});
+
 test("strided 3x3 by default: 'onehot' patches from a Conv, then a per-sample MatMul (>= 128 output positions) or one Gemm", async () => {
   const s2 = { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) };
   const wide = await backwardOps([2, 8, 24, 24], [4, 8, 3, 3], s2); // 12x12 = 144 outputs
@@ -68,7 +78,8 @@ test('chooseConvGrad: per-case decisions and overrides', () => {
   const base = { group: 1, strides: [1, 1], dilations: [1, 1], padsBegin: [1, 1], padsEnd: [1, 1] };
   const r20 = { ...base, x: [128, 16, 28, 28], w: [16, 16, 3, 3], y: [128, 16, 28, 28] };
   assert.deepEqual(chooseConvGrad(r20), { input: 'conv', weight: 'shifted' });
-  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 64, 7, 7], w: [64, 64, 3, 3], y: [128, 64, 7, 7] }), { input: 'conv', weight: 'shifted' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 64, 7, 7], w: [64, 64, 3, 3], y: [128, 64, 7, 7] }), { input: 'conv', weight: 'shiftmm' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 32, 14, 14], w: [32, 32, 3, 3], y: [128, 32, 14, 14] }), { input: 'conv', weight: 'shiftmm' });
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28], w: [16, 1, 3, 3] }), { input: 'conv', weight: 'onehot' });
   const s2 = { ...r20, strides: [2, 2], w: [32, 16, 3, 3], y: [128, 32, 14, 14] };
   assert.deepEqual(chooseConvGrad(s2), { input: 'convTranspose', weight: 'onehot' });
@@ -134,4 +145,27 @@ test("depthwise 'rowgemm' and 'shifted' equal the batch-transposed Conv form wit
       assert.ok(diff <= 1e-4 * scale, `${name} ${i === 0 ? 'rowgemm' : 'shifted'}: max |diff| ${diff} (scale ${scale})`);
     }
   }
+});
+
+test("'shiftmm' on a graph with a symbolic batch equals 'shifted' at another batch size", async () => {
+  const b = new GraphBuilder('sym');
+  b.input('x', 'float32', ['N', 8, 7, 6]);
+  b.initializer('w', randTensor(rng, 'float32', [4, 8, 3, 3]));
+  const y = b.op1('Conv', ['x', 'w'], { pads: A.ints([1, 2, 1, 0]), dilations: A.ints([1, 2]) });
+  const loss = b.op1('ReduceSum', [b.op1('Mul', [y, b.op1('Tanh', [y])])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+  b.output(loss, 'float32', []);
+  const xv = randTensor(rng, 'float32', [3, 8, 7, 6]);
+  const grads: Float32Array[] = [];
+  for (const weight of ['shifted', 'shiftmm'] as const) {
+    const gg = await buildGradientGraph({ model: model(b), loss, wrt: ['w'], ruleOptions: { conv: { weight } } });
+    assert.equal(gg.model.graph.nodes.some((n) => n.name.includes('grad_weight_xshift') && n.opType === 'MatMul'), weight === 'shiftmm');
+    const s = await createSession(gg.model, { providers: ['cpu'] });
+    const feeds: Record<string, Tensor> = { x: xv };
+    for (const [n, t] of gg.params) feeds[n] = t;
+    grads.push((await s.run(feeds))[gg.grads.get('w')!]!.data as Float32Array);
+    await s.release();
+  }
+  const [ref, mm] = grads as [Float32Array, Float32Array];
+  const scale = Math.max(1, ...ref.map(Math.abs));
+  assert.ok(Math.max(...mm.map((v, j) => Math.abs(v - ref[j]!))) <= 1e-4 * scale);
 });

@@ -145,3 +145,25 @@ test('the merge of slice results: the elementwise mean of two or more slices', (
   assert.deepEqual(Array.from(meanOf([a, b])), [2, 0, 0.375]);
   assert.deepEqual(Array.from(meanOf([a, b, c])), [1, 2, 0.25]);
 });
+
+test('a failed step waits for every slice before it rejects: releasing right after it does not abort the process', async () => {
+  // this thread's slice fails at once (a row outside the table) while the worker's slice runs a
+  // long graph; the step is released as soon as run() rejects
+  const b = new GraphBuilder('slow');
+  b.input('x', 'float32', ['N', 16, 48, 48]);
+  b.initializer('w', randTensor(rng, 'float32', [32, 16, 3, 3]));
+  let y = b.op1('Conv', ['x', 'w'], { pads: A.ints([1, 1, 1, 1]) });
+  for (let i = 0; i < 6; i++) y = b.op1('Sigmoid', [b.op1('Mul', [y, y])]);
+  b.op1('ReduceSum', [y], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+  const g = await buildGradientGraph({ model: model(b), loss: 'loss', wrt: ['w'] });
+  const table = new Float32Array(new SharedArrayBuffer(4 * 16 * 16 * 48 * 48));
+  for (let round = 0; round < 3; round++) {
+    const dp = await DataParallelStep.create(g, { workers: 2, session: { providers: ['cpu'], intraOpThreads: 1 } });
+    try {
+      const rows = Int32Array.from({ length: 16 }, (_, i) => (i === 0 ? 99 : i));
+      await assert.rejects(dp.run(g.params, { x: { rowsOf: table, rowDims: [16, 48, 48], rows } }), (e: unknown) => isTtaqError(e) && /row 99/.test(e.message));
+    } finally {
+      await dp.release();
+    }
+  }
+});

@@ -296,6 +296,7 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     ['conv+onehot', { conv: { input: 'conv', weight: 'onehot' } }],
     ['conv+gemmsplit', { conv: { input: 'conv', weight: 'gemmsplit' } }],
     ['conv+shifted', { conv: { input: 'conv', weight: 'shifted' } }],
+    ['conv+shiftmm', { conv: { input: 'conv', weight: 'shiftmm' } }],
     ['conv+rowgemm', { conv: { input: 'conv', weight: 'rowgemm' } }],
   ];
   for (const c of cases) {

@@ -21,7 +21,7 @@ import { TtaqError } from '../../errors/index.ts';
 import { A } from '../../onnx/builder.ts';
 import type { Node } from '../../onnx/types.ts';
 import { attrInt, attrInts, attrString } from './attrs.ts';
-import { chooseConvGrad, inputGradAsConv, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, type ConvCase } from './convgrad.ts';
+import { chooseConvGrad, inputGradAsConv, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, type ConvCase } from './convgrad.ts';
 import type { GradRule } from './types.ts';
 
 export interface ConvGeometry {
@@ -100,6 +100,7 @@ export const rule: GradRule = {
     let gw: string | null = null;
     if (c.needs[1] && (how.weight === 'gemm' || how.weight === 'gemmsplit')) gw = weightGradAsGemm(c, x, gy, cc, how.weight === 'gemmsplit');
     if (c.needs[1] && how.weight === 'shifted') gw = weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
+    if (c.needs[1] && how.weight === 'shiftmm') gw = weightGradShiftMatmul(c, x, gy, cc) ?? weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
     if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, gy, cc);
     if (c.needs[1] && how.weight === 'rowgemm') gw = weightGradRowGemm(c, x, gy, cc); // null unless depthwise: the Conv form
     if (c.needs[1] && gw === null) {

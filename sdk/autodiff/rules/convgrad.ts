@@ -30,6 +30,9 @@
 //                    Depthwise (multiplier 1, any stride): one Mul + ReduceSum per offset over the
 //                    same shifted copies (stride 1) or strided Slices of the padded X
 //                    (weightGradDepthwise).
+//   'shiftmm'        stride 1, G = 1, 2-D: every shift of X and of dY by one MatMul with a constant
+//                    0/1 matrix each, then one Gemm for all K offsets (weightGradShiftMatmul). The
+//                    automatic choice for images at most SHIFT_MATMUL_MAX_WIDTH wide.
 //   'onehot'         the patches from one Conv with K fixed one-hot kernels over X as [N*Cin, 1, S]
 //                    (strides, pads and dilations handled by the Conv kernel), contracted with dY per
 //                    sample (a batched MatMul) or, below 128 output positions, in one Gemm
@@ -44,7 +47,7 @@ import type { Tensor } from '../../onnx/types.ts';
 import type { RuleContext } from './types.ts';
 
 export type ConvInputGrad = 'convTranspose' | 'conv';
-export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'onehot' | 'rowgemm';
+export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'shiftmm' | 'onehot' | 'rowgemm';
 
 /** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
 export interface ConvGradOptions {
@@ -142,7 +145,7 @@ export interface ConvCase {
  *
  * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 1.3-2.5x slower than
  * ConvTranspose, depthwise included); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
- * Cg >= 8, 'onehot' for strided ones and for few input channels (the patches come from one Conv
+ * Cg >= 8 ('shiftmm' on images up to 14 wide, measured later in whole steps), 'onehot' for strided ones and for few input channels (the patches come from one Conv
  * instead of K strided Slices), one Gemm ('gemm') for 1x1 kernels.
  * Depthwise convs (multiplier 1) use 'rowgemm' (fastest or tied on every shape: 1.7-2.3x less
  * dW time than the Conv form at stride 1, a tie at the large strided one); the elementwise
@@ -159,7 +162,8 @@ export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: C
     ? o.weight(c)
     : o.weight && o.weight !== 'auto'
     ? o.weight
-    : c.group !== 1 ? (depthwise ? 'rowgemm' : 'conv') : k === 1 ? 'gemm' : strided || cg < 8 ? 'onehot' : 'shifted';
+    : c.group !== 1 ? (depthwise ? 'rowgemm' : 'conv') : k === 1 ? 'gemm' : strided || cg < 8 ? 'onehot'
+    : c.x.length === 4 && c.x[3]! <= SHIFT_MATMUL_MAX_WIDTH ? 'shiftmm' : 'shifted';
   return { input, weight };
 }
 
@@ -493,6 +497,54 @@ export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: Co
     parts.push(b.op1('Reshape', [g, ctx.ints([co, cin, 1])]));
   }
   return b.op1('Reshape', [b.op1('Concat', parts, { axis: A.int(2) }), ctx.ints(c.w)]);
+}
+
+/**
+ * The widest image whose stride-1 weight gradient 'shiftmm' computes by default. Reconstruction
+ * steps of ResNet-20's blocks, seconds per 1,000 iterations, 'shifted' → 'shiftmm' (docs/
+ * BENCHMARKS.md, twelfth session): 7x7 (64 channels) 12.9 → 10.6, 14x14 (32) 10.5 → 10.3,
+ * 28x28 (16) 13.0 → 13.8, where the shift MatMuls' W*kw multiply-adds per value no longer pay.
+ */
+export const SHIFT_MATMUL_MAX_WIDTH = 14;
+
+/**
+ * Weight gradient for stride-1 ungrouped 2-D convs with the shifts done by two small MatMuls with
+ * constant 0/1 matrices and the contraction by one Gemm:
+ *   Q = X [N, Ci, H, W] x S [W, kw*Wo], S[w, b*Wo + wo] = 1 iff w = wo + b*dw - pw: every column
+ *       shift of X at once (zeros where the kernel reads padding), then as [kw*Ci, N*H*Wo];
+ *   D = M [kh*H, Ho] x dY [N, Co, Ho, Wo], M[a*H + h, ho] = 1 iff ho = h - a*dh + ph: every row
+ *       shift of dY onto X's rows, then as [kh*Co, N*H*Wo];
+ *   D x Q^T = [kh*Co, kw*Ci], whose (a, co, b, ci) entry is dW[co, ci, a, b].
+ * The shift MatMuls cost W*kw (and H*kh) multiply-adds per value, so this pays only on small
+ * images: it replaces weightGradShifted's four cropping Pads and K small Gemms, whose per-op costs
+ * dominate at 7x7 (SHIFT_MATMUL_MAX_WIDTH). Returns null unless 2-D, stride 1 and G = 1 with K > 1.
+ */
+export function weightGradShiftMatmul(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
+  const { b, node } = ctx;
+  const { r, G, cin, co, k, K } = weightGradDims(c);
+  if (r !== 2 || G !== 1 || K === 1 || c.strides.some((s) => s !== 1)) return null;
+  const [h, w] = [c.x[2]!, c.x[3]!]; // the batch may differ from c.x's (a graph with a symbolic batch)
+  const [ho, wo] = [c.y[2]!, c.y[3]!];
+  const [kh, kw] = k as [number, number];
+  const dt = ctx.dtype(x);
+  const s = allocArray(dt, w * kw * wo) as Float32Array;
+  for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
+    const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
+    if (src >= 0 && src < w) s[src * kw * wo + j * wo + q] = 1;
+  }
+  const m = allocArray(dt, kh * h * ho) as Float32Array;
+  for (let a = 0; a < kh; a++) for (let row = 0; row < h; row++) {
+    const src = row - a * c.dilations[0]! + c.padsBegin[0]!;
+    if (src >= 0 && src < ho) m[(a * h + row) * ho + src] = 1;
+  }
+  const sm = b.constant(makeTensor(dt, [w, kw * wo], s) as Tensor, `${node.name}.grad_weight_colshift`);
+  const mm = b.constant(makeTensor(dt, [kh * h, ho], m) as Tensor, `${node.name}.grad_weight_rowshift`);
+  const q5 = b.op1('Reshape', [b.op1('MatMul', [x, sm], {}, { name: `${node.name}.grad_weight_xshift` }), ctx.ints([-1, cin, h, kw, wo])]);
+  const qt = b.op1('Reshape', [b.op1('Transpose', [q5], { perm: A.ints([3, 1, 0, 2, 4]) }), ctx.ints([kw * cin, -1])]);
+  const d5 = b.op1('Reshape', [b.op1('MatMul', [mm, gy], {}, { name: `${node.name}.grad_weight_gshift` }), ctx.ints([-1, co, kh, h, wo])]);
+  const dtr = b.op1('Reshape', [b.op1('Transpose', [d5], { perm: A.ints([2, 1, 0, 3, 4]) }), ctx.ints([kh * co, -1])]);
+  const all = b.op1('Gemm', [dtr, qt], { transB: A.int(1) }, { name: `${node.name}.grad_weight` });
+  return b.op1('Transpose', [b.op1('Reshape', [all, ctx.ints([kh, co, kw, cin])])], { perm: A.ints([1, 3, 0, 2]) });
 }
 
 /**
