@@ -323,7 +323,7 @@ export async function run(argv: string[]): Promise<number> {
     let p = o.fresh ? undefined : baselines.get(b);
     if (!p) {
       log(`PyTorch baseline: ${b}`);
-      p = measurePytorch([b], { threads: threads ?? availableParallelism(), ...(v.quick ? { reps: 3 } : {}), ...(o.iterations ? { iterations: o.iterations } : {}) }).then((r) => {
+      p = measurePytorch([b], { threads: threads ?? availableParallelism(), ...(v.quick ? { reps: 3 } : {}), ...(o.iterations ? { iterations: o.iterations } : {}), onProgress: (l) => log(`PyTorch baseline: ${l}`) }).then((r) => {
         if (r.ok) return r.value;
         noTorch = r.error; // one reason, logged once; the other benches use the constants too
         log(`${r.error}; using the issues' reference constants`);

@@ -42,9 +42,9 @@ test('measurePytorch runs the script with the benches and threads asked for', as
   try {
     // a stand-in Python: answers the torch probe, then prints one figure (a shell echo of JSON, in
     // which $1 is the bench, $3 the threads and $* every argument after the script)
-    const fakePython = async (name: string, json: string): Promise<string> => {
+    const fakePython = async (name: string, json: string, stderr: readonly string[] = []): Promise<string> => {
       const f = join(dir, name);
-      await writeFile(f, ['#!/bin/sh', 'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi', 'shift', `echo "${json.replaceAll('"', '\\"')}"`].join('\n'));
+      await writeFile(f, ['#!/bin/sh', 'if [ "$1" = "-c" ]; then echo 9.9; exit 0; fi', 'shift', ...stderr.map((l) => `echo "${l}" >&2`), `echo "${json.replaceAll('"', '\\"')}"`].join('\n'));
       await chmod(f, 0o755);
       return f;
     };
@@ -53,8 +53,11 @@ test('measurePytorch runs the script with the benches and threads asked for', as
     assert.ok(r.ok, r.ok ? '' : r.error);
     assert.deepEqual(r.value.map((x) => [x.bench, x.threads, x.msPerStep]), [['tent', 3, 10]]);
     // recon-net: the iterations per block reach the script, and its per-block figures are kept
-    const echo = await fakePython('python-echo', '{"bench": "$1", "batch": 32, "args": "$*", "seconds": 5, "blocks": [{"block": "stem", "seconds": 5}], "torch": "9.9", "threads": 2}');
-    const net = await measurePytorch(['recon-net'], { threads: 2, iterations: 7, python: echo });
+    const echo = await fakePython('python-echo', '{"bench": "$1", "batch": 32, "args": "$*", "seconds": 5, "blocks": [{"block": "stem", "seconds": 5}], "torch": "9.9", "threads": 2}',
+      ['UserWarning: numpy', 'recon-net stem: 5.0 s']);
+    const progress: string[] = [];
+    const net = await measurePytorch(['recon-net'], { threads: 2, iterations: 7, python: echo, onProgress: (l) => progress.push(l) });
+    assert.deepEqual(progress, ['recon-net stem: 5.0 s']); // its progress lines as they come, not its warnings
     assert.ok(net.ok, net.ok ? '' : net.error);
     assert.match((net.value[0] as unknown as { args: string }).args, /recon-net --threads 2 --iterations 7$/);
     assert.deepEqual(net.value[0]!.blocks, [{ block: 'stem', seconds: 5 }]);

@@ -52,12 +52,20 @@ export function parseBaselineOutput(stdout: string): Result<PytorchRow[], string
 /** The Python to use: $TTAQ_PYTORCH_PYTHON, else python3 on the PATH. */
 export const baselinePython = (env: NodeJS.ProcessEnv = process.env): string => env.TTAQ_PYTORCH_PYTHON || 'python3';
 
-function exec(file: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
+function exec(file: string, args: string[], timeoutMs: number, onLine?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (e, stdout, stderr) => {
+    const child = execFile(file, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (e, stdout, stderr) => {
       const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : -1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) || (e ? e.message : '') });
     });
+    if (onLine) {
+      let rest = '';
+      child.stderr?.on('data', (d: Buffer | string) => {
+        const lines = (rest + String(d)).split('\n');
+        rest = lines.pop()!;
+        for (const l of lines) onLine(l);
+      });
+    }
   });
 }
 
@@ -65,7 +73,11 @@ function exec(file: string, args: string[], timeoutMs: number): Promise<{ code: 
  * Measures the given PyTorch baselines. An error value (not a throw) when no Python with torch is
  * found or the script fails: the caller falls back to reference constants and prints the reason.
  */
-export async function measurePytorch(benches: readonly PytorchBench[], o: { threads: number; reps?: number; iterations?: number; python?: string; timeoutMs?: number }): Promise<Result<PytorchRow[], string>> {
+export async function measurePytorch(benches: readonly PytorchBench[], o: {
+  threads: number; reps?: number; iterations?: number; python?: string; timeoutMs?: number;
+  /** The script's progress lines ('recon-net <block>: <s> s'), as they come: a long baseline shows where it is. */
+  onProgress?: (line: string) => void;
+}): Promise<Result<PytorchRow[], string>> {
   const python = o.python ?? baselinePython();
   const probe = await exec(python, ['-c', 'import torch; print(torch.__version__)'], 60_000);
   if (probe.code !== 0) {
@@ -73,7 +85,7 @@ export async function measurePytorch(benches: readonly PytorchBench[], o: { thre
       'install torch for that Python or point TTAQ_PYTORCH_PYTHON at one that has it');
   }
   const args = [PYTORCH_SCRIPT, ...benches, '--threads', String(o.threads), ...(o.reps ? ['--reps', String(o.reps)] : []), ...(o.iterations ? ['--iterations', String(o.iterations)] : [])];
-  const r = await exec(python, args, o.timeoutMs ?? 30 * 60_000);
+  const r = await exec(python, args, o.timeoutMs ?? 30 * 60_000, o.onProgress && ((l) => { if (/^recon-net /.test(l)) o.onProgress!(l); }));
   if (r.code !== 0) return err(`PyTorch baseline failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   return parseBaselineOutput(r.stdout);
 }
