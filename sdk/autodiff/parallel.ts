@@ -192,6 +192,11 @@ class StepWorker {
   }
 }
 
+type Settled<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
+
+/** A promise's outcome as a value: waiting for every slice must not stop at the first failure. */
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+
 /** Part k of K (n rows each) of a batch feed. A row feed keeps its table and takes its rows; a
  * tensor in shared memory becomes a view (no copy; the caller keeps it unchanged until run()
  * resolves), any other one a copy of just this part: posting a subarray of an ordinary buffer
@@ -330,17 +335,19 @@ export class DataParallelStep {
     this.workers.forEach((w, k) => w.post({ type: 'run', id, feeds: [...shared, ...theirs[k]!] }));
     // Every slice's job ends before a failure is thrown: releasing a worker's session while its run
     // is still going aborts the whole process instead of reporting the error.
-    const local = await this.local.run(params, mine).then((r) => ({ r }), (e: unknown) => ({ e }));
-    const answers: ({ r: readonly WireTensor[] } | { e: unknown })[] = [];
-    for (const w of this.workers) answers.push(await w.result(id).then((r) => ({ r }), (e: unknown) => ({ e })));
-    for (const a of [local, ...answers]) if ('e' in a) throw a.e;
-    const mineDone = (local as { r: StepResult }).r;
-    const localWire: WireTensor[] = [
-      { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(mineDone.loss) },
-      ...this.graph.outputs.map((o) => ({ name: o, ...mineDone.outputs[o]! })),
-      ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...mineDone.grads.get(w)! })),
-    ];
-    const results: (readonly WireTensor[])[] = [localWire, ...answers.map((a) => (a as { r: readonly WireTensor[] }).r)];
+    const settled = await settle(this.local.run(params, mine));
+    const answers: Settled<readonly WireTensor[]>[] = [];
+    for (const w of this.workers) answers.push(await settle(w.result(id)));
+    if (!settled.ok) throw settled.error;
+    const results: (readonly WireTensor[])[] = [[
+      { name: this.graph.loss, dtype: 'float32', dims: [], data: Float32Array.of(settled.value.loss) },
+      ...this.graph.outputs.map((o) => ({ name: o, ...settled.value.outputs[o]! })),
+      ...[...this.graph.grads].map(([w, g]) => ({ name: g, ...settled.value.grads.get(w)! })),
+    ]];
+    for (const a of answers) {
+      if (!a.ok) throw a.error;
+      results.push(a.value);
+    }
     this.timing.sessionMs += performance.now() - t1;
     const res = this.merge(results);
     this.timing.runs++;

@@ -99,8 +99,9 @@ export const rule: GradRule = {
 
     let gw: string | null = null;
     if (c.needs[1] && (how.weight === 'gemm' || how.weight === 'gemmsplit')) gw = weightGradAsGemm(c, x, gy, cc, how.weight === 'gemmsplit');
-    if (c.needs[1] && how.weight === 'shifted') gw = weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
-    if (c.needs[1] && how.weight === 'shiftmm') gw = weightGradShiftMatmul(c, x, gy, cc) ?? weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
+    // 'shiftmm' applies to 2-D ungrouped convs only; the others take the 'shifted' chain
+    if (c.needs[1] && how.weight === 'shiftmm') gw = weightGradShiftMatmul(c, x, gy, cc);
+    if (c.needs[1] && gw === null && (how.weight === 'shifted' || how.weight === 'shiftmm')) gw = weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
     if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, gy, cc);
     if (c.needs[1] && how.weight === 'rowgemm') gw = weightGradRowGemm(c, x, gy, cc); // null unless depthwise: the Conv form
     if (c.needs[1] && gw === null) {

@@ -145,7 +145,8 @@ export interface ConvCase {
  *
  * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 1.3-2.5x slower than
  * ConvTranspose, depthwise included); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
- * Cg >= 8 ('shiftmm' on images up to 14 wide, measured later in whole steps), 'onehot' for strided ones and for few input channels (the patches come from one Conv
+ * Cg >= 8 ('shiftmm' on images up to 14 wide, measured later in whole steps), 'onehot' for
+ * strided ones and for few input channels (the patches come from one Conv
  * instead of K strided Slices), one Gemm ('gemm') for 1x1 kernels.
  * Depthwise convs (multiplier 1) use 'rowgemm' (fastest or tied on every shape: 1.7-2.3x less
  * dW time than the Conv form at stride 1, a tie at the large strided one); the elementwise
