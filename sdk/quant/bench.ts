@@ -18,7 +18,7 @@ import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts
  * A variant is 'qdrop' or 'ttaq' with optional ':'-separated modifiers for A/B runs: 'legacy' (the
  * original graph formulation, LEGACY_RECON_FORMULATION),
  * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops', 'square=op|mul',
- * 'entry=linear|copy', 'reg=explog|pow', 'adaround=function|ops' (one
+ * 'entry=linear|copy', 'reg=explog|pow', 'adaround=function|ops', 'relu=fused|separate' (one
  * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms),
  * 'layout=nchwc|plain' (the step's Conv layout on the CPU), 'steps=producer|consumer' (which block
  * learns the step of a quantizer between blocks).
@@ -30,7 +30,7 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
   let convGrad: ConvGradOptions | undefined;
   let convLayout: ConvLayout | undefined;
   let stepOwner: 'producer' | 'consumer' | undefined;
-  const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq', square: 'square', entry: 'pcrEntry', reg: 'roundReg', adaround: 'adaround' };
+  const keys: Record<string, keyof ReconFormulation> = { random: 'random', pcr: 'pcrPass', lsm: 'logSoftmax', lsq: 'lsq', square: 'square', entry: 'pcrEntry', reg: 'roundReg', adaround: 'adaround', relu: 'reluQuant' };
   for (const m of mods) {
     if (m === 'ct') throw new Error(`bench: modifier 'ct' is gone (the step graph is no longer rewritten); use 'xgrad=convTranspose' for ConvTranspose input gradients`);
     if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };

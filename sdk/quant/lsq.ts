@@ -17,6 +17,14 @@
 // log10(levels) digits of float32 precision: at 8 bits, by that estimate (not measured), a
 // relative error near 1e-4 in the step's gradient.
 // onnxruntime runs the op as a model-local function (FunctionProto), inlined at session creation.
+//
+// ReluLsqFakeQuant is the same quantizer applied to Relu(x) for an unsigned range (qmin = 0, zero
+// point 0), read from the Relu's input x: clipping at qmin already zeroes every x < 0, so y is the
+// same (up to the sign of zero: x in (-s/2, 0) gives -0), and `inside` adds x > 0, which is what the Relu's own backward (dy · [y > 0]) would
+// multiply by. Both gradients of the rule above are then those of the two ops in a row, exactly:
+// for x <= 0, dx = 0 and the step term g·y − dx·x is 0, as with the Relu's output 0. It saves the
+// Relu's forward pass and its backward mask and product: three to four activation-sized passes
+// per quantized Relu.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
 import { registerRule } from '../autodiff/index.ts';
@@ -27,6 +35,8 @@ export const LSQ_DOMAIN = 'ttaq.recon';
 export const LSQ_OP = 'LsqFakeQuant';
 /** Inputs (x, s, z, qmin, qmax), z a float scalar. Outputs (y, inside). */
 export const LSQ_OP_Z = 'LsqFakeQuantZ';
+/** LSQ_OP of Relu(x): inputs (x, s, qmin, qmax) with qmin = 0 and zero point 0. Outputs (y, inside). */
+export const LSQ_OP_RELU = 'ReluLsqFakeQuant';
 
 const node = (opType: string, input: string[], output: string[]) => create(NodeProtoSchema, { opType, domain: '', input, output });
 
@@ -63,14 +73,31 @@ export function lsqFunctions(opset: number): Uint8Array[] {
     ],
     opsetImport: imports,
   });
-  return [toBinary(FunctionProtoSchema, plain), toBinary(FunctionProtoSchema, withZ)];
+  const relu = create(FunctionProtoSchema, {
+    name: LSQ_OP_RELU,
+    domain: LSQ_DOMAIN,
+    input: ['x', 's', 'lo', 'hi'],
+    output: ['y', 'inside'],
+    node: [
+      node('Div', ['x', 's'], ['u']),
+      node('Round', ['u'], ['q']),
+      node('Clip', ['q', 'lo', 'hi'], ['c']),
+      node('Mul', ['c', 's'], ['y']),
+      node('Equal', ['c', 'q'], ['kept']),
+      // lo is 0 here: x > 0 is where the Relu passes its gradient
+      node('Greater', ['x', 'lo'], ['positive']),
+      node('And', ['kept', 'positive'], ['inside']),
+    ],
+    opsetImport: imports,
+  });
+  return [toBinary(FunctionProtoSchema, plain), toBinary(FunctionProtoSchema, withZ), toBinary(FunctionProtoSchema, relu)];
 }
 
-for (const opType of [LSQ_OP, LSQ_OP_Z]) {
+for (const opType of [LSQ_OP, LSQ_OP_Z, LSQ_OP_RELU]) {
   registerRule({
     opType,
     domain: LSQ_DOMAIN,
-    nonDiffInputs: opType === LSQ_OP ? [2, 3] : [2, 3, 4],
+    nonDiffInputs: opType === LSQ_OP_Z ? [2, 3, 4] : [2, 3],
     backward(c) {
       const [x, s] = c.node.inputs as [string, string];
       const [y, inside] = c.node.outputs as [string, string];

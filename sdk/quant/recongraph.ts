@@ -20,7 +20,7 @@ import { f32, makeTensor } from '../onnx/tensor.ts';
 import type { Graph, Model, Node, Tensor } from '../onnx/types.ts';
 import type { Block } from './blocks.ts';
 import type { ActSite, WeightSite } from './plan.ts';
-import { LSQ_DOMAIN, LSQ_OP, LSQ_OP_Z, lsqFunctions } from './lsq.ts';
+import { LSQ_DOMAIN, LSQ_OP, LSQ_OP_RELU, LSQ_OP_Z, lsqFunctions } from './lsq.ts';
 import { ADAROUND_GAMMA, ADAROUND_OP, ADAROUND_ZETA, adaRoundFunction } from './adaround.ts';
 import { rangeOf, type QuantParams } from './quantizer.ts';
 
@@ -85,10 +85,16 @@ export interface ReconFormulation {
    * all its V concatenated, with its own gradient rule (adaround.ts); 'ops': per layer, plain ops
    * differentiated one by one (with `roundReg`'s choice of power). */
   readonly adaround?: 'function' | 'ops';
+  /** 'fused' (default, with `lsq` 'function'): an unsigned activation quantizer (qmin 0, zero point
+   * 0) of a Relu's output reads the Relu's input as one ReluLsqFakeQuant (lsq.ts), whose clipping
+   * at 0 is the Relu and whose gradient carries the Relu's mask: the same values and gradients
+   * without the Relu's forward pass and its backward mask; the Relu stays only where something
+   * else reads its output. 'separate': Relu, then the quantizer. */
+  readonly reluQuant?: 'fused' | 'separate';
 }
 
 /** The original formulation (in-graph random ops, LogSoftmax, fake quantization op by op). */
-export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow', adaround: 'ops' };
+export const LEGACY_RECON_FORMULATION: ReconFormulation = { random: 'graph', pcrPass: 'separate', logSoftmax: 'op', lsq: 'ops', square: 'mul', pcrEntry: 'copy', roundReg: 'pow', adaround: 'ops', reluQuant: 'separate' };
 
 export interface ReconGraph {
   readonly model: Model;
@@ -271,7 +277,7 @@ export function buildReconGraph(
   const opset = getOpset(full) ?? 13;
   const set = new Set(block.nodes);
   const nodes = g.nodes.filter((n) => set.has(n.name));
-  const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', roundReg: 'explog', adaround: 'function', ...opts.formulation } as Required<ReconFormulation>;
+  const form = { random: 'fed', pcrPass: 'separate', logSoftmax: 'decomposed', lsq: 'function', square: 'op', pcrEntry: 'linear', roundReg: 'explog', adaround: 'function', reluQuant: 'fused', ...opts.formulation } as Required<ReconFormulation>;
   const b = new GraphBuilder(`recon:${block.name}`, '', [...g.initializers.keys(), ...nodes.flatMap((n) => [n.name, ...n.outputs]), block.input]);
   const sumSquares = (x: string): string => form.square === 'op'
     ? b.op1('ReduceSumSquare', [x], { keepdims: A.int(0) })
@@ -294,6 +300,8 @@ export function buildReconGraph(
   const stepParams = new Map<string, string>();
   const actByValue = new Map(sites.acts.map((a) => [a.value, a]));
   const frozenSteps = new Set<string>();
+  // emitted Relu outputs -> their inputs, for the fused quantizer ('reluQuant')
+  const reluInput = new Map<string, string>();
   const fq = (x: string, site: ActSite): string => {
     const p = aInit.get(site.value)!;
     const { qmin, qmax } = rangeOf(p.spec);
@@ -308,6 +316,8 @@ export function buildReconGraph(
     }
     const z = p.zeroPoint[0]!;
     if (form.lsq === 'function') {
+      const pre = form.reluQuant === 'fused' && z === 0 && qmin === 0 ? reluInput.get(x) : undefined;
+      if (pre) return b.op(LSQ_OP_RELU, [pre, s, b.scalar(qmin), b.scalar(qmax)], {}, { domain: LSQ_DOMAIN, outputs: 2 })[0]!;
       const ins = z === 0 ? [x, s, b.scalar(qmin), b.scalar(qmax)] : [x, s, b.scalar(z), b.scalar(qmin), b.scalar(qmax)];
       return b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputs: 2 })[0]!;
     }
@@ -435,6 +445,7 @@ export function buildReconGraph(
       n.outputs.forEach((o, i) => o && rename.set(o, outs[i]!));
       if (tag === '') emitted.set(n.name, outs);
       const node: Node = { ...n, name: b.fresh(`${n.name}${tag}`), inputs: ins, outputs: outs };
+      if (n.opType === 'Relu' && (n.domain === '' || n.domain === 'ai.onnx') && ins[0] && outs[0]) reluInput.set(outs[0], ins[0]);
       b.nodes.push(node);
     }
     return rename.get(block.output)!;
@@ -532,7 +543,8 @@ export function buildReconGraph(
   b.output(round, 'float32', []);
   if (pem) b.output(pem, 'float32', []);
   if (pcr) b.output(pcr, 'float32', []);
-  const graph: Graph = b.build();
+  // a Relu whose every reader became a fused quantizer is left without readers
+  const graph: Graph = withoutDeadNodes(b.build());
   const lsqUsed = graph.nodes.some((n) => n.domain === LSQ_DOMAIN && n.opType !== ADAROUND_OP);
   const adaUsed = !!wFlat;
   return {
@@ -556,6 +568,18 @@ export function buildReconGraph(
     parts: { rec, round, ...(pem ? { pem } : {}), ...(pcr ? { pcr } : {}) },
     output: yhat,
   };
+}
+
+/** `g` without the nodes none of whose outputs is read (by a node or as a graph output), repeatedly. */
+function withoutDeadNodes(g: Graph): Graph {
+  let nodes = g.nodes;
+  for (;;) {
+    const read = new Set<string>(g.outputs.map((o) => o.name));
+    for (const n of nodes) for (const i of n.inputs) if (i) read.add(i);
+    const live = nodes.filter((n) => n.outputs.some((o) => o && read.has(o)));
+    if (live.length === nodes.length) return nodes === g.nodes ? g : { ...g, nodes };
+    nodes = live;
+  }
 }
 
 export type { Tensor };

@@ -10,7 +10,7 @@ import { makeTensor } from '../../sdk/onnx/tensor.ts';
 import { getOpset } from '../../sdk/onnx/versions.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
 import { fakeQuant, makePlan, quantize, type QuantizeResult, type QuantParams } from '../../sdk/quant/index.ts';
-import { LSQ_DOMAIN, LSQ_OP, LSQ_OP_Z, lsqFunctions } from '../../sdk/quant/lsq.ts';
+import { LSQ_DOMAIN, LSQ_OP, LSQ_OP_RELU, LSQ_OP_Z, lsqFunctions } from '../../sdk/quant/lsq.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
 
@@ -20,13 +20,15 @@ const OPSET = 17;
  * Runs the LSQ op (the reconstruction's activation fake quantizer) on x and differentiates
  * loss = Σ w_i·y_i through its gradient rule; returns y, inside, dL/dx and dL/ds.
  */
-async function lsq(x: number[], s: number, z: number, bits: number, w: readonly number[]): Promise<{ y: number[]; inside: boolean[]; dx: number[]; ds: number }> {
+async function lsq(x: number[], s: number, z: number, bits: number, w: readonly number[], relu?: 'separate' | 'fused'): Promise<{ y: number[]; inside: boolean[]; dx: number[]; ds: number }> {
   const b = new GraphBuilder('lsq');
   const xin = b.input('x', 'float32', [x.length]);
   b.initializer('step', makeTensor('float32', [], Float32Array.of(s)));
   const hi = 2 ** bits - 1;
-  const ins = z === 0 ? [xin, 'step', b.scalar(0), b.scalar(hi)] : [xin, 'step', b.scalar(z), b.scalar(0), b.scalar(hi)];
-  b.op(z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputNames: ['y', 'inside'] });
+  // relu: the quantizer of Relu(x), as a Relu node before it or as the fused op reading x
+  const xq = relu === 'separate' ? b.op1('Relu', [xin]) : xin;
+  const ins = z === 0 ? [xq, 'step', b.scalar(0), b.scalar(hi)] : [xq, 'step', b.scalar(z), b.scalar(0), b.scalar(hi)];
+  b.op(relu === 'fused' ? LSQ_OP_RELU : z === 0 ? LSQ_OP : LSQ_OP_Z, ins, {}, { domain: LSQ_DOMAIN, outputNames: ['y', 'inside'] });
   b.op1('ReduceSum', [b.op1('Mul', ['y', b.constant(makeTensor('float32', [x.length], Float32Array.from(w)))])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
   b.output('loss', 'float32', []);
   const model: Model = {
@@ -69,6 +71,24 @@ test('LSQ fake quantization at 2 bits, z = 0: four levels, clamping, straight-th
   // dy/ds inside: round(x/s) - x/s; outside: qmin - z = 0 below, qmax - z = 3 above
   checkGrads(r, W6, [0, -0.4, 0.4, 0.48, -0.5, 3]);
   near(Array.from(fakeQuant(x, [6], params(2, true, 0.5, 0))), r.y, 'JS quantizer = onnxruntime');
+});
+
+test('the fused Relu + LSQ quantizer = Relu, then LSQ: values and both gradients, to the bit', async () => {
+  // x/s = -1.2, -0.4, -0.2, 0, 0.2, 0.6, 1.52, 2.5, 4: the values in (-s/2, 0) round to 0 inside the
+  // range, so the quantizer alone would pass their gradient; the Relu before it must not
+  const x = [-0.6, -0.2, -0.1, 0, 0.1, 0.3, 0.76, 1.25, 2];
+  const w = [1, -2, 0.5, 3, -1.5, 0.25, 2, -1, 0.75];
+  const separate = await lsq(x, 0.5, 0, 2, w, 'separate');
+  const fused = await lsq(x, 0.5, 0, 2, w, 'fused');
+  // equal values up to the sign of zero (the fused op's y is -0 where x in (-s/2, 0) rounds to -0;
+  // the Relu's masked gradient is -0 where the upstream gradient is negative)
+  const signless = (v: readonly number[]) => v.map((e) => e + 0);
+  assert.deepEqual(signless(fused.y), signless(separate.y));
+  assert.deepEqual(signless(fused.dx), signless(separate.dx));
+  assert.equal(fused.ds, separate.ds);
+  near(fused.dx, [0, 0, 0, 0, -1.5, 0.25, 2, -1, 0], 'dL/dx: only x > 0 inside the range');
+  const alone = await lsq(x, 0.5, 0, 2, w);
+  assert.notDeepEqual(alone.dx, fused.dx, 'without the Relu, x in (-s/2, 0] passes its gradient');
 });
 
 test('LSQ fake quantization at 2 bits with a zero point: levels s*(q - z) for q in 0..3', async () => {

@@ -95,6 +95,18 @@ test('fast reconstruction graph = original formulation (loss, its parts, gradien
   compare(stemFast, stemSlow);
 });
 
+test('a quantized Relu is read through one fused quantizer: the same loss and gradients, and no Relu where only quantizers read it', async () => {
+  const separate = await gradsOf({ reluQuant: 'separate' }, 13);
+  const fused = await gradsOf({}, 13);
+  const count = (g: typeof fused, op: string) => g.rg.model.graph.nodes.filter((n) => n.opType === op).length;
+  // the block's two Relus feed the activation quantizer of conv2 and the block output; with PCR on,
+  // the clean output is also read unquantized, so that Relu stays (and its copy in the noise pass)
+  assert.ok(count(fused, 'ReluLsqFakeQuant') >= 1, 'the fused op is used');
+  assert.ok(count(fused, 'Relu') < count(separate, 'Relu'), `Relus: fused ${count(fused, 'Relu')} vs separate ${count(separate, 'Relu')}`);
+  assert.equal(count(separate, 'ReluLsqFakeQuant'), 0);
+  compare(fused, separate);
+});
+
 test("AdaRound's regulariser as Exp/Log = as Pow(Abs) = the one-op form, where it dominates the rounding gradients", async () => {
   const pow = await gradsOf({ roundReg: 'pow', adaround: 'ops' }, 14, 2, 1e4);
   const explog = await gradsOf({ adaround: 'ops' }, 14, 2, 1e4);
