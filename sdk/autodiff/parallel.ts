@@ -20,7 +20,7 @@ import { makeTensor } from '../onnx/tensor.ts';
 import type { DType, Tensor } from '../onnx/types.ts';
 import type { SessionOptions } from '../runtime/index.ts';
 import type { GradientGraph } from './graph.ts';
-import { forExecution, GradientStep, type ConvLayout, type ParamFeed, type StepResult } from './step.ts';
+import { executionSession, forExecution, GradientStep, type ConvLayout, type ParamFeed, type StepResult } from './step.ts';
 import { FeedBuffers, isRowFeed, rowFeedDims, type BatchFeed, type RowFeed } from './feeds.ts';
 
 /** A tensor as it crosses the thread boundary (structured clone keeps typed arrays). */
@@ -272,7 +272,8 @@ export class DataParallelStep {
     const { logger: _logger, availableProviders: _probe, ...plain } = opts.session ?? {};
     // the layout rewrite (and its shape inference run) happens once, here, for every slice
     const run = await forExecution(graph, opts);
-    const workerData = { model: encodeModel(run.model), fetch, session: plain };
+    const workerSession = executionSession(run, plain);
+    const workerData = { model: encodeModel(run.model), fetch, session: workerSession };
     // slice 0 runs on this thread: it would otherwise sit idle waiting, and a worker's wake-up and
     // the slowest of several workers cost more than the messages save
     const pooled: StepWorker[] = [];
@@ -282,7 +283,7 @@ export class DataParallelStep {
     }
     const started = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, (_, k) => {
       const w = pooled[k];
-      return w ? w.load(workerData.model, fetch, plain).then(() => w, async (e) => { await w.stop(); throw e; }) : StepWorker.start(workerData);
+      return w ? w.load(workerData.model, fetch, workerSession).then(() => w, async (e) => { await w.stop(); throw e; }) : StepWorker.start(workerData);
     }));
     const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');

@@ -3,7 +3,7 @@
 // tensors wrapping the caller's typed arrays (no copies); outputs wrap onnxruntime's buffers.
 import { TtaqError } from '../errors/index.ts';
 import type { Tensor } from '../onnx/types.ts';
-import { convsToNchwc, createSession, DEFAULT_PROVIDERS, defaultAvailableProviders, nchwcBlockSize, resolveProviders, type Session, type SessionOptions } from '../runtime/index.ts';
+import { convsToNchwc, createSession, DEFAULT_PROVIDERS, defaultAvailableProviders, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA, nchwcBlockSize, resolveProviders, type Session, type SessionOptions } from '../runtime/index.ts';
 import type { GradientGraph } from './graph.ts';
 import { FeedBuffers, type BatchFeed } from './feeds.ts';
 import { inferValueShapes } from './shapes.ts';
@@ -47,6 +47,13 @@ export async function forExecution(graph: GradientGraph, opts: StepOptions = {})
   return r.rewritten > 0 ? { ...graph, model: r.model } : graph;
 }
 
+/** The session options for `run` (forExecution's result): with its Convs in the NCHWc layout, the
+ * config that keeps their weight reorders as written (NCHWC_SESSION_EXTRA); `s.extra` still wins. */
+export function executionSession(run: GradientGraph, s: SessionOptions = {}): SessionOptions {
+  if (!run.model.opsetImports.some((o) => o.domain === NCHWC_DOMAIN)) return s;
+  return { ...s, extra: { ...NCHWC_SESSION_EXTRA, ...s.extra } };
+}
+
 export interface StepResult {
   readonly loss: number;
   /** Requested forward outputs. */
@@ -67,7 +74,7 @@ export class GradientStep {
 
   static async create(graph: GradientGraph, opts: StepOptions = {}): Promise<GradientStep> {
     const run = await forExecution(graph, opts);
-    const s = await createSession(run.model, { source: `gradient graph of '${graph.model.graph.name}'`, ...(opts.session ?? {}) });
+    const s = await createSession(run.model, { source: `gradient graph of '${graph.model.graph.name}'`, ...executionSession(run, opts.session) });
     return new GradientStep(graph, s);
   }
 

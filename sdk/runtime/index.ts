@@ -5,4 +5,4 @@ export type { CudaOptions, GraphOptimization, Session, SessionOptions, TensorRtO
 export { DEFAULT_PROVIDERS, defaultAvailableProviders, defaultLogger, resolveProviders } from './providers.ts';
 export type { ProviderName, RuntimeLogEvent, RuntimeLogger } from './providers.ts';
 export { clipsBeforeSubByteQuantize, hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenableActivationZeroPoints, widenSubByteActivations, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
-export { convsToNchwc, nchwcBlockSize, NCHWC_DOMAIN } from './nchwc.ts';
+export { convsToNchwc, nchwcBlockSize, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA } from './nchwc.ts';

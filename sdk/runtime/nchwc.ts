@@ -25,6 +25,21 @@ import { createSession } from './session.ts';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
 
+/**
+ * Session config for graphs this rewrite ran on. onnxruntime's float Transpose is fast only where
+ * it swaps the last two axes (with any batch axes before them: ~0.5 ns per element here) or moves
+ * whole blocks of 16 or more floats (~1 ns); any other permutation takes 4-9 ns per element. The
+ * weight reorder below is therefore written as two such Transposes, but onnxruntime's transpose
+ * optimizer (two instances, one generic and one for the CPU provider) fuses consecutive Transposes
+ * across Reshapes back into one slow 6-D Transpose: a 64x64x3x3 weight's reorder took 150-300 µs
+ * fused and 47 µs as two (onnxruntime's profiler, one thread). The optimizer changed nothing else in
+ * our step graphs: ResNet-20's reconstruction steps (layer1.1, layer2.1, layer3.1) and its TENT step
+ * ran equally fast with it off before this rewrite used it.
+ */
+export const NCHWC_SESSION_EXTRA: Readonly<Record<string, string>> = {
+  'optimization.disable_specified_optimizers': 'TransposeOptimizer;TransposeOptimizer_CPUExecutionProvider',
+};
+
 let probed: Promise<number | undefined> | undefined;
 
 const probeModel = (nodes: Node[], inputs: Model['graph']['inputs'], output: string): Model => ({
@@ -110,16 +125,22 @@ export function convsToNchwc(model: Model, dimsOf: (value: string) => readonly n
     const [o, i, kh, kw] = w as [number, number, number, number];
     const base = n.name || fresh('conv');
     const x = fresh(`${base}.nchwc_x`);
-    const w6 = fresh(`${base}.nchwc_w6`);
+    const w3 = fresh(`${base}.nchwc_w3`);
+    const wt3 = fresh(`${base}.nchwc_wt3`);
+    const w5 = fresh(`${base}.nchwc_w5`);
     const wt = fresh(`${base}.nchwc_wt`);
     const wr = fresh(`${base}.nchwc_w`);
     const y = fresh(`${base}.nchwc_y`);
     const attrs = { ...n.attrs, kernel_shape: A.ints([kh, kw]) };
     nodes.push(
       { name: fresh(`${base}.nchwc_reorder_x`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [n.inputs[0]!], outputs: [x], attrs: {} },
-      // OIHW -> [O/b, I/b, H, W, b_in, b_out]: the layout MLAS's NCHWc kernels read (OIHWBiBo)
-      { name: fresh(`${base}.nchwc_w_split`), opType: 'Reshape', domain: '', inputs: [n.inputs[1]!, shapeConst([o / block, block, i / block, block, kh, kw])], outputs: [w6], attrs: {} },
-      { name: fresh(`${base}.nchwc_w_order`), opType: 'Transpose', domain: '', inputs: [w6], outputs: [wt], attrs: { perm: A.ints([0, 2, 4, 5, 3, 1]) } },
+      // OIHW -> [O/b, I/b, H, W, b_in, b_out]: the layout MLAS's NCHWc kernels read (OIHWBiBo), in two
+      // fast Transposes (NCHWC_SESSION_EXTRA): b_out innermost per output block ([O/b, b_out, I*H*W]
+      // -> [O/b, I*H*W, b_out]), then b_in past the kernel offsets in blocks of b_out floats
+      { name: fresh(`${base}.nchwc_w_split`), opType: 'Reshape', domain: '', inputs: [n.inputs[1]!, shapeConst([o / block, block, i * kh * kw])], outputs: [w3], attrs: {} },
+      { name: fresh(`${base}.nchwc_w_out_last`), opType: 'Transpose', domain: '', inputs: [w3], outputs: [wt3], attrs: { perm: A.ints([0, 2, 1]) } },
+      { name: fresh(`${base}.nchwc_w_split_in`), opType: 'Reshape', domain: '', inputs: [wt3, shapeConst([o / block, i / block, block, kh * kw, block])], outputs: [w5], attrs: {} },
+      { name: fresh(`${base}.nchwc_w_order`), opType: 'Transpose', domain: '', inputs: [w5], outputs: [wt], attrs: { perm: A.ints([0, 1, 3, 2, 4]) } },
       { name: fresh(`${base}.nchwc_w_merge`), opType: 'Reshape', domain: '', inputs: [wt, shapeConst([o, i, kh, kw])], outputs: [wr], attrs: {} },
       { name: fresh(`${base}.nchwc`), opType: 'Conv', domain: NCHWC_DOMAIN, inputs: [x, wr, ...(n.inputs[2] ? [n.inputs[2]] : [])], outputs: [y], attrs },
       { name: fresh(`${base}.nchwc_reorder_y`), opType: 'ReorderOutput', domain: NCHWC_DOMAIN, inputs: [y], outputs: [n.outputs[0]!], attrs: { channels: A.int(o) } },

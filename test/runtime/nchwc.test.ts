@@ -2,11 +2,11 @@
 // graph, only eligible Convs rewritten, and gradient steps that agree with the plain layout.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildGradientGraph, DataParallelStep, forExecution, GradientStep } from '../../sdk/autodiff/index.ts';
+import { buildGradientGraph, DataParallelStep, executionSession, forExecution, GradientStep } from '../../sdk/autodiff/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import type { Model, Tensor } from '../../sdk/onnx/types.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
-import { convsToNchwc, createSession, nchwcBlockSize, NCHWC_DOMAIN } from '../../sdk/runtime/index.ts';
+import { convsToNchwc, createSession, nchwcBlockSize, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA } from '../../sdk/runtime/index.ts';
 import { inferValueShapes } from '../../sdk/autodiff/shapes.ts';
 import { model, randTensor } from '../autodiff/helpers.ts';
 
@@ -84,6 +84,14 @@ test('a gradient step in NCHWc gives the plain layout\'s loss and gradients', { 
   const moved = await forExecution(gg, { session });
   assert.ok(moved.model.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv').length >= 3, 'forward convs and the stride-1 input gradient');
   assert.equal(await forExecution(gg, { session, convLayout: 'plain' }), gg);
+  // its session keeps the weight reorders' two fast Transposes apart (onnxruntime's transpose
+  // optimizer would fuse them into one slow one), unless the caller says otherwise; a plain graph
+  // gets the caller's options as they are
+  const key = 'optimization.disable_specified_optimizers';
+  assert.equal(executionSession(moved, session).extra?.[key], NCHWC_SESSION_EXTRA[key]);
+  assert.equal(executionSession(moved, { ...session, extra: { [key]: '' } }).extra?.[key], '');
+  assert.equal(executionSession(gg, session), session);
+  assert.ok(moved.model.graph.nodes.some((n) => n.name.endsWith('.nchwc_w_out_last')), 'the weight reorder in two Transposes');
   const x = randTensor(rng, 'float32', [4, 16, 6, 6]);
   const res = [];
   for (const convLayout of ['plain', 'nchwc'] as const) {

@@ -511,7 +511,7 @@ export const SHIFT_MATMUL_MAX_WIDTH = 14;
 /**
  * Weight gradient for stride-1 ungrouped 2-D convs with the shifts done by two small MatMuls with
  * constant 0/1 matrices and the contraction by one Gemm:
- *   Q = X [N, Ci, H, W] x S [W, kw*Wo], S[w, b*Wo + wo] = 1 iff w = wo + b*dw - pw: every column
+ *   Q = X [N, Ci, H, W] x S [W, Wo*kw], S[w, wo*kw + b] = 1 iff w = wo + b*dw - pw: every column
  *       shift of X at once (zeros where the kernel reads padding), then as [kw*Ci, N*H*Wo];
  *   D = M [kh*H, Ho] x dY [N, Co, Ho, Wo], M[a*H + h, ho] = 1 iff ho = h - a*dh + ph: every row
  *       shift of dY onto X's rows, then as [kh*Co, N*H*Wo];
@@ -528,24 +528,36 @@ export function weightGradShiftMatmul(ctx: RuleContext, x: string, gy: string, c
   const [ho, wo] = [c.y[2]!, c.y[3]!];
   const [kh, kw] = k as [number, number];
   const dt = ctx.dtype(x);
-  const s = allocArray(dt, w * kw * wo) as Float32Array;
+  // S's columns in (wo, b) order: the offsets b come out as X·S's last axis (see below)
+  const s = allocArray(dt, w * wo * kw) as Float32Array;
   for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
     const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
-    if (src >= 0 && src < w) s[src * kw * wo + j * wo + q] = 1;
+    if (src >= 0 && src < w) s[src * wo * kw + q * kw + j] = 1;
   }
   const m = allocArray(dt, kh * h * ho) as Float32Array;
   for (let a = 0; a < kh; a++) for (let row = 0; row < h; row++) {
     const src = row - a * c.dilations[0]! + c.padsBegin[0]!;
     if (src >= 0 && src < ho) m[(a * h + row) * ho + src] = 1;
   }
-  const sm = b.constant(makeTensor(dt, [w, kw * wo], s) as Tensor, `${node.name}.grad_weight_colshift`);
+  const sm = b.constant(makeTensor(dt, [w, wo * kw], s) as Tensor, `${node.name}.grad_weight_colshift`);
   const mm = b.constant(makeTensor(dt, [kh * h, ho], m) as Tensor, `${node.name}.grad_weight_rowshift`);
-  const q5 = b.op1('Reshape', [b.op1('MatMul', [x, sm], {}, { name: `${node.name}.grad_weight_xshift` }), ctx.ints([-1, cin, h, kw, wo])]);
-  const qt = b.op1('Reshape', [b.op1('Transpose', [q5], { perm: A.ints([3, 1, 0, 2, 4]) }), ctx.ints([kw * cin, -1])]);
+  // X·S is [N, Ci, H, Wo, kw]; [kw, Ci, N, H·Wo] from it in two Transposes onnxruntime runs fast
+  // (a swap of the last two axes, then one that moves blocks of H·Wo floats; NCHWC_SESSION_EXTRA in
+  // sdk/runtime/nchwc.ts): one 5-D Transpose moving blocks of Wo floats took 1.5x as long
+  const xs = b.op1('MatMul', [x, sm], {}, { name: `${node.name}.grad_weight_xshift` });
+  const qk = b.op1('Transpose', [b.op1('Reshape', [xs, ctx.ints([-1, kw])])], { perm: A.ints([1, 0]) }, { name: `${node.name}.grad_weight_kw_first` });
+  const qn = b.op1('Transpose', [b.op1('Reshape', [qk, ctx.ints([kw, -1, cin, h * wo])])], { perm: A.ints([0, 2, 1, 3]) }, { name: `${node.name}.grad_weight_batch_inner` });
+  const qt = b.op1('Reshape', [qn, ctx.ints([kw * cin, -1])]);
   const d5 = b.op1('Reshape', [b.op1('MatMul', [mm, gy], {}, { name: `${node.name}.grad_weight_gshift` }), ctx.ints([-1, co, kh, h, wo])]);
   const dtr = b.op1('Reshape', [b.op1('Transpose', [d5], { perm: A.ints([2, 1, 0, 3, 4]) }), ctx.ints([kh * co, -1])]);
   const all = b.op1('Gemm', [dtr, qt], { transB: A.int(1) }, { name: `${node.name}.grad_weight` });
-  return b.op1('Transpose', [b.op1('Reshape', [all, ctx.ints([kh, co, kw, cin])])], { perm: A.ints([1, 3, 0, 2]) });
+  // [kh, co, kw, cin] -> [co, cin, kh, kw] as two Transposes onnxruntime runs fast (swaps of the
+  // last two axes; see NCHWC_SESSION_EXTRA in sdk/runtime/nchwc.ts): one 4-D permutation took
+  // 0.2-0.3 ms on a 64x64x3x3 weight: [kh, co·kw·cin] -> [co·kw·cin, kh], then per co
+  // [kw, cin·kh] -> [cin·kh, kw]
+  const t1 = b.op1('Transpose', [b.op1('Reshape', [all, ctx.ints([kh, co * kw * cin])])], { perm: A.ints([1, 0]) }, { name: `${node.name}.grad_weight_kh_last` });
+  const t2 = b.op1('Transpose', [b.op1('Reshape', [t1, ctx.ints([co, kw, cin * kh])])], { perm: A.ints([0, 2, 1]) }, { name: `${node.name}.grad_weight_kw_last` });
+  return b.op1('Reshape', [t2, ctx.ints([co, cin, kh, kw])]);
 }
 
 /**
