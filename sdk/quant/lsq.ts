@@ -40,29 +40,22 @@ export const LSQ_OP_RELU = 'ReluLsqFakeQuant';
 
 const node = (opType: string, input: string[], output: string[]) => create(NodeProtoSchema, { opType, domain: '', input, output });
 
-/** The encoded FunctionProtos of both ops (Model.functions), body at default-domain `opset`. */
+/** The encoded FunctionProtos of the three ops (Model.functions), body at default-domain `opset`. */
 export function lsqFunctions(opset: number): Uint8Array[] {
   const imports = [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })];
-  const plain = create(FunctionProtoSchema, {
-    name: LSQ_OP,
-    domain: LSQ_DOMAIN,
-    input: ['x', 's', 'lo', 'hi'],
-    output: ['y', 'inside'],
-    node: [
-      node('Div', ['x', 's'], ['u']),
-      node('Round', ['u'], ['q']),
-      node('Clip', ['q', 'lo', 'hi'], ['c']),
-      node('Mul', ['c', 's'], ['y']),
-      node('Equal', ['c', 'q'], ['inside']),
-    ],
-    opsetImport: imports,
-  });
-  const withZ = create(FunctionProtoSchema, {
-    name: LSQ_OP_Z,
-    domain: LSQ_DOMAIN,
-    input: ['x', 's', 'z', 'lo', 'hi'],
-    output: ['y', 'inside'],
-    node: [
+  const fn = (name: string, input: string[], body: ReturnType<typeof node>[]) =>
+    toBinary(FunctionProtoSchema, create(FunctionProtoSchema, { name, domain: LSQ_DOMAIN, input, output: ['y', 'inside'], node: body, opsetImport: imports }));
+  // y = s·clip(round(x/s), lo, hi); `kept` where clipping left the code as it was
+  const zeroPointFree = (kept: string) => [
+    node('Div', ['x', 's'], ['u']),
+    node('Round', ['u'], ['q']),
+    node('Clip', ['q', 'lo', 'hi'], ['c']),
+    node('Mul', ['c', 's'], ['y']),
+    node('Equal', ['c', 'q'], [kept]),
+  ];
+  return [
+    fn(LSQ_OP, ['x', 's', 'lo', 'hi'], zeroPointFree('inside')),
+    fn(LSQ_OP_Z, ['x', 's', 'z', 'lo', 'hi'], [
       node('Div', ['x', 's'], ['u']),
       node('Round', ['u'], ['q']),
       node('Add', ['q', 'z'], ['r']),
@@ -70,27 +63,14 @@ export function lsqFunctions(opset: number): Uint8Array[] {
       node('Sub', ['c', 'z'], ['cz']),
       node('Mul', ['cz', 's'], ['y']),
       node('Equal', ['c', 'r'], ['inside']),
-    ],
-    opsetImport: imports,
-  });
-  const relu = create(FunctionProtoSchema, {
-    name: LSQ_OP_RELU,
-    domain: LSQ_DOMAIN,
-    input: ['x', 's', 'lo', 'hi'],
-    output: ['y', 'inside'],
-    node: [
-      node('Div', ['x', 's'], ['u']),
-      node('Round', ['u'], ['q']),
-      node('Clip', ['q', 'lo', 'hi'], ['c']),
-      node('Mul', ['c', 's'], ['y']),
-      node('Equal', ['c', 'q'], ['kept']),
+    ]),
+    fn(LSQ_OP_RELU, ['x', 's', 'lo', 'hi'], [
+      ...zeroPointFree('kept'),
       // lo is 0 here: x > 0 is where the Relu passes its gradient
       node('Greater', ['x', 'lo'], ['positive']),
       node('And', ['kept', 'positive'], ['inside']),
-    ],
-    opsetImport: imports,
-  });
-  return [toBinary(FunctionProtoSchema, plain), toBinary(FunctionProtoSchema, withZ), toBinary(FunctionProtoSchema, relu)];
+    ]),
+  ];
 }
 
 for (const opType of [LSQ_OP, LSQ_OP_Z, LSQ_OP_RELU]) {
