@@ -20,11 +20,11 @@
 //
 // ReluLsqFakeQuant is the same quantizer applied to Relu(x) for an unsigned range (qmin = 0, zero
 // point 0), read from the Relu's input x: clipping at qmin already zeroes every x < 0, so y is the
-// same (up to the sign of zero: x in (-s/2, 0) gives -0), and `inside` adds x > 0, which is what the Relu's own backward (dy · [y > 0]) would
-// multiply by. Both gradients of the rule above are then those of the two ops in a row, exactly:
-// for x <= 0, dx = 0 and the step term g·y − dx·x is 0, as with the Relu's output 0. It saves the
-// Relu's forward pass and its backward mask and product: three to four activation-sized passes
-// per quantized Relu.
+// same (up to the sign of zero: x in (-s/2, 0) gives -0), and `inside` adds x > 0, what the Relu's
+// own backward (dy · [y > 0]) would multiply by. Both gradients of the rule above are then those
+// of the two ops in a row: for x <= 0, dx = 0 and the step term g·y − dx·x is 0, as with the
+// Relu's output 0. It saves the Relu's forward pass and its backward mask and product: three to
+// four activation-sized passes per quantized Relu.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
 import { registerRule } from '../autodiff/index.ts';

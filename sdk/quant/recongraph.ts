@@ -16,6 +16,7 @@
 // tensor is several times slower.
 import { A, GraphBuilder } from '../onnx/builder.ts';
 import { getOpset } from '../onnx/versions.ts';
+import { removeUnused } from '../onnx/edit.ts';
 import { f32, makeTensor } from '../onnx/tensor.ts';
 import type { Graph, Model, Node, Tensor } from '../onnx/types.ts';
 import type { Block } from './blocks.ts';
@@ -544,7 +545,7 @@ export function buildReconGraph(
   if (pem) b.output(pem, 'float32', []);
   if (pcr) b.output(pcr, 'float32', []);
   // a Relu whose every reader became a fused quantizer is left without readers
-  const graph: Graph = withoutDeadNodes(b.build());
+  const graph: Graph = removeUnused(b.build());
   const lsqUsed = graph.nodes.some((n) => n.domain === LSQ_DOMAIN && n.opType !== ADAROUND_OP);
   const adaUsed = !!wFlat;
   return {
@@ -568,18 +569,6 @@ export function buildReconGraph(
     parts: { rec, round, ...(pem ? { pem } : {}), ...(pcr ? { pcr } : {}) },
     output: yhat,
   };
-}
-
-/** `g` without the nodes none of whose outputs is read (by a node or as a graph output), repeatedly. */
-function withoutDeadNodes(g: Graph): Graph {
-  let nodes = g.nodes;
-  for (;;) {
-    const read = new Set<string>(g.outputs.map((o) => o.name));
-    for (const n of nodes) for (const i of n.inputs) if (i) read.add(i);
-    const live = nodes.filter((n) => n.outputs.some((o) => o && read.has(o)));
-    if (live.length === nodes.length) return nodes === g.nodes ? g : { ...g, nodes };
-    nodes = live;
-  }
 }
 
 export type { Tensor };
