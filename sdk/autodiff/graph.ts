@@ -5,6 +5,7 @@
 import { TtaqError } from '../errors/index.ts';
 import { A, GraphBuilder } from '../onnx/builder.ts';
 import { ONNX_DTYPE } from '../onnx/codec.ts';
+import { removeUnused } from '../onnx/edit.ts';
 import { allocArray, makeTensor, numel } from '../onnx/tensor.ts';
 import type { DType, Graph, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
 import { getOpset } from '../onnx/versions.ts';
@@ -217,6 +218,7 @@ function build(p: Prepared, shapes: ValueShapes): GradientGraph {
     return b.op1(op, [x], { axes: A.ints(axes), keepdims: A.int(keepdims ? 1 : 0) }, { name: `bw_${op}` });
   };
 
+  const scaled = new Map<string, { value: string; scale: string }>();
   const gradParts = new Map<string, string[]>();
   const summed = new Map<string, string>();
   const push = (v: string, gname: string): void => {
@@ -285,6 +287,8 @@ function build(p: Prepared, shapes: ValueShapes): GradientGraph {
       reduceMean: (x, axes, keep) => reduce('ReduceMean', x, axes, keep),
       zerosLike: (x) => b.op1('Expand', [scalarOf(0, ctx.dtype(x)), shapeOp(x)], {}, { name: 'bw_zeros' }),
       maskAs: (mask, like) => b.op1('Cast', [mask], { to: A.int(ONNX_DTYPE[ctx.dtype(like)]) }, { name: 'bw_mask' }),
+      noteChannelScale: (out, value, scale) => { scaled.set(out, { value, scale }); },
+      channelScaled: (v) => scaled.get(v),
     };
     const res = rule.backward(ctx);
     node.inputs.forEach((x, k) => {
@@ -319,8 +323,9 @@ function build(p: Prepared, shapes: ValueShapes): GradientGraph {
     outInfo.push({ name: out, dtype: info.dtype, ...(info.shape ? { shape: [...info.shape] } : {}) });
   }
 
-  // Assemble: forward nodes, backward nodes; prune unused inputs and initializers.
-  const nodes = [...fwdNodes, ...b.nodes];
+  // Assemble: forward nodes, backward nodes (less those a rule left unread: a channel scale folded
+  // into a weight); prune unused inputs and initializers.
+  const nodes = removeUnused({ ...g, nodes: [...fwdNodes, ...b.nodes], outputs: outInfo }).nodes;
   const used = new Set<string>();
   for (const n of nodes) for (const x of n.inputs) if (x) used.add(x);
   for (const o of outInfo) used.add(o.name);

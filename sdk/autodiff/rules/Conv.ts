@@ -84,26 +84,34 @@ export const rule: GradRule = {
     const cc: ConvCase = { x: xs, w: ws, y: ys, group, strides, dilations, padsBegin, padsEnd };
     const how = chooseConvGrad(cc, c.options.conv);
 
+    // dY = k * u with a per-channel k (a BN backward's last factor): every gradient is linear in dY
+    // and keeps its output channels apart, so k goes onto W for dX and onto the rows of dW and dB
+    // (weight-sized Muls) and the pass over the activation that would scale u is dropped (one per
+    // BN in ResNet-20's TENT, training and reconstruction steps)
+    const fold = c.channelScaled(gy);
+    const dy = fold?.value ?? gy;
     let gx: string | null = null;
-    if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, gy, w, cc);
+    if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, dy, w, cc, fold?.scale);
+    // ConvTranspose reads W itself: scale its output-channel axis
+    const wx = fold && gx === null ? b.op1('Mul', [w, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_scaled` }) : w;
     if (c.needs[0] && gx === null) {
       const outPad = range(0, r).map((i) => xs[i + 2]! - ((ys[i + 2]! - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - padsBegin[i]! - padsEnd[i]!));
       if (outPad.some((p, i) => p < 0 || p >= Math.max(strides[i]!, dilations[i]!))) {
         c.fail(`cannot map the input gradient back (output_padding [${outPad.join(', ')}]); check the Conv attributes`);
       }
-      gx = b.op1('ConvTranspose', [gy, w], {
+      gx = b.op1('ConvTranspose', [dy, wx], {
         group: A.int(group), strides: A.ints(strides), dilations: A.ints(dilations), kernel_shape: A.ints(kernel),
         pads: A.ints([...padsBegin, ...padsEnd]), output_padding: A.ints(outPad),
       }, { name: `${node.name}.grad_input` });
     }
 
     let gw: string | null = null;
-    if (c.needs[1] && (how.weight === 'gemm' || how.weight === 'gemmsplit')) gw = weightGradAsGemm(c, x, gy, cc, how.weight === 'gemmsplit');
+    if (c.needs[1] && (how.weight === 'gemm' || how.weight === 'gemmsplit')) gw = weightGradAsGemm(c, x, dy, cc, how.weight === 'gemmsplit');
     // 'shiftmm' applies to 2-D ungrouped convs only; the others take the 'shifted' chain
-    if (c.needs[1] && how.weight === 'shiftmm') gw = weightGradShiftMatmul(c, x, gy, cc);
-    if (c.needs[1] && gw === null && (how.weight === 'shifted' || how.weight === 'shiftmm')) gw = weightGradDepthwise(c, x, gy, cc) ?? weightGradShifted(c, x, gy, cc) ?? weightGradAsGemm(c, x, gy, cc, true);
-    if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, gy, cc);
-    if (c.needs[1] && how.weight === 'rowgemm') gw = weightGradRowGemm(c, x, gy, cc); // null unless depthwise: the Conv form
+    if (c.needs[1] && how.weight === 'shiftmm') gw = weightGradShiftMatmul(c, x, dy, cc);
+    if (c.needs[1] && gw === null && (how.weight === 'shifted' || how.weight === 'shiftmm')) gw = weightGradDepthwise(c, x, dy, cc) ?? weightGradShifted(c, x, dy, cc) ?? weightGradAsGemm(c, x, dy, cc, true);
+    if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, dy, cc);
+    if (c.needs[1] && how.weight === 'rowgemm') gw = weightGradRowGemm(c, x, dy, cc); // null unless depthwise: the Conv form
     if (c.needs[1] && gw === null) {
       const cin = xs[1]!;
       const cg = cin / group;
@@ -113,12 +121,12 @@ export const rule: GradRule = {
       let gr: string;
       if (group === 1) {
         xr = b.op1('Transpose', [x], { perm: A.ints([1, 0, ...sp]) });
-        gr = b.op1('Transpose', [gy], { perm: A.ints([1, 0, ...sp]) });
+        gr = b.op1('Transpose', [dy], { perm: A.ints([1, 0, ...sp]) });
       } else {
         const sp5 = range(3, r + 3);
         const x5 = b.op1('Reshape', [x, c.ints([0, group, cg, ...xs.slice(2)])]);
         xr = b.op1('Reshape', [b.op1('Transpose', [x5], { perm: A.ints([2, 1, 0, ...sp5]) }), c.ints([cg, -1, ...xs.slice(2)])]);
-        const g5 = b.op1('Reshape', [gy, c.ints([0, group, og, ...ys.slice(2)])]);
+        const g5 = b.op1('Reshape', [dy, c.ints([0, group, og, ...ys.slice(2)])]);
         gr = b.op1('Reshape', [b.op1('Transpose', [g5], { perm: A.ints([1, 2, 0, ...sp5]) }), c.ints([group * og, -1, ...ys.slice(2)])]);
       }
       let z = b.op1('Conv', [xr, gr], {
@@ -132,7 +140,11 @@ export const rule: GradRule = {
       gw = b.op1('Transpose', [z], { perm: A.ints([1, 0, ...sp]) });
     }
 
-    const gb = bias && c.needs[2] ? c.reduceSum(gy, [0, ...range(2, r + 2)], false) : null;
+    let gb = bias && c.needs[2] ? c.reduceSum(dy, [0, ...range(2, r + 2)], false) : null;
+    if (fold) {
+      if (gw) gw = b.op1('Mul', [gw, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_rows_scaled` });
+      if (gb) gb = b.op1('Mul', [gb, fold.scale], {}, { name: `${node.name}.grad_bias_scaled` });
+    }
     return [gx, gw, gb];
   },
 };

@@ -192,6 +192,16 @@ function flippedWeights(ctx: RuleContext, w: string, ws: readonly number[], grou
   return b.op1('Slice', [t, ctx.ints(axes.map(() => -1)), ctx.ints(axes.map(() => -BIG)), ctx.ints(axes), ctx.ints(axes.map(() => -1))], {}, { name: `${ctx.node.name}.grad_input_wflip` });
 }
 
+/** flippedWeights, times `scale` along W's output channels (its axis 1 there when ungrouped). */
+function scaledFlippedWeights(ctx: RuleContext, w: string, c: ConvCase, scale: string | undefined): string {
+  const { b } = ctx;
+  if (scale === undefined) return flippedWeights(ctx, w, c.w, c.group);
+  const ones = c.w.slice(2).map(() => 1);
+  const name = { name: `${ctx.node.name}.grad_weight_scaled` };
+  if (c.group === 1) return b.op1('Mul', [flippedWeights(ctx, w, c.w, 1), b.op1('Reshape', [scale, ctx.ints([c.w[0]!, ...ones])])], {}, name);
+  return flippedWeights(ctx, b.op1('Mul', [w, b.op1('Reshape', [scale, ctx.ints([c.w[0]!, 1, ...ones])])], {}, name), c.w, c.group);
+}
+
 /** Inserts (s-1) zeros after every element along each spatial axis: [N, C, S] -> [N, C, S*s]. */
 function insertZeros(ctx: RuleContext, v: string, dims: readonly number[], strides: readonly number[]): string {
   const { b } = ctx;
@@ -223,15 +233,17 @@ function fitEnd(ctx: RuleContext, v: string, rank: number, delta: readonly numbe
 
 /**
  * Input gradient as a Conv (see the file comment), or null when the pads make it impossible
- * (pads larger than the dilated kernel); the caller then uses ConvTranspose.
+ * (pads larger than the dilated kernel); the caller then uses ConvTranspose. With `scale` ([Co]),
+ * the gradient of dY = scale * gy per channel: the scale multiplies the flipped weight (after the
+ * flip, so that a constant W's flip stays a constant onnxruntime folds).
  */
-export function inputGradAsConv(ctx: RuleContext, gy: string, w: string, c: ConvCase): string | null {
+export function inputGradAsConv(ctx: RuleContext, gy: string, w: string, c: ConvCase, scale?: string): string | null {
   const { b, node } = ctx;
   const r = c.x.length - 2;
   const k = c.w.slice(2);
   const ys = c.y;
   const strided = c.strides.some((s) => s > 1);
-  const wf = flippedWeights(ctx, w, c.w, c.group);
+  const wf = scaledFlippedWeights(ctx, w, c, scale);
   const pointwise = k.every((v) => v === 1) && c.padsBegin.every((p) => p === 0) && c.padsEnd.every((p) => p === 0);
   if (pointwise) {
     // dX on the output grid, then spread onto X's grid.

@@ -58,6 +58,14 @@ export interface RuleContext {
   zerosLike(x: string): string;
   /** Cast of a bool mask to the element type of `like`. */
   maskAs(mask: string, like: string): string;
+  /**
+   * Records that `out` is `value` scaled per channel (axis 1) by the [C] vector `scale` and that
+   * nothing but the rule of `out`'s forward value reads it (a BN backward's dx = k1 * u).
+   */
+  noteChannelScale(out: string, value: string, scale: string): void;
+  /** The recorded factors of a gradient `v` made by noteChannelScale, so a linear consumer can
+   * apply the scale to something smaller (Conv: its weight) and leave `v` unread. */
+  channelScaled(v: string): { readonly value: string; readonly scale: string } | undefined;
 }
 
 export interface GradRule {
