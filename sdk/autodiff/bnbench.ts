@@ -1,4 +1,4 @@
-// Batch-statistics BN, 'fused' (closed-form backward) vs 'primitive' lowering, on a bundled CNN:
+// Batch-statistics BN, 'op' and 'fused' (closed-form backward) vs 'primitive' lowering, on a bundled CNN:
 // gradient-graph node counts (with the Shape/Size/Expand nodes left and what consumes them) and
 // the median training-step time of each, alternating step by step in one process.
 // Run: node --import tsx sdk/autodiff/bnbench.ts [--arch resnet20|mobilenet] [--batch 128] [--size 28]
@@ -42,12 +42,13 @@ export interface BnBenchResult {
   readonly counts: Record<BatchNormLowering, GraphCounts>;
   /** Median wall ms per step (GradientStep.run of the whole gradient graph), when timed. */
   readonly stepMs?: Record<BatchNormLowering, number>;
-  readonly speedup?: number;
+  /** primitive / op and fused / op, from the medians. */
+  readonly speedup?: { readonly primitive: number; readonly fused: number };
   /** Median process CPU ms per step (less sensitive than wall time to other jobs on the machine). */
   readonly cpuMs?: Record<BatchNormLowering, number>;
   /** Every timed step (wall ms), in run order. */
   readonly samples?: Record<BatchNormLowering, number[]>;
-  /** max |fused - primitive| / max |primitive| over all gradients, first step. */
+  /** max |other - primitive| / max |primitive| over all gradients and the other lowerings, first step. */
   readonly gradRelDiff: number;
 }
 
@@ -58,18 +59,19 @@ export async function bnBench(o: BnBenchOptions = {}): Promise<BnBenchResult> {
   const batch = o.batch ?? 128;
   const size = o.size ?? 28;
   const { model, loss, wrt, outputs, feeds } = benchNet(arch, batch, size);
-  const lowerings: BatchNormLowering[] = ['primitive', 'fused'];
+  const lowerings: BatchNormLowering[] = ['primitive', 'fused', 'op'];
+  const per = <T>(f: (l: BatchNormLowering) => T): Record<BatchNormLowering, T> => Object.fromEntries(lowerings.map((l) => [l, f(l)])) as Record<BatchNormLowering, T>;
   const graphs = {} as Record<BatchNormLowering, GradientGraph>;
   for (const l of lowerings) {
     graphs[l] = await buildGradientGraph({ model, loss, wrt, outputs, batchNorm: { lowering: l } });
   }
-  const counts = { primitive: countNodes(graphs.primitive.model.graph), fused: countNodes(graphs.fused.model.graph) };
+  const counts = per((l) => countNodes(graphs[l].model.graph));
   const session = { providers: ['cpu'] as const, intraOpThreads: o.threads ?? 1, interOpThreads: 1 };
   const steps = {} as Record<BatchNormLowering, GradientStep>;
   for (const l of lowerings) steps[l] = await GradientStep.create(graphs[l], { session: { ...session, providers: ['cpu'] } });
-  const ms: Record<BatchNormLowering, number[]> = { primitive: [], fused: [] };
-  const cpu: Record<BatchNormLowering, number[]> = { primitive: [], fused: [] };
-  const params = copyParams(graphs.fused.params);
+  const ms = per((): number[] => []);
+  const cpu = per((): number[] => []);
+  const params = copyParams(graphs.op.params);
   let gradRelDiff = 0;
   const total = o.time === false ? 1 : (o.steps ?? 10) + 1;
   for (let s = 0; s < total; s++) {
@@ -86,8 +88,10 @@ export async function bnBench(o: BnBenchOptions = {}): Promise<BnBenchResult> {
       let mag = 0;
       for (const [w, gp] of res.primitive.grads) {
         const a = gp.data as Float32Array;
-        const f = res.fused.grads.get(w)!.data as Float32Array;
-        for (let i = 0; i < a.length; i++) { diff = Math.max(diff, Math.abs(a[i]! - f[i]!)); mag = Math.max(mag, Math.abs(a[i]!)); }
+        for (const l of ['fused', 'op'] as const) {
+          const f = res[l].grads.get(w)!.data as Float32Array;
+          for (let i = 0; i < a.length; i++) { diff = Math.max(diff, Math.abs(a[i]! - f[i]!)); mag = Math.max(mag, Math.abs(a[i]!)); }
+        }
       }
       gradRelDiff = diff / mag;
     }
@@ -95,9 +99,9 @@ export async function bnBench(o: BnBenchOptions = {}): Promise<BnBenchResult> {
   for (const st of Object.values(steps)) await st.release();
   const forwardNodes = model.graph.nodes.length;
   if (o.time === false) return { arch, batch, forwardNodes, counts, gradRelDiff };
-  const stepMs = { primitive: median(ms.primitive), fused: median(ms.fused) };
-  const cpuMs = { primitive: median(cpu.primitive), fused: median(cpu.fused) };
-  return { arch, batch, forwardNodes, counts, stepMs, speedup: stepMs.primitive / stepMs.fused, cpuMs, samples: ms, gradRelDiff };
+  const stepMs = per((l) => median(ms[l]));
+  const cpuMs = per((l) => median(cpu[l]));
+  return { arch, batch, forwardNodes, counts, stepMs, speedup: { primitive: stepMs.primitive / stepMs.op, fused: stepMs.fused / stepMs.op }, cpuMs, samples: ms, gradRelDiff };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -1,10 +1,11 @@
-// Batch-statistics BatchNormalization: the 'fused' lowering (inference BN fed with batch
-// statistics, closed-form backward) against central finite differences in float64, and against
-// the 'primitive' lowering on a small ResNet-style block in float32.
+// Batch-statistics BatchNormalization: the 'op' lowering (a training-mode BN node with momentum 0,
+// closed-form backward) and the 'fused' one (inference BN fed with batch statistics, same backward)
+// against central finite differences in float64, and against the 'primitive' lowering on a small
+// ResNet-style block in float32.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildGradientGraph, GradientStep, withSoftmaxCrossEntropy, type BatchNormMode } from '../../sdk/autodiff/index.ts';
-import { BN_BATCH_STATS_PREFIX } from '../../sdk/autodiff/bn.ts';
+import { BN_BATCH_OP_PREFIX, BN_BATCH_STATS_PREFIX, type BatchNormLowering } from '../../sdk/autodiff/bn.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32, i64, makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Graph, Tensor } from '../../sdk/onnx/types.ts';
@@ -25,33 +26,48 @@ async function check(c: CheckCase): Promise<void> {
  * sum(y * R); x, scale and bias are graph inputs. Every gradient element is compared with central
  * differences of the forward model: max |fd - analytic| <= 1e-6 * (max |fd| + 1e-6).
  */
-async function bnCheck(name: string, dims: readonly (number | string)[], real: readonly number[], opset = 17, momentum = 0.8): Promise<void> {
+async function bnCheck(name: string, dims: readonly (number | string)[], real: readonly number[], opset = 17, momentum = 0.8, statsInLoss = false): Promise<void> {
+  for (const lowering of ['op', 'fused'] as const) await bnCheckWith(`${name} (${lowering})`, lowering, dims, real, opset, momentum, statsInLoss);
+}
+
+/** bnCheck for one lowering; with statsInLoss the loss adds sum(running_mean * r1 + running_var * r2). */
+async function bnCheckWith(name: string, lowering: BatchNormLowering, dims: readonly (number | string)[], real: readonly number[], opset: number, momentum: number, statsInLoss: boolean): Promise<void> {
   const c = real[1]!;
   const b = new GraphBuilder(name);
   b.input('x', D, [...dims]);
   b.input('scale', D, [c]);
   b.input('bias', D, [c]);
-  b.initializer('mean', randTensor(rng, D, [c]));
-  b.initializer('var', randTensor(rng, D, [c], 0.5, 1.5));
+  // The running statistics are graph inputs fed as fresh copies on every run: onnxruntime's
+  // training-mode kernel may write its running outputs over inputs 3 and 4, and with initializers
+  // there (and the running outputs not read) the finite differences drifted from run to run.
+  b.input('mean', D, [c]);
+  b.input('var', D, [c]);
+  const given = { mean: randTensor(rng, D, [c]).data as Float64Array, var: randTensor(rng, D, [c], 0.5, 1.5).data as Float64Array };
+  const stats = (): Record<string, Tensor> => ({ mean: makeTensor(D, [c], given.mean.slice()) as Tensor, var: makeTensor(D, [c], given.var.slice()) as Tensor });
   const [y, rm, rv] = b.op('BatchNormalization', ['x', 'scale', 'bias', 'mean', 'var'],
     { epsilon: A.float(1e-3), momentum: A.float(momentum), training_mode: A.int(1) }, { outputs: 3 });
   const R = b.constant(randTensor(rng, D, real), 'R');
-  const loss = b.op1('ReduceSum', [b.op1('Mul', [y!, R])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+  let total = b.op1('ReduceSum', [b.op1('Mul', [y!, R])], { keepdims: A.int(0) });
+  if (statsInLoss) {
+    for (const st of [rm!, rv!]) total = b.op1('Add', [total, b.op1('ReduceSum', [b.op1('Mul', [st, b.constant(randTensor(rng, D, [c]), 'r')])], { keepdims: A.int(0) })]);
+  }
+  const loss = b.op1('Identity', [total], {}, { outputNames: ['loss'] });
   b.output(loss, D, []);
   b.output(rm!, D, [c]);
   b.output(rv!, D, [c]);
   const m = model(b, opset);
   const feeds: Record<string, Tensor> = { x: randTensor(rng, D, real, -1, 2), scale: randTensor(rng, D, [c], 0.5, 1.5), bias: randTensor(rng, D, [c]) };
   const wrt = ['x', 'scale', 'bias'];
-  const gg = await buildGradientGraph({ model: m, loss, wrt, outputs: [rm!, rv!], sampleFeeds: feeds });
-  assert.equal(gg.model.graph.nodes.filter((n) => n.name.startsWith(BN_BATCH_STATS_PREFIX)).length, 1, `${name}: fused BN node`);
+  const gg = await buildGradientGraph({ model: m, loss, wrt, outputs: [rm!, rv!], sampleFeeds: feeds, batchNorm: { lowering } });
+  const prefix = lowering === 'op' ? BN_BATCH_OP_PREFIX : BN_BATCH_STATS_PREFIX;
+  assert.equal(gg.model.graph.nodes.filter((n) => n.name.startsWith(prefix)).length, 1, `${name}: lowered BN node`);
   const gs = await createSession(gg.model, { providers: ['cpu'] });
-  const res = await gs.run(feeds);
+  const taken = new Set(gg.model.graph.inputs.map((v) => v.name)); // momentum 0 reads no running statistics
+  const res = await gs.run(Object.fromEntries(Object.entries({ ...feeds, ...stats() }).filter(([k]) => taken.has(k))));
   await gs.release();
   // Running statistics: m * given + (1 - m) * batch statistic (population variance).
   const x = feeds['x']!.data as Float64Array;
   const per = x.length / (real[0]! * c);
-  const given = { mean: m.graph.initializers.get('mean')!.data as Float64Array, var: m.graph.initializers.get('var')!.data as Float64Array };
   for (let ch = 0; ch < c; ch++) {
     const vals: number[] = [];
     for (let n = 0; n < real[0]!; n++) for (let i = 0; i < per; i++) vals.push(x[(n * c + ch) * per + i]!);
@@ -71,7 +87,7 @@ async function bnCheck(name: string, dims: readonly (number | string)[], real: r
       const at = async (v: number): Promise<number> => {
         const d = (base.data as Float64Array).slice();
         d[i] = v;
-        return Number((await fs.run({ ...feeds, [w]: makeTensor(D, base.dims, d) as Tensor }))[loss]!.data[0]);
+        return Number((await fs.run({ ...feeds, ...stats(), [w]: makeTensor(D, base.dims, d) as Tensor }))[loss]!.data[0]);
       };
       const x0 = Number(base.data[i]);
       const fd = ((await at(x0 + h)) - (await at(x0 - h))) / (2 * h);
@@ -83,7 +99,7 @@ async function bnCheck(name: string, dims: readonly (number | string)[], real: r
   await fs.release();
 }
 
-describe('fused batch-statistics BN: finite differences (float64)', () => {
+describe('batch-statistics BN lowered to one op or fused: finite differences (float64)', () => {
   test('N>1, spatial 4x5, static dims', () => bnCheck('bn-n3-4x5', [3, 2, 4, 5], [3, 2, 4, 5]));
   test('N=1, spatial 4x4', () => bnCheck('bn-n1-4x4', [1, 3, 4, 4], [1, 3, 4, 4]));
   test('N>1, spatial 1x1', () => bnCheck('bn-n6-1x1', [6, 3, 1, 1], [6, 3, 1, 1]));
@@ -91,6 +107,10 @@ describe('fused batch-statistics BN: finite differences (float64)', () => {
   test('rank 2 and rank 3 inputs, momentum 0', async () => {
     await bnCheck('bn-rank2', ['N', 3], [5, 3], 17, 0);
     await bnCheck('bn-rank3', [2, 3, 4], [2, 3, 4], 17, 0);
+  });
+  test('the loss reads the batch statistics too (momentum 0 and 0.8)', async () => {
+    await bnCheck('bn-stats-m0', [3, 2, 3, 3], [3, 2, 3, 3], 17, 0, true);
+    await bnCheck('bn-stats-m08', ['N', 2, 2, 3], [4, 2, 2, 3], 17, 0.8, true);
   });
   test('a marked BN fed statistics the lowering did not make (generic centring)', () => check({
     name: 'bn-generic', dtype: D, wrt: ['x', 'scale', 'bias'], samples: 24,
@@ -142,8 +162,8 @@ function resBlock(r: Rng): { model: ReturnType<typeof model>; params: string[]; 
 
 const countOps = (g: Graph, ops: readonly string[]): number => g.nodes.filter((n) => ops.includes(n.opType)).length;
 
-describe('fused vs primitive lowering on a ResNet-style block (float32)', () => {
-  test('same loss, batch statistics and gradients; fewer nodes, no Shape/Expand from BN', async () => {
+describe('op and fused vs primitive lowering on a ResNet-style block (float32)', () => {
+  for (const lowering of ['op', 'fused'] as const) test(`${lowering}: same loss, batch statistics and gradients; fewer nodes, no Shape/Expand from BN`, async () => {
     const r = new Rng(5);
     const net = resBlock(r);
     const { model: m, loss } = withSoftmaxCrossEntropy(net.model, 'logits', { labels: 'int64', classes: 3 });
@@ -158,9 +178,9 @@ describe('fused vs primitive lowering on a ResNet-style block (float32)', () => 
       return { gg, res };
     };
     const old = await run({ lowering: 'primitive' });
-    const neu = await run('model');
+    const neu = await run(lowering === 'op' ? 'model' : { stats: 'model', lowering });
     const g = neu.gg.model.graph;
-    assert.equal(g.nodes.filter((x) => x.name.startsWith(BN_BATCH_STATS_PREFIX)).length, 3);
+    assert.equal(g.nodes.filter((x) => x.name.startsWith(lowering === 'op' ? BN_BATCH_OP_PREFIX : BN_BATCH_STATS_PREFIX)).length, 3);
     assert.ok(g.nodes.length < old.gg.model.graph.nodes.length - 40, `fused ${g.nodes.length} nodes vs primitive ${old.gg.model.graph.nodes.length}`);
     // Shape/Expand nodes left come from other rules (Gemm bias unbroadcast, the loss' ReduceMean).
     assert.ok(countOps(g, ['Shape', 'Expand']) <= countOps(old.gg.model.graph, ['Shape', 'Expand']) - 9);
@@ -188,6 +208,6 @@ describe('fused vs primitive lowering on a ResNet-style block (float32)', () => 
     const net = resBlock(new Rng(1));
     const { model: m, loss } = withSoftmaxCrossEntropy(net.model, 'logits', { labels: 'int64', classes: 3 });
     await assert.rejects(buildGradientGraph({ model: m, loss, wrt: net.params, batchNorm: { lowering: 'decomposed' as never } }),
-      (e: unknown) => (e as { code?: string }).code === 'AUTODIFF_BAD_REQUEST' && /'fused' or 'primitive'/.test((e as Error).message));
+      (e: unknown) => (e as { code?: string }).code === 'AUTODIFF_BAD_REQUEST' && /'op', 'fused' or 'primitive'/.test((e as Error).message));
   });
 });
