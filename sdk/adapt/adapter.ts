@@ -8,7 +8,6 @@ import { sha256Hex } from '../manifest/index.ts';
 import { decodeModel, encodeModel } from '../onnx/codec.ts';
 import { f32 } from '../onnx/tensor.ts';
 import type { Model, Tensor, TensorOf } from '../onnx/types.ts';
-import { executionSession, forExecution } from '../autodiff/index.ts';
 import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
 import { classWeights, initAblStats, logitOffset, updateAblStats, type AblStats } from './abl.ts';
 import { ROBUST_ALPHA, type BnLayer } from './bn.ts';
@@ -172,10 +171,7 @@ export class Adapter {
     });
     const sopts: SessionOptions = { ...init.session, source };
     const inferSession = await createSession(graphs.inference, { ...sopts, source: `${source} (adaptation inference graph)` });
-    // the step graph's input-gradient Convs carry BN scales in their weights: on the CPU they run in
-    // the NCHWc layout only through forExecution (onnxruntime's own rewrite wants constant weights)
-    const run = graphs.step ? await forExecution(graphs.step, { session: sopts }) : null;
-    const stepSession = run ? await createSession(run.model, executionSession(run, { ...sopts, source: `${source} (adaptation step graph)` })) : null;
+    const stepSession = graphs.step ? await createSession(graphs.step.model, { ...sopts, source: `${source} (adaptation step graph)` }) : null;
     return new Adapter(graphs, inferSession, stepSession, options, sha, source);
   }
 
