@@ -5,7 +5,7 @@
 // (rules/BatchNormTraining.ts); onnxruntime's CPU kernel computes the statistics and normalises in
 // one op (ResNet-20's TENT step: about a pass and a half over each activation fewer than 'fused').
 // Its running-statistics inputs are constants computed from the scale (momentum 0 ignores them), so
-// the node reads no other value.
+// the node reads no other value. Models below opset 15 get 'fused' instead (OP_LOWERING_MIN_OPSET).
 // 'fused': the statistics in primitive ops, the normalisation as an inference-mode
 // BatchNormalization node fed with them, whose closed-form backward (rules/BatchNormTraining.ts)
 // covers the path through the statistics:
@@ -51,6 +51,9 @@ export type BatchNormMode = BatchNormStats | BatchNormOptions;
 export const BN_BATCH_STATS_PREFIX = 'ttaq.bn_batch_stats';
 const DYNAMIC_TAG = `${BN_BATCH_STATS_PREFIX}/`;
 const STATIC_TAG = `${BN_BATCH_STATS_PREFIX}.static/`;
+/** Models below this opset get the 'fused' lowering where 'op' is asked for (see lowerBatchNorm). */
+export const OP_LOWERING_MIN_OPSET = 15;
+
 /** Name prefix of the training-mode BatchNormalization nodes of the 'op' lowering. */
 export const BN_BATCH_OP_PREFIX = 'ttaq.bn_batch_op';
 const OP_DYNAMIC_TAG = `${BN_BATCH_OP_PREFIX}/`;
@@ -90,7 +93,11 @@ function resolve(mode: BatchNormMode, where: string): { stats: BatchNormStats; l
 /** Returns the model with BN nodes rewritten per `mode` (the same object when nothing changes). */
 export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number): Model {
   const g = model.graph;
-  const { stats, lowering } = resolve(mode, `gradient graph for model '${g.name || 'model'}'`);
+  const resolved = resolve(mode, `gradient graph for model '${g.name || 'model'}'`);
+  const { stats } = resolved;
+  // the op form needs BatchNormalization-15 or later: version 9 has no training mode, and
+  // onnxruntime's CUDA kernel refuses training mode at version 14
+  const lowering = resolved.lowering === 'op' && opset < OP_LOWERING_MIN_OPSET ? 'fused' : resolved.lowering;
   const bns = g.nodes.filter((n) => n.opType === 'BatchNormalization' && n.domain === '');
   if (bns.length === 0) return model;
   const taken: string[] = [];
