@@ -10,7 +10,7 @@ import { model, randTensor } from './helpers.ts';
 
 const rng = new Rng(7);
 
-async function backwardOps(x: number[], w: number[], attrs: Record<string, Attribute>, ruleOptions?: RuleOptions): Promise<string[]> {
+async function backwardOps(x: number[], w: number[], attrs: Record<string, Attribute>, ruleOptions?: RuleOptions, part = 'grad_'): Promise<string[]> {
   const b = new GraphBuilder('g');
   b.input('x', 'float32', x);
   b.initializer('w', randTensor(rng, 'float32', w));
@@ -18,7 +18,7 @@ async function backwardOps(x: number[], w: number[], attrs: Record<string, Attri
   const loss = b.op1('ReduceSum', [y], { keepdims: A.int(0) }, { outputNames: ['loss'] });
   b.output(loss, 'float32', []);
   const gg = await buildGradientGraph({ model: model(b), loss, wrt: ['x', 'w'], ...(ruleOptions ? { ruleOptions } : {}) });
-  return gg.model.graph.nodes.filter((n) => n.name.includes('grad_')).map((n) => n.opType);
+  return gg.model.graph.nodes.filter((n) => n.name.includes(part)).map((n) => n.opType);
 }
 
 test('stride 1, 14x14: Conv input gradient and Gemm weight gradient by default; legacy on request', async () => {
@@ -50,7 +50,7 @@ test("'shifted': one Gemm per offset on shifted copies of X and dY, no Slice; st
 });
 
 test("'shiftmm' on small images by default: two shift MatMuls and one Gemm for all offsets, no Pad or Slice", async () => {
-  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) });
+  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) }, undefined, 'grad_weight');
   assert.equal(ops.filter((o) => o === 'Gemm').length, 1, ops.join(','));
   assert.equal(ops.filter((o) => o === 'MatMul').length, 2, ops.join(','));
   assert.ok(!ops.includes('Pad') && !ops.slice(1).includes('Slice'), ops.join(','));
@@ -65,6 +65,11 @@ test("strided 3x3 by default: 'onehot' patches from a Conv, then a per-sample Ma
   assert.ok(wide.includes('Conv') && wide.includes('MatMul') && !wide.includes('Gemm') && !wide.includes('Slice'), wide.join(','));
   const small = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], s2); // 7x7 = 49 outputs
   assert.ok(small.includes('Conv') && small.filter((o) => o === 'Gemm').length === 1 && !small.includes('MatMul') && !small.includes('Slice'), small.join(','));
+});
+
+test('the input gradient flips W by one MatMul and two fast Transposes, without a reversing Slice', async () => {
+  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) }, undefined, 'grad_input');
+  assert.deepEqual(ops.filter((o) => o !== 'Reshape'), ['MatMul', 'Transpose', 'Transpose', 'Conv'], ops.join(','));
 });
 
 test('strided convs keep ConvTranspose; pads beyond the kernel fall back to it when Conv is forced', async () => {

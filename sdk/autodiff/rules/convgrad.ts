@@ -179,6 +179,22 @@ function flippedWeights(ctx: RuleContext, w: string, ws: readonly number[], grou
   const [co, cg] = [ws[0]!, ws[1]!];
   const og = co / group;
   const k = ws.slice(2);
+  const K = prod(k);
+  const dtype = ctx.dtype(ctx.node.inputs[1]!); // w may be a scaled copy made in the backward pass
+  if (group === 1 && K > 1 && (dtype === 'float32' || dtype === 'float64')) {
+    // onnxruntime runs a 4-D Transpose and a reversing Slice at 4-9 ns per value (270 µs for a
+    // 64x64x3x3 weight, one thread); this chain takes 74 µs: the kernel offsets reversed by one
+    // small MatMul with the K x K anti-identity (flipping every spatial axis reverses the flattened
+    // offset), then O and I swapped by a 2-D transpose and a swap of the last two axes, the two
+    // fast kinds (see runtime/nchwc.ts)
+    const anti = allocArray(dtype, K * K) as Float32Array | Float64Array;
+    for (let i = 0; i < K; i++) anti[i * K + K - 1 - i] = 1;
+    const flip = b.constant(makeTensor(dtype, [K, K], anti) as Tensor, 'bw_kernel_flip');
+    const rev = b.op1('MatMul', [b.op1('Reshape', [w, ctx.ints([co * cg, K])]), flip], {}, { name: `${ctx.node.name}.grad_input_wflip` });
+    const t2 = b.op1('Transpose', [b.op1('Reshape', [rev, ctx.ints([co, cg * K])])], { perm: A.ints([1, 0]) }, { name: `${ctx.node.name}.grad_input_wswap` });
+    const t3 = b.op1('Transpose', [b.op1('Reshape', [t2, ctx.ints([cg, K, co])])], { perm: A.ints([0, 2, 1]) }, { name: `${ctx.node.name}.grad_input_wswap_k` });
+    return b.op1('Reshape', [t3, ctx.ints([cg, co, ...k])]);
+  }
   let t: string;
   if (group === 1) t = b.op1('Transpose', [w], { perm: A.ints([1, 0, ...range(2, r + 2)]) });
   else if (og === 1 || cg === 1) t = b.op1('Reshape', [w, ctx.ints([group * cg, og, ...k])]);
