@@ -95,7 +95,7 @@ export const rule: GradRule = {
     let gx: string | null = null;
     if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, dy, w, cc, fold?.scale);
     // ConvTranspose reads W itself: scale its output-channel axis
-    const wx = fold && gx === null ? b.op1('Mul', [w, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_scaled` }) : w;
+    const wx = fold && c.needs[0] && gx === null ? b.op1('Mul', [w, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_scaled` }) : w;
     if (c.needs[0] && gx === null) {
       const outPad = range(0, r).map((i) => xs[i + 2]! - ((ys[i + 2]! - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - padsBegin[i]! - padsEnd[i]!));
       if (outPad.some((p, i) => p < 0 || p >= Math.max(strides[i]!, dilations[i]!))) {
