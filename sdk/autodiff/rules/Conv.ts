@@ -87,10 +87,12 @@ export const rule: GradRule = {
     // dY = k * u with a per-channel k (a BN backward's last factor): every gradient is linear in dY
     // and keeps its output channels apart, so k goes onto W for dX and onto the rows of dW and dB
     // (weight-sized Muls) and the pass over the activation that would scale u is dropped (one per
-    // BN in ResNet-20's training and reconstruction steps). Not where W is a constant: there the
-    // scaled weight would turn a Conv onnxruntime prepacks into one that reorders its weight every
-    // run, which cost more than the pass saved at small batches (TENT step, batch 1: 5.3 -> 6.5 ms)
-    const fold = c.constant(w) ? undefined : c.channelScaled(gy);
+    // BN in ResNet-20's training and reconstruction steps). Only where W's own gradient is wanted,
+    // W then changing every step: a W that is fixed (a constant, or a DequantizeLinear of one in a
+    // QDQ model) onnxruntime folds and prepacks once, and the scaled copy made it reorder the weight
+    // on every run, which cost more than the pass saved at small batches (TENT step, batch 1:
+    // 5.3 -> 6.5 ms)
+    const fold = c.needs[1] ? c.channelScaled(gy) : undefined;
     const dy = fold?.value ?? gy;
     let gx: string | null = null;
     if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, dy, w, cc, fold?.scale);
