@@ -142,9 +142,10 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
       // one buffer fed to both made the mean come out as the variance
       const noMean = b.op1('Mul', [scale, scalar(0, dt)], {}, { name: `${pre}.no_running_mean` });
       const noVar = b.op1('Add', [noMean, scalar(1, dt)], {}, { name: `${pre}.no_running_var` });
-      const stat = (out: string | undefined, what: string): string => (momentum === 0 && out ? out : b.fresh(`${pre}.batch_${what}`));
+      // with momentum 0 the node's statistics are the running outputs themselves
+      const statName = (out: string | undefined, what: string): string => (momentum === 0 && out ? out : b.fresh(`${pre}.batch_${what}`));
       const [, mu, v] = b.op('BatchNormalization', [X, scale, B, noMean, noVar], { epsilon: A.float(eps), momentum: A.float(0), training_mode: A.int(1) },
-        { outputNames: [outs[0]!, stat(outs[1], 'mean'), stat(outs[2], 'var')], name: `${staticDims ? OP_STATIC_TAG : OP_DYNAMIC_TAG}${pre}` });
+        { outputNames: [outs[0]!, statName(outs[1], 'mean'), statName(outs[2], 'var')], name: `${staticDims ? OP_STATIC_TAG : OP_DYNAMIC_TAG}${pre}` });
       const running = (stat: string, given: string, out: string, what: string): void => {
         const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
         const c = b.op1('Mul', [stat, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });

@@ -88,8 +88,7 @@ export function batchNormTrainingBackward(c: RuleContext): (string | null)[] {
       const fromMu = gmu ? b.op1('Mul', [gmu, invM], {}, nm('dmu_m')) : null;
       const fromV = a ? b.op1('Neg', [b.op1('Mul', [a, mean], {}, nm('stat_a_mu'))], {}, nm('stat_a_shift')) : null;
       const shift = fromMu && fromV ? b.op1('Add', [fromMu, fromV], {}, nm('stat_shift')) : (fromMu ?? fromV)!;
-      const zeros = b.op1('Mul', [shift, c.scalar(0, x)], {}, nm('stat_zero_a'));
-      gx = b.op1('Add', [gx, affine(x, a ?? zeros, shift)], {}, nm('dx_stats'));
+      gx = b.op1('Add', [gx, affine(x, a ?? b.op1('Mul', [shift, c.scalar(0, x)], {}, nm('stat_zero_a')), shift)], {}, nm('dx_stats'));
     }
   }
   const gs = c.needs[1] ? b.op1('Mul', [sdyd!, inv], {}, nm('dscale')) : null;
