@@ -9,6 +9,7 @@ import { describe, test } from 'node:test';
 import { buildGradientGraph } from '../../sdk/autodiff/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
+import { makeTensor } from '../../sdk/onnx/tensor.ts';
 import { gradCheck, model, randTensor } from './helpers.ts';
 
 const rng = new Rng(4242);
@@ -59,4 +60,19 @@ describe('BN scale folded into the Conv before it', () => {
       }
     });
   }
+});
+
+test('a weight computed from constants only (DequantizeLinear of an int8 initializer) keeps the map over the activation', async () => {
+  const b = new GraphBuilder('fold-qdq');
+  b.input('x', D, [2, 4, 5, 5]);
+  b.initializer('wq', makeTensor('int8', [4, 4, 3, 3], Int8Array.from({ length: 144 }, (_, i) => (i % 15) - 7)));
+  b.initializer('ws', makeTensor('float32', [4], Float32Array.of(0.02, 0.03, 0.01, 0.05)));
+  for (const [k, lo, hi] of [['scale', 0.5, 1.5], ['bias', -1, 1], ['mean', -0.2, 0.2], ['var', 0.5, 1.5]] as const) b.initializer(k, randTensor(rng, D, [4], lo, hi));
+  const w = b.op1('DequantizeLinear', ['wq', 'ws'], { axis: A.int(0) });
+  const z = b.op1('Conv', ['x', w], { pads: A.ints([1, 1, 1, 1]) });
+  const loss = b.op1('ReduceSum', [b.op1('BatchNormalization', [z, 'scale', 'bias', 'mean', 'var'], { epsilon: A.float(1e-3) })], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+  b.output(loss, D, []);
+  const gg = await buildGradientGraph({ model: model(b), loss, wrt: ['x', 'scale'], sampleFeeds: { x: randTensor(rng, D, [2, 4, 5, 5]) } });
+  assert.ok(!gg.model.graph.nodes.some((n) => /grad_weight_scaled/.test(n.name)), 'no scaled copy of the fixed weight');
+  assert.equal(gg.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 2, 'the forward BN and the backward scale map');
 });
