@@ -98,6 +98,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const depthwise = s.group === s.cin && s.cin === s.cout;
     const dx = process.argv.includes('--dw-only') ? {} : await benchConv(s, 'x', {
       convTranspose: { input: 'convTranspose', weight: 'conv' }, conv: { input: 'conv', weight: 'conv' },
+      ...(s.stride > 1 && s.group === 1 && s.k > 1 ? { phase: { input: 'phase', weight: 'conv' } } : {}),
     }, o);
     const dw = await benchConv(s, 'w', depthwise
       ? { conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, shifted: { input: 'conv', weight: 'shifted' }, rowgemm: { input: 'conv', weight: 'rowgemm' } }

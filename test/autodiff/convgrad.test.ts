@@ -61,9 +61,9 @@ test("'shiftmm' on small images by default: two shift MatMuls and one Gemm for a
 
 test("strided 3x3 by default: 'onehot' patches from a Conv, then a per-sample MatMul (>= 128 output positions) or one Gemm", async () => {
   const s2 = { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) };
-  const wide = await backwardOps([2, 8, 24, 24], [4, 8, 3, 3], s2); // 12x12 = 144 outputs
+  const wide = await backwardOps([2, 8, 24, 24], [4, 8, 3, 3], s2, undefined, 'grad_weight'); // 12x12 = 144 outputs
   assert.ok(wide.includes('Conv') && wide.includes('MatMul') && !wide.includes('Gemm') && !wide.includes('Slice'), wide.join(','));
-  const small = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], s2); // 7x7 = 49 outputs
+  const small = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], s2, undefined, 'grad_weight'); // 7x7 = 49 outputs
   assert.ok(small.includes('Conv') && small.filter((o) => o === 'Gemm').length === 1 && !small.includes('MatMul') && !small.includes('Slice'), small.join(','));
 });
 
@@ -72,9 +72,22 @@ test('the input gradient flips W by one MatMul and two fast Transposes, without 
   assert.deepEqual(ops.filter((o) => o !== 'Reshape'), ['MatMul', 'Transpose', 'Transpose', 'Conv'], ops.join(','));
 });
 
-test('strided convs keep ConvTranspose; pads beyond the kernel fall back to it when Conv is forced', async () => {
-  const s2 = await backwardOps([2, 4, 8, 8], [4, 4, 3, 3], { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) });
-  assert.ok(s2.includes('ConvTranspose'), s2.join(','));
+test("strided 2-D convs by default: 'phase', a Conv over dY per row phase, the column phases interleaved by a Transpose, the rows by a Concat", async () => {
+  const s2 = await backwardOps([2, 4, 8, 8], [4, 4, 3, 3], { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) }, undefined, 'grad_input');
+  assert.deepEqual(s2.filter((o) => o !== 'Reshape'), ['MatMul', 'Conv', 'Transpose', 'MatMul', 'Conv', 'Transpose', 'Concat'], s2.join(','));
+  // strided rows only: nothing to interleave within a row
+  const rows = await backwardOps([2, 4, 8, 8], [4, 4, 3, 3], { strides: A.ints([2, 1]), pads: A.ints([1, 1, 1, 1]) }, undefined, 'grad_input');
+  assert.deepEqual(rows.filter((o) => o !== 'Reshape'), ['MatMul', 'Conv', 'MatMul', 'Conv', 'Concat'], rows.join(','));
+  // pads beyond the taps (every phase reads dY from past its own position): the spans widen
+  const far = await backwardOps([1, 2, 8, 8], [2, 2, 2, 2], { strides: A.ints([2, 2]), pads: A.ints([3, 3, 3, 3]) }, undefined, 'grad_input');
+  assert.ok(far.includes('Conv') && !far.includes('ConvTranspose'), far.join(','));
+});
+
+test('strided convs outside the phase form keep ConvTranspose: depthwise, 1x1 and 1-D', async () => {
+  const s2 = { strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) };
+  assert.ok((await backwardOps([2, 4, 8, 8], [4, 1, 3, 3], { ...s2, group: A.int(4) })).includes('ConvTranspose'));
+  assert.ok((await backwardOps([2, 4, 8, 8], [4, 4, 1, 1], { strides: A.ints([2, 2]) })).includes('ConvTranspose'));
+  assert.ok((await backwardOps([2, 4, 9], [4, 4, 3], { strides: A.ints([2]), pads: A.ints([1, 1]) })).includes('ConvTranspose'));
   const wide = await backwardOps([1, 2, 4, 4], [2, 2, 2, 2], { pads: A.ints([2, 0, 3, 1]) }, { conv: { input: 'conv' } });
   assert.ok(wide.includes('ConvTranspose'), wide.join(','));
 });
@@ -87,8 +100,8 @@ test('chooseConvGrad: per-case decisions and overrides', () => {
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 32, 14, 14], w: [32, 32, 3, 3], y: [128, 32, 14, 14] }), { input: 'conv', weight: 'shiftmm' });
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28], w: [16, 1, 3, 3] }), { input: 'conv', weight: 'onehot' });
   const s2 = { ...r20, strides: [2, 2], w: [32, 16, 3, 3], y: [128, 32, 14, 14] };
-  assert.deepEqual(chooseConvGrad(s2), { input: 'convTranspose', weight: 'onehot' });
-  assert.deepEqual(chooseConvGrad({ ...s2, x: [128, 4, 28, 28], w: [32, 4, 3, 3] }), { input: 'convTranspose', weight: 'onehot' });
+  assert.deepEqual(chooseConvGrad(s2), { input: 'phase', weight: 'onehot' });
+  assert.deepEqual(chooseConvGrad({ ...s2, x: [128, 4, 28, 28], w: [32, 4, 3, 3] }), { input: 'phase', weight: 'onehot' });
   const proj = { ...base, padsBegin: [0, 0], padsEnd: [0, 0], strides: [2, 2], x: [128, 16, 28, 28], w: [32, 16, 1, 1], y: [128, 32, 14, 14] };
   assert.deepEqual(chooseConvGrad(proj), { input: 'convTranspose', weight: 'gemm' });
   const dw = { ...r20, group: 16, w: [16, 1, 3, 3] };

@@ -277,6 +277,9 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     { name: 'groups2-dilated-s2', x: [2, 4, 9, 9], w: [4, 2, 3, 3], attrs: { group: A.int(2), dilations: A.ints([2, 2]), strides: A.ints([2, 2]), pads: A.ints([1, 2, 2, 1]) } },
     { name: 'pointwise-s3-overhang', x: [2, 2, 7, 8], w: [3, 2, 1, 1], attrs: { strides: A.ints([3, 3]) } },
     { name: 'pads-beyond-kernel', x: [1, 2, 4, 4], w: [2, 2, 2, 2], attrs: { pads: A.ints([2, 0, 3, 1]) } },
+    // strided: pads beyond the taps (the phase form's spans widen) and a phase that no tap reaches
+    { name: 'pads-beyond-kernel-s2', x: [1, 2, 8, 8], w: [2, 2, 2, 2], attrs: { strides: A.ints([2, 2]), pads: A.ints([3, 3, 3, 3]) } },
+    { name: 'stride2-dilation2-empty-phase', x: [2, 3, 9, 10], w: [2, 3, 3, 3], attrs: { strides: A.ints([2, 2]), dilations: A.ints([2, 2]), pads: A.ints([2, 1, 2, 2]) } },
     { name: 'conv3d-s2', x: [1, 2, 5, 4, 5], w: [2, 2, 2, 3, 2], attrs: { strides: A.ints([2, 1, 2]), pads: A.ints([1, 1, 0, 0, 1, 1]) } },
     { name: 'conv3d-s1-dilated', x: [2, 2, 5, 4, 6], w: [3, 2, 2, 3, 2], attrs: { dilations: A.ints([2, 1, 3]), pads: A.ints([1, 0, 2, 0, 1, 1]) } },
     // Depthwise weight-gradient forms ('rowgemm' row crops and diagonals, 'shifted' shifts/slices):

@@ -21,7 +21,7 @@ import { TtaqError } from '../../errors/index.ts';
 import { A } from '../../onnx/builder.ts';
 import type { Node } from '../../onnx/types.ts';
 import { attrInt, attrInts, attrString } from './attrs.ts';
-import { chooseConvGrad, inputGradAsConv, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, type ConvCase } from './convgrad.ts';
+import { chooseConvGrad, inputGradAsConv, inputGradByPhase, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, type ConvCase } from './convgrad.ts';
 import type { GradRule } from './types.ts';
 
 export interface ConvGeometry {
@@ -96,6 +96,7 @@ export const rule: GradRule = {
     const dy = fold?.value ?? gy;
     let gx: string | null = null;
     if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, dy, w, cc, fold?.scale);
+    if (c.needs[0] && how.input === 'phase') gx = inputGradByPhase(c, dy, w, cc, fold?.scale);
     // ConvTranspose reads W itself: scale its output-channel axis
     const wx = fold && c.needs[0] && gx === null ? b.op1('Mul', [w, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_scaled` }) : w;
     if (c.needs[0] && gx === null) {

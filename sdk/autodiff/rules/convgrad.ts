@@ -12,6 +12,11 @@
 //                    start and what makes the extent X's at the end. Stride 1 needs no insertion.
 //                    For 1x1 kernels without pads the Conv runs on the small grid and the zeros are
 //                    inserted into its result instead.
+//   'phase'          strided 2-D ungrouped convs with K > 1: X's positions split by their phase
+//                    modulo the stride; each phase is a stride-1 correlation of dY with the taps of
+//                    W that land on it: one Conv per row phase with (column phase, Cin) output
+//                    channels and a small kernel, a Transpose and a Concat to interleave the phases
+//                    onto X's grid (inputGradByPhase).
 // Weight gradient dW (per group g, K = prod(k), L = output positions):
 //   'conv'           Conv of X by dY over batch-transposed tensors (a very thin GEMM inside MLAS).
 //   'gemm'           im2col + one GEMM: X is laid out [G, Cg, N, S] (one Transpose), padded, and
@@ -46,7 +51,7 @@ import { allocArray, makeTensor } from '../../onnx/tensor.ts';
 import type { Tensor } from '../../onnx/types.ts';
 import type { RuleContext } from './types.ts';
 
-export type ConvInputGrad = 'convTranspose' | 'conv';
+export type ConvInputGrad = 'convTranspose' | 'conv' | 'phase';
 export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'shiftmm' | 'onehot' | 'rowgemm';
 
 /** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
@@ -158,7 +163,8 @@ export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: C
   const k = prod(c.w.slice(2));
   const cg = c.x[1]! / c.group;
   const depthwise = c.group === c.x[1] && c.group === c.w[0];
-  const input: ConvInputGrad = o.input && o.input !== 'auto' ? o.input : strided ? 'convTranspose' : 'conv';
+  const input: ConvInputGrad = o.input && o.input !== 'auto' ? o.input
+    : !strided ? 'conv' : c.group === 1 && k > 1 && c.x.length === 4 ? 'phase' : 'convTranspose';
   const weight: ConvWeightGrad = typeof o.weight === 'function'
     ? o.weight(c)
     : o.weight && o.weight !== 'auto'
@@ -285,6 +291,113 @@ export function inputGradAsConv(ctx: RuleContext, gy: string, w: string, c: Conv
   return b.op1('Conv', [u, wf], {
     group: A.int(c.group), kernel_shape: A.ints(k), dilations: A.ints(c.dilations), pads: A.ints([...p0, ...end]),
   }, { name: `${node.name}.grad_input` });
+}
+
+/**
+ * One spatial axis of a strided conv seen from X's grid: X's position s*q + a (phase a) gets
+ * dY[q + t] * W[j] for the taps j with s*(q + t) - pb + d*j = s*q + a, i.e. t = (a + pb - d*j) / s
+ * where that is an integer. A phase's taps form a stride-1 correlation over dY whose kernel spans
+ * t in [lo, hi]; the span is widened to include 0 and Ho - Q (with zero taps) so that its Conv
+ * needs no crop: pads lo' = -lo >= 0 at the start and Q + hi - Ho >= 0 at the end give Q outputs.
+ */
+interface PhaseSpan {
+  readonly lo: number;
+  /** Kernel extent, hi - lo + 1. */
+  readonly kp: number;
+  /** tap[u]: W's kernel index at the span's offset u, or -1. */
+  readonly tap: Int32Array;
+  readonly padEnd: number;
+}
+
+interface PhaseAxis {
+  readonly s: number;
+  /** Positions per phase, ceil(X / s). */
+  readonly q: number;
+  /** taps[a] = [t, j] pairs of phase a. */
+  readonly taps: readonly (readonly [number, number])[][];
+}
+
+function phaseAxis(x: number, k: number, s: number, d: number, pb: number): PhaseAxis {
+  const taps = Array.from({ length: s }, (_, a) => {
+    const out: [number, number][] = [];
+    for (let j = 0; j < k; j++) if ((a + pb - d * j) % s === 0) out.push([(a + pb - d * j) / s, j]);
+    return out;
+  });
+  return { s, q: Math.ceil(x / s), taps };
+}
+
+function phaseSpan(ax: PhaseAxis, yo: number, taps: readonly (readonly [number, number])[]): PhaseSpan {
+  const ts = taps.map(([t]) => t);
+  const lo = Math.min(0, ...ts);
+  const hi = Math.max(lo, yo - ax.q, ...ts);
+  const kp = hi - lo + 1;
+  const tap = new Int32Array(kp).fill(-1);
+  for (const [t, j] of taps) tap[t - lo] = j;
+  return { lo, kp, tap, padEnd: ax.q + hi - yo };
+}
+
+/**
+ * Input gradient of a strided 2-D ungrouped conv split by phase (see PhaseAxis): one Conv over dY
+ * per row phase a0, whose output channels are (column phase a1, Cin) and whose kernel holds the
+ * taps of W landing on (a0, a1), zero where a column phase has fewer:
+ *   Wp[a0][(a1, ci), co, u0, u1] = W[co, ci, j0, j1],
+ * built in-graph from W by one MatMul with a constant 0/1 matrix (folded once for a constant W).
+ * A Transpose of the kind onnxruntime runs fast interleaves each output's column phases
+ * ([N, s1, Cin*Q0*Q1] -> [N, Cin*Q0*Q1, s1]), a Concat the row phases, and a Slice drops positions
+ * past X's extent. A 3x3 kernel at stride 2 becomes a 1x2 and a 2x2 Conv: 12 multiply-adds per
+ * four X positions and channel pair where ConvTranspose does 9, but ConvTranspose then scatters its
+ * columns back (GEMM + col2im; in the TENT step's profile its two large nodes took 8.1 ms on one
+ * thread and 10.0 on two); one Conv for all four phases would do 16. Forward + dX, median ms at batch 64
+ * (`node --import tsx sdk/autodiff/convbench.ts --only resnet --batch 64 --threads 2 --reps 41`):
+ * ResNet-20's layer2.0 conv1 (16-32 @28) ConvTranspose 5.73, phases 5.09; layer3.0's (32-64 @14)
+ * 3.53 / 2.77; at one thread 5.97 / 6.59 and 3.59 / 3.30. Four phases in one Conv then two
+ * Transposes took 2.87 ms where the row phases apart took 2.73 (layer2.0's dX alone, 2 threads).
+ * Returns null unless 2-D, ungrouped and float.
+ */
+export function inputGradByPhase(ctx: RuleContext, gy: string, w: string, c: ConvCase, scale?: string): string | null {
+  const { b, node } = ctx;
+  if (c.group !== 1 || c.x.length !== 4) return null;
+  const dt = ctx.dtype(node.inputs[1]!);
+  if (dt !== 'float32' && dt !== 'float64') return null;
+  const [co, ci, kh, kw] = c.w as [number, number, number, number];
+  const [rows, cols] = [0, 1].map((i) => phaseAxis(c.x[i + 2]!, c.w[i + 2]!, c.strides[i]!, c.dilations[i]!, c.padsBegin[i]!)) as [PhaseAxis, PhaseAxis];
+  const [ho, wo] = [c.y[2]!, c.y[3]!];
+  // the column span is shared by all column phases, so they fit one Conv's output channels
+  const colSpan = phaseSpan(cols, wo, cols.taps.flat());
+  const colTaps = cols.taps.map((taps) => { const m = new Int32Array(colSpan.kp).fill(-1); for (const [t, j] of taps) m[t - colSpan.lo] = j; return m; });
+  const w2 = b.op1('Reshape', [w, ctx.ints([co * ci, kh * kw])]);
+  const scaleRow = scale === undefined ? undefined : b.op1('Reshape', [scale, ctx.ints([1, co, 1, 1])]);
+  const parts: string[] = [];
+  for (let a0 = 0; a0 < rows.s; a0++) {
+    const rs = phaseSpan(rows, ho, rows.taps[a0]!);
+    const kp = rs.kp * colSpan.kp;
+    const P = cols.s;
+    // Sel [kh*kw, P*kp]: W's kernel offset -> (column phase, kernel offset of this Conv)
+    const sel = allocArray(dt, kh * kw * P * kp) as Float32Array | Float64Array;
+    for (let a1 = 0; a1 < P; a1++) for (let u0 = 0; u0 < rs.kp; u0++) for (let u1 = 0; u1 < colSpan.kp; u1++) {
+      const [j0, j1] = [rs.tap[u0]!, colTaps[a1]![u1]!];
+      if (j0 >= 0 && j1 >= 0) sel[(j0 * kw + j1) * P * kp + a1 * kp + u0 * colSpan.kp + u1] = 1;
+    }
+    const selC = b.constant(makeTensor(dt, [kh * kw, P * kp], sel) as Tensor, `${node.name}.grad_input_phase${a0}_taps`);
+    const wt = b.op1('MatMul', [w2, selC], {}, { name: `${node.name}.grad_input_phase${a0}_w` }); // [Co, Ci, P, kp]
+    // -> [P, Ci, Co, kp] by the fast kinds of Transpose: 2-D, a swap of the last two axes, and
+    // one moving blocks of Co*kp values
+    const t1 = b.op1('Transpose', [b.op1('Reshape', [wt, ctx.ints([co, ci * P * kp])])], { perm: A.ints([1, 0]) }); // [Ci, P, kp, Co]
+    const t2 = b.op1('Transpose', [b.op1('Reshape', [t1, ctx.ints([ci * P, kp, co])])], { perm: A.ints([0, 2, 1]) }); // [Ci, P, Co, kp]
+    const t3 = P === 1 ? t2 : b.op1('Transpose', [b.op1('Reshape', [t2, ctx.ints([ci, P, co * kp])])], { perm: A.ints([1, 0, 2]) }); // [P, Ci, Co*kp]
+    let wp = b.op1('Reshape', [t3, ctx.ints([P * ci, co, rs.kp, colSpan.kp])]);
+    if (scaleRow) wp = b.op1('Mul', [wp, scaleRow], {}, { name: `${node.name}.grad_weight_scaled` });
+    let z = b.op1('Conv', [gy, wp], {
+      kernel_shape: A.ints([rs.kp, colSpan.kp]), pads: A.ints([-rs.lo, -colSpan.lo, rs.padEnd, colSpan.padEnd]),
+    }, { name: `${node.name}.grad_input` }); // [N, (a1, ci), Q0, Q1]
+    if (P > 1) z = b.op1('Transpose', [b.op1('Reshape', [z, ctx.ints([0, P, ci * rows.q * cols.q])])], { perm: A.ints([0, 2, 1]) }, { name: `${node.name}.grad_input_phase_cols` });
+    parts.push(b.op1('Reshape', [z, ctx.ints([0, ci, rows.q, 1, cols.q * P])]));
+  }
+  const z = parts.length === 1 ? parts[0]! : b.op1('Concat', parts, { axis: A.int(3) }, { name: `${node.name}.grad_input_phase_rows` });
+  const full = b.op1('Reshape', [z, ctx.ints([0, ci, rows.q * rows.s, cols.q * cols.s])]);
+  const [xh, xw] = [c.x[2]!, c.x[3]!];
+  if (rows.q * rows.s === xh && cols.q * cols.s === xw) return full;
+  return b.op1('Slice', [full, ctx.ints([0, 0]), ctx.ints([xh, xw]), ctx.ints([2, 3])]);
 }
 
 /** The sizes both weight-gradient emitters start from. */
