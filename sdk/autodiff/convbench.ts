@@ -105,6 +105,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       : {
         conv: { input: 'conv', weight: 'conv' }, gemm: { input: 'conv', weight: 'gemm' }, gemmsplit: { input: 'conv', weight: 'gemmsplit' },
         shifted: { input: 'conv', weight: 'shifted' }, onehot: { input: 'conv', weight: 'onehot' },
+        ...(s.stride === 1 && s.k > 1 ? { shiftmm: { input: 'conv', weight: 'shiftmm' }, shiftmmb: { input: 'conv', weight: 'shiftmmb' } } : {}),
       }, o);
     console.log(`${s.name.padEnd(22)} fwd+dX: ${fmt(dx)}  |  fwd+dW: ${fmt(dw)}`);
   }

@@ -11,7 +11,7 @@ import { blockGraph, partitionBlocks } from './blocks.ts';
 import { makePlan } from './plan.ts';
 import { calibrateModel } from './ptq.ts';
 import { blockSites, reconstructBlock, runOver, type ReconOptions } from './recon.ts';
-import type { ConvGradOptions, ConvInputGrad, ConvLayout, ConvWeightGrad } from '../autodiff/index.ts';
+import { chooseConvGrad, type ConvGradOptions, type ConvInputGrad, type ConvLayout, type ConvWeightGrad } from '../autodiff/index.ts';
 import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts';
 
 /**
@@ -19,7 +19,10 @@ import { LEGACY_RECON_FORMULATION, type ReconFormulation } from './recongraph.ts
  * original graph formulation, LEGACY_RECON_FORMULATION),
  * 'random=graph|fed', 'pcr=separate|batched', 'lsm=op|decomposed', 'lsq=function|ops', 'square=op|mul',
  * 'entry=linear|copy', 'reg=explog|pow', 'adaround=function|ops', 'relu=fused|separate' (one
- * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms),
+ * ReconFormulation field each), 'wgrad=…' and 'xgrad=…' (sdk/autodiff's Conv gradient forms;
+ * 'wgrad=auto' is sdk/autodiff's own per-conv choice instead of RECON_CONV_GRAD), 'w1=form[@width]'
+ * (that form where sdk/autodiff's choice is a stride-1 one, 'shifted' or 'shiftmm', on images up to
+ * the width),
  * 'layout=nchwc|plain' (the step's Conv layout on the CPU), 'steps=producer|consumer' (which block
  * learns the step of a quantizer between blocks).
  * E.g. --variant ttaq:legacy --variant ttaq --variant ttaq:pcr=batched.
@@ -34,6 +37,12 @@ function parseVariant(v: string): { base: string; formulation?: ReconFormulation
   for (const m of mods) {
     if (m === 'ct') throw new Error(`bench: modifier 'ct' is gone (the step graph is no longer rewritten); use 'xgrad=convTranspose' for ConvTranspose input gradients`);
     if (m.startsWith('wgrad=')) convGrad = { ...convGrad, weight: m.slice(6) as ConvWeightGrad };
+    else if (m.startsWith('w1=')) {
+      // the stride-1 form only: where the automatic choice is 'shifted' or 'shiftmm', up to a width
+      const [form, width] = m.slice(3).split('@') as [ConvWeightGrad, string | undefined];
+      const max = width === undefined ? Infinity : Number(width);
+      convGrad = { ...convGrad, weight: (c) => { const auto = chooseConvGrad(c).weight; return (auto === 'shifted' || auto === 'shiftmm') && c.x[3]! <= max ? form : auto; } };
+    }
     else if (m.startsWith('xgrad=')) convGrad = { ...convGrad, input: m.slice(6) as ConvInputGrad };
     else if (m.startsWith('layout=')) convLayout = m.slice(7) as ConvLayout;
     else if (m.startsWith('steps=')) stepOwner = m.slice(6) as 'producer' | 'consumer';

@@ -41,7 +41,7 @@ export { calibrateModel, type CalibrationOptions, type CalibrationResult } from 
 export { collectStats, candidateErrorsOrt, sampleValues, type CalibSet, type ValueStats } from './stats.ts';
 export { measurePerturbation, DEFAULT_PERTURBATIONS, type Perturbation, type PerturbationKind, type LayerPerturbation } from './pem.ts';
 export { buildReconGraph, initialV, hardCodes, nodeV, perSampleNodes, LEGACY_RECON_FORMULATION, type ReconGraph, type ReconGraphOptions, type ReconFormulation } from './recongraph.ts';
-export { reconstructBlock, quantizedBlock, type BlockReport, type ReconOptions } from './recon.ts';
+export { reconstructBlock, quantizedBlock, RECON_CONV_GRAD, type BlockReport, type ReconOptions } from './recon.ts';
 export { QuantizeOptionsSchema, parseQuantizeOptions, resolveMethod, METHODS, PRESETS, TTAQ_TERMS, type Method, type Preset, type QuantizeOptions, type QuantizeOptionsInput, type MethodPlan } from './options.ts';
 export type { QuantReport, LayerSqnr } from './report.ts';
 

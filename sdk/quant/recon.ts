@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, chooseWorkersFor, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed, threadsPerSlice } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseConvGrad, chooseWorkersFor, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed, threadsPerSlice } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -18,6 +18,25 @@ import { getOpset } from '../onnx/versions.ts';
 import type { CalibSet } from './stats.ts';
 import { Adam } from '../optim/index.ts';
 import { mix32, Xoshiro128 } from '../random/index.ts';
+
+/**
+ * Reconstruction's Conv gradient choice: sdk/autodiff's per-conv choice, except that the weight
+ * gradient of a stride-1 3x3 conv on an image wider than SHIFT_MATMUL_MAX_WIDTH contracts per sample
+ * ('shiftmmb') where the automatic choice ('shifted') crops and pads shifted copies of X and dY.
+ * Measured on the blocks this applies to (two data-parallel slices of 16 samples, one thread each;
+ * `node --import tsx sdk/quant/bench.ts --block layer1.1 --workers auto --iterations 150
+ * --images 1024 --variant qdrop --variant qdrop:w1=shiftmmb --repeat 4`), seconds per 1,000
+ * iterations: layer1.0 19.82 → 17.12, layer1.1 21.80 → 17.82, layer1.2 19.36 → 16.02; TTAQ's
+ * layer1.1 39.16 → 33.03. On the narrower images it is not used: layer2.x's 14x14 went 0.94-1.13x,
+ * layer3.0's 7x7 0.76x against 'shiftmm'; and a whole ResNet-20 training step (batch 64, one thread)
+ * ran 0.95-1.07x with it at 28x28, so training keeps the automatic choice.
+ */
+export const RECON_CONV_GRAD: ConvGradOptions = {
+  weight: (c) => {
+    const auto = chooseConvGrad(c).weight;
+    return auto === 'shifted' ? 'shiftmmb' : auto;
+  },
+};
 
 export interface ReconOptions {
   readonly iterations: number;
@@ -46,9 +65,8 @@ export interface ReconOptions {
   readonly workers?: number | 'auto';
   /** Equivalent graph formulations (A/B measurements); default the fastest. */
   readonly formulation?: ReconFormulation;
-  /** Conv gradient formulations passed to sdk/autodiff (default: its per-conv choice, which writes
-   * stride-1 input gradients as Conv itself; strided ones stay ConvTranspose, which sdk/adapt's old
-   * stride-1 ConvTranspose->Conv rewrite never matched, so the step graph is used as built). */
+  /** Conv gradient formulations passed to sdk/autodiff, over RECON_CONV_GRAD (a field left out keeps
+   * its value there). */
   readonly convGrad?: ConvGradOptions;
   /** Layout of the step's Convs on the CPU (sdk/autodiff's StepOptions.convLayout; default 'nchwc'). */
   readonly convLayout?: ConvLayout;
@@ -277,7 +295,7 @@ export async function reconstructBlock(
       wrt,
       outputs: partNames.map(([, v]) => v),
       stopGradient: rg.stopGradient,
-      ...(opts.convGrad ? { ruleOptions: { conv: opts.convGrad } } : {}),
+      ruleOptions: { conv: { ...RECON_CONV_GRAD, ...opts.convGrad } },
       sampleBatch: B / K,
       sampleFeeds: {
         ...(rg.inputs.xq ? { [rg.inputs.xq]: zeros(xSlice) } : {}),

@@ -49,6 +49,15 @@ test("'shifted': one Gemm per offset on shifted copies of X and dY, no Slice; st
   assert.equal(s2.filter((o) => o === 'Gemm').length, 9, s2.join(',')); // 'gemmsplit'
 });
 
+test("'shiftmmb': the shift MatMuls contracted per sample (a batched MatMul, then a ReduceSum over the batch), no Gemm, Pad or Slice", async () => {
+  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) }, { conv: { weight: 'shiftmmb' } }, 'grad_weight');
+  assert.equal(ops.filter((o) => o === 'MatMul').length, 3, ops.join(','));
+  assert.ok(!ops.includes('Gemm') && !ops.includes('Pad') && !ops.includes('Slice'), ops.join(','));
+  // strided: not applicable, the 'shifted' chain's fallback ('gemmsplit': one Gemm per offset)
+  const s2 = await backwardOps([2, 8, 6, 6], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]), strides: A.ints([2, 2]) }, { conv: { weight: 'shiftmmb' } });
+  assert.equal(s2.filter((o) => o === 'Gemm').length, 9, s2.join(','));
+});
+
 test("'shiftmm' on small images by default: two shift MatMuls and one Gemm for all offsets, no Pad or Slice", async () => {
   const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) }, undefined, 'grad_weight');
   assert.equal(ops.filter((o) => o === 'Gemm').length, 1, ops.join(','));

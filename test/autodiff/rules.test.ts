@@ -300,6 +300,7 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     ['conv+gemmsplit', { conv: { input: 'conv', weight: 'gemmsplit' } }],
     ['conv+shifted', { conv: { input: 'conv', weight: 'shifted' } }],
     ['conv+shiftmm', { conv: { input: 'conv', weight: 'shiftmm' } }],
+    ['conv+shiftmmb', { conv: { input: 'conv', weight: 'shiftmmb' } }],
     ['conv+rowgemm', { conv: { input: 'conv', weight: 'rowgemm' } }],
   ];
   for (const c of cases) {

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Model } from '../../sdk/onnx/types.ts';
 import {
-  blockGraph, calibrateModel, makePlan, measurePerturbation, partitionBlocks, reconstructBlock, type Block, type QuantPlan, type ReconOptions,
+  blockGraph, calibrateModel, makePlan, measurePerturbation, partitionBlocks, reconstructBlock, RECON_CONV_GRAD, type Block, type QuantPlan, type ReconOptions,
 } from '../../sdk/quant/index.ts';
 import { runOver } from '../../sdk/quant/recon.ts';
+import { chooseConvGrad, type ConvCase } from '../../sdk/autodiff/index.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
 
 const BASE: ReconOptions = {
@@ -106,4 +107,17 @@ test('data-parallel reconstruction (2 slices of the batch at once) ends where on
   const auto = await runBlock(s, 'lp', { iterations: 60, workers: 'auto' });
   assert.equal(auto.report.slices, 1);
   assert.equal(auto.report.mseAfter, one.report.mseAfter);
+});
+
+test("reconstruction's Conv gradients: per-sample shift MatMuls for stride-1 3x3 convs on wide images, sdk/autodiff's choice elsewhere", () => {
+  const weight = RECON_CONV_GRAD.weight as (c: ConvCase) => string;
+  const base = { group: 1, strides: [1, 1], dilations: [1, 1], padsBegin: [1, 1], padsEnd: [1, 1] };
+  const wide = { ...base, x: [16, 16, 28, 28], w: [16, 16, 3, 3], y: [16, 16, 28, 28] };
+  assert.equal(chooseConvGrad(wide).weight, 'shifted');
+  assert.equal(weight(wide), 'shiftmmb');
+  const narrow = { ...base, x: [16, 32, 14, 14], w: [32, 32, 3, 3], y: [16, 32, 14, 14] };
+  assert.equal(weight(narrow), chooseConvGrad(narrow).weight);
+  assert.equal(weight(narrow), 'shiftmm');
+  const strided = { ...wide, strides: [2, 2], w: [32, 16, 3, 3], y: [16, 32, 14, 14] };
+  assert.equal(weight(strided), 'onehot');
 });
