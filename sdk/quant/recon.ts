@@ -23,13 +23,14 @@ import { mix32, Xoshiro128 } from '../random/index.ts';
  * Reconstruction's Conv gradient choice: sdk/autodiff's per-conv choice, except that the weight
  * gradient of a stride-1 3x3 conv on an image wider than SHIFT_MATMUL_MAX_WIDTH contracts per sample
  * ('shiftmmb') where the automatic choice ('shifted') crops and pads shifted copies of X and dY.
- * Measured on the blocks this applies to (two data-parallel slices of 16 samples, one thread each;
- * `node --import tsx sdk/quant/bench.ts --block layer1.1 --workers auto --iterations 150
- * --images 1024 --variant qdrop --variant qdrop:w1=shiftmmb --repeat 4`), seconds per 1,000
- * iterations: layer1.0 19.82 → 17.12, layer1.1 21.80 → 17.82, layer1.2 19.36 → 16.02; TTAQ's
- * layer1.1 39.16 → 33.03. On the narrower images it is not used: layer2.x's 14x14 went 0.94-1.13x,
- * layer3.0's 7x7 0.76x against 'shiftmm'; and a whole ResNet-20 training step (batch 64, one thread)
- * ran 0.95-1.07x with it at 28x28, so training keeps the automatic choice.
+ * Measured on the blocks this applies to, in two data-parallel slices of 16 samples on one thread
+ * each, seconds per 1,000 iterations (`node --import tsx sdk/quant/bench.ts --block layer1.1
+ * --workers auto --iterations 150 --images 1024 --variant qdrop:wgrad=auto --variant qdrop
+ * --repeat 3`; before this became the default, `--variant qdrop --variant qdrop:w1=shiftmmb`):
+ * layer1.0 19.82 → 17.12, layer1.1 21.80 → 17.82 (later 23.45 → 18.53), layer1.2 19.36 → 16.02;
+ * TTAQ's layer1.1 39.16 → 33.03. On narrower images it is not used: layer2.x's 14x14 blocks went
+ * 0.94-1.13x and layer3.0's 7x7 0.76x against 'shiftmm'; and a whole ResNet-20 training step
+ * (batch 64, one thread) ran 0.95-1.07x with it at 28x28, so training keeps the automatic choice.
  */
 export const RECON_CONV_GRAD: ConvGradOptions = {
   weight: (c) => {
