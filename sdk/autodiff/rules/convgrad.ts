@@ -154,7 +154,9 @@ export interface ConvCase {
  *   3x3 64-64 @7           3.08 / 2.94 / 2.73 / 2.84  |
  *
  * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 1.3-2.5x slower than
- * ConvTranspose, depthwise included); dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
+ * ConvTranspose, depthwise included), by output phase for strided ungrouped 2-D convs with kernels
+ * larger than 1x1 (fifteenth session, see inputGradByPhase), ConvTranspose for the other strided
+ * ones; dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
  * Cg >= 8 ('shiftmm' on images up to 14 wide, measured later in whole steps), 'onehot' for
  * strided ones and for few input channels (the patches come from one Conv
  * instead of K strided Slices), one Gemm ('gemm') for 1x1 kernels.
