@@ -657,6 +657,34 @@ export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: Co
 export const SHIFT_MATMUL_MAX_WIDTH = 14;
 
 /**
+ * The constant 0/1 shift matrices of the 'shiftmm' forms for a stride-1 2-D conv: S [W, Wo*kw]
+ * moves X's columns onto each kernel column offset b (zero where the kernel reads padding), its
+ * columns in (wo, b) order ('byOffset' false) or (b, wo) ('byOffset' true); M [kh*H, Ho] moves dY's
+ * rows onto X's for each kernel row offset a.
+ */
+function shiftMatrices(ctx: RuleContext, x: string, c: ConvCase, byOffset: boolean): { sm: string; mm: string } {
+  const { b, node } = ctx;
+  const [h, w] = [c.x[2]!, c.x[3]!];
+  const [ho, wo] = [c.y[2]!, c.y[3]!];
+  const [kh, kw] = c.w.slice(2) as [number, number];
+  const dt = ctx.dtype(x);
+  const s = allocArray(dt, w * wo * kw) as Float32Array;
+  for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
+    const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
+    if (src >= 0 && src < w) s[src * wo * kw + (byOffset ? j * wo + q : q * kw + j)] = 1;
+  }
+  const m = allocArray(dt, kh * h * ho) as Float32Array;
+  for (let a = 0; a < kh; a++) for (let row = 0; row < h; row++) {
+    const src = row - a * c.dilations[0]! + c.padsBegin[0]!;
+    if (src >= 0 && src < ho) m[(a * h + row) * ho + src] = 1;
+  }
+  return {
+    sm: b.constant(makeTensor(dt, [w, wo * kw], s) as Tensor, `${node.name}.grad_weight_colshift${byOffset ? '_b' : ''}`),
+    mm: b.constant(makeTensor(dt, [kh * h, ho], m) as Tensor, `${node.name}.grad_weight_rowshift`),
+  };
+}
+
+/**
  * Weight gradient for stride-1 ungrouped 2-D convs with the shifts done by two small MatMuls with
  * constant 0/1 matrices and the contraction by one Gemm:
  *   Q = X [N, Ci, H, W] x S [W, Wo*kw], S[w, wo*kw + b] = 1 iff w = wo + b*dw - pw: every column
@@ -672,23 +700,11 @@ export function weightGradShiftMatmul(ctx: RuleContext, x: string, gy: string, c
   const { b, node } = ctx;
   const { r, G, cin, co, k, K } = weightGradDims(c);
   if (r !== 2 || G !== 1 || K === 1 || c.strides.some((s) => s !== 1)) return null;
-  const [h, w] = [c.x[2]!, c.x[3]!]; // the batch may differ from c.x's (a graph with a symbolic batch)
-  const [ho, wo] = [c.y[2]!, c.y[3]!];
+  const h = c.x[2]!; // the batch may differ from c.x's (a graph with a symbolic batch)
+  const wo = c.y[3]!;
   const [kh, kw] = k as [number, number];
-  const dt = ctx.dtype(x);
   // S's columns in (wo, b) order: the offsets b come out as X·S's last axis (see below)
-  const s = allocArray(dt, w * wo * kw) as Float32Array;
-  for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
-    const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
-    if (src >= 0 && src < w) s[src * wo * kw + q * kw + j] = 1;
-  }
-  const m = allocArray(dt, kh * h * ho) as Float32Array;
-  for (let a = 0; a < kh; a++) for (let row = 0; row < h; row++) {
-    const src = row - a * c.dilations[0]! + c.padsBegin[0]!;
-    if (src >= 0 && src < ho) m[(a * h + row) * ho + src] = 1;
-  }
-  const sm = b.constant(makeTensor(dt, [w, wo * kw], s) as Tensor, `${node.name}.grad_weight_colshift`);
-  const mm = b.constant(makeTensor(dt, [kh * h, ho], m) as Tensor, `${node.name}.grad_weight_rowshift`);
+  const { sm, mm } = shiftMatrices(ctx, x, c, false);
   // X·S is [N, Ci, H, Wo, kw]; [kw, Ci, N, H·Wo] from it in two Transposes onnxruntime runs fast
   // (a swap of the last two axes, then one that moves blocks of H·Wo floats; NCHWC_SESSION_EXTRA in
   // sdk/runtime/nchwc.ts, ~0.6 ns per value each on one thread): the one 5-D Transpose moving
@@ -722,22 +738,10 @@ export function weightGradShiftMatmulBatched(ctx: RuleContext, x: string, gy: st
   const { b, node } = ctx;
   const { r, G, cin, co, k, K } = weightGradDims(c);
   if (r !== 2 || G !== 1 || K === 1 || c.strides.some((s) => s !== 1)) return null;
-  const [h, w] = [c.x[2]!, c.x[3]!];
-  const [ho, wo] = [c.y[2]!, c.y[3]!];
+  const h = c.x[2]!;
+  const wo = c.y[3]!;
   const [kh, kw] = k as [number, number];
-  const dt = ctx.dtype(x);
-  const s = allocArray(dt, w * kw * wo) as Float32Array;
-  for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
-    const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
-    if (src >= 0 && src < w) s[src * kw * wo + j * wo + q] = 1;
-  }
-  const m = allocArray(dt, kh * h * ho) as Float32Array;
-  for (let a = 0; a < kh; a++) for (let row = 0; row < h; row++) {
-    const src = row - a * c.dilations[0]! + c.padsBegin[0]!;
-    if (src >= 0 && src < ho) m[(a * h + row) * ho + src] = 1;
-  }
-  const sm = b.constant(makeTensor(dt, [w, kw * wo], s) as Tensor, `${node.name}.grad_weight_colshift_b`);
-  const mm = b.constant(makeTensor(dt, [kh * h, ho], m) as Tensor, `${node.name}.grad_weight_rowshift`);
+  const { sm, mm } = shiftMatrices(ctx, x, c, true);
   const xs = b.op1('MatMul', [x, sm], {}, { name: `${node.name}.grad_weight_xshift` }); // [N, Ci, H, kw*Wo]
   const q4 = b.op1('Transpose', [b.op1('Reshape', [xs, ctx.ints([-1, h, kw, wo])])], { perm: A.ints([0, 2, 1, 3]) }, { name: `${node.name}.grad_weight_kw_rows` });
   const q = b.op1('Reshape', [q4, ctx.ints([-1, cin * kw, h * wo])]);
