@@ -349,12 +349,13 @@ function phaseSpan(ax: PhaseAxis, yo: number, taps: readonly (readonly [number, 
  * taps of W landing on (a0, a1), zero where a column phase has fewer:
  *   Wp[a0][(a1, ci), co, u0, u1] = W[co, ci, j0, j1],
  * built in-graph from W by one MatMul with a constant 0/1 matrix (folded once for a constant W).
- * A Transpose of the kind onnxruntime runs fast interleaves each output's column phases
- * ([N, s1, Cin*Q0*Q1] -> [N, Cin*Q0*Q1, s1]), a Concat the row phases, and a Slice drops positions
- * past X's extent. A 3x3 kernel at stride 2 becomes a 1x2 and a 2x2 Conv: 12 multiply-adds per
+ * A Transpose interleaves each output's column phases ([N, s1, Cin*Q0*Q1] -> [N, Cin*Q0*Q1, s1];
+ * about 1.3 ns per value on two threads, the dearest part after the Convs), a Concat the row
+ * phases, and a Slice drops positions past X's extent. A 3x3 kernel at stride 2 becomes a 1x2 and a 2x2 Conv: 12 multiply-adds per
  * four X positions and channel pair where ConvTranspose does 9, but ConvTranspose then scatters its
- * columns back (GEMM + col2im; in the TENT step's profile its two large nodes took 8.1 ms on one
- * thread and 10.0 on two); one Conv for all four phases would do 16. Forward + dX, median ms at batch 64
+ * columns back (GEMM + col2im; in the TENT step's profile its four nodes, two of them the 1x1
+ * shortcuts', took 8.1 ms in all on one thread and 10.0 on two); one Conv for all four phases
+ * would do 16. Forward + dX, median ms at batch 64
  * (`node --import tsx sdk/autodiff/convbench.ts --only resnet --batch 64 --threads 2 --reps 41`):
  * ResNet-20's layer2.0 conv1 (16-32 @28) ConvTranspose 5.73, phases 5.09; layer3.0's (32-64 @14)
  * 3.53 / 2.77; at one thread 5.97 / 6.59 and 3.59 / 3.30. Four phases in one Conv then two
