@@ -350,7 +350,7 @@ function phaseSpan(ax: PhaseAxis, yo: number, taps: readonly (readonly [number, 
  *   Wp[a0][(a1, ci), co, u0, u1] = W[co, ci, j0, j1],
  * built in-graph from W by one MatMul with a constant 0/1 matrix (folded once for a constant W).
  * A Transpose interleaves each output's column phases ([N, s1, Cin*Q0*Q1] -> [N, Cin*Q0*Q1, s1];
- * about 1.3 ns per value on two threads, the dearest part after the Convs), a Concat the row
+ * 1.2-1.5 ns per value on two threads, the dearest part after the Convs), a Concat the row
  * phases, and a Slice drops positions past X's extent. A 3x3 kernel at stride 2 becomes a 1x2 and a 2x2 Conv: 12 multiply-adds per
  * four X positions and channel pair where ConvTranspose does 9, but ConvTranspose then scatters its
  * columns back (GEMM + col2im; in the TENT step's profile its four nodes, two of them the 1x1
