@@ -128,6 +128,14 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
     const eps = n.attrs['epsilon']?.kind === 'float' ? n.attrs['epsilon'].value : 1e-5;
     const momentum = n.attrs['momentum']?.kind === 'float' ? n.attrs['momentum'].value : 0.9;
     const start = b.nodes.length;
+    const pre = n.name;
+    const dt = dtypeOf(scale);
+    // running_out = momentum * running_in + (1 - momentum) * batch statistic (a [C] vector)
+    const blend = (stat: string, given: string, out: string, what: string): void => {
+      const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
+      const c = b.op1('Mul', [stat, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
+      b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
+    };
     if (!training) {
       if (!isTraining(n, opset)) { nodes.push(n); continue; }
       // Training node evaluated on running statistics: inference BN, running outputs pass through.
@@ -136,8 +144,6 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
       if (outs[1]) b.op('Identity', [inMean], {}, { outputNames: [outs[1]], name: `${n.name}.running_mean` });
       if (outs[2]) b.op('Identity', [inVar], {}, { outputNames: [outs[2]], name: `${n.name}.running_var` });
     } else if (lowering === 'op') {
-      const dt = dtypeOf(scale);
-      const pre = n.name;
       // two distinct values: onnxruntime may compute outputs 1 and 2 in place of inputs 3 and 4, and
       // one buffer fed to both made the mean come out as the variance
       const noMean = b.op1('Mul', [scale, scalar(0, dt)], {}, { name: `${pre}.no_running_mean` });
@@ -146,16 +152,9 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
       const statName = (out: string | undefined, what: string): string => (momentum === 0 && out ? out : b.fresh(`${pre}.batch_${what}`));
       const [, mu, v] = b.op('BatchNormalization', [X, scale, B, noMean, noVar], { epsilon: A.float(eps), momentum: A.float(0), training_mode: A.int(1) },
         { outputNames: [outs[0]!, statName(outs[1], 'mean'), statName(outs[2], 'var')], name: `${staticDims ? OP_STATIC_TAG : OP_DYNAMIC_TAG}${pre}` });
-      const running = (stat: string, given: string, out: string, what: string): void => {
-        const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
-        const c = b.op1('Mul', [stat, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
-        b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
-      };
-      if (momentum !== 0 && outs[1]) running(mu!, inMean, outs[1], 'running_mean');
-      if (momentum !== 0 && outs[2]) running(v!, inVar, outs[2], 'running_var');
+      if (momentum !== 0 && outs[1]) blend(mu!, inMean, outs[1], 'running_mean');
+      if (momentum !== 0 && outs[2]) blend(v!, inVar, outs[2], 'running_var');
     } else {
-      const dt = dtypeOf(scale);
-      const pre = n.name;
       const reduceMean = (x: string, name: string): string => opset >= 18
         ? b.op1('ReduceMean', [x, b.ints([0, 2])], { keepdims: A.int(1) }, { name })
         : b.op1('ReduceMean', [x], { axes: A.ints([0, 2]), keepdims: A.int(1) }, { name });
@@ -172,14 +171,8 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
         const v1 = flat(v, outs[2], 'running_var');
         b.op('BatchNormalization', [X, scale, B, mu1, v1], { epsilon: A.float(eps) },
           { outputNames: [outs[0]!], name: `${staticDims ? STATIC_TAG : DYNAMIC_TAG}${pre}` });
-        const running = (stat: string, given: string, out: string, what: string): void => {
-          if (momentum === 0) return;
-          const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
-          const c = b.op1('Mul', [stat, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
-          b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
-        };
-        if (outs[1]) running(mu1, inMean, outs[1], 'running_mean');
-        if (outs[2]) running(v1, inVar, outs[2], 'running_var');
+        if (momentum !== 0 && outs[1]) blend(mu1, inMean, outs[1], 'running_mean');
+        if (momentum !== 0 && outs[2]) blend(v1, inVar, outs[2], 'running_var');
       } else {
         const inv = b.op1('Reciprocal', [b.op1('Sqrt', [b.op1('Add', [v, scalar(eps, dt)], {}, { name: `${pre}.add_eps` })], {}, { name: `${pre}.std` })], {}, { name: `${pre}.inv_std` });
         const shape = b.ints([1, -1, 1]);
@@ -188,11 +181,8 @@ export function lowerBatchNorm(model: Model, mode: BatchNormMode, opset: number)
         const y3 = b.op1('Add', [b.op1('Mul', [b.op1('Mul', [d, inv], {}, { name: `${pre}.normalize` }), s3], {}, { name: `${pre}.scale` }), b3], {}, { name: `${pre}.shift` });
         b.op('Reshape', [y3, b.op1('Shape', [X], {}, { name: `${pre}.shape` })], {}, { outputNames: [outs[0]!], name: pre });
         const running = (stat: string, given: string, out: string, what: string): void => {
-          if (momentum === 0) { flat(stat, out, what); return; }
-          const s1 = flat(stat, undefined, what);
-          const a = b.op1('Mul', [given, scalar(momentum, dt)], {}, { name: `${pre}.${what}_old` });
-          const c = b.op1('Mul', [s1, scalar(1 - momentum, dt)], {}, { name: `${pre}.${what}_new` });
-          b.op('Add', [a, c], {}, { outputNames: [out], name: `${pre}.${what}` });
+          if (momentum === 0) flat(stat, out, what);
+          else blend(flat(stat, undefined, what), given, out, what);
         };
         if (outs[1]) running(mu, inMean, outs[1], 'running_mean');
         if (outs[2]) running(v, inVar, outs[2], 'running_var');

@@ -94,11 +94,13 @@ export const rule: GradRule = {
     // 5.3 -> 6.5 ms)
     const fold = c.needs[1] ? c.channelScaled(gy) : undefined;
     const dy = fold?.value ?? gy;
+    // the scale along W's output-channel axis, for ConvTranspose's W and for dW's rows
+    const scaleRows = fold ? b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])]) : undefined;
     let gx: string | null = null;
     if (c.needs[0] && how.input === 'conv') gx = inputGradAsConv(c, dy, w, cc, fold?.scale);
     if (c.needs[0] && how.input === 'phase') gx = inputGradByPhase(c, dy, w, cc, fold?.scale);
     // ConvTranspose reads W itself: scale its output-channel axis
-    const wx = fold && c.needs[0] && gx === null ? b.op1('Mul', [w, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_scaled` }) : w;
+    const wx = scaleRows && c.needs[0] && gx === null ? b.op1('Mul', [w, scaleRows], {}, { name: `${node.name}.grad_weight_scaled` }) : w;
     if (c.needs[0] && gx === null) {
       const outPad = range(0, r).map((i) => xs[i + 2]! - ((ys[i + 2]! - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - padsBegin[i]! - padsEnd[i]!));
       if (outPad.some((p, i) => p < 0 || p >= Math.max(strides[i]!, dilations[i]!))) {
@@ -148,7 +150,7 @@ export const rule: GradRule = {
 
     let gb = bias && c.needs[2] ? c.reduceSum(dy, [0, ...range(2, r + 2)], false) : null;
     if (fold) {
-      if (gw) gw = b.op1('Mul', [gw, b.op1('Reshape', [fold.scale, c.ints([ws[0]!, 1, ...kernel.map(() => 1)])])], {}, { name: `${node.name}.grad_weight_rows_scaled` });
+      if (gw) gw = b.op1('Mul', [gw, scaleRows!], {}, { name: `${node.name}.grad_weight_rows_scaled` });
       if (gb) gb = b.op1('Mul', [gb, fold.scale], {}, { name: `${node.name}.grad_bias_scaled` });
     }
     return [gx, gw, gb];

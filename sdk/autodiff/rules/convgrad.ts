@@ -333,14 +333,19 @@ function phaseAxis(x: number, k: number, s: number, d: number, pb: number): Phas
   return { s, q: Math.ceil(x / s), taps };
 }
 
+/** tap[u] = W's kernel index at offset u of a span starting at lo, or -1. */
+function tapTable(taps: readonly (readonly [number, number])[], lo: number, kp: number): Int32Array {
+  const tap = new Int32Array(kp).fill(-1);
+  for (const [t, j] of taps) tap[t - lo] = j;
+  return tap;
+}
+
 function phaseSpan(ax: PhaseAxis, yo: number, taps: readonly (readonly [number, number])[]): PhaseSpan {
   const ts = taps.map(([t]) => t);
   const lo = Math.min(0, ...ts);
   const hi = Math.max(lo, yo - ax.q, ...ts);
   const kp = hi - lo + 1;
-  const tap = new Int32Array(kp).fill(-1);
-  for (const [t, j] of taps) tap[t - lo] = j;
-  return { lo, kp, tap, padEnd: ax.q + hi - yo };
+  return { lo, kp, tap: tapTable(taps, lo, kp), padEnd: ax.q + hi - yo };
 }
 
 /**
@@ -351,8 +356,9 @@ function phaseSpan(ax: PhaseAxis, yo: number, taps: readonly (readonly [number, 
  * built in-graph from W by one MatMul with a constant 0/1 matrix (folded once for a constant W).
  * A Transpose interleaves each output's column phases ([N, s1, Cin*Q0*Q1] -> [N, Cin*Q0*Q1, s1];
  * 1.2-1.5 ns per value on two threads, the dearest part after the Convs), a Concat the row
- * phases, and a Slice drops positions past X's extent. A 3x3 kernel at stride 2 becomes a 1x2 and a 2x2 Conv: 12 multiply-adds per
- * four X positions and channel pair where ConvTranspose does 9, but ConvTranspose then scatters its
+ * phases, and a Slice drops positions past X's extent. A 3x3 kernel at stride 2 becomes a 1x2 and
+ * a 2x2 Conv: 12 multiply-adds per four X positions and channel pair where ConvTranspose does 9,
+ * but ConvTranspose then scatters its
  * columns back (GEMM + col2im; in the TENT step's profile its four nodes, two of them the 1x1
  * shortcuts', took 8.1 ms in all on one thread and 10.0 on two); one Conv for all four phases
  * would do 16. Forward + dX, median ms at batch 64
@@ -372,7 +378,7 @@ export function inputGradByPhase(ctx: RuleContext, gy: string, w: string, c: Con
   const [ho, wo] = [c.y[2]!, c.y[3]!];
   // the column span is shared by all column phases, so they fit one Conv's output channels
   const colSpan = phaseSpan(cols, wo, cols.taps.flat());
-  const colTaps = cols.taps.map((taps) => { const m = new Int32Array(colSpan.kp).fill(-1); for (const [t, j] of taps) m[t - colSpan.lo] = j; return m; });
+  const colTaps = cols.taps.map((taps) => tapTable(taps, colSpan.lo, colSpan.kp));
   const w2 = b.op1('Reshape', [w, ctx.ints([co * ci, kh * kw])]);
   const scaleRow = scale === undefined ? undefined : b.op1('Reshape', [scale, ctx.ints([1, co, 1, 1])]);
   const parts: string[] = [];
