@@ -2,6 +2,7 @@
 // on require, which would corrupt the agent's JSON log on stdout. One place, typed.
 import { createRequire } from 'node:module';
 import { TtaqError } from '../sdk/errors/index.ts';
+import { guardOpenCvTeardown } from '../sdk/data/index.ts';
 
 export type CV = typeof import('@u4/opencv4nodejs').cv;
 export type Mat = import('@u4/opencv4nodejs').Mat;
@@ -19,6 +20,7 @@ export function loadOpenCv(): CV {
   }
   try {
     loaded = require('@u4/opencv4nodejs') as CV;
+    guardOpenCvTeardown();
   } catch (e) {
     throw new TtaqError('SOURCE_FAILED', `cannot load the OpenCV binding (@u4/opencv4nodejs): ${(e as Error).message.split('\n')[0]}; run 'npm run bootstrap' (needs libopencv-dev) to build it`, {}, { cause: e });
   }

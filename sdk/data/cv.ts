@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TtaqError } from '../errors/index.ts';
+import { guardOpenCvTeardown } from './cv-teardown.ts';
 
 export type OpenCV = typeof import('@u4/opencv4nodejs').cv;
 export type Mat = import('@u4/opencv4nodejs').Mat;
@@ -22,6 +23,7 @@ export function cv(): OpenCV {
     const pkg = join(dirname(entry), '..', '..');
     const binding = join(pkg, 'build', 'Release', 'opencv4nodejs.node');
     cached = (existsSync(binding) ? require(binding) : require('@u4/opencv4nodejs').cv) as OpenCV;
+    guardOpenCvTeardown();
   } catch (e) {
     throw new TtaqError('INTERNAL', `OpenCV (@u4/opencv4nodejs) failed to load: ${(e as Error).message}; install libopencv-dev and rebuild the binding (npm rebuild @u4/opencv4nodejs)`, {}, { cause: e });
   }

@@ -11,5 +11,6 @@ export { CORRUPTIONS, SEVERITIES, corrupt, corruptImages, getCorruption, isCorru
 export { LabelOrderSchema, STREAM_PRESETS, StreamSpecSchema, materializeStream, orderByLabels, parseStreamSpec, planStream, resolveStreamSpec, streamDomains, type LabelOrder, type StreamData, type StreamPlan, type StreamSpec, type StreamSpecInput } from './streams.ts';
 export { DataRng, sampleDirichlet } from './rng.ts';
 export { frameToImage, imageToBgrMat } from './cv.ts';
+export { guardOpenCvTeardown } from './cv-teardown.ts';
 export { syntheticScene, syntheticScenes } from './synthetic.ts';
 export { contactSheet, type ContactSheetOptions } from './contact.ts';
