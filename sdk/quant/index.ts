@@ -144,6 +144,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     percentile: o.percentile,
     actImages: o.actImages,
     actSearch: o.actSearch,
+    weightSearch: o.weightSearch,
     biasCorrection: o.biasCorrection,
   });
   lap('calibrate');

@@ -55,6 +55,8 @@ export const QuantizeOptionsSchema = z.object({
   percentile: z.number().gt(50).lte(100).default(99.99),
   actImages: z.number().int().positive().default(256),
   actSearch: z.enum(['ort', 'js']).default('ort'),
+  /** Where the weight Lp search runs: onnxruntime, or the JavaScript reference. */
+  weightSearch: z.enum(['ort', 'js']).default('ort'),
   /** Lp exponent of the weight search. */
   weightP: z.number().positive().default(2.4),
   biasCorrection: z.boolean().default(false),

@@ -1,5 +1,5 @@
 // Post-training calibration of a whole model: weight quantizers per output channel (MinMax or Lp
-// search in JavaScript), activation quantizers per tensor (MinMax, percentile, or an MSE search
+// search, evaluated in onnxruntime), activation quantizers per tensor (MinMax, percentile, or an MSE search
 // evaluated in onnxruntime), optional bias correction. The result is nearest-rounded integer codes;
 // reconstruction (recon.ts) starts from it.
 import { TtaqError } from '../errors/index.ts';
@@ -9,6 +9,7 @@ import type { QuantValues } from './export.ts';
 import type { QuantPlan } from './plan.ts';
 import { fakeQuant, paramsForRange, quantize, type QuantParams } from './quantizer.ts';
 import { candidateErrorsOrt, collectStats, sampleValues, type CalibSet, type ValueStats } from './stats.ts';
+import { calibrateWeightsOrt } from './weightsearch.ts';
 
 export interface CalibrationOptions {
   readonly weight: WeightCalibOptions;
@@ -21,6 +22,8 @@ export interface CalibrationOptions {
   readonly actSteps?: number;
   /** Where the activation MSE search runs (default 'ort'). */
   readonly actSearch?: 'ort' | 'js';
+  /** Where the weight Lp search runs (default 'ort'; 'js' is calibrateWeight, the reference). */
+  readonly weightSearch?: 'ort' | 'js';
   readonly biasCorrection?: boolean;
 }
 
@@ -39,11 +42,11 @@ function floatInit(model: Model, name: string): Float32Array {
 export async function calibrateModel(model: Model, plan: QuantPlan, set: CalibSet, opts: CalibrationOptions): Promise<CalibrationResult> {
   const t0 = performance.now();
   const weights = new Map<string, { params: QuantParams; codes: Int32Array }>();
-  for (const site of plan.weights) {
-    const w = floatInit(model, site.weight);
-    const params = calibrateWeight(w, site.dims, site.spec, opts.weight);
-    weights.set(site.node, { params, codes: quantize(w, site.dims, params) });
-  }
+  const sites = plan.weights.map((site) => ({ site, w: floatInit(model, site.weight) }));
+  const params = (opts.weightSearch ?? 'ort') === 'ort'
+    ? await calibrateWeightsOrt(sites.map(({ site, w }) => ({ w, dims: site.dims, spec: site.spec })), opts.weight)
+    : sites.map(({ site, w }) => calibrateWeight(w, site.dims, site.spec, opts.weight));
+  sites.forEach(({ site, w }, i) => weights.set(site.node, { params: params[i]!, codes: quantize(w, site.dims, params[i]!) }));
   const tw = performance.now();
   const actImages = Math.min(opts.actImages ?? 256, set.dims[0]!);
   const values = plan.acts.map((a) => a.value);
@@ -107,6 +110,7 @@ export async function calibrateModel(model: Model, plan: QuantPlan, set: CalibSe
   }
   const summary = {
     weightMethod: opts.weight.method,
+    weightSearch: opts.weight.method === 'lp' ? (opts.weightSearch ?? 'ort') : undefined,
     actMethod: opts.act,
     actImages,
     actSearch: opts.act === 'mse' ? (opts.actSearch ?? 'ort') : undefined,
