@@ -17,7 +17,7 @@ import { CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD } from './rules/convgrad.ts';
 import type { RuleOptions } from './rules/types.ts';
 import type { ProviderName, SessionOptions } from '../runtime/index.ts';
 import { withSoftmaxCrossEntropy } from './loss.ts';
-import { copyParams, GradientStep } from './step.ts';
+import { batchNormForSession, copyParams, GradientStep } from './step.ts';
 
 export interface StepBenchResult {
   readonly arch: Arch;
@@ -108,7 +108,7 @@ export async function benchStep(o: StepBenchOptions = {}): Promise<StepBenchResu
   const net = buildNet({ arch, height: size, width: size, channels: 1, numClasses: 10 }, 'train');
   const t0 = performance.now();
   const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: 10 });
-  const gg = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs: [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])], ...(o.ruleOptions ? { ruleOptions: o.ruleOptions } : {}) });
+  const gg = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs: [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])], batchNorm: batchNormForSession(sessionOptions(o)), ...(o.ruleOptions ? { ruleOptions: o.ruleOptions } : {}) });
   const step = await GradientStep.create(gg, { session: sessionOptions(o) });
   const buildMs = performance.now() - t0;
   const params = copyParams(gg.params);

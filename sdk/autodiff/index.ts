@@ -57,7 +57,7 @@ export {
 export { inferValueShapes, type ValueShape, type ValueShapes, type InferShapesOptions } from './shapes.ts';
 export { softmaxCrossEntropy, withSoftmaxCrossEntropy, type CrossEntropyOptions } from './loss.ts';
 export { detach, STOP_GRADIENT_OP_NAME } from './detach.ts';
-export { GradientStep, copyParams, executionSession, forExecution, type ConvLayout, type StepResult, type StepOptions, type ParamFeed } from './step.ts';
+export { GradientStep, batchNormForSession, copyParams, executionSession, forExecution, type ConvLayout, type StepResult, type StepOptions, type ParamFeed } from './step.ts';
 export { type RowFeed, type BatchFeed } from './feeds.ts';
 export { DataParallelStep, chooseWorkers, chooseWorkersFor, idleStepWorkers, SLICE_MIN_SAMPLE_VALUES, threadsPerSlice, type ParallelStepOptions } from './parallel.ts';
 export { registerRule, getRule, listRules, type GradRule, type RuleContext, type RuleOptions } from './rules/index.ts';

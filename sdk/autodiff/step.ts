@@ -3,7 +3,8 @@
 // tensors wrapping the caller's typed arrays (no copies); outputs wrap onnxruntime's buffers.
 import { TtaqError } from '../errors/index.ts';
 import type { Tensor } from '../onnx/types.ts';
-import { convsToNchwc, createSession, DEFAULT_PROVIDERS, defaultAvailableProviders, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA, nchwcBlockSize, resolveProviders, type Session, type SessionOptions } from '../runtime/index.ts';
+import { convsToNchwc, createSession, DEFAULT_PROVIDERS, defaultAvailableProviders, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA, nchwcBlockSize, resolveProviders, runsBatchNormTraining, type Session, type SessionOptions } from '../runtime/index.ts';
+import type { BatchNormOptions } from './bn.ts';
 import type { GradientGraph } from './graph.ts';
 import { FeedBuffers, type BatchFeed } from './feeds.ts';
 import { inferValueShapes } from './shapes.ts';
@@ -45,6 +46,16 @@ export async function forExecution(graph: GradientGraph, opts: StepOptions = {})
   }
   const r = convsToNchwc(graph.model, (v) => shapes.get(v)?.dims, block);
   return r.rewritten > 0 ? { ...graph, model: r.model } : graph;
+}
+
+/**
+ * The BN mode of a gradient graph for sessions made with `s`: statistics as the model says, in one
+ * training-mode BatchNormalization op where every provider the session may use runs it, else from
+ * reductions (the 'fused' lowering): see runtime's runsBatchNormTraining.
+ */
+export function batchNormForSession(s: SessionOptions = {}): BatchNormOptions {
+  const op = runsBatchNormTraining(s.providers ?? DEFAULT_PROVIDERS, (s.availableProviders ?? defaultAvailableProviders)());
+  return { stats: 'model', lowering: op ? 'op' : 'fused' };
 }
 
 /** The session options for `run` (forExecution's result): with its Convs in the NCHWc layout, the

@@ -102,3 +102,22 @@ export function resolveProviders(
   }
   return out;
 }
+
+/**
+ * Providers that execute BatchNormalization in training mode (opset 15 on). onnxruntime-node 1.30's
+ * WebGPU provider registers a BatchNormalization kernel, so it takes the node, and then fails at
+ * run time with "BatchNormalization trainingMode is not supported yet" (seen on an NVIDIA H200);
+ * TensorRT's parser leaves the node to CUDA or the CPU inside the same session. Unknown providers
+ * count as unable: their graphs get the statistics from reductions instead (autodiff's 'fused'
+ * BN lowering), which every provider runs.
+ */
+const BN_TRAINING_MODE_PROVIDERS: ReadonlySet<string> = new Set(['cpu', 'cuda', 'tensorrt']);
+
+/**
+ * Whether every provider a session may end up on (the preference resolved against the binary's,
+ * in order) runs training-mode BatchNormalization: graphs built for such a session may use it.
+ */
+export function runsBatchNormTraining(preference: readonly ProviderName[] = DEFAULT_PROVIDERS, available: readonly string[] = defaultAvailableProviders()): boolean {
+  const usable = preference.filter((p) => available.includes(p));
+  return usable.every((p) => BN_TRAINING_MODE_PROVIDERS.has(p));
+}

@@ -3,7 +3,7 @@
 // statistics updated from the batch statistics the training graph outputs (PyTorch convention:
 // momentum 0.1, unbiased variance), a per-iteration learning-rate schedule, evaluation each epoch
 // on the inference form, and a checkpoint that resumes the run exactly.
-import { buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
+import { batchNormForSession, buildGradientGraph, chooseWorkers, DataParallelStep, GradientStep, withSoftmaxCrossEntropy, type GradientGraph, type RuleOptions } from '../autodiff/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import { buildNet, Rng, withInitializers, type Arch, type BuiltNet, type NetSpec } from '../nn/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
@@ -142,8 +142,8 @@ export class Trainer {
     const net = buildNet(netSpecOf(config), 'train');
     const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: config.numClasses });
     const outputs = [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])];
-    const graph = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, sampleBatch: 2, ...(opts.ruleOptions ? { ruleOptions: opts.ruleOptions } : {}) });
     const session = { source: `${config.arch} training graph`, ...opts.session };
+    const graph = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs, sampleBatch: 2, batchNorm: batchNormForSession(session), ...(opts.ruleOptions ? { ruleOptions: opts.ruleOptions } : {}) });
     // Data-parallel slices: BN's batch statistics are then per slice (as in multi-GPU training
     // without synchronised BN) and the running statistics follow their average.
     const workers = chooseWorkers(opts.workers ?? 1, config.batchSize);

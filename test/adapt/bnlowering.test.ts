@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildAdaptGraphs } from '../../sdk/adapt/graphs.ts';
 import { f32 } from '../../sdk/onnx/tensor.ts';
-import type { Tensor } from '../../sdk/onnx/types.ts';
-import { createSession } from '../../sdk/runtime/index.ts';
+import type { Model, Tensor } from '../../sdk/onnx/types.ts';
+import { batchNormForSession } from '../../sdk/autodiff/index.ts';
+import { createSession, runsBatchNormTraining } from '../../sdk/runtime/index.ts';
 import { tinyResNet, tinySet } from '../quant/fixtures.ts';
 import { maxAbsDiff } from './fixtures.ts';
 
@@ -47,4 +48,58 @@ test('batch-norm adaptation step: the fused lowering equals the op-by-op form', 
       assert.ok(gb.some((v) => Math.abs(v) > 1e-6), `${p}: a gradient that is all zero proves nothing`);
     }
   }
+});
+
+// Providers without training-mode BatchNormalization (onnxruntime's WebGPU provider takes the node
+// and fails at run time) get the batch statistics from reductions: the same step, and in neither
+// graph a training-mode BatchNormalization node.
+test('batch-norm adaptation graphs without the training-mode op give the same step', async () => {
+  const model = tinyResNet(3);
+  const base = { norm: 'batch' as const, loss: 'entropy' as const, entropyMargin: 0.4, maxWeight: 10, freezeLast: 0 };
+  const withOp = await buildAdaptGraphs(model, base);
+  const without = await buildAdaptGraphs(model, { ...base, batchStatsOp: false });
+  const trainingBn = (m: Model) => m.graph.nodes.filter((n) => n.opType === 'BatchNormalization' && n.attrs['training_mode']?.kind === 'int' && n.attrs['training_mode'].value === 1).length;
+  assert.ok(trainingBn(withOp.step!.model) > 0 && trainingBn(withOp.inference) > 0, 'the default form uses the training-mode op');
+  assert.equal(trainingBn(without.step!.model), 0);
+  assert.equal(trainingBn(without.inference), 0);
+
+  const set = tinySet(12, 5);
+  const feedsOf = (g: typeof withOp): Record<string, Tensor> => {
+    const feeds: Record<string, Tensor> = { [g.input]: f32(set.dims, set.images) };
+    g.stepLayers.forEach((l, i) => {
+      feeds[l.inputs.scale] = f32(l.paramDims, l.source.scale.map((v, c) => v * (1 + 0.1 * Math.sin(i + c))));
+      feeds[l.inputs.bias] = f32(l.paramDims, l.source.bias.map((v, c) => v + 0.05 * Math.cos(i * 3 + c)));
+    });
+    return feeds;
+  };
+  const run = async (m: Model, feeds: Record<string, Tensor>) => {
+    const s = await createSession(m, { providers: ['cpu'], logger: () => {} });
+    const names = new Set(s.inputNames);
+    try { return await s.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => names.has(k)))); } finally { await s.release(); }
+  };
+  const [a, b] = [await run(withOp.step!.model, feedsOf(withOp)), await run(without.step!.model, feedsOf(without))];
+  assert.ok(maxAbsDiff(a[withOp.logits]!.data as Float32Array, b[without.logits]!.data as Float32Array) < 1e-4);
+  for (const l of withOp.adapted) {
+    for (const p of [l.inputs.scale, l.inputs.bias]) {
+      const ga = a[withOp.step!.grads.get(p)!]!.data as Float32Array;
+      const gb = b[without.step!.grads.get(p)!]!.data as Float32Array;
+      const scale = Math.max(1e-3, ...Array.from(ga, Math.abs));
+      assert.ok(maxAbsDiff(ga, gb) < 1e-3 * scale, `${p}: gradients differ by ${maxAbsDiff(ga, gb)} (largest ${scale})`);
+    }
+  }
+  const [ia, ib] = [await run(withOp.inference, feedsOf(withOp)), await run(without.inference, feedsOf(without))];
+  assert.ok(maxAbsDiff(ia[withOp.logits]!.data as Float32Array, ib[without.logits]!.data as Float32Array) < 1e-4);
+});
+
+test('which provider chains may run training-mode BatchNormalization', () => {
+  assert.equal(runsBatchNormTraining(['tensorrt', 'cuda', 'cpu'], ['cpu']), true);
+  assert.equal(runsBatchNormTraining(['tensorrt', 'cuda', 'cpu'], ['cpu', 'cuda', 'tensorrt']), true);
+  // WebGPU in the binary and in the chain: any graph may land there
+  assert.equal(runsBatchNormTraining(['webgpu', 'cpu'], ['cpu', 'webgpu']), false);
+  assert.equal(runsBatchNormTraining(['cpu', 'webgpu'], ['cpu', 'webgpu']), false);
+  // asked for but not in the binary: the CPU runs it
+  assert.equal(runsBatchNormTraining(['webgpu', 'cpu'], ['cpu']), true);
+  assert.equal(runsBatchNormTraining(['dml', 'cpu'], ['cpu', 'dml']), false, 'unknown providers count as unable');
+  assert.deepEqual(batchNormForSession({ providers: ['webgpu', 'cpu'], availableProviders: () => ['cpu', 'webgpu'] }), { stats: 'model', lowering: 'fused' });
+  assert.deepEqual(batchNormForSession({ providers: ['cpu'] }), { stats: 'model', lowering: 'op' });
 });
