@@ -58,8 +58,11 @@ export const ModelSchema = z.strictObject({
   path: z.string().min(1).default(BUNDLED_MODEL),
   /** Its manifest; default: `<model>.manifest.json` beside it. */
   manifest: z.string().min(1).optional(),
-  /** Execution providers in order of preference; unavailable ones are skipped with a logged reason. */
-  providers: z.array(z.enum(['tensorrt', 'cuda', 'cpu'])).min(1).default(['tensorrt', 'cuda', 'cpu']),
+  /**
+   * Execution providers in order of preference; unavailable ones are skipped with a logged reason.
+   * webgpu: the stock binary's GPU path (docs/JETSON.md), not in the default chain.
+   */
+  providers: z.array(z.enum(['tensorrt', 'cuda', 'webgpu', 'cpu'])).min(1).default(['tensorrt', 'cuda', 'cpu']),
   tensorrt: z
     .strictObject({
       /** Where built TensorRT engines are cached (the first start on a Jetson builds them: minutes). */
@@ -196,7 +199,7 @@ const FIX: Record<string, string> = {
   'source.uri': "give a video file, an rtsp:// URL, /dev/videoN, or a GStreamer pipeline ending in 'appsink'",
   'source.kind': 'use auto, file, rtsp, v4l2 or gstreamer',
   'source.mode': "use 'latest' (cameras: drop stale frames) or 'all' (files: every frame)",
-  'model.providers': 'list some of tensorrt, cuda, cpu in order of preference, e.g. [cuda, cpu]',
+  'model.providers': 'list some of tensorrt, cuda, webgpu, cpu in order of preference, e.g. [cuda, cpu]',
   'batch.size': 'use a whole number from 1 to 1024',
   'http.port': 'use 0 (any free port) or 1-65535',
   'log.level': 'use trace, debug, info, warn, error, fatal or silent',

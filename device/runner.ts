@@ -15,6 +15,7 @@ import {
   DEFAULT_PROVIDERS,
   defaultAvailableProviders,
   resolveProviders,
+  type ProviderName,
   type RuntimeLogEvent,
   type SessionOptions,
 } from '../sdk/runtime/index.ts';
@@ -238,13 +239,47 @@ export async function createAdaptiveRunner(m: LoadedModel, method: string, optio
 export function createRunnerFactory(c: AgentConfig, log: (e: RuntimeLogEvent) => void): RunnerFactory {
   return async ({ path, manifest }) => {
     const m = await loadModelFiles(path, manifest);
-    const opts = sessionOptions(c.model, log);
-    const runner = c.adaptation.enabled
-      ? await createAdaptiveRunner(m, c.adaptation.method, c.adaptation.options, opts, log)
-      : await createPlainRunner(m, opts);
+    const build = async (providers: readonly ProviderName[]): Promise<ModelRunner> => {
+      const opts = { ...sessionOptions(c.model, log), providers };
+      return c.adaptation.enabled
+        ? createAdaptiveRunner(m, c.adaptation.method, c.adaptation.options, opts, log)
+        : createPlainRunner(m, opts);
+    };
     // every batch size the stream can produce, before the first frame: memory stays flat while
     // serving (onnxruntime keeps a memory plan per input shape) and no batch pays a first run
-    await runner.warmUp?.(warmSizes(c.batch.size, runner.info.fixedBatch));
-    return runner;
+    const warm = async (r: ModelRunner): Promise<void> => { await r.warmUp?.(warmSizes(c.batch.size, r.info.fixedBatch)); };
+    return buildWarmRunner(c.model.providers ?? DEFAULT_PROVIDERS, build, warm, log);
   };
+}
+
+/**
+ * Builds a runner on a provider chain and warms it up. A provider can create its session and still
+ * fail the first runs: TensorRT builds its engine then, and onnxruntime's WebGPU provider has
+ * kernels that take a node and refuse it at run time. Such a provider leaves the chain with its
+ * reason logged, and the runner is built again on the providers after it; the CPU, or the last
+ * provider of the chain, fails as it is.
+ */
+export async function buildWarmRunner(
+  preference: readonly ProviderName[],
+  build: (providers: readonly ProviderName[]) => Promise<ModelRunner>,
+  warm: (runner: ModelRunner) => Promise<void>,
+  log: (e: RuntimeLogEvent) => void,
+): Promise<ModelRunner> {
+  let chain = [...preference];
+  for (;;) {
+    const runner = await build(chain);
+    try {
+      await warm(runner);
+      return runner;
+    } catch (e) {
+      await runner.dispose().catch(() => {});
+      const failed = runner.info.provider;
+      const at = chain.indexOf(failed);
+      const rest = at >= 0 ? chain.slice(at + 1) : [];
+      if (failed === 'cpu' || rest.length === 0) throw e;
+      const reason = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+      log({ level: 'warn', provider: failed, reason, message: `provider '${failed}' failed its warm-up run: ${reason}; trying '${rest[0]}'` });
+      chain = rest;
+    }
+  }
 }

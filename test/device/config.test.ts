@@ -32,7 +32,7 @@ test('a bad value names the key, the problem and the fix', () => {
   const m = configError({ batch: { size: 0 } });
   assert.match(m, /^agent\.yaml: 'batch\.size': too small/);
   assert.match(m, /1 to 1024/);
-  assert.match(configError({ model: { providers: ['gpu'] } }), /'model\.providers\.0'.*tensorrt, cuda, cpu/);
+  assert.match(configError({ model: { providers: ['gpu'] } }), /'model\.providers\.0'.*tensorrt, cuda, webgpu, cpu/);
   assert.match(configError({ source: { mode: 'newest' } }), /'source\.mode'.*'latest'.*'all'/);
   assert.match(configError({ http: { port: 70000 } }), /'http\.port'/);
   assert.match(configError({ source: { reconnect: { factor: 0.5 } } }), /'source\.reconnect\.factor'/);

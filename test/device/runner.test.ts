@@ -9,14 +9,15 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { Agent } from '../../device/agent.ts';
 import { parseAgentConfig } from '../../device/config.ts';
-import { createAdaptiveRunner, createPlainRunner, loadModelFiles, sessionOptions, warmSizes, WARM_MAX_BATCH } from '../../device/runner.ts';
+import { buildWarmRunner, createAdaptiveRunner, createPlainRunner, loadModelFiles, sessionOptions, warmSizes, WARM_MAX_BATCH } from '../../device/runner.ts';
 import { AgentStore } from '../../device/store.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { encodeModel } from '../../sdk/onnx/codec.ts';
 import { f32 } from '../../sdk/onnx/tensor.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
 import { sha256Hex, writeManifest } from '../../sdk/manifest/index.ts';
-import type { FrameBatch } from '../../device/ports.ts';
+import type { FrameBatch, ModelRunner } from '../../device/ports.ts';
+import type { RuntimeLogEvent } from '../../sdk/runtime/index.ts';
 import { makeVideo, SPEC, tmp } from './helpers.ts';
 
 const CLASSES = 4;
@@ -174,4 +175,36 @@ test('warm-up sizes: every partial batch size up to the configured one (capped),
   assert.deepEqual(warmSizes(1), [1]);
   assert.deepEqual(warmSizes(8, 8), [8], 'a fixed-batch model pads partial batches');
   assert.equal(warmSizes(1024).length, WARM_MAX_BATCH);
+});
+
+test('a provider that fails its warm-up leaves the chain with its reason logged; the CPU fails as it is', async () => {
+  const built: string[][] = [];
+  const disposed: string[] = [];
+  // a fake runner per chain: it "runs" on the chain's first provider, whose warm-up may throw
+  const failing = new Set(['tensorrt', 'webgpu']);
+  const build = async (providers: readonly string[]): Promise<ModelRunner> => {
+    built.push([...providers]);
+    const provider = providers[0]!;
+    return {
+      info: { provider } as ModelRunner['info'],
+      infer: async () => { throw new Error('not used'); },
+      warmUp: async () => { if (failing.has(provider)) throw new Error(`${provider}: engine build failed\nstack`); },
+      dispose: async () => { disposed.push(provider); },
+    };
+  };
+  const warm = (r: ModelRunner) => r.warmUp!([1]);
+  const events: RuntimeLogEvent[] = [];
+  const runner = await buildWarmRunner(['tensorrt', 'cuda', 'cpu'], build, warm, (e) => events.push(e));
+  assert.equal(runner.info.provider, 'cuda');
+  assert.deepEqual(built, [['tensorrt', 'cuda', 'cpu'], ['cuda', 'cpu']]);
+  assert.deepEqual(disposed, ['tensorrt'], 'the failed runner is released, the working one kept');
+  assert.equal(events.length, 1);
+  assert.equal(events[0]!.provider, 'tensorrt');
+  assert.equal(events[0]!.level, 'warn');
+  assert.match(events[0]!.message, /provider 'tensorrt' failed its warm-up run: tensorrt: engine build failed; trying 'cuda'/);
+
+  // the last provider of the chain, and the CPU anywhere, rethrow the warm-up's own error
+  await assert.rejects(buildWarmRunner(['webgpu'], build, warm, () => {}), /webgpu: engine build failed/);
+  failing.add('cpu');
+  await assert.rejects(buildWarmRunner(['cpu', 'cuda'], build, warm, () => {}), /cpu: engine build failed/);
 });
