@@ -8,6 +8,40 @@ import { createSession, runsBatchNormTraining } from '../../sdk/runtime/index.ts
 import { tinyResNet, tinySet } from '../quant/fixtures.ts';
 import { maxAbsDiff } from './fixtures.ts';
 
+type Graphs = Awaited<ReturnType<typeof buildAdaptGraphs>>;
+const set = tinySet(12, 5);
+
+/** The images and perturbed BN parameters, so the gradients are not those of the source point only. */
+function stepFeeds(g: Graphs): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = { [g.input]: f32(set.dims, set.images) };
+  g.stepLayers.forEach((l, i) => {
+    feeds[l.inputs.scale] = f32(l.paramDims, l.source.scale.map((v, c) => v * (1 + 0.1 * Math.sin(i + c))));
+    feeds[l.inputs.bias] = f32(l.paramDims, l.source.bias.map((v, c) => v + 0.05 * Math.cos(i * 3 + c)));
+  });
+  return feeds;
+}
+
+/** One CPU run of `m` on the feeds it takes. */
+async function runGraph(m: Model, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  const s = await createSession(m, { providers: ['cpu'], logger: () => {} });
+  const names = new Set(s.inputNames);
+  try { return await s.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => names.has(k)))); } finally { await s.release(); }
+}
+
+/** Same logits and, for every adapted BN parameter, the same (non-zero) gradient. */
+function assertSameStep(ga: Graphs, a: Record<string, Tensor>, gb: Graphs, b: Record<string, Tensor>): void {
+  assert.ok(maxAbsDiff(a[ga.logits]!.data as Float32Array, b[gb.logits]!.data as Float32Array) < 1e-4);
+  for (const l of ga.adapted) {
+    for (const p of [l.inputs.scale, l.inputs.bias]) {
+      const x = a[ga.step!.grads.get(p)!]!.data as Float32Array;
+      const y = b[gb.step!.grads.get(p)!]!.data as Float32Array;
+      const scale = Math.max(1e-3, ...Array.from(y, Math.abs));
+      assert.ok(maxAbsDiff(x, y) < 1e-3 * scale, `${p}: gradients differ by ${maxAbsDiff(x, y)} (largest ${scale})`);
+      assert.ok(y.some((v) => Math.abs(v) > 1e-6), `${p}: a gradient that is all zero proves nothing`);
+    }
+  }
+}
+
 // Batch-statistics BN in the adaptation graphs is lowered to batch moments feeding a BatchNormalization
 // op whose closed-form backward replaces the op-by-op chain's (sdk/adapt/bn.ts). Both forms must give
 // the same step: logits, loss and every BN gradient, on a residual net where gradients meet.
@@ -23,31 +57,8 @@ test('batch-norm adaptation step: the fused lowering equals the op-by-op form', 
   assert.ok(fused.step!.model.graph.nodes.some((n) => n.opType === 'BatchNormalization'));
   assert.ok(!prim.step!.model.graph.nodes.some((n) => n.opType === 'BatchNormalization'));
 
-  const set = tinySet(12, 5);
-  const run = async (g: typeof fused) => {
-    const s = await createSession(g.step!.model, { providers: ['cpu'], logger: () => {} });
-    const feeds: Record<string, Tensor> = { [g.input]: f32(set.dims, set.images) };
-    // Perturbed parameters, so the gradients are not those of the source point only.
-    g.stepLayers.forEach((l, i) => {
-      feeds[l.inputs.scale] = f32(l.paramDims, l.source.scale.map((v, c) => v * (1 + 0.1 * Math.sin(i + c))));
-      feeds[l.inputs.bias] = f32(l.paramDims, l.source.bias.map((v, c) => v + 0.05 * Math.cos(i * 3 + c)));
-    });
-    const out = await s.run(feeds);
-    await s.release();
-    return out;
-  };
-  const a = await run(fused);
-  const b = await run(prim);
-  assert.ok(maxAbsDiff(a[fused.logits]!.data as Float32Array, b[prim.logits]!.data as Float32Array) < 1e-4);
-  for (const l of fused.adapted) {
-    for (const p of [l.inputs.scale, l.inputs.bias]) {
-      const ga = a[fused.step!.grads.get(p)!]!.data as Float32Array;
-      const gb = b[prim.step!.grads.get(p)!]!.data as Float32Array;
-      const scale = Math.max(1e-3, ...Array.from(gb, Math.abs));
-      assert.ok(maxAbsDiff(ga, gb) < 1e-3 * scale, `${p}: gradients differ by ${maxAbsDiff(ga, gb)} (largest ${scale})`);
-      assert.ok(gb.some((v) => Math.abs(v) > 1e-6), `${p}: a gradient that is all zero proves nothing`);
-    }
-  }
+  const [a, b] = [await runGraph(fused.step!.model, stepFeeds(fused)), await runGraph(prim.step!.model, stepFeeds(prim))];
+  assertSameStep(fused, a, prim, b);
 });
 
 // Providers without training-mode BatchNormalization (onnxruntime's WebGPU provider takes the node
@@ -63,31 +74,9 @@ test('batch-norm adaptation graphs without the training-mode op give the same st
   assert.equal(trainingBn(without.step!.model), 0);
   assert.equal(trainingBn(without.inference), 0);
 
-  const set = tinySet(12, 5);
-  const feedsOf = (g: typeof withOp): Record<string, Tensor> => {
-    const feeds: Record<string, Tensor> = { [g.input]: f32(set.dims, set.images) };
-    g.stepLayers.forEach((l, i) => {
-      feeds[l.inputs.scale] = f32(l.paramDims, l.source.scale.map((v, c) => v * (1 + 0.1 * Math.sin(i + c))));
-      feeds[l.inputs.bias] = f32(l.paramDims, l.source.bias.map((v, c) => v + 0.05 * Math.cos(i * 3 + c)));
-    });
-    return feeds;
-  };
-  const run = async (m: Model, feeds: Record<string, Tensor>) => {
-    const s = await createSession(m, { providers: ['cpu'], logger: () => {} });
-    const names = new Set(s.inputNames);
-    try { return await s.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => names.has(k)))); } finally { await s.release(); }
-  };
-  const [a, b] = [await run(withOp.step!.model, feedsOf(withOp)), await run(without.step!.model, feedsOf(without))];
-  assert.ok(maxAbsDiff(a[withOp.logits]!.data as Float32Array, b[without.logits]!.data as Float32Array) < 1e-4);
-  for (const l of withOp.adapted) {
-    for (const p of [l.inputs.scale, l.inputs.bias]) {
-      const ga = a[withOp.step!.grads.get(p)!]!.data as Float32Array;
-      const gb = b[without.step!.grads.get(p)!]!.data as Float32Array;
-      const scale = Math.max(1e-3, ...Array.from(ga, Math.abs));
-      assert.ok(maxAbsDiff(ga, gb) < 1e-3 * scale, `${p}: gradients differ by ${maxAbsDiff(ga, gb)} (largest ${scale})`);
-    }
-  }
-  const [ia, ib] = [await run(withOp.inference, feedsOf(withOp)), await run(without.inference, feedsOf(without))];
+  const [a, b] = [await runGraph(withOp.step!.model, stepFeeds(withOp)), await runGraph(without.step!.model, stepFeeds(without))];
+  assertSameStep(withOp, a, without, b);
+  const [ia, ib] = [await runGraph(withOp.inference, stepFeeds(withOp)), await runGraph(without.inference, stepFeeds(without))];
   assert.ok(maxAbsDiff(ia[withOp.logits]!.data as Float32Array, ib[without.logits]!.data as Float32Array) < 1e-4);
 });
 
