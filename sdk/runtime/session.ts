@@ -298,7 +298,12 @@ function wrap(s: OrtSession, provider: ProviderName, rw: SubByteRewrite | undefi
         res = await s.run(ortFeeds, ortFetch);
       } catch (e) {
         if (isTtaqError(e)) throw e;
-        throw new TtaqError('RUNTIME_RUN_FAILED', `running ${source} failed: ${message(e)}. Check feed dtypes and shapes against session.inputs`, { source, ortMessage: message(e) }, { cause: e });
+        // feed names were checked above; on a GPU provider a kernel that took a node may still refuse
+        // it at run time (WebGPU's training-mode BatchNormalization), which no feed change fixes
+        const hint = provider === 'cpu'
+          ? 'Check feed dtypes and shapes against session.inputs'
+          : `Check feed dtypes and shapes against session.inputs; if they match, provider '${provider}' cannot run a node of this graph: put the next provider (e.g. cpu) first`;
+        throw new TtaqError('RUNTIME_RUN_FAILED', `running ${source} on '${provider}' failed: ${message(e)}. ${hint}`, { source, provider, ortMessage: message(e) }, { cause: e });
       }
       const out: Record<string, Tensor> = {};
       for (const n of wanted) {
