@@ -10,7 +10,7 @@
 //        blocks, report, manifest (the manifest's `quantization` section), bnNodes }
 //
 // The pieces are exported for callers that need one step: quantizer math (quantizer.ts),
-// calibration (calibrate.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
+// calibration (calibrate.ts, weightsearch.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
 // blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts, with the ops of their own gradient
 // rules: lsq.ts, adaround.ts), PEM (pem.ts), export (export.ts).
 import { TtaqError, isTtaqError } from '../errors/index.ts';
@@ -38,6 +38,7 @@ export { prepareModel, convsWithoutBn, type BnInsertion, type PreparedModel } fr
 export { partitionBlocks, blockGraph, segments, type Block } from './blocks.ts';
 export { exportQdq, qdqGraph, requiredOpset, dequantizedWeights, weightBytesByDType, type ExportVariant, type QuantValues } from './export.ts';
 export { calibrateModel, type CalibrationOptions, type CalibrationResult } from './ptq.ts';
+export { calibrateWeightsOrt, type WeightTensor } from './weightsearch.ts';
 export { collectStats, candidateErrorsOrt, sampleValues, type CalibSet, type ValueStats } from './stats.ts';
 export { measurePerturbation, DEFAULT_PERTURBATIONS, type Perturbation, type PerturbationKind, type LayerPerturbation } from './pem.ts';
 export { buildReconGraph, initialV, hardCodes, nodeV, perSampleNodes, LEGACY_RECON_FORMULATION, type ReconGraph, type ReconGraphOptions, type ReconFormulation } from './recongraph.ts';

@@ -12,7 +12,7 @@ import { createSession, type Session } from '../runtime/index.ts';
 import { channelMinMax, paramsForRange, paramsFromRanges, rangeOf, type QuantParams, type QuantSpec } from './quantizer.ts';
 import type { WeightCalibOptions } from './calibrate.ts';
 
-export interface WeightSite {
+export interface WeightTensor {
   readonly w: Float32Array;
   readonly dims: readonly number[];
   readonly spec: QuantSpec;
@@ -50,7 +50,7 @@ function layout(dims: readonly number[], axis: number | undefined): [number, num
 }
 
 /** One weight tensor's search: candidates in blocks that keep a run's broadcast within `maxElements`. */
-async function searchOne(session: Session, site: WeightSite, opts: WeightCalibOptions, maxElements: number): Promise<QuantParams> {
+async function searchOne(session: Session, site: WeightTensor, opts: WeightCalibOptions, maxElements: number): Promise<QuantParams> {
   const { spec } = site;
   const { min, max } = channelMinMax(site.w, site.dims, spec.axis);
   const steps = opts.steps ?? 100;
@@ -93,7 +93,7 @@ async function searchOne(session: Session, site: WeightSite, opts: WeightCalibOp
  * the search above, one onnxruntime session for all sites). Float32 error sums may break a near-tie
  * differently from calibrateWeight's float64 ones; the chosen errors then agree to rounding.
  */
-export async function calibrateWeightsOrt(sites: readonly WeightSite[], opts: WeightCalibOptions, maxElements = MAX_ELEMENTS): Promise<QuantParams[]> {
+export async function calibrateWeightsOrt(sites: readonly WeightTensor[], opts: WeightCalibOptions, maxElements = MAX_ELEMENTS): Promise<QuantParams[]> {
   const empty = sites.find((x) => x.w.length === 0);
   if (empty) throw new TtaqError('QUANT_BAD_MODEL', 'cannot calibrate an empty weight tensor; remove the layer or give it weights');
   if (opts.method === 'minmax' || sites.length === 0) {

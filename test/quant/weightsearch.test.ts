@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { calibrateWeight } from '../../sdk/quant/calibrate.ts';
 import type { QuantSpec } from '../../sdk/quant/quantizer.ts';
-import { calibrateWeightsOrt } from '../../sdk/quant/weightsearch.ts';
+import { calibrateWeightsOrt } from '../../sdk/quant/index.ts';
 
 /** Deterministic weights: a smooth pattern per channel, one outlier per channel, uneven scales. */
 function weights(dims: number[], seed: number): Float32Array {
