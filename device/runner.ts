@@ -248,7 +248,7 @@ export function createRunnerFactory(c: AgentConfig, log: (e: RuntimeLogEvent) =>
     // every batch size the stream can produce, before the first frame: memory stays flat while
     // serving (onnxruntime keeps a memory plan per input shape) and no batch pays a first run
     const warm = async (r: ModelRunner): Promise<void> => { await r.warmUp?.(warmSizes(c.batch.size, r.info.fixedBatch)); };
-    return buildWarmRunner(c.model.providers ?? DEFAULT_PROVIDERS, build, warm, log);
+    return buildWarmRunner(c.model.providers, build, warm, log);
   };
 }
 

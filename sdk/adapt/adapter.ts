@@ -8,7 +8,8 @@ import { sha256Hex } from '../manifest/index.ts';
 import { decodeModel, encodeModel } from '../onnx/codec.ts';
 import { f32 } from '../onnx/tensor.ts';
 import type { Model, Tensor, TensorOf } from '../onnx/types.ts';
-import { createSession, defaultAvailableProviders, runsBatchNormTraining, type Session, type SessionOptions } from '../runtime/index.ts';
+import { batchNormForSession } from '../autodiff/index.ts';
+import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
 import { classWeights, initAblStats, logitOffset, updateAblStats, type AblStats } from './abl.ts';
 import { ROBUST_ALPHA, type BnLayer } from './bn.ts';
 import { buildAdaptGraphs, HEAD, type AdaptGraphs } from './graphs.ts';
@@ -169,7 +170,7 @@ export class Adapter {
       classes: m?.labels.length,
       source,
       // the graphs run on whichever provider of the chain takes them: all must run the BN op
-      batchStatsOp: runsBatchNormTraining(init.session?.providers, (init.session?.availableProviders ?? defaultAvailableProviders)()),
+      batchStatsOp: batchNormForSession(init.session).lowering === 'op',
     });
     const sopts: SessionOptions = { ...init.session, source };
     const inferSession = await createSession(graphs.inference, { ...sopts, source: `${source} (adaptation inference graph)` });

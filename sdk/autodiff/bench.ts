@@ -108,8 +108,9 @@ export async function benchStep(o: StepBenchOptions = {}): Promise<StepBenchResu
   const net = buildNet({ arch, height: size, width: size, channels: 1, numClasses: 10 }, 'train');
   const t0 = performance.now();
   const { model, loss } = withSoftmaxCrossEntropy(net.model, net.output, { labels: 'int64', classes: 10 });
-  const gg = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs: [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])], batchNorm: batchNormForSession(sessionOptions(o)), ...(o.ruleOptions ? { ruleOptions: o.ruleOptions } : {}) });
-  const step = await GradientStep.create(gg, { session: sessionOptions(o) });
+  const session = sessionOptions(o);
+  const gg = await buildGradientGraph({ model, loss, wrt: net.params.map((p) => p.name), outputs: [net.output, ...net.bns.flatMap((b) => [b.batchMean, b.batchVar])], batchNorm: batchNormForSession(session), ...(o.ruleOptions ? { ruleOptions: o.ruleOptions } : {}) });
+  const step = await GradientStep.create(gg, { session });
   const buildMs = performance.now() - t0;
   const params = copyParams(gg.params);
   const opt = new Sgd({ lr: 0.01, momentum: 0.9 });

@@ -4,7 +4,7 @@
 // a natural exit it may finish a garbage collection that was under way; Mats that died before the
 // exit are then destroyed with no current isolate, and the allocator's report dereferences null:
 // SIGSEGV after all work is done (core dump: cv::Mat::~Mat -> AdjustAmountOfExternalAllocatedMemory
-// under node::IsolateData::~IsolateData). It hit about 1 in 80 runs of an OpenCV test file.
+// under node::IsolateData::~IsolateData). It hit a few runs in a hundred of an OpenCV test file run in parallel loops.
 //
 // The guard collects garbage once more in the 'exit' event, while the isolate is still whole, so no
 // dead Mat is left for the teardown, and no collection is under way when it starts. We keep the

@@ -27,6 +27,9 @@ export interface WeightCalibOptions {
 
 const clampN = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > hi ? hi : v);
 
+/** The k-th of `steps` clipping ratios, from 1 down to `minRatio`: the candidates of every range search. */
+export const clipRatio = (k: number, steps: number, minRatio: number): number => 1 - ((1 - minRatio) * k) / Math.max(1, steps - 1);
+
 /** Lp error of quantizing `values` with one scale/zero point. */
 function lpError(values: Float32Array, scale: number, zp: number, qmin: number, qmax: number, p: number): number {
   let e = 0;
@@ -76,7 +79,7 @@ export function calibrateWeight(w: Float32Array, dims: readonly number[], spec: 
     let bs = 1;
     let bz = 0;
     for (let k = 0; k < steps; k++) {
-      const r = 1 - ((1 - minRatio) * k) / Math.max(1, steps - 1);
+      const r = clipRatio(k, steps, minRatio);
       const cand = paramsForRange(min[c]! * r, max[c]! * r, spec);
       const e = lpError(vals, cand.scale, cand.zeroPoint, qmin, qmax, p);
       if (e < best) { best = e; bs = cand.scale; bz = cand.zeroPoint; }
@@ -105,7 +108,7 @@ export function actCandidates(lo: number, hi: number, spec: QuantSpec, steps = 1
   const scale = new Float32Array(steps);
   const zeroPoint = new Float32Array(steps);
   for (let k = 0; k < steps; k++) {
-    const r = 1 - ((1 - minRatio) * k) / Math.max(1, steps - 1);
+    const r = clipRatio(k, steps, minRatio);
     const c = paramsForRange(lo * r, hi * r, spec);
     scale[k] = c.scale;
     zeroPoint[k] = c.zeroPoint;

@@ -9,8 +9,8 @@ import { TtaqError } from '../errors/index.ts';
 import { f32 } from '../onnx/tensor.ts';
 import type { Model } from '../onnx/types.ts';
 import { createSession, type Session } from '../runtime/index.ts';
-import { channelMinMax, paramsForRange, paramsFromRanges, rangeOf, type QuantParams, type QuantSpec } from './quantizer.ts';
-import type { WeightCalibOptions } from './calibrate.ts';
+import { channelMinMax, paramsForRange, rangeOf, type QuantParams, type QuantSpec } from './quantizer.ts';
+import { calibrateWeight, clipRatio, type WeightCalibOptions } from './calibrate.ts';
 
 export interface WeightTensor {
   readonly w: Float32Array;
@@ -69,7 +69,7 @@ async function searchOne(session: Session, site: WeightTensor, opts: WeightCalib
     const z = new Float32Array(R * C);
     for (let r = 0; r < R; r++) {
       // the same ratios, in the same order, as calibrateWeight: ties keep the earlier (wider) range
-      const ratio = 1 - ((1 - minRatio) * (k0 + r)) / Math.max(1, steps - 1);
+      const ratio = clipRatio(k0 + r, steps, minRatio);
       for (let c = 0; c < C; c++) {
         const cand = paramsForRange(min[c]! * ratio, max[c]! * ratio, spec);
         s[r * C + c] = cand.scale;
@@ -96,9 +96,7 @@ async function searchOne(session: Session, site: WeightTensor, opts: WeightCalib
 export async function calibrateWeightsOrt(sites: readonly WeightTensor[], opts: WeightCalibOptions, maxElements = MAX_ELEMENTS): Promise<QuantParams[]> {
   const empty = sites.find((x) => x.w.length === 0);
   if (empty) throw new TtaqError('QUANT_BAD_MODEL', 'cannot calibrate an empty weight tensor; remove the layer or give it weights');
-  if (opts.method === 'minmax' || sites.length === 0) {
-    return sites.map((x) => { const { min, max } = channelMinMax(x.w, x.dims, x.spec.axis); return paramsFromRanges(min, max, x.spec); });
-  }
+  if (opts.method === 'minmax' || sites.length === 0) return sites.map((x) => calibrateWeight(x.w, x.dims, x.spec, opts));
   const session = await createSession(errorModel(), { source: 'the weight Lp search' });
   try {
     const out: QuantParams[] = [];
