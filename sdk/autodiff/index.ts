@@ -61,4 +61,4 @@ export { GradientStep, batchNormForSession, copyParams, executionSession, forExe
 export { type RowFeed, type BatchFeed } from './feeds.ts';
 export { DataParallelStep, chooseWorkers, chooseWorkersFor, idleStepWorkers, SLICE_MIN_SAMPLE_VALUES, threadsPerSlice, type ParallelStepOptions } from './parallel.ts';
 export { registerRule, getRule, listRules, type GradRule, type RuleContext, type RuleOptions } from './rules/index.ts';
-export { chooseConvGrad, CONCAT_GEMM_CONV_GRAD, LEGACY_CONV_GRAD, type ConvCase, type ConvGradOptions, type ConvInputGrad, type ConvWeightGrad } from './rules/convgrad.ts';
+export { chooseConvGrad, CONCAT_GEMM_CONV_GRAD, CONV_TRANSPOSE_MAX_INPUT_CHANNELS, LEGACY_CONV_GRAD, type ConvCase, type ConvGradOptions, type ConvInputGrad, type ConvWeightGrad } from './rules/convgrad.ts';

@@ -107,7 +107,10 @@ test('chooseConvGrad: per-case decisions and overrides', () => {
   assert.deepEqual(chooseConvGrad(r20), { input: 'conv', weight: 'shifted' });
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 64, 7, 7], w: [64, 64, 3, 3], y: [128, 64, 7, 7] }), { input: 'conv', weight: 'shiftmm' });
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 32, 14, 14], w: [32, 32, 3, 3], y: [128, 32, 14, 14] }), { input: 'conv', weight: 'shiftmm' });
-  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28], w: [16, 1, 3, 3] }), { input: 'conv', weight: 'onehot' });
+  // a grayscale stem: dX as ConvTranspose (a Conv to one channel is a one-row GEMM)
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28], w: [16, 1, 3, 3] }), { input: 'convTranspose', weight: 'onehot' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 4, 28, 28], w: [16, 4, 3, 3] }), { input: 'convTranspose', weight: 'onehot' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 8, 28, 28], w: [16, 8, 3, 3] }), { input: 'conv', weight: 'shifted' });
   const s2 = { ...r20, strides: [2, 2], w: [32, 16, 3, 3], y: [128, 32, 14, 14] };
   assert.deepEqual(chooseConvGrad(s2), { input: 'phase', weight: 'onehot' });
   assert.deepEqual(chooseConvGrad({ ...s2, x: [128, 4, 28, 28], w: [32, 4, 3, 3] }), { input: 'phase', weight: 'onehot' });

@@ -91,6 +91,21 @@ export interface ConvCase {
 }
 
 /**
+ * Ungrouped stride-1 convs with at most this many input channels take dX as ConvTranspose: the Conv
+ * form's GEMM then has only Cin output rows (one for a grayscale stem), while ConvTranspose's has
+ * Cin*K. The Conv form's time over ConvTranspose's (process CPU ms of forward + dX, 3x3 to 16
+ * channels, one thread, medians of 15 alternating runs; batch 16 at 28 / 32 px, batch 64 in
+ * brackets): 1 input channel 1.68 / 1.68 (1.40 / 1.46), 2: 1.34 / 1.37, 3: 1.30 / 1.35 (1.26 /
+ * 1.17), 4: 1.09 / 1.19 (1.16 / 1.15), 8: 0.85 / 0.94 (0.86 / 0.85), 16: 0.64 / 0.73 (convbench.ts's
+ * benchConv on these shapes, --cpu). ResNet-20's stem block, whose step needs dX for the learned step
+ * of the network input's quantizer: 3.62 -> 2.68 s per 1,000 reconstruction iterations (CPU 6.59 ->
+ * 4.71 s; `sdk/quant/bench.ts --block stem --workers 2 --images 1024 --variant qdrop:xgrad=conv
+ * --variant qdrop --repeat 3`, medians), the same block error up to summation order.
+ * Depthwise convs keep the Conv form (it wins there: chooseConvGrad's table).
+ */
+export const CONV_TRANSPOSE_MAX_INPUT_CHANNELS = 4;
+
+/**
  * Picks the formulation of each gradient. Figures: `node --import tsx sdk/autodiff/convbench.ts`,
  * ms per forward + one gradient, median of 9 alternating runs, batch 128, onnxruntime 1.30 CPU,
  * 2 intra-op threads on a shared 2-core machine (load 5-8, so +-20% noise):
@@ -153,7 +168,8 @@ export interface ConvCase {
  *   3x3 32-64 s2 @14       1.90 / 1.82 / (gemmsplit) / 1.40  |  6.38 / 6.20 / (gemmsplit) / 5.06
  *   3x3 64-64 @7           3.08 / 2.94 / 2.73 / 2.84  |
  *
- * So: dX as a Conv when no axis is strided (zero insertion makes strided ones 1.3-2.5x slower than
+ * So: dX as a Conv when no axis is strided, except from at most 4 input channels (ConvTranspose,
+ * CONV_TRANSPOSE_MAX_INPUT_CHANNELS; zero insertion makes strided ones 1.3-2.5x slower than
  * ConvTranspose, depthwise included), by output phase for strided ungrouped 2-D convs with kernels
  * larger than 1x1 (fifteenth session, see inputGradByPhase), ConvTranspose for the other strided
  * ones; dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
@@ -171,7 +187,8 @@ export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: C
   const cg = c.x[1]! / c.group;
   const depthwise = c.group === c.x[1] && c.group === c.w[0];
   const input: ConvInputGrad = o.input && o.input !== 'auto' ? o.input
-    : !strided ? 'conv' : c.group === 1 && k > 1 && c.x.length === 4 ? 'phase' : 'convTranspose';
+    : !strided ? (c.group === 1 && c.x[1]! <= CONV_TRANSPOSE_MAX_INPUT_CHANNELS ? 'convTranspose' : 'conv')
+    : c.group === 1 && k > 1 && c.x.length === 4 ? 'phase' : 'convTranspose';
   const weight: ConvWeightGrad = typeof o.weight === 'function'
     ? o.weight(c)
     : o.weight && o.weight !== 'auto'
