@@ -170,7 +170,7 @@ export class Adapter {
       classes: m?.labels.length,
       source,
       // the graphs run on whichever provider of the chain takes them: all must run the BN op
-      batchStatsOp: batchNormForSession(init.session).lowering === 'op',
+      statsLowering: batchNormForSession(init.session).lowering,
     });
     const sopts: SessionOptions = { ...init.session, source };
     const inferSession = await createSession(graphs.inference, { ...sopts, source: `${source} (adaptation inference graph)` });

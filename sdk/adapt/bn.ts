@@ -57,10 +57,11 @@ export interface BnRewriteOptions {
   readonly batchLowering?: 'fused' | 'primitive';
   /**
    * Batch norm with 'fused' batchLowering: the statistics and the normalisation in one
-   * training-mode BatchNormalization op (default true), or the statistics from reductions feeding an
-   * inference-mode one, for providers without the training mode (runtime's runsBatchNormTraining).
+   * training-mode BatchNormalization op ('op', default), or the statistics from reductions feeding
+   * an inference-mode one ('fused'), for providers without the training mode (autodiff's
+   * batchNormForSession, which gives this field's value).
    */
-  readonly batchStatsOp?: boolean;
+  readonly statsLowering?: 'op' | 'fused';
   /**
    * Robust mode: no gradient through the mixed statistics (they carry the batch moments with weight
    * alpha only); halves the backward BN ops, which dominate the step time at batch 1-8.
@@ -238,7 +239,7 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
     layers.push({ node: n.name, channels: C, epsilon: eps, paramDims, inputs, ...(outputs ? { outputs } : {}), source: { scale: sc, bias: bi, mean: mu, var: va } });
   }
   let graph = pruneInitializers(b.build());
-  if (bnOps && o.norm === 'batch') graph = lowerBatchNorm({ ...model, graph }, { stats: 'model', lowering: o.batchStatsOp === false ? 'fused' : 'op' }, opset).graph;
+  if (bnOps && o.norm === 'batch') graph = lowerBatchNorm({ ...model, graph }, { stats: 'model', lowering: o.statsLowering ?? 'op' }, opset).graph;
   return { graph, layers };
 }
 

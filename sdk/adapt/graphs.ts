@@ -39,8 +39,8 @@ export interface AdaptGraphOptions {
   readonly convGrad?: ConvGradOptions;
   /** BN as BatchNormalization ops with closed-form backward ('fused', default) or op by op (see rewriteBn). */
   readonly batchLowering?: 'fused' | 'primitive';
-  /** Batch statistics in one training-mode BatchNormalization op (default true; see rewriteBn). */
-  readonly batchStatsOp?: boolean;
+  /** Batch statistics in one training-mode BatchNormalization op ('op', default) or from reductions ('fused'; see rewriteBn). */
+  readonly statsLowering?: 'op' | 'fused';
   /** Batch size used when the step graph's shapes are inferred (default 2). */
   readonly sampleBatch?: number;
   readonly source?: string;
@@ -99,7 +99,7 @@ export async function buildAdaptGraphs(model: Model, o: AdaptGraphOptions): Prom
   }
 
   const finish = (withLoss: boolean): { model: Model; layers: readonly BnLayer[]; loss?: string } => {
-    const rw = rewriteBn(model, { norm: o.norm, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source, ...(o.batchLowering ? { batchLowering: o.batchLowering } : {}), ...(o.batchStatsOp === false ? { batchStatsOp: false } : {}) });
+    const rw = rewriteBn(model, { norm: o.norm, detachRobustStats: o.detachRobustStats ?? true, bnNodes: o.bnNodes, keepFusedOp: !withLoss, ranks, source, ...(o.batchLowering ? { batchLowering: o.batchLowering } : {}), ...(o.statsLowering ? { statsLowering: o.statsLowering } : {}) });
     const b = GraphBuilder.from(rw.graph);
     // Keep only the logits among the original outputs (plus the robust statistics).
     const keep = new Set([logits, ...rw.layers.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []))]);

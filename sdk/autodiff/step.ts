@@ -53,7 +53,7 @@ export async function forExecution(graph: GradientGraph, opts: StepOptions = {})
  * training-mode BatchNormalization op where every provider the session may use runs it, else from
  * reductions (the 'fused' lowering): see runtime's runsBatchNormTraining.
  */
-export function batchNormForSession(s: SessionOptions = {}): BatchNormOptions {
+export function batchNormForSession(s: SessionOptions = {}): BatchNormOptions & { readonly stats: 'model'; readonly lowering: 'op' | 'fused' } {
   const op = runsBatchNormTraining(s.providers ?? DEFAULT_PROVIDERS, (s.availableProviders ?? defaultAvailableProviders)());
   return { stats: 'model', lowering: op ? 'op' : 'fused' };
 }

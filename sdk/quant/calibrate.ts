@@ -27,6 +27,9 @@ export interface WeightCalibOptions {
 
 const clampN = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > hi ? hi : v);
 
+/** The Lp search's settings with their defaults: exponent, candidate count, narrowest clipping ratio. */
+export const lpSearchSettings = (o: WeightCalibOptions): { p: number; steps: number; minRatio: number } => ({ p: o.p ?? 2.4, steps: o.steps ?? 100, minRatio: o.minRatio ?? 0.2 });
+
 /** The k-th of `steps` clipping ratios, from 1 down to `minRatio`: the candidates of every range search. */
 export const clipRatio = (k: number, steps: number, minRatio: number): number => 1 - ((1 - minRatio) * k) / Math.max(1, steps - 1);
 
@@ -66,9 +69,7 @@ export function calibrateWeight(w: Float32Array, dims: readonly number[], spec: 
   if (w.length === 0) throw new TtaqError('QUANT_BAD_MODEL', 'cannot calibrate an empty weight tensor; remove the layer or give it weights');
   const { min, max } = channelMinMax(w, dims, spec.axis);
   if (opts.method === 'minmax') return paramsFromRanges(min, max, spec);
-  const p = opts.p ?? 2.4;
-  const steps = opts.steps ?? 100;
-  const minRatio = opts.minRatio ?? 0.2;
+  const { p, steps, minRatio } = lpSearchSettings(opts);
   const { qmin, qmax } = rangeOf(spec);
   const n = min.length;
   const scale = new Float32Array(n);

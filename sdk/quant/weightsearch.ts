@@ -10,7 +10,7 @@ import { f32 } from '../onnx/tensor.ts';
 import type { Model } from '../onnx/types.ts';
 import { createSession, type Session } from '../runtime/index.ts';
 import { channelMinMax, paramsForRange, rangeOf, type QuantParams, type QuantSpec } from './quantizer.ts';
-import { calibrateWeight, clipRatio, type WeightCalibOptions } from './calibrate.ts';
+import { calibrateWeight, clipRatio, lpSearchSettings, type WeightCalibOptions } from './calibrate.ts';
 
 export interface WeightTensor {
   readonly w: Float32Array;
@@ -53,15 +53,14 @@ function layout(dims: readonly number[], axis: number | undefined): [number, num
 async function searchOne(session: Session, site: WeightTensor, opts: WeightCalibOptions, maxElements: number): Promise<QuantParams> {
   const { spec } = site;
   const { min, max } = channelMinMax(site.w, site.dims, spec.axis);
-  const steps = opts.steps ?? 100;
-  const minRatio = opts.minRatio ?? 0.2;
+  const { p, steps, minRatio } = lpSearchSettings(opts);
   const [outer, C, inner] = layout(site.dims, spec.axis);
   const { qmin, qmax } = rangeOf(spec);
   const best = new Float64Array(C).fill(Infinity);
   const scale = new Float32Array(C);
   const zeroPoint = new Int32Array(C);
   const block = Math.max(1, Math.min(steps, Math.floor(maxElements / site.w.length)));
-  const scalars = { qmin: f32([], [qmin]), qmax: f32([], [qmax]), p: f32([], [opts.p ?? 2.4]) };
+  const scalars = { qmin: f32([], [qmin]), qmax: f32([], [qmax]), p: f32([], [p]) };
   const w = f32([outer, C, inner], site.w);
   for (let k0 = 0; k0 < steps; k0 += block) {
     const R = Math.min(block, steps - k0);

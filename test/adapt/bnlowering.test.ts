@@ -68,7 +68,7 @@ test('batch-norm adaptation graphs without the training-mode op give the same st
   const model = tinyResNet(3);
   const base = { norm: 'batch' as const, loss: 'entropy' as const, entropyMargin: 0.4, maxWeight: 10, freezeLast: 0 };
   const withOp = await buildAdaptGraphs(model, base);
-  const without = await buildAdaptGraphs(model, { ...base, batchStatsOp: false });
+  const without = await buildAdaptGraphs(model, { ...base, statsLowering: 'fused' });
   const trainingBn = (m: Model) => m.graph.nodes.filter((n) => n.opType === 'BatchNormalization' && n.attrs['training_mode']?.kind === 'int' && n.attrs['training_mode'].value === 1).length;
   assert.ok(trainingBn(withOp.step!.model) > 0 && trainingBn(withOp.inference) > 0, 'the default form uses the training-mode op');
   assert.equal(trainingBn(without.step!.model), 0);
