@@ -10,7 +10,7 @@ import {
   corruptedFashionMnist, evaluate, writeStabilityPng, folderDomains, getProtocol, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
   parseMethodSpec, parseOptionPairs, PROTOCOLS, runSummary, timingTable, type DomainBlock,
 } from '../sdk/eval/index.ts';
-import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { EXIT, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
 export const summary = 'evaluate models x adaptation methods on the continual / imbalanced / camera / long-run protocols';
@@ -111,6 +111,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   for (const m of methods) parseMethod(m, adapt);
   const session = threads !== undefined ? { intraOpThreads: threads } : undefined;
+  // the results are written after the whole run: a bad path is found now, not then
+  if (f.out !== undefined) prepareOutputFile(f.out, '--out');
+  if (f.plot !== undefined) prepareOutputFile(f.plot, '--plot');
   const progress = progressPrinter(process.stderr, f.quiet ?? false);
   const models = await Promise.all(modelPaths.map((p) => loadEvalModel(p)));
 

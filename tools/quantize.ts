@@ -12,7 +12,7 @@ import { encodeModel } from '../sdk/onnx/codec.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
 import { writeFile } from 'node:fs/promises';
 import { checkActBits, checkWeightBits, quantize, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
-import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { EXIT, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
 export const summary = 'quantize an FP32 model to W2/3/4/8 A2/3/4/8 with block reconstruction, PEM and PCR';
@@ -170,8 +170,12 @@ export async function run(argv: string[]): Promise<number> {
   if (variantImages !== undefined && !(Number.isInteger(variantImages) && variantImages >= 0)) throw new TtaqError('CLI_USAGE', `--variant-images '${vi}' should be a whole number of images or 'all'`);
   checkWeightBits(num(v['w-bits'] as string, '--w-bits')!, '--w-bits');
   checkActBits(num(v['a-bits'] as string, '--a-bits')!, '--a-bits');
+  const statePath = v['no-state'] ? undefined : (v.state as string | undefined) ?? out.replace(/\.onnx$/, '.state.json');
   const model = await loadModel(modelPath);
   const manifest = await readManifest(manifestPathFor(modelPath));
+  // the outputs are written at the end (and the state after each block): their folders are made now
+  prepareOutputFile(out, '--out');
+  if (statePath) prepareOutputFile(statePath, '--state');
   const seed = num(v.seed as string | undefined, '--seed') ?? 0;
   const calibN = num(v['calib-images'] as string | undefined, '--calib-images') ?? 1024;
   const progress = progressPrinter(process.stderr, !!v.quiet);
@@ -200,7 +204,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
     spinning: !!v.spinning,
     workers: v.workers === undefined || v.workers === 'auto' ? 'auto' : num(v.workers as string, '--workers'),
-    ...(v['no-state'] ? {} : { statePath: (v.state as string | undefined) ?? out.replace(/\.onnx$/, '.state.json') }),
+    ...(statePath ? { statePath } : {}),
   };
   const res = await quantize({ model, calib, ...(evalSet ? { eval: evalSet } : {}), options, progress });
 

@@ -5,6 +5,8 @@
 //
 // This module owns the outbox's schema and its migrations (PRAGMA user_version). One process per
 // outbox file: the counters are kept in memory.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { TtaqError } from '../errors/index.ts';
 
@@ -112,6 +114,7 @@ export class Outbox {
       }
     }
     try {
+      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
       this.db = new Database(options.path);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);

@@ -3,6 +3,8 @@
 // delivered twice (QoS 1 re-sends, outbox replays) is stored once; rowid keeps the arrival order.
 //
 // This module owns the fleet database's schema and its migrations (PRAGMA user_version).
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { TtaqError } from '../errors/index.ts';
 import type { Status, Telemetry, TelemetryEvent } from './schemas.ts';
@@ -124,6 +126,8 @@ export class FleetStore {
 
   constructor(readonly path: string, options: FleetStoreOptions = {}) {
     try {
+      // a new database gets its folders, as the agent's own store does (device/store.ts)
+      if (!options.readonly && path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       this.db = new Database(path, options.readonly ? { readonly: true, fileMustExist: true } : {});
       if (!options.readonly) {
         this.db.pragma('journal_mode = WAL');

@@ -1,6 +1,7 @@
 // The SQLite outbox: sequence numbers, order, acknowledgement, bounds with drop counters, reopen,
 // and migrations.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -89,5 +90,18 @@ test('drop counters persist; bad limits and newer schemas are refused with a way
   db.pragma(`user_version = ${OUTBOX_SCHEMA_VERSION + 1}`);
   db.close();
   assert.throws(() => new Outbox({ path: future }), (e) => isTtaqError(e) && e.code === 'TELEMETRY_OUTBOX' && e.message.includes('upgrade ttaq'));
-  assert.throws(() => new Outbox({ path: join(tmp.dir, 'no/such/dir/x.sqlite') }), (e) => isTtaqError(e) && e.code === 'TELEMETRY_OUTBOX');
+  // a path that cannot be made (under a file) is refused with the path named
+  const file = join(tmp.dir, 'plain-file');
+  writeFileSync(file, '');
+  assert.throws(() => new Outbox({ path: join(file, 'x.sqlite') }), (e) => isTtaqError(e) && e.code === 'TELEMETRY_OUTBOX' && e.message.includes('plain-file'));
+});
+
+test('an outbox under folders that do not exist yet creates them and keeps its messages', () => {
+  const path = join(tmp.dir, 'spool', 'cam-1', 'outbox.sqlite');
+  const box = new Outbox({ path });
+  box.append('cam-1', 't/1', stamp('kept'));
+  box.close();
+  const again = new Outbox({ path });
+  assert.deepEqual(again.pending().map((r) => JSON.parse(r.payload).extra), ['kept']);
+  again.close();
 });

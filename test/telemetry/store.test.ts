@@ -77,3 +77,14 @@ test('dashboard API: fleet, device series, 404s with a hint, read-only', async (
     s.close();
   }
 });
+
+test('a new fleet database gets its missing folders; a read-only open of a missing one still fails', () => {
+  const path = join(tmp.dir, 'new', 'deeper', 'fleet.sqlite');
+  assert.throws(() => new FleetStore(path, { readonly: true }), (e) => isTtaqError(e));
+  const s = new FleetStore(path);
+  assert.equal(s.ingestTelemetry('cam', tele(2, 1, 1), JSON.stringify(tele(2, 1, 1)), 5), 'new');
+  s.close();
+  const ro = new FleetStore(path, { readonly: true });
+  assert.equal(ro.device('cam')!.received, 1);
+  ro.close();
+});

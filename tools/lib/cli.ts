@@ -1,5 +1,7 @@
 // Shared command-line plumbing: flag parsing with a usage message, error reporting with exit
 // codes that mean something, machine-readable output.
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isTtaqError, TtaqError } from '../../sdk/errors/index.ts';
 
@@ -37,4 +39,20 @@ export function reportError(e: unknown): number {
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n');
+}
+
+/**
+ * Makes sure a command can write `path` before it starts work: creates the missing folders above it
+ * and refuses a path that is a folder or sits under a file. Checked up front because the quantizer
+ * and the evaluation write their results only at the end, and a path found bad then costs the run.
+ */
+export function prepareOutputFile(path: string, flag: string): void {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new TtaqError('CLI_USAGE', `${flag} '${path}' is a folder; give a file name inside it`);
+  }
+  try {
+    mkdirSync(dirname(resolve(path)), { recursive: true });
+  } catch (e) {
+    throw new TtaqError('CLI_USAGE', `${flag} '${path}': cannot create its folder (${(e as Error).message}); choose a writable location`, { path }, { cause: e });
+  }
 }

@@ -1,0 +1,33 @@
+// The shared command-line plumbing: an output path is made writable (or refused) before work starts.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { isTtaqError } from '../../sdk/errors/index.ts';
+import { prepareOutputFile } from '../../tools/lib/cli.ts';
+import { run as evalRun } from '../../tools/eval.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ttaq-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('prepareOutputFile makes the missing folders, refuses a folder and a path under a file, naming the flag', () => {
+  prepareOutputFile(join(dir, 'x', 'y', 'out.json'), '--out');
+  assert.ok(statSync(join(dir, 'x', 'y')).isDirectory());
+  mkdirSync(join(dir, 'taken'));
+  assert.throws(() => prepareOutputFile(join(dir, 'taken'), '--out'), (e) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.startsWith("--out '") && e.message.includes('is a folder'));
+  writeFileSync(join(dir, 'file'), '');
+  assert.throws(() => prepareOutputFile(join(dir, 'file', 'out.json'), '--plot'), (e) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.startsWith('--plot') && e.message.includes('cannot create its folder'));
+});
+
+test('ttaq eval checks --out and --plot after its flags and before any work', async () => {
+  const model = 'models/resnet20-fmnist.onnx';
+  mkdirSync(join(dir, 'res.json'));
+  await assert.rejects(evalRun(['--model', model, '--out', join(dir, 'res.json'), '--quiet']), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.includes('is a folder'));
+  // a bad flag is reported first and makes no folder
+  await assert.rejects(evalRun(['--model', model, '--plot', join(dir, 'early', 'p.png'), '--severity', '9', '--quiet']), (e: unknown) => isTtaqError(e) && e.message.includes('--severity'));
+  assert.equal(existsSync(join(dir, 'early')), false);
+  // a good path in a new folder: made, and the run goes on to the data (a folder that is not there)
+  await assert.rejects(evalRun(['--model', model, '--plot', join(dir, 'plots', 'p.png'), '--data', join(dir, 'no-such-data'), '--quiet']), (e: unknown) => isTtaqError(e) && !e.message.includes('--plot'));
+  assert.ok(statSync(join(dir, 'plots')).isDirectory());
+});
