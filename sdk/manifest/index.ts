@@ -82,7 +82,7 @@ export async function readManifest(path: string): Promise<Manifest> {
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new TtaqError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(e as Error).message}; every model needs its <model>.manifest.json beside it`, {}, { cause: e });
+    throw new TtaqError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(e as Error).message}; every model needs its <model>.manifest.json beside it (for a model of your own: ttaq manifest <model.onnx> --labels ... --mean ... --std ...)`, {}, { cause: e });
   }
   let json: unknown;
   try {
@@ -107,3 +107,5 @@ export function checkModelHash(m: Manifest, modelBytes: Uint8Array, source: stri
 
 /** Fashion-MNIST's class names, in label order. */
 export const FASHION_MNIST_LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
+
+export { describeModel, type DescribeInput, type Described, type DescribedManifest } from './describe.ts';
