@@ -27,7 +27,7 @@ options:
   --soak-minutes <m>   soak run: m minutes on a looped file paced at its frame rate (a camera's
                        pace; without a video of its own, 800 Fashion-MNIST frames at 30 fps),
                        memory sampled every --sample-every seconds (default 10); prints
-                       min/median/max and the slope of RSS and heap (issue 7: <= 250 MB, flat)
+                       min/median/max and the slope of RSS and heap (the goal: <= 250 MB, flat)
   -h, --help           this text
 
 signals: SIGTERM/SIGINT stop gracefully (twice: at once), SIGHUP reloads the model.

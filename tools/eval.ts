@@ -19,7 +19,7 @@ const DEFAULT_MODEL = 'models/resnet20-fmnist.onnx';
 
 const help = `usage: ttaq eval [--model <m.onnx>[,<m2.onnx>]] [--method source,bn,tent,eata,abl] [options]
 
-Runs a protocol (SPEC section 7) for every model x method and prints the error (%) per domain and
+Runs a protocol (--protocol below) for every model x method and prints the error (%) per domain and
 the mean as a Markdown table. Each model needs its <model>.manifest.json beside it.
 
   --model <paths>          comma-separated ONNX models (default ${DEFAULT_MODEL}); repeatable

@@ -121,7 +121,7 @@ export function rewriteBn(model: Model, o: BnRewriteOptions): BnRewrite {
   const all = bnNodesOf(g);
   const wanted = o.bnNodes && o.bnNodes.length > 0 ? [...o.bnNodes] : all;
   if (wanted.length === 0) {
-    throw new TtaqError('ADAPT_NO_BN', `${source} has no BatchNormalization node to adapt; a model with BN folded into its convolutions needs BN re-inserted first (ttaq quantize does this, see SPEC section 1)`);
+    throw new TtaqError('ADAPT_NO_BN', `${source} has no BatchNormalization node to adapt; a model with BN folded into its convolutions needs BN re-inserted first (ttaq quantize does this: quantize the model, or see docs/METHOD.md, Quantization)`);
   }
   for (const name of wanted) {
     if (!all.includes(name)) {
