@@ -57,6 +57,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (f.values['soak-minutes'] !== undefined) return soak(config, f.values['soak-minutes'], f.values['sample-every'], f.values.json === true);
 
+  // A video file that is not there at the start is a wrong path, not a camera that will come back:
+  // say so now instead of retrying it forever (a file that goes away later is retried as configured).
+  if (detectSourceKind(config.source) === 'file' && !existsSync(config.source.uri)) {
+    const made = config.source.uri === resolve(DEFAULT_VIDEO) ? ` (the default; make it with: ttaq corrupt --video ${DEFAULT_VIDEO} --stream continual)` : '';
+    throw new TtaqError('CONFIG_INVALID', `source.uri: video file '${config.source.uri}' not found${made}; give an existing file with --source, or a camera (/dev/video0, rtsp://..., a GStreamer pipeline)`);
+  }
   const agent = await Agent.create(config);
   let signals = 0;
   const onStop = (sig: NodeJS.Signals) => {

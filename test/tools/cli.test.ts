@@ -31,3 +31,11 @@ test('ttaq eval checks --out and --plot after its flags and before any work', as
   await assert.rejects(evalRun(['--model', model, '--plot', join(dir, 'plots', 'p.png'), '--data', join(dir, 'no-such-data'), '--quiet']), (e: unknown) => isTtaqError(e) && !e.message.includes('--plot'));
   assert.ok(statSync(join(dir, 'plots')).isDirectory());
 });
+
+test('ttaq agent refuses a video file that is not there at the start (a wrong path, not a camera that comes back)', async () => {
+  const { run: agentRun } = await import('../../tools/agent.ts');
+  const missing = join(dir, 'no-such-stream.mp4');
+  await assert.rejects(agentRun(['--source', missing, '--set', 'http.enabled=false', '--set', `storage.path=${join(dir, 'agent.db')}`]),
+    (e: unknown) => isTtaqError(e) && e.code === 'CONFIG_INVALID' && e.message.includes(`'${missing}' not found`) && e.message.includes('/dev/video0'));
+  assert.equal(existsSync(join(dir, 'agent.db')), false, 'refused before the agent opened its store');
+});
