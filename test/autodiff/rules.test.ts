@@ -3,12 +3,13 @@
 // whose differences are then exact up to rounding).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { A, type GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { f32, f64 } from '../../sdk/onnx/tensor.ts';
 import type { Attribute } from '../../sdk/onnx/types.ts';
 import { Rng } from '../../sdk/nn/rng.ts';
-import { LEGACY_CONV_GRAD, type RuleOptions } from '../../sdk/autodiff/index.ts';
-import { gradCheck, randAway, randTensor, type CheckCase, type FloatType } from './helpers.ts';
+import { buildGradientGraph, LEGACY_CONV_GRAD, type RuleOptions } from '../../sdk/autodiff/index.ts';
+import { createSession } from '../../sdk/runtime/index.ts';
+import { gradCheck, model, randAway, randTensor, type CheckCase, type FloatType } from './helpers.ts';
 
 const rng = new Rng(20240601);
 const D = 'float64' as const;
@@ -35,6 +36,29 @@ describe('elementwise rules', () => {
   const shape = [2, 3, 4];
   test('Relu', () => check(unary('relu', 'Relu', D, randAway(rng, D, shape, [0]))));
   test("Relu, 'where' form", () => check({ ...unary('relu-where', 'Relu', D, randAway(rng, D, shape, [0])), ruleOptions: { relu: 'where' } }));
+  test("Relu in float32 ('step', the default there)", () => check(unary('relu-f32', 'Relu', F, randAway(rng, F, shape, [0]))));
+  test("Relu's float32 step mask equals y > 0 exactly, at zero, the smallest normals, denormals and the largest floats", async () => {
+    const xs = [0, -0, -1, 2 ** -126, 2 ** -125, 2 ** -100, 1e-30, 1, 1e30, 3.4e38, -3.4e38, 1e-40, -1e-40, 0.5];
+    const dy = xs.map((_, i) => (i % 3) - 1.25);
+    const grad = async (relu: 'step' | 'mask'): Promise<Float32Array> => {
+      const b = new GraphBuilder('relu');
+      b.input('x', F, [xs.length]);
+      const y = b.op1('Relu', ['x']);
+      const loss = b.op1('ReduceSum', [b.op1('Mul', [y, b.constant(f32([xs.length], dy), 'dy')]), b.ints([0])], { keepdims: A.int(0) }, { outputNames: ['loss'] });
+      b.output(loss, F, []);
+      const gg = await buildGradientGraph({ model: model(b), loss, wrt: ['x'], ruleOptions: { relu } });
+      const s = await createSession(gg.model, { providers: ['cpu'] });
+      try {
+        return (await s.run({ x: f32([xs.length], xs) }))[gg.grads.get('x')!]!.data as Float32Array;
+      } finally {
+        await s.release();
+      }
+    };
+    const [step, mask] = [await grad('step'), await grad('mask')];
+    assert.deepEqual([...step], [...mask]);
+    // and they are dy where x is a positive normal float, 0 elsewhere (denormals count as zero)
+    assert.deepEqual([...step].map((v) => v + 0), xs.map((x, i) => (x >= 2 ** -126 ? Math.fround(dy[i]!) : 0)));
+  });
   test('LeakyRelu', () => check(unary('leaky', 'LeakyRelu', D, randAway(rng, D, shape, [0]), { alpha: A.float(0.1) })));
   test('Sigmoid', () => check(unary('sigmoid', 'Sigmoid', D, randTensor(rng, D, shape, -3, 3))));
   test('Tanh', () => check(unary('tanh', 'Tanh', D, randTensor(rng, D, shape, -2, 2))));

@@ -9,8 +9,12 @@ import type { ConvGradOptions } from './convgrad.ts';
 export interface RuleOptions {
   /** Conv's input/weight gradient formulations (default: picked per conv). */
   readonly conv?: ConvGradOptions;
-  /** Relu's backward: dy * Cast(y > 0) ('mask', default) or Where(x > 0, dy, 0) ('where', the earlier form). */
-  readonly relu?: 'where' | 'mask';
+  /**
+   * Relu's backward: dy * HardSigmoid(y) as a 0/1 step ('step', default for float32; see
+   * rules/Relu.ts), dy * Cast(y > 0) ('mask', the default for other types) or Where(x > 0, dy, 0)
+   * ('where', the earliest form).
+   */
+  readonly relu?: 'step' | 'mask' | 'where';
 }
 
 export interface RuleContext {
