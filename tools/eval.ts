@@ -32,7 +32,9 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
   --data <dir>             external domains instead of Fashion-MNIST corrupted on the fly: a folder
                            with one IDX pair per domain (<domain>-images-idx3-ubyte[.gz] with
                            <domain>-labels-idx1-ubyte[.gz] or a shared labels-idx1-ubyte[.gz]), or an
-                           ImageNet-C tree <dir>/<corruption>/<severity>/<class>/<image>
+                           ImageNet-C tree <dir>/<corruption>/<severity>/<class>/<image> whose class
+                           folders are named after the model's labels ('/' as '_') or numbered 0, 1,
+                           ..., or are as many as the labels (then taken in sorted order)
   --domains <a,b,c>        domains in visiting order (default: the 15 corruptions / every domain found)
   --severity <1-5>         corruption severity (default 5)
   --batch <n>              batch size (default: the protocol's)
@@ -136,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const domains = f.domains ? (f.data ? f.domains.split(',').map((s) => s.trim()).filter(Boolean) : parseCorruptionList(f.domains)) : undefined;
   const pre = models[0]!.manifest.preprocess;
-  const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, onProgress: progress };
+  const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, labels: models[0]!.manifest.labels, onProgress: progress };
   const blocks: DomainBlock[] = f.data
     ? await folderDomains(f.data, { ...domOpts, height: pre.height, width: pre.width, channels: pre.channels })
     : await corruptedFashionMnist(domOpts);

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { readImageFolder } from '../sdk/data/folder.ts';
+import { classFolders, matchClassFolders, readImageFolder } from '../sdk/data/index.ts';
 import { readFashionMnist, readIdxDir } from '../sdk/data/idx.ts';
 import type { Dataset } from '../sdk/data/dataset.ts';
 import { preprocessBatch } from '../sdk/data/preprocess.ts';
@@ -22,7 +22,10 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --model PATH        FP32 ONNX model; its manifest (<model>.manifest.json) gives preprocessing and labels
   --calib DATASET     calibration images: fashion-mnist[:train|test], <idx-dir>[:split], or an image folder
   --eval DATASET      labelled images for the accuracy report (default: none; the calibration images
-                      are used when they carry labels)
+                      are used when they carry labels). An image folder's class sub-folders are
+                      matched to the model's labels by name ('/' written as '_'), by number (0, 1,
+                      ...), or in sorted order when there are as many; otherwise --eval is refused
+                      and --calib's labels are not used
   --eval-limit N      at most N evaluation images (default all)
   --variant-images N  compare the true-width and INT8-container exports on the first N evaluation
                       images, or 'all' (default 1000; 0 skips the comparison)
@@ -70,15 +73,29 @@ function parseDatasetArg(spec: string): { kind: 'fmnist' | 'idx' | 'folder'; pat
   return { kind: hasIdx ? 'idx' : 'folder', path, split: split || 'train' };
 }
 
-async function readDataset(spec: string): Promise<Dataset> {
+/**
+ * Reads `--calib` or `--eval`. An image folder's classes are matched to the model's labels
+ * (matchClassFolders): by name, or in sorted order when there are as many; otherwise the
+ * evaluation set is refused and the calibration set is read without labels (they would score the
+ * model against the wrong classes), with a note.
+ */
+async function readDataset(spec: string, role: '--calib' | '--eval', labels: readonly string[], note: (line: string) => void): Promise<{ data: Dataset; labelled: boolean }> {
   const d = parseDatasetArg(spec);
-  if (d.kind === 'fmnist') return readFashionMnist(d.split === 'test' ? 'test' : 'train');
-  if (d.kind === 'idx') return readIdxDir(d.path, d.split);
-  return readImageFolder(d.path);
+  if (d.kind === 'fmnist') return { data: await readFashionMnist(d.split === 'test' ? 'test' : 'train'), labelled: true };
+  if (d.kind === 'idx') return { data: await readIdxDir(d.path, d.split), labelled: true };
+  const m = matchClassFolders(classFolders(d.path), labels);
+  if (m.kind === 'names') return { data: await readImageFolder(d.path, { classes: m.classes }), labelled: true };
+  if (m.kind === 'order') {
+    note(`${role} ${spec}: its class folders are not named after the model's labels; sorted folder i is taken as label i (${labels[0]}, ${labels[1]}, ...)`);
+    return { data: await readImageFolder(d.path), labelled: true };
+  }
+  if (role === '--eval') throw new TtaqError('DATA_BAD_FORMAT', `${role} ${spec}: ${m.reason}; name its sub-folders after the labels in the model's manifest to measure accuracy`);
+  note(`${role} ${spec}: ${m.reason}; its images calibrate, its labels are not used (no accuracy from them)`);
+  return { data: await readImageFolder(d.path), labelled: false };
 }
 
 /** A seeded random subset of `n` images, preprocessed for the model. */
-function toCalibSet(d: Dataset, m: Manifest, n: number, seed: number): CalibSet {
+function toCalibSet({ data: d, labelled }: { data: Dataset; labelled: boolean }, m: Manifest, n: number, seed: number): CalibSet {
   const count = Math.min(n, d.count);
   const idx = Int32Array.from({ length: d.count }, (_, i) => i);
   let s = (seed * 2654435761 + 1) >>> 0;
@@ -95,7 +112,7 @@ function toCalibSet(d: Dataset, m: Manifest, n: number, seed: number): CalibSet 
     labels[i] = Number(d.labels[idx[i]!]);
   }
   const t = preprocessBatch({ count, height: d.height, width: d.width, channels: d.channels, images } as never, m.preprocess);
-  return { images: t.data, dims: t.dims, labels };
+  return { images: t.data, dims: t.dims, ...(labelled ? { labels } : {}) };
 }
 
 /** PEM/PCR weights in the model name where they differ from the method's own (ttaq: TTAQ_TERMS; others: 0), so ablation rows tell apart. */
@@ -180,8 +197,9 @@ export async function run(argv: string[]): Promise<number> {
   const calibN = num(v['calib-images'] as string | undefined, '--calib-images') ?? 1024;
   const progress = progressPrinter(process.stderr, !!v.quiet);
   progress({ stage: 'load data', done: 0, total: 1 });
-  const calib = toCalibSet(await readDataset(v.calib as string), manifest, calibN, seed);
-  const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string), manifest, num(v['eval-limit'] as string | undefined, '--eval-limit') ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
+  const note = (line: string): void => { if (!v.quiet) process.stderr.write(`note: ${line}\n`); };
+  const calib = toCalibSet(await readDataset(v.calib as string, '--calib', manifest.labels, note), manifest, calibN, seed);
+  const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string, '--eval', manifest.labels, note), manifest, num(v['eval-limit'] as string | undefined, '--eval-limit') ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
   const fl = v['first-last'] as string | undefined;
   const options: QuantizeOptionsInput = {
     wBits: num(v['w-bits'] as string, '--w-bits')!,

@@ -7,6 +7,7 @@ import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import { TtaqError } from '../errors/index.ts';
 import type { ProgressFn } from '../progress/index.ts';
+import { labelFolderName } from './classmatch.ts';
 import { checkDataset, imageAt, packLabels, type Dataset } from './dataset.ts';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'] as const;
@@ -97,7 +98,7 @@ export async function writeImageFolder(d: Dataset, dir: string, onProgress?: Pro
   const created = new Set<string>();
   const width = String(Math.max(0, d.count - 1)).length;
   for (let i = 0; i < d.count; i++) {
-    const sub = join(dir, folderOf(d.labels[i]!).replace(/[\\/]/g, '_'));
+    const sub = join(dir, labelFolderName(folderOf(d.labels[i]!)));
     if (!created.has(sub)) {
       await mkdir(sub, { recursive: true });
       created.add(sub);

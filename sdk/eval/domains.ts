@@ -7,8 +7,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  CORRUPTIONS, DataRng, listIdxNames, listImageNetC, materializeStream, orderByLabels, planStream,
-  readFashionMnist, readIdxDir, readImageNetC, resolveStreamSpec, select, type Dataset, type LabelOrder,
+  classFolders, CORRUPTIONS, DataRng, listIdxNames, listImageNetC, materializeStream, orderByLabels, planStream,
+  matchClassFolders, readFashionMnist, readIdxDir, readImageNetC, resolveStreamSpec, select, type Dataset, type LabelOrder,
 } from '../data/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -28,6 +28,11 @@ export interface DomainOptions {
   /** At most this many samples per domain. */
   readonly limit?: number | undefined;
   readonly classes: number;
+  /**
+   * The model's labels: an ImageNet-C tree's class folders are matched to them (matchClassFolders:
+   * by name or number, else in sorted order when as many; otherwise an error).
+   */
+  readonly labels?: readonly string[] | undefined;
   readonly onProgress?: ProgressFn | undefined;
 }
 
@@ -103,8 +108,15 @@ export async function folderDomains(dir: string, o: DomainOptions & { readonly h
   const present = [...new Set(listImageNetC(dir).map((f) => f.corruption))];
   const known: readonly string[] = CORRUPTIONS;
   const corruptions = o.domains ? [...o.domains] : [...known.filter((c) => present.includes(c)), ...present.filter((c) => !known.includes(c))];
+  let classes: readonly string[] | undefined;
+  const first = listImageNetC(dir).find((f) => corruptions.includes(f.corruption) && f.severity === o.severity);
+  if (o.labels && first) {
+    const m = matchClassFolders(classFolders(first.path), o.labels);
+    if (m.kind === 'mismatch') throw new TtaqError('DATA_BAD_FORMAT', `${first.path}: ${m.reason}; name the class folders after the labels in the model's manifest (or 0, 1, ... in label order)`);
+    if (m.kind === 'names') classes = m.classes;
+  }
   const read = await readImageNetC(dir, {
-    corruptions, severities: [o.severity],
+    corruptions, severities: [o.severity], ...(classes ? { classes } : {}),
     ...(o.channels ? { channels: o.channels } : {}),
     ...(o.height && o.width ? { height: o.height, width: o.width } : {}),
     ...(o.limit !== undefined ? { limitPerClass: Math.max(1, Math.ceil(o.limit / o.classes)) } : {}),

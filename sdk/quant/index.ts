@@ -89,7 +89,7 @@ function checkCalib(model: Model, set: CalibSet | undefined, o: QuantizeOptions)
   }
   const need = Math.max(o.minCalibImages, fixedBatch(model) ?? 1);
   if (n < need) {
-    throw new TtaqError('QUANT_CALIB_TOO_SMALL', `${n} calibration images; at least ${need} are needed (${o.calibImages} recommended); pass a larger --calib set or lower --min-calib`, { images: n, needed: need });
+    throw new TtaqError('QUANT_CALIB_TOO_SMALL', `${n} calibration images; at least ${need} are needed (256 to 1,024 calibrate best); pass a larger --calib set or --calib-images, or lower --min-calib to accept fewer`, { images: n, needed: need });
   }
   const input = model.graph.inputs.find((i) => i.name === modelInput(model))!;
   const shape = input.shape ?? [];
