@@ -2,13 +2,14 @@
 // paper-style error table (Markdown, or JSON with --json); --timing measures the adapt step
 // against inference instead.
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { parseAdaptOptions, type AdaptOptionsInput } from '../sdk/adapt/index.ts';
 import { parseCorruptionList } from '../sdk/data/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import {
-  corruptedFashionMnist, evaluate, writeStabilityPng, folderDomains, getProtocol, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
-  parseMethodSpec, parseOptionPairs, PROTOCOLS, runSummary, timingTable, type DomainBlock,
+  corruptedFashionMnist, EvalJournal, evaluate, writeStabilityPng, folderDomains, getProtocol, journalPathFor, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
+  parseMethodSpec, parseOptionPairs, PROTOCOLS, readJournal, rowKey, runSummary, timingTable, type DomainBlock, type EvalRow,
 } from '../sdk/eval/index.ts';
 import { EXIT, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
@@ -47,7 +48,9 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
   --threads <n>            onnxruntime intra-op threads (default: one per core)
   --timing                 measure adapt-step vs inference time (batches 1,8,64) instead of a protocol
   --timing-batches <list>  batch sizes for --timing (default 1,8,64)
-  --out <file>             also write the table (.md) or the JSON (.json) to a file
+  --out <file>             also write the table (.md) or the JSON (.json) to a file; rows are
+                           kept in <file>.partial.json as they finish, so the same command run
+                           again after a crash or Ctrl-C resumes from them
   --plot <file.png>        also draw the error per pass and per domain within passes (one line per
                            model x method) as a PNG, e.g. for --protocol longrun
   --json                   print JSON (rows with per-domain and per-pass errors, counters, time)
@@ -143,7 +146,28 @@ export async function run(argv: string[]): Promise<number> {
     ? await folderDomains(f.data, { ...domOpts, height: pre.height, width: pre.width, channels: pre.channels })
     : await corruptedFashionMnist(domOpts);
 
-  const rows = await evaluate(models, methods, blocks, { protocol: protocol.name, batch, passes, order: protocol.order, seed, adapt, ...(session ? { session } : {}), onProgress: progress });
+  // With --out, finished rows go to a journal as they finish: a rerun of the same command after a
+  // crash or Ctrl-C takes them from there and runs only the rest (sdk/eval/journal.ts).
+  let journal: EvalJournal | undefined;
+  let finished: ReadonlyMap<string, EvalRow> | undefined;
+  if (f.out) {
+    const path = journalPathFor(f.out);
+    const settings = JSON.stringify({ protocol: protocol.name, order: protocol.order, batch, passes, severity, seed, limit: limit ?? null, data: f.data ? resolve(f.data) : 'fashion-mnist', domains: blocks.map((b) => [b.name, b.data.count]), adapt });
+    const read = readJournal(path, settings);
+    const note = (line: string): void => { if (!f.quiet) process.stderr.write(`note: ${line}\n`); };
+    if (read.kind === 'resumed') {
+      finished = read.rows;
+      const here = models.flatMap((m) => methods.map((x) => rowKey(m, x))).filter((k) => read.rows.has(k)).length;
+      note(`resuming from ${path}: ${here} of ${models.length * methods.length} rows finished earlier (delete the file to run them again)`);
+    } else if (read.kind === 'stale') {
+      note(`${path} is ${read.why}; this run starts over and replaces it`);
+    }
+    journal = new EvalJournal(path, settings, finished);
+  }
+  const rows = await evaluate(models, methods, blocks, {
+    protocol: protocol.name, batch, passes, order: protocol.order, seed, adapt, ...(session ? { session } : {}), onProgress: progress,
+    ...(finished ? { finished } : {}), ...(journal ? { onRow: (row: EvalRow, key: string) => journal!.add(key, row) } : {}),
+  });
   const result = {
     protocol: protocol.name, batch, passes, severity, seed, limit: limit ?? null, data: f.data ?? 'fashion-mnist (corrupted on the fly)',
     methods, adapt, rows,
@@ -153,6 +177,7 @@ export async function run(argv: string[]): Promise<number> {
   else process.stdout.write(`${protocol.name}: ${protocol.description}; batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}, severity ${severity}${limit ? `, ${limit} samples per domain` : ''}\n\n${table}\n${runSummary(rows)}`);
   if (f.out) await writeFile(f.out, f.out.endsWith('.json') ? JSON.stringify(result, null, 2) + '\n' : table);
   if (f.plot) await writeStabilityPng(f.plot, rows, { title: `${protocol.name}, batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}${limit ? `, ${limit} per domain` : ''}: error per pass (top), per domain within passes (bottom)` });
+  journal?.remove();
   return EXIT.ok;
 }
 

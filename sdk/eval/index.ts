@@ -1,5 +1,5 @@
-// sdk/eval: the evaluation protocols of SPEC section 7 over models x adaptation methods, with
-// paper-style tables.
+// sdk/eval: the evaluation protocols over models x adaptation methods, with paper-style tables, and
+// a journal of finished rows that lets an interrupted run resume.
 //
 //   const models = [await loadEvalModel('models/resnet20-fmnist.onnx')];
 //   const p = getProtocol('continual');            // continual | imbalanced | camera | longrun
@@ -16,7 +16,8 @@ import type { EvalModel } from './run.ts';
 
 export { corruptedFashionMnist, dataLayout, defaultIdxDomains, folderDomains, orderDomain, type DomainBlock, type DomainOptions } from './domains.ts';
 export { getProtocol, PROTOCOLS, SHORT_DOMAIN, type Protocol } from './protocols.ts';
-export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
+export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, rowKey, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
+export { EvalJournal, journalPathFor, readJournal, type JournalRead } from './journal.ts';
 export { markdownTable, runSummary } from './table.ts';
 export { measureStepCost, syntheticBatch, timingTable, type StepCost } from './timing.ts';
 export { stabilitySvg, writeStabilityPng, type PlotOptions } from './plot.ts';

@@ -28,7 +28,14 @@ export interface EvalRunOptions {
   readonly adapt?: AdaptOptionsInput;
   readonly session?: SessionOptions;
   readonly onProgress?: ProgressFn;
+  /** Rows finished by an earlier, interrupted run (rowKey -> row): reused, not run again. */
+  readonly finished?: ReadonlyMap<string, EvalRow>;
+  /** Called with each row this run computes, as soon as it is done (a journal keeps them). */
+  readonly onRow?: (row: EvalRow, key: string) => void;
 }
+
+/** Identifies a row across runs: the model by name and SHA-256, and the method text. */
+export const rowKey = (m: Pick<EvalModel, 'name' | 'manifest'>, method: string): string => `${m.name}\u0000${m.manifest.sha256}\u0000${method}`;
 
 export interface EvalRow {
   readonly model: string;
@@ -144,12 +151,26 @@ export async function evaluateOne(m: EvalModel, method: string, blocks: readonly
   };
 }
 
-/** Every model x method, in order. */
+/** Every model x method, in order; rows in `o.finished` are taken as they are. */
 export async function evaluate(models: readonly EvalModel[], methods: readonly string[], blocks: readonly DomainBlock[], o: EvalRunOptions): Promise<EvalRow[]> {
   const perRun = blocks.reduce((s, b) => s + b.data.count, 0) * o.passes;
   const total = perRun * models.length * methods.length;
   const done = { n: 0 };
   const rows: EvalRow[] = [];
-  for (const m of models) for (const method of methods) rows.push(await evaluateOne(m, method, blocks, o, done, total));
+  for (const m of models) {
+    for (const method of methods) {
+      const key = rowKey(m, method);
+      const kept = o.finished?.get(key);
+      if (kept) {
+        done.n += perRun;
+        o.onProgress?.({ stage: `${m.name} ${method}`, done: done.n, total, info: 'finished earlier' });
+        rows.push(kept);
+        continue;
+      }
+      const row = await evaluateOne(m, method, blocks, o, done, total);
+      o.onRow?.(row, key);
+      rows.push(row);
+    }
+  }
   return rows;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { writeIdxDataset, type Dataset } from '../../sdk/data/index.ts';
 import sharp from 'sharp';
-import { evaluate, folderDomains, getProtocol, loadEvalModel, markdownTable, stabilitySvg, type EvalModel, type EvalRow } from '../../sdk/eval/index.ts';
+import { EvalJournal, evaluate, folderDomains, getProtocol, journalPathFor, loadEvalModel, markdownTable, readJournal, rowKey, stabilitySvg, type EvalModel, type EvalRow } from '../../sdk/eval/index.ts';
 import { sha256Hex, writeManifest, type Manifest } from '../../sdk/manifest/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { encodeModel } from '../../sdk/onnx/codec.ts';
@@ -169,5 +169,57 @@ describe('input pipeline', () => {
     for (let i = 0; i < want.data.length; i++) d = Math.max(d, Math.abs(got.data[i]! - want.data[i]!));
     assert.ok(d < 1e-5, `differs by ${d}`);
     await p.close();
+  });
+});
+
+describe('resuming an interrupted run', () => {
+  it('evaluate takes finished rows as they are and reports only the rows it computes', async () => {
+    const p = getProtocol('continual');
+    const blocks = await folderDomains(join(dir, 'data'), { domains: ['plain'], severity: 5, order: p.order, seed: 0, classes: 2, limit: 32 });
+    const kept = { model: 'bright', method: 'source', errors: [42] } as unknown as EvalRow;
+    const seen: string[] = [];
+    const rows = await evaluate([model], ['source', 'tent'], blocks, {
+      protocol: p.name, batch: 16, passes: 1, order: p.order, seed: 0,
+      finished: new Map([[rowKey(model, 'source'), kept]]), onRow: (r, key) => seen.push(`${r.method} ${key === rowKey(model, 'tent')}`),
+    });
+    assert.equal(rows[0], kept);
+    assert.equal(rows[1]!.method, 'tent');
+    assert.deepEqual(seen, ['tent true']);
+  });
+
+  it('the journal is read back only for the same settings', () => {
+    const path = join(dir, 'j.json.partial.json');
+    const row = { model: 'bright', method: 'source', errors: [1, 2] } as unknown as EvalRow;
+    assert.deepEqual(readJournal(path, 's1'), { kind: 'none' });
+    new EvalJournal(path, 's1').add('k', row);
+    const back = readJournal(path, 's1');
+    assert.ok(back.kind === 'resumed');
+    assert.deepEqual(back.rows.get('k'), row);
+    assert.deepEqual(readJournal(path, 's2'), { kind: 'stale', why: 'written with other settings' });
+    writeFileSync(path, '{"trunc');
+    assert.equal(readJournal(path, 's1').kind, 'stale');
+    new EvalJournal(path, 's1').remove();
+    assert.deepEqual(readJournal(path, 's1'), { kind: 'none' });
+  });
+
+  it('ttaq eval --out killed after its first row resumes from the journal when run again', async () => {
+    const out = join(dir, 'resume.json');
+    const journal = journalPathFor(out);
+    const args = ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--model', modelPath, '--data', join(dir, 'data'), '--domains', 'plain,flipped', '--method', 'source,tent', '--batch', '16', '--passes', '150', '--out', out, '--quiet'];
+    const child = spawn('node', args, { cwd: process.cwd(), stdio: 'ignore' });
+    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    // kill it once the first row is in the journal (the second, 150 passes of TENT, takes seconds)
+    while (!existsSync(journal) && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(existsSync(journal), 'the first row was journaled before the run ended');
+    const first = JSON.parse(readFileSync(journal, 'utf8')) as { rows: Record<string, EvalRow> };
+    assert.deepEqual(Object.values(first.rows).map((r) => r.method), ['source']);
+    const again = await run('node', args.filter((a) => a !== '--quiet'), { cwd: process.cwd() });
+    assert.match(again.stderr, /resuming from .*resume\.json\.partial\.json: 1 of 2 rows finished earlier/);
+    const result = JSON.parse(readFileSync(out, 'utf8')) as { rows: EvalRow[] };
+    assert.deepEqual(result.rows.map((r) => r.method), ['source', 'tent']);
+    assert.deepEqual(result.rows[0], Object.values(first.rows)[0], 'the journaled row, not a rerun');
+    assert.equal(existsSync(journal), false, 'the journal goes once the results are written');
   });
 });
