@@ -319,6 +319,13 @@ export function main(): void {
   process.on('message', (m: ToWorker) => cap.onMessage(m));
   // The agent went away (killed): stop too, never keep a camera open as an orphan.
   process.on('disconnect', () => cap.onMessage({ type: 'stop' }));
+  // A signal sent to the whole process group (Ctrl-C in a terminal, systemd's default
+  // KillMode=control-group) reaches this process as well as the agent. Dying of it made the agent
+  // log a capture failure and start a new capture process in the middle of its own shutdown; the
+  // agent stops this process in order, so while it is there the signal is left to it.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => { if (!process.connected) process.exit(0); });
+  }
   cap.run().then(
     () => process.disconnect?.(),
     (e: unknown) => {

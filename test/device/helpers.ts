@@ -164,9 +164,10 @@ export interface ChildAgent {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function spawnAgent(configPath: string, modelKey: string): ChildAgent {
+export function spawnAgent(configPath: string, modelKey: string, o: { readonly ownGroup?: boolean } = {}): ChildAgent {
   const script = new URL('./fixtures/agent-child.ts', import.meta.url).pathname;
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, configPath, modelKey], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // ownGroup: the agent leads a process group of its own, so a test can signal the whole group
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, configPath, modelKey], { stdio: ['ignore', 'pipe', 'pipe'], detached: o.ownGroup ?? false });
   const lines: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];

@@ -106,3 +106,16 @@ test('SIGTERM leaves a final checkpoint and a closed run; a foreign model starts
   b.proc.kill('SIGTERM');
   assert.equal((await b.exited).code, 0);
 });
+
+test('a SIGTERM to the whole process group (Ctrl-C, systemd) stops the agent in order: the capture process is not seen failing or restarted', async () => {
+  const { config } = setup();
+  const a = spawnAgent(config, 'model-g', { ownGroup: true });
+  await a.waitFor((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('source connected'), 30_000);
+  await a.waitFor((l) => typeof l['port'] === 'number');
+  process.kill(-a.proc.pid!, 'SIGTERM');
+  const end = await a.exited;
+  assert.equal(end.code, 0, a.stderr.join(''));
+  const failures = a.lines.filter((l) => /capture process exited|source failed/.test(String(l['msg'])));
+  assert.deepEqual(failures.map((l) => l['msg']), []);
+  assert.ok(a.lines.some((l) => l['msg'] === 'stopped'));
+});
