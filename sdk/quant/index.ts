@@ -162,7 +162,8 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     }
     const keyOpts = { ...o, statePath: undefined, reportImages: undefined, variantImages: undefined, intraOpThreads: undefined, spinning: undefined, workers: undefined, n: set.dims[0] };
     const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
-    const state: ReconState = (o.statePath ? await loadState(o.statePath, key) : undefined) ?? { format: 'ttaq-quant-state/1', key, blocks: [] };
+    const kept = o.statePath ? await loadState(o.statePath, key) : undefined;
+    const state: ReconState = { format: 'ttaq-quant-state/1', key, blocks: kept?.blocks ?? [], total: blocks.length };
     let caches: BlockCaches = initialCaches(set, set.dims[0]!);
     const sitesOf = (b: Block) => blockSites(plan, b);
     // the steps a finished block set: its own sites' and its output quantizer's

@@ -1,7 +1,8 @@
 // Resume state of a reconstruction run: after each finished block, its integer codes and learned
 // activation steps are written to a JSON file. A rerun with the same model and options reloads
 // them, rebuilds the caches by running the finished blocks forward, and continues with the next
-// block. A state file from other inputs is refused (STATE_MISMATCH), never silently mixed in.
+// block. An unfinished state from other inputs is refused (STATE_MISMATCH), never silently mixed
+// in; a finished one from other inputs is replaced.
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { TtaqError } from '../errors/index.ts';
@@ -20,6 +21,8 @@ export interface ReconState {
   readonly format: 'ttaq-quant-state/1';
   readonly key: string;
   readonly blocks: BlockState[];
+  /** Blocks in the run's plan: a state with all of them is a finished run's (absent in older files). */
+  readonly total?: number;
 }
 
 export const stateKey = (modelSha: string, options: unknown): string =>
@@ -53,7 +56,11 @@ export async function loadState(path: string, key: string): Promise<ReconState |
     throw new TtaqError('STATE_MISMATCH', `${path} is not a ttaq quantization state file; pass another --state path`);
   }
   if (s.key !== key) {
-    throw new TtaqError('STATE_MISMATCH', `quantization state ${path} belongs to another model or other options; delete it or pass another --state path`);
+    // A finished run's state has done its job (its model files are written); the run asking now
+    // writes over those files and over this state. An unfinished one holds work that only the
+    // command that started it can use, so it is kept.
+    if (s.total !== undefined && s.blocks.length >= s.total) return undefined;
+    throw new TtaqError('STATE_MISMATCH', `quantization state ${path} belongs to an unfinished run of another model or other options (${s.blocks.length}${s.total !== undefined ? ` of ${s.total}` : ''} blocks done); rerun that command to finish it, delete the file to start over, or pass another --state path`);
   }
   return s;
 }

@@ -87,13 +87,20 @@ test('an interrupted run resumes from its finished blocks and ends where an unin
       progress: (e) => { if (e.stage.startsWith('block 3/') && e.done === 1) { started++; throw new Error('interrupted'); } },
     }), /interrupted/);
     assert.equal(started, 1);
+    // other options cannot use the unfinished state, and do not overwrite it
+    await assert.rejects(quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } }), coded('STATE_MISMATCH', /unfinished run of another model or other options \(2 of 5 blocks done\)/));
     const stages: string[] = [];
     const resumed = await quantize({ model, calib: set, options: { ...FAST, statePath }, progress: (e) => stages.push(e.stage) });
     assert.ok(stages.includes('block 1/5 stem (resumed)') && stages.includes('block 2/5 layer1.0 (resumed)'));
     assert.ok(!stages.some((s) => s.startsWith('block 3/5') && s.includes('resumed')));
     for (const [node, v] of full.values.weights) assert.deepEqual(Array.from(resumed.values.weights.get(node)!.codes), Array.from(v.codes), node);
     for (const [value, p] of full.values.acts) assert.equal(resumed.values.acts.get(value)!.scale[0], p.scale[0], value);
-    await assert.rejects(quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } }), coded('STATE_MISMATCH', /another model or other options/));
+    // once finished, the state has served: a run with other options replaces it (as it replaces the model files)
+    const other = await quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } });
+    assert.equal(other.report.blocks.length, 5);
+    const again: string[] = [];
+    await quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath }, progress: (e) => again.push(e.stage) });
+    assert.ok(again.includes('block 5/5 fc (resumed)'), 'the state now holds the seed-9 run');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
