@@ -21,21 +21,24 @@ import { mix32, Xoshiro128 } from '../random/index.ts';
 
 /**
  * Reconstruction's Conv gradient choice: sdk/autodiff's per-conv choice, except that the weight
- * gradient of a stride-1 3x3 conv on an image wider than SHIFT_MATMUL_MAX_WIDTH contracts per sample
- * ('shiftmmb') where the automatic choice ('shifted') crops and pads shifted copies of X and dY.
- * Measured on the blocks this applies to, in two data-parallel slices of 16 samples on one thread
- * each, seconds per 1,000 iterations (`node --import tsx sdk/quant/bench.ts --block layer1.1
- * --workers auto --iterations 150 --images 1024 --variant qdrop:wgrad=auto --variant qdrop
- * --repeat 3`; before this became the default, `--variant qdrop --variant qdrop:w1=shiftmmb`):
- * layer1.0 19.82 → 17.12, layer1.1 21.80 → 17.82 (later 23.45 → 18.53), layer1.2 19.36 → 16.02;
- * TTAQ's layer1.1 39.16 → 33.03. On narrower images it is not used: layer2.x's 14x14 blocks went
- * 0.94-1.13x and layer3.0's 7x7 0.76x against 'shiftmm'; and a whole ResNet-20 training step
- * (batch 64, one thread) ran 0.95-1.07x with it at 28x28, so training keeps the automatic choice.
+ * gradient of every stride-1 3x3 conv contracts per sample with X's column shifts offset-major
+ * ('shiftmmk') where the automatic choice crops and pads shifted copies of X and dY ('shifted', on
+ * images wider than SHIFT_MATMUL_MAX_WIDTH) or moves the batch inside both shifted copies for one
+ * Gemm ('shiftmm', narrower ones). Seconds per 1,000 iterations, medians of alternating runs
+ * (`node --import tsx sdk/quant/bench.ts --block <b> --workers auto --iterations 300 --images 1024
+ * --variant qdrop --variant qdrop:w1=shiftmmk --repeat 5`, eighteenth session, against the previous
+ * choice, 'shiftmmb' at 28x28 and 'shiftmm' below), the same block error:
+ *   layer1.1 (28x28, two slices)   13.24 -> 11.90 wall, 24.63 -> 21.61 CPU
+ *   layer2.0 (14x14, repeat 3)      9.19 ->  8.24 wall, 14.20 -> 12.47 CPU
+ *   layer2.1 (14x14, two slices)   10.30 ->  8.99 wall, 18.44 -> 16.11 CPU
+ *   layer3.1 (7x7, one session)    10.75 ->  9.93 wall, 16.90 -> 14.95 CPU
+ * Before it, 'shiftmmb' (the same contraction with a Transpose of the shifted X) had replaced
+ * 'shifted' at 28x28: layer1.0 19.82 -> 17.12, layer1.1 21.80 -> 17.82, layer1.2 19.36 -> 16.02.
  */
 export const RECON_CONV_GRAD: ConvGradOptions = {
   weight: (c) => {
     const auto = chooseConvGrad(c).weight;
-    return auto === 'shifted' ? 'shiftmmb' : auto;
+    return auto === 'shifted' || auto === 'shiftmm' ? 'shiftmmk' : auto;
   },
 };
 

@@ -325,6 +325,7 @@ describe('Conv (float32, linear: exact differences), every formulation', () => {
     ['conv+shifted', { conv: { input: 'conv', weight: 'shifted' } }],
     ['conv+shiftmm', { conv: { input: 'conv', weight: 'shiftmm' } }],
     ['conv+shiftmmb', { conv: { input: 'conv', weight: 'shiftmmb' } }],
+    ['conv+shiftmmk', { conv: { input: 'conv', weight: 'shiftmmk' } }],
     ['conv+rowgemm', { conv: { input: 'conv', weight: 'rowgemm' } }],
   ];
   for (const c of cases) {

@@ -109,15 +109,17 @@ test('data-parallel reconstruction (2 slices of the batch at once) ends where on
   assert.equal(auto.report.mseAfter, one.report.mseAfter);
 });
 
-test("reconstruction's Conv gradients: per-sample shift MatMuls for stride-1 3x3 convs on wide images, sdk/autodiff's choice elsewhere", () => {
+test("reconstruction's Conv gradients: per-sample, offset-major shift MatMuls for stride-1 3x3 convs at every width, sdk/autodiff's choice elsewhere", () => {
   const weight = RECON_CONV_GRAD.weight as (c: ConvCase) => string;
   const base = { group: 1, strides: [1, 1], dilations: [1, 1], padsBegin: [1, 1], padsEnd: [1, 1] };
   const wide = { ...base, x: [16, 16, 28, 28], w: [16, 16, 3, 3], y: [16, 16, 28, 28] };
   assert.equal(chooseConvGrad(wide).weight, 'shifted');
-  assert.equal(weight(wide), 'shiftmmb');
+  assert.equal(weight(wide), 'shiftmmk');
   const narrow = { ...base, x: [16, 32, 14, 14], w: [32, 32, 3, 3], y: [16, 32, 14, 14] };
-  assert.equal(weight(narrow), chooseConvGrad(narrow).weight);
-  assert.equal(weight(narrow), 'shiftmm');
+  assert.equal(chooseConvGrad(narrow).weight, 'shiftmm');
+  assert.equal(weight(narrow), 'shiftmmk');
+  const pointwise = { ...wide, padsBegin: [0, 0], padsEnd: [0, 0], w: [32, 16, 1, 1], y: [16, 32, 28, 28] };
+  assert.equal(weight(pointwise), chooseConvGrad(pointwise).weight);
   const strided = { ...wide, strides: [2, 2], w: [32, 16, 3, 3], y: [16, 32, 14, 14] };
   assert.equal(weight(strided), 'onehot');
 });

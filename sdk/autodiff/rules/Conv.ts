@@ -21,7 +21,7 @@ import { TtaqError } from '../../errors/index.ts';
 import { A } from '../../onnx/builder.ts';
 import type { Node } from '../../onnx/types.ts';
 import { attrInt, attrInts, attrString } from './attrs.ts';
-import { chooseConvGrad, inputGradAsConv, inputGradByPhase, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, weightGradShiftMatmulBatched, type ConvCase } from './convgrad.ts';
+import { chooseConvGrad, inputGradAsConv, inputGradByPhase, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, weightGradShiftMatmulBatched, weightGradShiftMatmulKernelMajor, type ConvCase } from './convgrad.ts';
 import type { GradRule } from './types.ts';
 
 export interface ConvGeometry {
@@ -117,7 +117,8 @@ export const rule: GradRule = {
     // 'shiftmm' applies to 2-D ungrouped convs only; the others take the 'shifted' chain
     if (c.needs[1] && how.weight === 'shiftmm') gw = weightGradShiftMatmul(c, x, dy, cc);
     if (c.needs[1] && how.weight === 'shiftmmb') gw = weightGradShiftMatmulBatched(c, x, dy, cc);
-    if (c.needs[1] && gw === null && (how.weight === 'shifted' || how.weight === 'shiftmm' || how.weight === 'shiftmmb')) gw = weightGradDepthwise(c, x, dy, cc) ?? weightGradShifted(c, x, dy, cc) ?? weightGradAsGemm(c, x, dy, cc, true);
+    if (c.needs[1] && how.weight === 'shiftmmk') gw = weightGradShiftMatmulKernelMajor(c, x, dy, cc);
+    if (c.needs[1] && gw === null && (how.weight === 'shifted' || how.weight === 'shiftmm' || how.weight === 'shiftmmb' || how.weight === 'shiftmmk')) gw = weightGradDepthwise(c, x, dy, cc) ?? weightGradShifted(c, x, dy, cc) ?? weightGradAsGemm(c, x, dy, cc, true);
     if (c.needs[1] && how.weight === 'onehot') gw = weightGradOneHot(c, x, dy, cc);
     if (c.needs[1] && how.weight === 'rowgemm') gw = weightGradRowGemm(c, x, dy, cc); // null unless depthwise: the Conv form
     if (c.needs[1] && gw === null) {

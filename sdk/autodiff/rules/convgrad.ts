@@ -41,8 +41,13 @@
 //   'shiftmmb'       'shiftmm' contracted per sample: the shifted X and dY need no Transpose moving the
 //                    batch axis inside, a batched MatMul and a ReduceSum over the batch instead of one
 //                    Gemm (weightGradShiftMatmulBatched). Not chosen automatically; reconstruction
-//                    uses it on images wider than SHIFT_MATMUL_MAX_WIDTH (sdk/quant's
-//                    RECON_CONV_GRAD), where its steps measured 1.16-1.22x faster.
+//                    used it on images wider than SHIFT_MATMUL_MAX_WIDTH (steps 1.16-1.22x faster)
+//                    until 'shiftmmk' replaced it.
+//   'shiftmmk'       'shiftmmb' with X's column shifts kernel-column-major: one broadcast MatMul of X
+//                    as [1, N*Ci*H, W] by kw constant [W, Wo] matrices gives each offset's copy
+//                    whole, in X's own layout, so nothing moves it before the per-sample contraction
+//                    (weightGradShiftMatmulKernelMajor). Not chosen automatically; see sdk/quant's
+//                    RECON_CONV_GRAD.
 //   'onehot'         the patches from one Conv with K fixed one-hot kernels over X as [N*Cin, 1, S]
 //                    (strides, pads and dilations handled by the Conv kernel), contracted with dY per
 //                    sample (a batched MatMul) or, below 128 output positions, in one Gemm
@@ -57,7 +62,7 @@ import type { Tensor } from '../../onnx/types.ts';
 import type { RuleContext } from './types.ts';
 
 export type ConvInputGrad = 'convTranspose' | 'conv' | 'phase';
-export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'shiftmm' | 'shiftmmb' | 'onehot' | 'rowgemm';
+export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'shiftmm' | 'shiftmmb' | 'shiftmmk' | 'onehot' | 'rowgemm';
 
 /** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
 export interface ConvGradOptions {
@@ -775,6 +780,43 @@ export function weightGradShiftMatmulBatched(ctx: RuleContext, x: string, gy: st
   const all = ctx.reduceSum(per, [0], false);
   const t = b.op1('Transpose', [b.op1('Reshape', [all, ctx.ints([co, kh, cin, kw])])], { perm: A.ints([0, 2, 1, 3]) }, { name: `${node.name}.grad_weight_order` });
   return b.op1('Reshape', [t, ctx.ints([co, cin, kh, kw])]);
+}
+
+/**
+ * 'shiftmmk': 'shiftmmb' with X's column shifts kernel-column-major, so the shifted X needs no
+ * Transpose at all:
+ *   Q = X [1, N*Ci*H, W] x S3 [kw, W, Wo] = [kw, N, Ci, H*Wo], S3[b, w, wo] = 1 iff w = wo + b*dw - pw
+ *       (one MatMul broadcasting X over the kw offsets: each offset's copy in X's own layout);
+ *   D = M x dY = [N, Co*kh, H*Wo] as in 'shiftmmb';
+ *   dW = sum over n of D[n] x Q[b, n]^T = [kw, Co*kh, Ci] (the batched MatMul broadcasts D over the
+ *        offsets; onnxruntime folds Q's transpose into it), then [kw, co, a, ci] -> W's layout.
+ * Against 'shiftmmb' (its [N*Ci, H, kw, Wo] -> [N*Ci, kw, H, Wo] Transpose moves three copies of X):
+ * dW alone at 16x16x28x28 2.32 -> 1.92 ms, at 16x32x14x14 1.65 -> 1.19 ms (onnxruntime's profiler,
+ * one thread, the two graphs alternating, same values up to summation order).
+ * Returns null unless 2-D, stride 1 and G = 1 with K > 1.
+ */
+export function weightGradShiftMatmulKernelMajor(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
+  const { b, node } = ctx;
+  const { r, G, cin, co, k, K } = weightGradDims(c);
+  if (r !== 2 || G !== 1 || K === 1 || c.strides.some((s) => s !== 1)) return null;
+  const [h, w] = [c.x[2]!, c.x[3]!];
+  const wo = c.y[3]!;
+  const [kh, kw] = k as [number, number];
+  const { mm } = shiftMatrices(ctx, x, c, true);
+  const dt = ctx.dtype(x);
+  const s3 = allocArray(dt, kw * w * wo) as Float32Array;
+  for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
+    const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
+    if (src >= 0 && src < w) s3[(j * w + src) * wo + q] = 1;
+  }
+  const sm3 = b.constant(makeTensor(dt, [kw, w, wo], s3) as Tensor, `${node.name}.grad_weight_colshift_k`);
+  const q3 = b.op1('MatMul', [b.op1('Reshape', [x, ctx.ints([1, -1, w])]), sm3], {}, { name: `${node.name}.grad_weight_xshift` }); // [kw, N*Ci*H, Wo]
+  const qt = b.op1('Transpose', [b.op1('Reshape', [q3, ctx.ints([kw, -1, cin, h * wo])])], { perm: A.ints([0, 1, 3, 2]) }); // [kw, N, H*Wo, Ci]
+  const d = b.op1('Reshape', [b.op1('MatMul', [mm, gy], {}, { name: `${node.name}.grad_weight_gshift` }), ctx.ints([1, -1, co * kh, h * wo])]);
+  const per = b.op1('MatMul', [d, qt], {}, { name: `${node.name}.grad_weight` }); // [kw, N, Co*kh, Ci]
+  const all = ctx.reduceSum(per, [1], false); // [kw, Co*kh, Ci]
+  const t = b.op1('Transpose', [b.op1('Reshape', [all, ctx.ints([kw, co, kh, cin])])], { perm: A.ints([1, 3, 2, 0]) }, { name: `${node.name}.grad_weight_order` });
+  return t;
 }
 
 /**
