@@ -3,7 +3,7 @@
 // forward and backward passes. After a block, AdaRound's soft rounding is hardened into integer
 // codes and the block is run quantized (QDQ, 8-bit containers) to give the next block's inputs.
 import { TtaqError } from '../errors/index.ts';
-import { buildGradientGraph, chooseConvGrad, chooseWorkersFor, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed, threadsPerSlice } from '../autodiff/index.ts';
+import { buildGradientGraph, chooseWorkersFor, DataParallelStep, GradientStep, type ConvGradOptions, type ConvLayout, type RowFeed, threadsPerSlice } from '../autodiff/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Model, Tensor } from '../onnx/types.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -20,14 +20,13 @@ import { Adam } from '../optim/index.ts';
 import { mix32, Xoshiro128 } from '../random/index.ts';
 
 /**
- * Reconstruction's Conv gradient choice: sdk/autodiff's per-conv choice, except that the weight
- * gradient of every stride-1 3x3 conv contracts per sample with X's column shifts offset-major
- * ('shiftmmk') where the automatic choice crops and pads shifted copies of X and dY ('shifted', on
- * images wider than SHIFT_MATMUL_MAX_WIDTH) or moves the batch inside both shifted copies for one
- * Gemm ('shiftmm', narrower ones). Seconds per 1,000 iterations, medians of alternating runs
- * (`node --import tsx sdk/quant/bench.ts --block <b> --workers auto --iterations 300 --images 1024
- * --variant qdrop --variant qdrop:w1=shiftmmk --repeat 5`, eighteenth session, against the previous
- * choice, 'shiftmmb' at 28x28 and 'shiftmm' below), the same block error:
+ * Reconstruction's Conv gradient choice: sdk/autodiff's own per-conv choice. It used to override the
+ * weight gradient of stride-1 3x3 convs; since the eighteenth session the automatic choice there is
+ * the form reconstruction measured fastest, 'shiftmmk' (per-sample contraction, X's column shifts
+ * offset-major). Seconds per 1,000 iterations, medians of alternating runs (`node --import tsx
+ * sdk/quant/bench.ts --block <b> --workers auto --iterations 300 --images 1024 --variant qdrop
+ * --variant qdrop:w1=shiftmmk --repeat 5`) against the previous choice ('shiftmmb' at 28x28,
+ * 'shiftmm' below), the same block error:
  *   layer1.1 (28x28, two slices)   13.24 -> 11.90 wall, 24.63 -> 21.61 CPU
  *   layer2.0 (14x14, repeat 3)      9.19 ->  8.24 wall, 14.20 -> 12.47 CPU
  *   layer2.1 (14x14, two slices)   10.30 ->  8.99 wall, 18.44 -> 16.11 CPU
@@ -35,12 +34,7 @@ import { mix32, Xoshiro128 } from '../random/index.ts';
  * Before it, 'shiftmmb' (the same contraction with a Transpose of the shifted X) had replaced
  * 'shifted' at 28x28: layer1.0 19.82 -> 17.12, layer1.1 21.80 -> 17.82, layer1.2 19.36 -> 16.02.
  */
-export const RECON_CONV_GRAD: ConvGradOptions = {
-  weight: (c) => {
-    const auto = chooseConvGrad(c).weight;
-    return auto === 'shifted' || auto === 'shiftmm' ? 'shiftmmk' : auto;
-  },
-};
+export const RECON_CONV_GRAD: ConvGradOptions = {};
 
 export interface ReconOptions {
   readonly iterations: number;

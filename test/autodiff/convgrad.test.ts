@@ -21,10 +21,10 @@ async function backwardOps(x: number[], w: number[], attrs: Record<string, Attri
   return gg.model.graph.nodes.filter((n) => n.name.includes(part)).map((n) => n.opType);
 }
 
-test('stride 1, 14x14: Conv input gradient and Gemm weight gradient by default; legacy on request', async () => {
+test('stride 1, 14x14: Conv input gradient and MatMul weight gradient by default; legacy on request', async () => {
   const pads = { pads: A.ints([1, 1, 1, 1]) };
   const fast = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], pads);
-  assert.ok(fast.includes('Gemm') && !fast.includes('ConvTranspose'), fast.join(','));
+  assert.ok(fast.includes('MatMul') && !fast.includes('Gemm') && !fast.includes('ConvTranspose'), fast.join(','));
   const old = await backwardOps([2, 8, 14, 14], [4, 8, 3, 3], pads, { conv: LEGACY_CONV_GRAD });
   assert.ok(old.includes('ConvTranspose') && !old.includes('Gemm'), old.join(','));
 });
@@ -67,8 +67,8 @@ test("'shiftmmk': X's column shifts offset-major in one MatMul, no Transpose of 
   assert.equal(s2.filter((o) => o === 'Gemm').length, 9, s2.join(','));
 });
 
-test("'shiftmm' on small images by default: two shift MatMuls and one Gemm for all offsets, no Pad or Slice", async () => {
-  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) }, undefined, 'grad_weight');
+test("'shiftmm': two shift MatMuls and one Gemm for all offsets, no Pad or Slice", async () => {
+  const ops = await backwardOps([2, 8, 7, 7], [4, 8, 3, 3], { pads: A.ints([1, 1, 1, 1]) }, { conv: { weight: 'shiftmm' } }, 'grad_weight');
   assert.equal(ops.filter((o) => o === 'Gemm').length, 1, ops.join(','));
   assert.equal(ops.filter((o) => o === 'MatMul').length, 2, ops.join(','));
   assert.ok(!ops.includes('Pad') && !ops.slice(1).includes('Slice'), ops.join(','));
@@ -113,13 +113,15 @@ test('strided convs outside the phase form keep ConvTranspose: depthwise, 1x1 an
 test('chooseConvGrad: per-case decisions and overrides', () => {
   const base = { group: 1, strides: [1, 1], dilations: [1, 1], padsBegin: [1, 1], padsEnd: [1, 1] };
   const r20 = { ...base, x: [128, 16, 28, 28], w: [16, 16, 3, 3], y: [128, 16, 28, 28] };
-  assert.deepEqual(chooseConvGrad(r20), { input: 'conv', weight: 'shifted' });
-  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 64, 7, 7], w: [64, 64, 3, 3], y: [128, 64, 7, 7] }), { input: 'conv', weight: 'shiftmm' });
-  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 32, 14, 14], w: [32, 32, 3, 3], y: [128, 32, 14, 14] }), { input: 'conv', weight: 'shiftmm' });
+  assert.deepEqual(chooseConvGrad(r20), { input: 'conv', weight: 'shiftmmk' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 64, 7, 7], w: [64, 64, 3, 3], y: [128, 64, 7, 7] }), { input: 'conv', weight: 'shiftmmk' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 32, 14, 14], w: [32, 32, 3, 3], y: [128, 32, 14, 14] }), { input: 'conv', weight: 'shiftmmk' });
+  // 3-D convs: the per-offset chain
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [2, 16, 8, 8, 8], w: [16, 16, 3, 3, 3], y: [2, 16, 8, 8, 8], strides: [1, 1, 1], dilations: [1, 1, 1], padsBegin: [1, 1, 1], padsEnd: [1, 1, 1] }).weight, 'shifted');
   // a grayscale stem: dX as ConvTranspose (a Conv to one channel is a one-row GEMM)
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 1, 28, 28], w: [16, 1, 3, 3] }), { input: 'convTranspose', weight: 'onehot' });
   assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 4, 28, 28], w: [16, 4, 3, 3] }), { input: 'convTranspose', weight: 'onehot' });
-  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 8, 28, 28], w: [16, 8, 3, 3] }), { input: 'conv', weight: 'shifted' });
+  assert.deepEqual(chooseConvGrad({ ...r20, x: [128, 8, 28, 28], w: [16, 8, 3, 3] }), { input: 'conv', weight: 'shiftmmk' });
   const s2 = { ...r20, strides: [2, 2], w: [32, 16, 3, 3], y: [128, 32, 14, 14] };
   assert.deepEqual(chooseConvGrad(s2), { input: 'phase', weight: 'onehot' });
   assert.deepEqual(chooseConvGrad({ ...s2, x: [128, 4, 28, 28], w: [32, 4, 3, 3] }), { input: 'phase', weight: 'onehot' });

@@ -37,17 +37,19 @@
 //                    (weightGradDepthwise).
 //   'shiftmm'        stride 1, G = 1, 2-D: every shift of X and of dY by one MatMul with a constant
 //                    0/1 matrix each, then one Gemm for all K offsets (weightGradShiftMatmul). The
-//                    automatic choice for images at most SHIFT_MATMUL_MAX_WIDTH wide.
+//                    automatic choice for images up to 14 wide until 'shiftmmk' (twelfth session:
+//                    reconstruction 7x7 12.9 -> 10.6 s per 1,000 iterations against 'shifted', 14x14
+//                    10.5 -> 10.3, 28x28 13.0 -> 13.8).
 //   'shiftmmb'       'shiftmm' contracted per sample: the shifted X and dY need no Transpose moving the
 //                    batch axis inside, a batched MatMul and a ReduceSum over the batch instead of one
 //                    Gemm (weightGradShiftMatmulBatched). Not chosen automatically; reconstruction
-//                    used it on images wider than SHIFT_MATMUL_MAX_WIDTH (steps 1.16-1.22x faster)
+//                    used it on images wider than 14 (steps 1.16-1.22x faster)
 //                    until 'shiftmmk' replaced it.
 //   'shiftmmk'       'shiftmmb' with X's column shifts kernel-column-major: one broadcast MatMul of X
 //                    as [1, N*Ci*H, W] by kw constant [W, Wo] matrices gives each offset's copy
 //                    whole, in X's own layout, so nothing moves it before the per-sample contraction
-//                    (weightGradShiftMatmulKernelMajor). Not chosen automatically; see sdk/quant's
-//                    RECON_CONV_GRAD.
+//                    (weightGradShiftMatmulKernelMajor). The automatic choice for stride-1 2-D
+//                    convs with Cg >= 8.
 //   'onehot'         the patches from one Conv with K fixed one-hot kernels over X as [N*Cin, 1, S]
 //                    (strides, pads and dilations handled by the Conv kernel), contracted with dY per
 //                    sample (a batched MatMul) or, below 128 output positions, in one Gemm
@@ -177,8 +179,11 @@ export const CONV_TRANSPOSE_MAX_INPUT_CHANNELS = 4;
  * CONV_TRANSPOSE_MAX_INPUT_CHANNELS; zero insertion makes strided ones 1.3-2.5x slower than
  * ConvTranspose, depthwise included), by output phase for strided ungrouped 2-D convs with kernels
  * larger than 1x1 (fifteenth session, see inputGradByPhase), ConvTranspose for the other strided
- * ones; dW of ungrouped convs by GEMM: 'shifted' for stride 1 with
- * Cg >= 8 ('shiftmm' on images up to 14 wide, measured later in whole steps), 'onehot' for
+ * ones; dW of ungrouped convs by GEMM: for stride 1 with Cg >= 8 'shiftmmk' on 2-D images
+ * (eighteenth session; it replaced 'shifted' above 14 px and 'shiftmm' up to 14: a whole ResNet-20
+ * training step at batch 64 on one thread 1.05 / 1.07 / 1.23 / 1.08x faster in four runs of the
+ * dumped graphs alternating, reconstruction blocks 1.08-1.15x, see sdk/quant's RECON_CONV_GRAD),
+ * 'shifted' on other ranks, 'onehot' for
  * strided ones and for few input channels (the patches come from one Conv
  * instead of K strided Slices), one Gemm ('gemm') for 1x1 kernels.
  * Depthwise convs (multiplier 1) use 'rowgemm' (fastest or tied on every shape: 1.7-2.3x less
@@ -199,7 +204,7 @@ export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: C
     : o.weight && o.weight !== 'auto'
     ? o.weight
     : c.group !== 1 ? (depthwise ? 'rowgemm' : 'conv') : k === 1 ? 'gemm' : strided || cg < 8 ? 'onehot'
-    : c.x.length === 4 && c.x[3]! <= SHIFT_MATMUL_MAX_WIDTH ? 'shiftmm' : 'shifted';
+    : c.x.length === 4 ? 'shiftmmk' : 'shifted';
   return { input, weight };
 }
 
@@ -677,13 +682,6 @@ export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: Co
   return b.op1('Reshape', [b.op1('Concat', parts, { axis: A.int(2) }), ctx.ints(c.w)]);
 }
 
-/**
- * The widest image whose stride-1 weight gradient 'shiftmm' computes by default. Reconstruction
- * steps of ResNet-20's blocks, seconds per 1,000 iterations, 'shifted' → 'shiftmm' (docs/
- * BENCHMARKS.md, twelfth session): 7x7 (64 channels) 12.9 → 10.6, 14x14 (32) 10.5 → 10.3,
- * 28x28 (16) 13.0 → 13.8, where the shift MatMuls' W*kw multiply-adds per value no longer pay.
- */
-export const SHIFT_MATMUL_MAX_WIDTH = 14;
 
 /**
  * The constant 0/1 shift matrices of the 'shiftmm' forms for a stride-1 2-D conv: S [W, Wo*kw]
@@ -723,7 +721,7 @@ function shiftMatrices(ctx: RuleContext, x: string, c: ConvCase, byOffset: boole
  *   D x Q^T = [kh*Co, kw*Ci], whose (a, co, b, ci) entry is dW[co, ci, a, b].
  * The shift MatMuls cost W*kw (and H*kh) multiply-adds per value, so this pays only on small
  * images: it replaces weightGradShifted's four cropping Pads and K small Gemms, whose per-op costs
- * dominate at 7x7 (SHIFT_MATMUL_MAX_WIDTH). Returns null unless 2-D, stride 1 and G = 1 with K > 1.
+ * dominate at 7x7. Returns null unless 2-D, stride 1 and G = 1 with K > 1.
  */
 export function weightGradShiftMatmul(ctx: RuleContext, x: string, gy: string, c: ConvCase): string | null {
   const { b, node } = ctx;
