@@ -34,6 +34,9 @@ options:
 
 exit codes: 0 written, 1 failed, 2 bad usage or a model ttaq cannot feed`;
 
+const RESIZES = ['stretch', 'center-crop', 'letterbox'] as const;
+const isResize = (s: string): s is (typeof RESIZES)[number] => (RESIZES as readonly string[]).includes(s);
+
 const numbers = (text: string, flag: string): number[] => {
   const v = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   if (v.length === 0 || v.some((x) => !Number.isFinite(x))) throw new TtaqError('CLI_USAGE', `${flag} '${text}': expected numbers separated by commas, e.g. ${flag} 0.5 or ${flag} 0.485,0.456,0.406`);
@@ -71,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
     if (f[k] === undefined) throw new TtaqError('CLI_USAGE', `--${k} is required: ${k === 'labels' ? 'the class names, in output order' : 'the normalisation the model was trained with (see --help)'}`);
   }
   const resize = f.resize ?? 'stretch';
-  if (!['stretch', 'center-crop', 'letterbox'].includes(resize)) throw new TtaqError('CLI_USAGE', `--resize '${resize}' is not one of stretch | center-crop | letterbox`);
+  if (!isResize(resize)) throw new TtaqError('CLI_USAGE', `--resize '${resize}' is not one of ${RESIZES.join(' | ')}`);
   let size: [number, number] | undefined;
   if (f.size !== undefined) {
     const m = /^(\d+)x(\d+)$/.exec(f.size);
@@ -85,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   const bytes = await readModelBytes(path);
   const d = describeModel(path, sha256Hex(bytes), unwrap(decodeModel(bytes, `'${path}'`)), {
     labels: readLabels(f.labels!), mean: numbers(f.mean!, '--mean'), std: numbers(f.std!, '--std'),
-    resize: resize as 'stretch', ...(size ? { size } : {}), ...(f.name ? { name: f.name } : {}),
+    resize, ...(size ? { size } : {}), ...(f.name ? { name: f.name } : {}),
   });
   if (!d.ok) throw new TtaqError('CLI_USAGE', `${path}: ${d.problem}`);
   // the same schema every reader applies: what is written here is what they accept
