@@ -52,6 +52,8 @@ export function checkBrokerUrl(url: string): URL {
     throw new TtaqError('CONFIG_INVALID', `broker URL '${url}' is not a URL; use e.g. mqtt://localhost:1883 or mqtts://broker.example:8883`);
   }
   if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'tls:', 'ws:', 'wss:'].includes(u.protocol)) {
+    // 'localhost:1883' parses as the scheme 'localhost:': say what is missing
+    if (!url.includes('://')) throw new TtaqError('CONFIG_INVALID', `broker URL '${url}' has no scheme; write mqtt://${url} (or mqtts://, ws://, wss://)`);
     throw new TtaqError('CONFIG_INVALID', `broker URL '${url}' has scheme ${u.protocol}; use mqtt://, mqtts://, ws:// or wss://`);
   }
   return u;

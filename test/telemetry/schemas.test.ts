@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
+  checkBrokerUrl,
   CommandArgSchemas,
   describeIssues,
   EventSchema,
@@ -78,4 +79,12 @@ test('set-options: one schema for MQTT, POST /options and the fleet tool; unknow
   assert.throws(() => parseSetOptions({ every: 1.5 }), /'every'/);
   assert.throws(() => parseSetOptions({}), /at least one option to change/);
   assert.throws(() => parseSetOptions(7), /set-options: .*expected object/);
+});
+
+test('broker URLs: the accepted schemes pass; a missing scheme, another scheme and a non-URL are named with the way out', () => {
+  for (const ok of ['mqtt://localhost:1883', 'mqtts://broker.example:8883', 'ws://h:9001', 'wss://h/mqtt']) assert.equal(checkBrokerUrl(ok).href.startsWith(ok.split('://')[0]!), true, ok);
+  const refused = (url: string, re: RegExp) => assert.throws(() => checkBrokerUrl(url), (e) => isTtaqError(e) && e.code === 'CONFIG_INVALID' && re.test(e.message), url);
+  refused('localhost:1883', /'localhost:1883' has no scheme; write mqtt:\/\/localhost:1883/);
+  refused('http://localhost:1883', /has scheme http:; use mqtt:\/\//);
+  refused('::nope', /is not a URL/);
 });
