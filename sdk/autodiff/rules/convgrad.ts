@@ -684,29 +684,38 @@ export function weightGradShifted(ctx: RuleContext, x: string, gy: string, c: Co
 
 
 /**
- * The constant 0/1 shift matrices of the 'shiftmm' forms for a stride-1 2-D conv: S [W, Wo*kw]
- * moves X's columns onto each kernel column offset b (zero where the kernel reads padding), its
- * columns in (wo, b) order ('byOffset' false) or (b, wo) ('byOffset' true); M [kh*H, Ho] moves dY's
- * rows onto X's for each kernel row offset a.
+ * How S holds the column shifts: one [W, Wo*kw] matrix with columns in (wo, b) order ('interleaved')
+ * or (b, wo) order ('byOffset'), or kw matrices [kw, W, Wo] ('perOffset').
  */
-function shiftMatrices(ctx: RuleContext, x: string, c: ConvCase, byOffset: boolean): { sm: string; mm: string } {
+type ColumnShiftLayout = 'interleaved' | 'byOffset' | 'perOffset';
+
+/**
+ * The constant 0/1 shift matrices of the 'shiftmm' forms for a stride-1 2-D conv: S moves X's
+ * columns onto each kernel column offset b (zero where the kernel reads padding), laid out as
+ * `layout` says; M [kh*H, Ho] moves dY's rows onto X's for each kernel row offset a.
+ */
+function shiftMatrices(ctx: RuleContext, x: string, c: ConvCase, layout: ColumnShiftLayout): { sm: string; mm: string } {
   const { b, node } = ctx;
   const [h, w] = [c.x[2]!, c.x[3]!];
   const [ho, wo] = [c.y[2]!, c.y[3]!];
   const [kh, kw] = c.w.slice(2) as [number, number];
   const dt = ctx.dtype(x);
   const s = allocArray(dt, w * wo * kw) as Float32Array;
+  const at = (src: number, j: number, q: number): number =>
+    layout === 'perOffset' ? (j * w + src) * wo + q : src * wo * kw + (layout === 'byOffset' ? j * wo + q : q * kw + j);
   for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
     const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
-    if (src >= 0 && src < w) s[src * wo * kw + (byOffset ? j * wo + q : q * kw + j)] = 1;
+    if (src >= 0 && src < w) s[at(src, j, q)] = 1;
   }
   const m = allocArray(dt, kh * h * ho) as Float32Array;
   for (let a = 0; a < kh; a++) for (let row = 0; row < h; row++) {
     const src = row - a * c.dilations[0]! + c.padsBegin[0]!;
     if (src >= 0 && src < ho) m[(a * h + row) * ho + src] = 1;
   }
+  const sDims = layout === 'perOffset' ? [kw, w, wo] : [w, wo * kw];
+  const suffix = { interleaved: '', byOffset: '_b', perOffset: '_k' }[layout];
   return {
-    sm: b.constant(makeTensor(dt, [w, wo * kw], s) as Tensor, `${node.name}.grad_weight_colshift${byOffset ? '_b' : ''}`),
+    sm: b.constant(makeTensor(dt, sDims, s) as Tensor, `${node.name}.grad_weight_colshift${suffix}`),
     mm: b.constant(makeTensor(dt, [kh * h, ho], m) as Tensor, `${node.name}.grad_weight_rowshift`),
   };
 }
@@ -731,7 +740,7 @@ export function weightGradShiftMatmul(ctx: RuleContext, x: string, gy: string, c
   const wo = c.y[3]!;
   const [kh, kw] = k as [number, number];
   // S's columns in (wo, b) order: the offsets b come out as X·S's last axis (see below)
-  const { sm, mm } = shiftMatrices(ctx, x, c, false);
+  const { sm, mm } = shiftMatrices(ctx, x, c, 'interleaved');
   // X·S is [N, Ci, H, Wo, kw]; [kw, Ci, N, H·Wo] from it in two Transposes onnxruntime runs fast
   // (a swap of the last two axes, then one that moves blocks of H·Wo floats; NCHWC_SESSION_EXTRA in
   // sdk/runtime/nchwc.ts, ~0.6 ns per value each on one thread): the one 5-D Transpose moving
@@ -768,7 +777,7 @@ export function weightGradShiftMatmulBatched(ctx: RuleContext, x: string, gy: st
   const h = c.x[2]!;
   const wo = c.y[3]!;
   const [kh, kw] = k as [number, number];
-  const { sm, mm } = shiftMatrices(ctx, x, c, true);
+  const { sm, mm } = shiftMatrices(ctx, x, c, 'byOffset');
   const xs = b.op1('MatMul', [x, sm], {}, { name: `${node.name}.grad_weight_xshift` }); // [N, Ci, H, kw*Wo]
   const q4 = b.op1('Transpose', [b.op1('Reshape', [xs, ctx.ints([-1, h, kw, wo])])], { perm: A.ints([0, 2, 1, 3]) }, { name: `${node.name}.grad_weight_kw_rows` });
   const q = b.op1('Reshape', [q4, ctx.ints([-1, cin * kw, h * wo])]);
@@ -800,22 +809,15 @@ export function weightGradShiftMatmulKernelMajor(ctx: RuleContext, x: string, gy
   const [h, w] = [c.x[2]!, c.x[3]!];
   const wo = c.y[3]!;
   const [kh, kw] = k as [number, number];
-  const { mm } = shiftMatrices(ctx, x, c, true);
-  const dt = ctx.dtype(x);
-  const s3 = allocArray(dt, kw * w * wo) as Float32Array;
-  for (let j = 0; j < kw; j++) for (let q = 0; q < wo; q++) {
-    const src = q + j * c.dilations[1]! - c.padsBegin[1]!;
-    if (src >= 0 && src < w) s3[(j * w + src) * wo + q] = 1;
-  }
-  const sm3 = b.constant(makeTensor(dt, [kw, w, wo], s3) as Tensor, `${node.name}.grad_weight_colshift_k`);
-  const q3 = b.op1('MatMul', [b.op1('Reshape', [x, ctx.ints([1, -1, w])]), sm3], {}, { name: `${node.name}.grad_weight_xshift` }); // [kw, N*Ci*H, Wo]
+  const { sm, mm } = shiftMatrices(ctx, x, c, 'perOffset');
+  const q3 = b.op1('MatMul', [b.op1('Reshape', [x, ctx.ints([1, -1, w])]), sm], {}, { name: `${node.name}.grad_weight_xshift` }); // [kw, N*Ci*H, Wo]
   const qt = b.op1('Transpose', [b.op1('Reshape', [q3, ctx.ints([kw, -1, cin, h * wo])])], { perm: A.ints([0, 1, 3, 2]) }); // [kw, N, H*Wo, Ci]
   const d = b.op1('Reshape', [b.op1('MatMul', [mm, gy], {}, { name: `${node.name}.grad_weight_gshift` }), ctx.ints([1, -1, co * kh, h * wo])]);
   const per = b.op1('MatMul', [d, qt], {}, { name: `${node.name}.grad_weight` }); // [kw, N, Co*kh, Ci]
   const all = ctx.reduceSum(per, [1], false); // [kw, Co*kh, Ci]
   // [kw, co, kh, ci] -> [co, ci, kh, kw] as two swaps of the last two axes, which onnxruntime runs
   // fast on one thread: 36 + 30 us against 223 us for the one 4-D permutation on a 3x64x3x64 dW
-  // (onnxruntime's profiler, 300 runs). On two threads all of them take 0.21-0.25 ms, the cost of
+  // (onnxruntime's profiler, 300 runs). On two threads all of them take 0.21-0.27 ms, the cost of
   // waking the second thread without spinning, so two-thread sessions gain nothing either way.
   const t1 = b.op1('Transpose', [b.op1('Reshape', [all, ctx.ints([kw * co, kh, cin])])], { perm: A.ints([0, 2, 1]) }, { name: `${node.name}.grad_weight_kh_last` });
   const t2 = b.op1('Transpose', [b.op1('Reshape', [t1, ctx.ints([kw, co * cin * kh])])], { perm: A.ints([1, 0]) }, { name: `${node.name}.grad_weight_kw_last` });
