@@ -1,9 +1,9 @@
 // Which label a class folder stands for. A model numbers its classes in its manifest's label order;
 // an image folder names its classes by sub-folder. Folders named after the labels map by name (a
-// '/' in a label is written as '_', as writeImageFolder does), folders named 0, 1, ... by number; a set with exactly as many folders
-// as labels but other names (ImageNet's WordNet ids against readable names) is taken in sorted
-// order, the usual convention; anything else cannot be matched, and labels read from it would
-// score the model against the wrong classes.
+// '/' in a label is written as '_', as writeImageFolder does), folders named 0, 1, ... by number; a
+// set with exactly as many folders as labels but other names (ImageNet's WordNet ids against
+// readable names) is taken in sorted order, the usual convention; anything else cannot be matched,
+// and labels read from it would score the model against the wrong classes.
 
 /** The folder name a label is written under. */
 export const labelFolderName = (label: string): string => label.replace(/[\\/]/g, '_');

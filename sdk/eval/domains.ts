@@ -105,11 +105,12 @@ export async function folderDomains(dir: string, o: DomainOptions & { readonly h
     }
     return out;
   }
-  const present = [...new Set(listImageNetC(dir).map((f) => f.corruption))];
+  const found = listImageNetC(dir);
+  const present = [...new Set(found.map((f) => f.corruption))];
   const known: readonly string[] = CORRUPTIONS;
   const corruptions = o.domains ? [...o.domains] : [...known.filter((c) => present.includes(c)), ...present.filter((c) => !known.includes(c))];
   let classes: readonly string[] | undefined;
-  const first = listImageNetC(dir).find((f) => corruptions.includes(f.corruption) && f.severity === o.severity);
+  const first = found.find((f) => corruptions.includes(f.corruption) && f.severity === o.severity);
   if (o.labels && first) {
     const m = matchClassFolders(classFolders(first.path), o.labels);
     if (m.kind === 'mismatch') throw new TtaqError('DATA_BAD_FORMAT', `${first.path}: ${m.reason}; name the class folders after the labels in the model's manifest (or 0, 1, ... in label order)`);
