@@ -3,7 +3,8 @@
 // for another run only with the same settings (protocol, data, batch, passes, seed, options);
 // the settings are stored as one string and compared whole. The file is replaced atomically, so
 // a kill during the write leaves the previous journal.
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomicSync } from '../files/index.ts';
 import type { EvalRow } from './run.ts';
 
 const FORMAT = 'ttaq-eval-journal/1';
@@ -47,9 +48,7 @@ export class EvalJournal {
   add(key: string, row: EvalRow): void {
     this.rows.set(key, row);
     const file: JournalFile = { format: FORMAT, settings: this.settings, rows: Object.fromEntries(this.rows) };
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(file));
-    renameSync(tmp, this.path);
+    writeFileAtomicSync(this.path, JSON.stringify(file));
   }
 
   /** The run's results are written: the journal has served. */

@@ -4,7 +4,8 @@
 // block. An unfinished state from other inputs is refused (STATE_MISMATCH), never silently mixed
 // in; a finished one from other inputs is replaced.
 import { createHash } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../files/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import type { BlockReport } from './recon.ts';
 
@@ -67,7 +68,5 @@ export async function loadState(path: string, key: string): Promise<ReconState |
 
 /** Writes the state atomically (temp file + rename), so an interruption never leaves half a file. */
 export async function saveState(path: string, s: ReconState): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify(s));
-  await rename(tmp, path);
+  await writeFileAtomic(path, JSON.stringify(s));
 }

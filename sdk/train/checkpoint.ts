@@ -3,7 +3,8 @@
 // Layout: 8-byte magic 'TTAQCKP1', uint32 LE header length, UTF-8 JSON header, zero padding to a
 // multiple of 4, then each tensor's float32 data (LE) in header order. Written to a temporary
 // file and renamed, so a crash never leaves a torn checkpoint.
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../files/index.ts';
 import { TtaqError } from '../errors/index.ts';
 
 const MAGIC = 'TTAQCKP1';
@@ -64,9 +65,7 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Chec
 }
 
 export async function saveCheckpoint(path: string, c: Checkpoint): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, encodeCheckpoint(c));
-  await rename(tmp, path);
+  await writeFileAtomic(path, encodeCheckpoint(c));
 }
 
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
