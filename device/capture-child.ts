@@ -208,7 +208,10 @@ class Capture {
     }
     const wait = backoffMs(attempt, r);
     this.post({ type: 'failed', error: this.s.lastError ?? 'source failed', attempt, retryInMs: wait, stats: { ...this.s } });
-    await this.waitForSignal(wait);
+    // Only a stop cuts the back-off short: the consumer's credits wake this process too, and with
+    // them every failed open was retried at once (attempt 2 followed attempt 1 within a millisecond).
+    const until = Date.now() + wait;
+    while (!this.stopping && Date.now() < until) await this.waitForSignal(until - Date.now());
     return !this.stopping;
   }
 

@@ -146,3 +146,17 @@ test('a source that disappears is reopened with backoff and carries on', async (
   assert.ok(s.failures >= 3);
   assert.ok(after.at(-1)!.seq > before.at(-1)!.seq, 'sequence numbers keep growing');
 });
+
+test('the back-off between failed opens is waited out while the consumer asks for frames', async () => {
+  const dir = tmp();
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: join(dir, 'missing.avi'), reconnect: { initialDelayMs: 400, factor: 1, maxDelayMs: 400 } }), preprocess: SPEC, batch: 2 });
+  const failedAt: number[] = [];
+  src.onEvent((e) => { if (e.type === 'failed') failedAt.push(Date.now()); });
+  await src.start();
+  // each next() hands the capture process credits, which used to end its back-off at once
+  await until(async () => { await src.next(20); return failedAt.length >= 3; }, 20_000, 'three failed opens');
+  await src.stop();
+  const gaps = failedAt.slice(1, 3).map((t, i) => t - failedAt[i]!);
+  // a lower bound only (the waits are 400 ms; messages may arrive late, never early by much)
+  assert.ok(gaps.every((g) => g >= 200), `gaps between attempts ${gaps.join(', ')} ms`);
+});
