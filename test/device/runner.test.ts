@@ -17,7 +17,7 @@ import { f32 } from '../../sdk/onnx/tensor.ts';
 import type { Model } from '../../sdk/onnx/types.ts';
 import { sha256Hex, writeManifest } from '../../sdk/manifest/index.ts';
 import type { FrameBatch, ModelRunner } from '../../device/ports.ts';
-import type { RuntimeLogEvent } from '../../sdk/runtime/index.ts';
+import { defaultAvailableProviders, type RuntimeLogEvent } from '../../sdk/runtime/index.ts';
 import { makeVideo, SPEC, tmp } from './helpers.ts';
 
 const CLASSES = 4;
@@ -102,6 +102,18 @@ test('adaptive runner: steps, state round trip, reset', async () => {
   const after = await r.infer(batch);
   after.entropy.forEach((v, i) => assert.ok(Math.abs(v - before.entropy[i]!) < 1e-6));
   await r.dispose();
+});
+
+test('adaptive runner: a provider this build lacks is reported once, not once per session', { skip: defaultAvailableProviders().includes('cuda') && 'this build has CUDA' }, async () => {
+  const dir = tmp();
+  const { path } = await writeTiny(dir);
+  const m = await loadModelFiles(path);
+  const events: RuntimeLogEvent[] = [];
+  const log = (e: RuntimeLogEvent) => { events.push(e); };
+  const r = await createAdaptiveRunner(m, 'tent', {}, sessionOptions(parseAgentConfig({ model: { providers: ['cuda', 'cpu'] } }).model, log), log);
+  await r.dispose();
+  assert.equal(r.info.provider, 'cpu');
+  assert.equal(events.filter((e) => /provider 'cuda' skipped/.test(e.message)).length, 1, events.map((e) => e.message).join('\n'));
 });
 
 test('adaptive runner: confidences come from the adapter\'s own pass and match the plain runner\'s head', async () => {
