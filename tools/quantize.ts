@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { classFolders, matchClassFolders, readImageFolder } from '../sdk/data/index.ts';
+import { classFolders, matchClassFolders, readImageFolder, readUnlabelledImages } from '../sdk/data/index.ts';
 import { readFashionMnist, readIdxDir } from '../sdk/data/idx.ts';
 import type { Dataset } from '../sdk/data/dataset.ts';
 import { preprocessBatch } from '../sdk/data/preprocess.ts';
@@ -21,6 +21,7 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
 
   --model PATH        FP32 ONNX model; its manifest (<model>.manifest.json) gives preprocessing and labels
   --calib DATASET     calibration images: fashion-mnist[:train|test], <idx-dir>[:split], or an image folder
+                      (one sub-folder per class, or the images themselves, unlabelled)
   --eval DATASET      labelled images for the accuracy report (default: none; the calibration images
                       are used when they carry labels). An image folder's class sub-folders are
                       matched to the model's labels by name ('/' written as '_'), by number (0, 1,
@@ -83,7 +84,13 @@ async function readDataset(spec: string, role: '--calib' | '--eval', labels: rea
   const d = parseDatasetArg(spec);
   if (d.kind === 'fmnist') return { data: await readFashionMnist(d.split === 'test' ? 'test' : 'train'), labelled: true };
   if (d.kind === 'idx') return { data: await readIdxDir(d.path, d.split), labelled: true };
-  const m = matchClassFolders(classFolders(d.path), labels);
+  const folders = classFolders(d.path);
+  if (folders.length === 0) {
+    // a flat folder of images (frames from the camera): calibration data without labels
+    if (role === '--eval') throw new TtaqError('DATA_BAD_FORMAT', `${role} ${spec}: the folder has no class sub-folders, so its images have no labels to score; put each class's images in ${d.path}/<label>/`);
+    return { data: await readUnlabelledImages(d.path), labelled: false };
+  }
+  const m = matchClassFolders(folders, labels);
   if (m.kind === 'names') return { data: await readImageFolder(d.path, { classes: m.classes }), labelled: true };
   if (m.kind === 'order') {
     note(`${role} ${spec}: its class folders are not named after the model's labels; sorted folder i is taken as label i (${labels[0]}, ${labels[1]}, ...)`);

@@ -72,6 +72,28 @@ export async function readImageFolder(dir: string, opts: ImageFolderOptions = {}
     for (const n of names) files.push({ path: join(dir, f, n), label });
   }
   if (files.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} holds no ${IMAGE_EXTENSIONS.join('/')} files in its class sub-folders`);
+  return decodeFiles(files, dir, opts, classes);
+}
+
+/** The image files directly in `dir` (sorted), without looking into sub-folders. */
+export function imageFiles(dir: string): string[] {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} does not exist`);
+  return readdirSync(dir).filter((f) => isImage(f) && statSync(join(dir, f)).isFile()).sort();
+}
+
+/**
+ * Reads the images lying directly in `dir` (no class sub-folders), as calibration data is often
+ * kept: a folder of frames from the camera. They carry no labels; every label reads 0 and the set
+ * has no class list, so nothing downstream can take them for ground truth.
+ */
+export async function readUnlabelledImages(dir: string, opts: Omit<ImageFolderOptions, 'classes' | 'limitPerClass'> = {}): Promise<Dataset> {
+  const files = imageFiles(dir).map((f) => ({ path: join(dir, f), label: 0 }));
+  if (files.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} holds no ${IMAGE_EXTENSIONS.join('/')} files`);
+  return decodeFiles(files, dir, opts);
+}
+
+/** Decodes `files` (all of one size unless a size is given) into a dataset. */
+async function decodeFiles(files: readonly { path: string; label: number }[], dir: string, opts: ImageFolderOptions, classes?: readonly string[]): Promise<Dataset> {
   const first = await decodeImage(files[0]!.path, opts.channels, opts.height, opts.width);
   const { height, width, channels } = first;
   const per = height * width * channels;
@@ -88,7 +110,7 @@ export async function readImageFolder(dir: string, opts: ImageFolderOptions = {}
     });
     opts.onProgress?.({ stage: 'decode', done: Math.min(files.length, s + CONCURRENCY), total: files.length });
   }
-  return checkDataset({ count: files.length, height, width, channels, images, labels: packLabels(files.map((f) => f.label)), classes }, dir);
+  return checkDataset({ count: files.length, height, width, channels, images, labels: packLabels(files.map((f) => f.label)), ...(classes ? { classes } : {}) }, dir);
 }
 
 /** Writes a dataset as an image folder of PNGs: <dir>/<class>/<index>.png. */

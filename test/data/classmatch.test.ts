@@ -52,6 +52,24 @@ test('ttaq quantize: an --eval folder whose classes are not the labels is refuse
   assert.equal(JSON.parse(calibOnly.stdout).report.accuracy, null, 'no accuracy from labels that are not the model\'s');
 });
 
+test('ttaq quantize: a folder of images without class sub-folders calibrates, unlabelled; as --eval it is refused', async () => {
+  const src = graySet(12);
+  await writeImageFolder({ ...src, labels: src.labels.map(() => 0) as typeof src.labels, classes: ['frames'] }, join(dir, 'cam'));
+  const flat = join(dir, 'cam', 'frames'); // twelve PNGs, no sub-folders
+  const q = (extra: string[]) => spawnSync(process.execPath, ['bin/ttaq.js', 'quantize', '--model', 'models/resnet20-fmnist.onnx', '--calib', flat, '--calib-images', '12', '--min-calib', '8', '--method', 'minmax',
+    '--w-bits', '8', '--a-bits', '8', '--no-state', '--variant-images', '0', '--out', join(dir, 'qf', 'm.onnx'), ...extra], { encoding: 'utf8', env: { ...process.env, TTAQ_JSON_ERRORS: '1' } });
+  const ok = q(['--json']);
+  assert.equal(ok.status, 0, ok.stderr);
+  const report = JSON.parse(ok.stdout).report;
+  assert.equal(report.accuracy, null, 'unlabelled images give no accuracy');
+  assert.equal(report.calibration.activationRanges !== undefined, true);
+  const refused = q(['--eval', flat, '--quiet']);
+  assert.equal(refused.status, 1, refused.stderr);
+  const err = JSON.parse(refused.stderr.trim().split('\n').pop()!).error;
+  assert.equal(err.code, 'DATA_BAD_FORMAT');
+  assert.match(err.message, /no class sub-folders/);
+});
+
 test('an ImageNet-C tree for ttaq eval: class folders matched to the model\'s labels, or refused', async () => {
   const { folderDomains } = await import('../../sdk/eval/index.ts');
   const src = graySet(20);

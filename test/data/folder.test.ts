@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { imageAt } from '../../sdk/data/dataset.ts';
-import { readImageFolder, writeImageFolder } from '../../sdk/data/folder.ts';
+import { readImageFolder, readUnlabelledImages, writeImageFolder } from '../../sdk/data/folder.ts';
 import { listImageNetC, readImageNetC } from '../../sdk/data/imagenetc.ts';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { rgbSet } from './helpers.ts';
@@ -26,6 +26,19 @@ test('image folder: PNG round trip, classes from folder names, gray conversion',
   const grayBack = await readImageFolder(join(dir, 'set'), { channels: 1, height: 8, width: 8 });
   assert.equal(grayBack.channels, 1);
   assert.equal(grayBack.images.length, 6 * 64);
+});
+
+test('a folder of images without class sub-folders reads unlabelled, its own images only', async () => {
+  const src = rgbSet(4, 8);
+  await writeImageFolder({ ...src, classes: undefined, labels: src.labels.map(() => 0) as typeof src.labels }, join(dir, 'flat'));
+  const frames = join(dir, 'flat', '0'); // the four PNGs, and a sub-folder that is not read
+  mkdirSync(join(frames, 'old'), { recursive: true });
+  writeFileSync(join(frames, 'notes.txt'), 'not an image');
+  const d = await readUnlabelledImages(frames);
+  assert.equal(d.count, 4);
+  assert.equal(d.classes, undefined);
+  assert.deepEqual(Array.from(d.labels), [0, 0, 0, 0]);
+  await assert.rejects(readUnlabelledImages(join(frames, 'old')), (e: unknown) => isTtaqError(e) && e.code === 'DATA_NOT_FOUND');
 });
 
 test('JPEG and WebP decode; mixed sizes without a size option is DATA_BAD_FORMAT', async () => {
