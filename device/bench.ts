@@ -16,6 +16,7 @@ import { TtaqError } from '../sdk/errors/index.ts';
 import { Agent, type AgentDeps, type BatchTiming } from './agent.ts';
 import { parseAgentConfig, type AgentConfig } from './config.ts';
 import type { FrameBatch } from './ports.ts';
+import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 export interface AgentBenchOptions {
   /** FP32 model with its manifest beside it (default the bundled ResNet-20). */
@@ -214,7 +215,7 @@ export async function benchAgent(o: AgentBenchOptions = {}): Promise<AgentBenchR
   const log = o.log ?? (() => {});
   const dir = mkdtempSync(join(tmpdir(), 'ttaq-agent-bench-'));
   try {
-    const model = o.model ?? 'models/resnet20-fmnist.onnx';
+    const model = o.model ?? DEFAULT_MODEL_PATH;
     const batch = o.batch ?? 8;
     const reps = o.reps ?? 3;
     const method = o.method ?? 'abl:robust';

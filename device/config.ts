@@ -6,10 +6,12 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 
-/** The model the agent runs when the config names none (`models/` ships it with its manifest). */
-export const BUNDLED_MODEL = 'models/resnet20-fmnist.onnx';
+/** The model the agent runs when the config names none: the package's bundled ResNet-20 (with its
+ * manifest), by absolute path, so the default works from any working directory. */
+export const BUNDLED_MODEL = DEFAULT_MODEL_PATH;
 /** The video the agent reads when the config names none (write one with `ttaq corrupt`). */
 export const DEFAULT_VIDEO = 'data/stream.mp4';
 

@@ -24,6 +24,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 const TTAQ_BIN = fileURLToPath(new URL('../bin/ttaq.js', import.meta.url));
 
@@ -271,7 +272,7 @@ ${Object.entries(BENCHES).map(([k, b]) => `  ${k.padEnd(9)} ${b.long ? '(only wi
 
   --only LIST   run only these (comma-separated)
   --quick       fewer iterations (a smoke run; the figures are noisier)
-  --model PATH  FP32 model for infer/adapt/agent (default models/resnet20-fmnist.onnx)
+  --model PATH  FP32 model for infer/adapt/agent (default: the bundled models/resnet20-fmnist.onnx)
   --threads N   onnxruntime intra-op threads (default: one per core); PyTorch gets the same
   --no-pytorch  skip the PyTorch baselines (use the issues' constants)
   --json        print the figures as JSON
@@ -311,7 +312,7 @@ export function figuresTable(rows: readonly BenchFigure[]): string {
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, {
     only: { type: 'string' }, quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
-    model: { type: 'string', default: 'models/resnet20-fmnist.onnx' }, threads: { type: 'string' },
+    model: { type: 'string', default: DEFAULT_MODEL_PATH }, threads: { type: 'string' },
     'no-pytorch': { type: 'boolean', default: false },
   }, help);
   if (!f) return EXIT.ok;

@@ -117,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(v['calib-images'] ? { calibImages: int(v['calib-images'], 'calib-images') } : {}),
   });
   const serve = v['no-serve'] ? false : v.serve ?? (!v.quick && process.stdout.isTTY === true && !v.json);
-  const model = join(ROOT, settings.model);
+  const model = resolve(ROOT, settings.model);
   if (!existsSync(model)) throw new TtaqError('DEMO_STEP_FAILED', `the bundled model ${settings.model} is missing; restore it from git or train one with ttaq train (models/README.md)`);
 
   const dir = pickDir(settings, { dir: v.dir, fresh: v.fresh });
@@ -148,7 +148,7 @@ export async function run(argv: string[]): Promise<number> {
       say(`1/4 reusing ${rel(qModel)} (--fresh redoes it)`);
       quant = JSON.parse(readFileSync(qReport, 'utf8')) as Record<string, unknown>;
     } else {
-      say(`1/4 quantizing ${settings.model} to W${settings.wBits}A${settings.aBits} (${settings.method}${settings.method === 'minmax' || settings.method === 'mse' ? '' : settings.iterations ? `, ${settings.iterations} iterations per block` : `, ${settings.preset} preset`}, ${settings.calibImages} calibration images)`);
+      say(`1/4 quantizing ${relative(ROOT, model)} to W${settings.wBits}A${settings.aBits} (${settings.method}${settings.method === 'minmax' || settings.method === 'mse' ? '' : settings.iterations ? `, ${settings.iterations} iterations per block` : `, ${settings.preset} preset`}, ${settings.calibImages} calibration images)`);
       const out = await runChild(cleanup, 'quantize', [
         'quantize', '--model', model, '--calib', 'fashion-mnist:train', '--calib-images', String(settings.calibImages),
         '--eval', 'fashion-mnist:test', '--eval-limit', String(settings.evalImages),

@@ -13,17 +13,17 @@ import {
 } from '../sdk/eval/index.ts';
 import { EXIT, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
+import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 export const summary = 'evaluate models x adaptation methods on the continual / imbalanced / camera / long-run protocols';
 
-const DEFAULT_MODEL = 'models/resnet20-fmnist.onnx';
 
 const help = `usage: ttaq eval [--model <m.onnx>[,<m2.onnx>]] [--method source,bn,tent,eata,abl] [options]
 
 Runs a protocol (--protocol below) for every model x method and prints the error (%) per domain and
 the mean as a Markdown table. Each model needs its <model>.manifest.json beside it.
 
-  --model <paths>          comma-separated ONNX models (default ${DEFAULT_MODEL}); repeatable
+  --model <paths>          comma-separated ONNX models (default: the bundled models/resnet20-fmnist.onnx); repeatable
   --method <list>          source, bn, tent, eata, abl (= ttaq); a suffix picks the normalisation
                            (abl:robust, tent:batch, bn:robust) and '@key=value,...' overrides options
                            for that method only (abl:robust@abl.tau=0,abl.freqExp=0); separate methods
@@ -94,9 +94,9 @@ export async function run(argv: string[]): Promise<number> {
   if (f.plot !== undefined && f.timing) throw new TtaqError('CLI_USAGE', '--plot draws protocol results; it does not apply to --timing');
   if (parsed.positionals.length > 0) throw new TtaqError('CLI_USAGE', `unexpected argument '${parsed.positionals[0]}'\n\n${help}`);
 
-  const modelPaths = (f.model ?? [DEFAULT_MODEL]).flatMap((m) => m.split(',')).map((s) => s.trim()).filter(Boolean);
+  const modelPaths = (f.model ?? [DEFAULT_MODEL_PATH]).flatMap((m) => m.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const p of modelPaths) {
-    if (!existsSync(p)) throw new TtaqError('CLI_USAGE', `--model ${p} does not exist${p === DEFAULT_MODEL ? ' (the bundled model: train it with ttaq train, or pass --model)' : ''}`);
+    if (!existsSync(p)) throw new TtaqError('CLI_USAGE', `--model ${p} does not exist${p === DEFAULT_MODEL_PATH ? ' (the bundled model: train it with ttaq train, or pass --model)' : ''}`);
   }
   const methodText = f.method ?? 'source,bn,tent,abl';
   const methods = methodText.split(methodText.includes('@') || methodText.includes(';') ? ';' : ',').map((s) => s.trim()).filter(Boolean);

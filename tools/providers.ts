@@ -9,6 +9,7 @@ import { benchStep } from '../sdk/autodiff/bench.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { loadEvalModel, measureStepCost, syntheticBatch, type EvalModel } from '../sdk/eval/index.ts';
 import { createSession, defaultAvailableProviders, type ProviderName, type RuntimeLogEvent, type Session } from '../sdk/runtime/index.ts';
+import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 export const summary = 'list the execution providers this binary can run and check each on a model (inference, adaptation, training)';
 
@@ -22,7 +23,7 @@ provider, and the time of an ABL adaptation step. --train also times a ResNet-20
 (batch 128) per provider.
 
 options:
-  --model P       model with its manifest beside it (repeatable; default models/resnet20-fmnist.onnx)
+  --model P       model with its manifest beside it (repeatable; default: the bundled models/resnet20-fmnist.onnx)
   --providers L   providers to check, in order (default tensorrt,cuda,cpu)
   --batch N       batch size of the timed inference and adaptation step (default 64)
   --reps N        timed repetitions, median reported (default 20)
@@ -194,7 +195,7 @@ export async function run(argv: string[]): Promise<number> {
     const providers = (flags.providers ?? 'tensorrt,cuda,cpu').split(',').map((s) => s.trim()).filter(Boolean) as ProviderName[];
     if (providers.length === 0) throw new TtaqError('CLI_USAGE', '--providers: name at least one provider, e.g. cuda,cpu');
     const report = await checkProviders({
-      models: flags.model?.length ? flags.model : ['models/resnet20-fmnist.onnx'],
+      models: flags.model?.length ? flags.model : [DEFAULT_MODEL_PATH],
       providers,
       batch: int(flags.batch, 'batch', 64),
       reps: int(flags.reps, 'reps', 20),

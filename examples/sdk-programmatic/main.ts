@@ -8,17 +8,16 @@
 // Fashion-MNIST comes from $TTAQ_FASHION_MNIST or /usr/share/datasets/fashion-mnist
 // (scripts/bootstrap.sh installs it).
 import { parseArgs } from 'node:util';
-import { Adapter } from '../../sdk/adapt/index.ts';
-import { corruptImages, preprocessBatch, readFashionMnist, take } from '../../sdk/data/index.ts';
-import { manifestPathFor, readManifest, type Manifest } from '../../sdk/manifest/index.ts';
-import { loadModel } from '../../sdk/onnx/index.ts';
-import { makeTensor } from '../../sdk/onnx/tensor.ts';
-import { quantize } from '../../sdk/quant/index.ts';
+// The package's public surface (sdk/index.ts): entry points by name, modules as namespaces.
+import { Adapter, data, DEFAULT_MODEL_PATH, loadModel, manifestPathFor, onnx, quantize, readManifest, type Manifest } from 'ttaq';
+
+const { corruptImages, preprocessBatch, readFashionMnist, take } = data;
+const { makeTensor } = onnx;
 
 const { values: a } = parseArgs({
   options: {
     images: { type: 'string', default: '512' }, method: { type: 'string', default: 'minmax' }, iterations: { type: 'string', default: '20' },
-    corruption: { type: 'string', default: 'gaussian_noise' }, severity: { type: 'string', default: '5' }, model: { type: 'string', default: 'models/resnet20-fmnist.onnx' },
+    corruption: { type: 'string', default: 'gaussian_noise' }, severity: { type: 'string', default: '5' }, model: { type: 'string', default: DEFAULT_MODEL_PATH },
   },
 });
 const n = Number(a.images);

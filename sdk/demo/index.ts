@@ -9,11 +9,12 @@ import { parseAgentConfig, type AgentConfig } from '../../device/config.ts';
 import { AgentStore } from '../../device/store.ts';
 import type { VideoLabels } from '../data/index.ts';
 import { TtaqError } from '../errors/index.ts';
+import { DEFAULT_MODEL_PATH } from '../bundled/index.ts';
 
 /** Settings of one demo run; the defaults are the full demo, QUICK_DEMO the one a test runs. */
 export const DemoSettingsSchema = z.strictObject({
   /** Bundled FP32 model (its manifest beside it). */
-  model: z.string().default('models/resnet20-fmnist.onnx'),
+  model: z.string().default(DEFAULT_MODEL_PATH),
   wBits: z.number().int().default(4),
   aBits: z.number().int().default(4),
   /** Quantization method and preset of `ttaq quantize`. */
