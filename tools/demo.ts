@@ -25,8 +25,8 @@ severity ${FULL_DEMO.severity}), starts the embedded broker, the receiver (SQLit
 agent over the video without and with adaptation (${FULL_DEMO.adaptMethod}). Prints accuracy per domain.
 
   --quick            a very short run (minmax quantization, 3 domains x ${QUICK_DEMO.perDomain} frames; about a minute)
-  --dir DIR          run directory (default: the newest runs/demo-* made with the same settings,
-                     else a new runs/demo-<timestamp>); the quantized model and the video in it are reused
+  --dir DIR          run directory (default: the newest ./runs/demo-* made with the same settings,
+                     else a new ./runs/demo-<timestamp>); the quantized model and the video in it are reused
   --fresh            a new run directory: quantize and write the video again
   --domains a,b,c    stream domains ('clean' or corruption names; default ${FULL_DEMO.domains.join(',')})
   --per-domain N     frames per domain
@@ -40,6 +40,8 @@ Exit codes: 0 ok, 1 a step failed, 2 bad usage, 130 interrupted.`;
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'ttaq.js');
+/** How to run ttaq from the working directory, for the commands the demo prints. */
+const RUN = `node ${relative(process.cwd(), BIN) || BIN}`;
 
 /** Everything that must be undone on exit or Ctrl-C, newest first. */
 class Cleanup {
@@ -71,13 +73,15 @@ function runChild(cleanup: Cleanup, step: string, args: string[]): Promise<strin
     child.on('exit', (code, signal) => {
       cleanup.child = undefined;
       if (code === 0) res(out);
-      else rej(new TtaqError('DEMO_STEP_FAILED', `${step} failed (${signal ?? `exit code ${code}`}): node bin/ttaq.js ${args.join(' ')}\nits messages are above; fix the cause or rerun with --fresh`));
+      else rej(new TtaqError('DEMO_STEP_FAILED', `${step} failed (${signal ?? `exit code ${code}`}): ${RUN} ${args.join(' ')}\nits messages are above; fix the cause or rerun with --fresh`));
     });
   });
 }
 
 function pickDir(settings: DemoSettings, flags: { dir?: string | undefined; fresh: boolean }): string {
-  const runs = join(ROOT, 'runs');
+  // under the working directory (the checkout's root for `npm run demo`): an installed package's
+  // own folder may not be writable
+  const runs = resolve('runs');
   if (flags.dir) return resolve(flags.dir);
   if (!flags.fresh && existsSync(runs)) {
     const key = settingsKey(settings);
@@ -225,14 +229,14 @@ export async function run(argv: string[]): Promise<number> {
       o.write(`Dashboard       ${dash.url}${serve ? ' (open until Ctrl-C)' : ' (closed now; ttaq demo --serve keeps it open)'}\n\n`);
       o.write('Try next:\n');
       const next: [string, string][] = [
-        ['the devices the receiver saw, and one device\'s telemetry', `fleet ls --db ${rel(fleetDb)}; node bin/ttaq.js fleet show demo-adapted --db ${rel(fleetDb)}`],
+        ['the devices the receiver saw, and one device\'s telemetry', `fleet ls --db ${rel(fleetDb)}; ${RUN} fleet show demo-adapted --db ${rel(fleetDb)}`],
         ['the quantized model', `inspect ${rel(qModel)}`],
         ['the continual protocol: source vs BN-adapt vs TENT vs ABL on this model', `eval --model ${rel(qModel)} --method source,bn,tent,abl --limit 500`],
         ['the agent alone on this video (/metrics on :9464)', `agent --model ${rel(qModel)} --source ${rel(video)}`],
         ['another stream', 'demo --fresh --domains clean,snow,frost,fog --per-domain 200'],
         ['a shorter quantization (100 iterations per block, ~4x quicker, a little less accurate)', 'demo --fresh --iterations 100'],
       ];
-      for (const [what, cmd] of next) o.write(`  # ${what}\n  node bin/ttaq.js ${cmd}\n`);
+      for (const [what, cmd] of next) o.write(`  # ${what}\n  ${RUN} ${cmd}\n`);
     }
     if (serve && !interrupted) {
       say(`dashboard ${dash.url} stays open; Ctrl-C stops`);
