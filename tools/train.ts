@@ -2,7 +2,7 @@
 // and exports the inference form (BN preserved) with its manifest. `--bench` measures one
 // training step instead.
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { threadsPerSlice } from '../sdk/autodiff/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { readFashionMnist, readIdxDir, readImageFolder, take, type Dataset } from '../sdk/data/index.ts';
@@ -35,7 +35,8 @@ const HELP = `usage: ttaq train [options]
   --seed N         seed of initialisation, shuffling and augmentation (default 0)
   --mean a[,b,c]   normalisation mean (default: Fashion-MNIST's 0.2860, else measured)
   --std a[,b,c]    normalisation std (default: Fashion-MNIST's 0.3530, else measured)
-  --out P          model path (default models/<arch>-fmnist.onnx); manifest beside it
+  --out P          model path (default runs/train/<arch>-<data>.onnx, <data> 'fmnist' or the data
+                   folder's name); manifest beside it
   --checkpoint P   checkpoint written after every epoch (default: <out without .onnx>.ckpt)
   --resume P       continue the run saved in checkpoint P (its config is used)
   --max-epochs N   stop after N epochs in this call (resume later); export only when done
@@ -95,6 +96,12 @@ async function loadData(spec: string): Promise<{ train: Dataset; test?: Dataset;
   return { train, ...(test ? { test } : {}), name: spec, labels };
 }
 
+/** Where a model goes without --out: runs/train/<arch>-<data>.onnx, <data> 'fmnist' or the data folder's name. */
+export function defaultOut(arch: string, dataSpec: string): string {
+  const data = dataSpec === 'fashion-mnist' ? 'fmnist' : basename(resolve(dataSpec)).replace(/[^A-Za-z0-9._-]+/g, '_') || 'data';
+  return join('runs', 'train', `${arch}-${data}.onnx`);
+}
+
 /** Per-channel mean and std of the training images, pixels scaled to [0, 1] (one-off pass). */
 function measureNorm(d: Dataset): { mean: number[]; std: number[] } {
   const C = d.channels;
@@ -146,7 +153,9 @@ export async function run(argv: string[]): Promise<number> {
     const n = int(f.limit, 'limit', 0);
     data = { ...data, train: take(data.train, n), ...(data.test ? { test: take(data.test, n) } : {}) };
   }
-  const out = f.out ?? `models/${arch}-fmnist.onnx`;
+  // Not models/: a default there replaced the bundled model (and its manifest) with whatever a
+  // short or foreign-data run produced; runs/train/ under the working directory instead.
+  const out = f.out ?? defaultOut(arch, dataSpec);
   if (!out.endsWith('.onnx')) throw new TtaqError('CLI_USAGE', `--out '${out}' must end in .onnx`);
   const ckptPath = f.checkpoint ?? out.replace(/\.onnx$/, '.ckpt');
   for (const d of [dirname(out), dirname(ckptPath)]) mkdirSync(d, { recursive: true });

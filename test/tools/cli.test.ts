@@ -39,3 +39,9 @@ test('ttaq agent refuses a video file that is not there at the start (a wrong pa
     (e: unknown) => isTtaqError(e) && e.code === 'CONFIG_INVALID' && e.message.includes(`'${missing}' not found`) && e.message.includes('/dev/video0'));
   assert.equal(existsSync(join(dir, 'agent.db')), false, 'refused before the agent opened its store');
 });
+
+test("ttaq train's default output is runs/train/<arch>-<data>.onnx, never a bundled model in models/", async () => {
+  const { defaultOut } = await import('../../tools/train.ts');
+  assert.equal(defaultOut('resnet20', 'fashion-mnist'), join('runs', 'train', 'resnet20-fmnist.onnx'));
+  assert.equal(defaultOut('mobilenet', '/data/my pets/'), join('runs', 'train', 'mobilenet-my_pets.onnx'));
+});
