@@ -1,4 +1,5 @@
 // Image folders: one sub-folder per class (sorted names = label order unless `classes` is given),
+// or, unlabelled, the images themselves (readUnlabelledImages: calibration frames from a camera);
 // JPEG / PNG / WebP files decoded by sharp into the Dataset layout. All images must share one
 // size unless `height`/`width` are given (then every image is resized to it, aspect not kept).
 import { existsSync, readdirSync, statSync } from 'node:fs';
