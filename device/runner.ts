@@ -181,15 +181,7 @@ function providerTracker(preference: readonly string[]): { logger: (e: RuntimeLo
  */
 export async function createAdaptiveRunner(m: LoadedModel, method: string, options: Record<string, unknown>, opts: SessionOptions, log: (e: RuntimeLogEvent) => void): Promise<ModelRunner> {
   const tracker = providerTracker(opts.providers ?? DEFAULT_PROVIDERS);
-  // the adapter's sessions (inference and step) resolve the same providers: each skip is said once
-  const said = new Set<string>();
-  const logger = (e: RuntimeLogEvent) => {
-    tracker.logger(e);
-    const key = `${e.level} ${e.message}`;
-    if (said.has(key)) return;
-    said.add(key);
-    log(e);
-  };
+  const logger = (e: RuntimeLogEvent) => { tracker.logger(e); log(e); };
   const adapter = await Adapter.create({
     model: m.bytes,
     manifest: m.manifest,

@@ -9,7 +9,7 @@ import { decodeModel, encodeModel } from '../onnx/codec.ts';
 import { f32 } from '../onnx/tensor.ts';
 import type { Model, Tensor, TensorOf } from '../onnx/types.ts';
 import { batchNormForSession } from '../autodiff/index.ts';
-import { createSession, type Session, type SessionOptions } from '../runtime/index.ts';
+import { createSession, resolveSessionOptions, type Session, type SessionOptions } from '../runtime/index.ts';
 import { classWeights, initAblStats, logitOffset, updateAblStats, type AblStats } from './abl.ts';
 import { ROBUST_ALPHA, type BnLayer } from './bn.ts';
 import { buildAdaptGraphs, HEAD, type AdaptGraphs } from './graphs.ts';
@@ -172,7 +172,8 @@ export class Adapter {
       // the graphs run on whichever provider of the chain takes them: all must run the BN op
       statsLowering: batchNormForSession(init.session).lowering,
     });
-    const sopts: SessionOptions = { ...init.session, source };
+    // both sessions take the same providers: resolved once, so each one skipped is reported once
+    const sopts: SessionOptions = resolveSessionOptions({ ...init.session, source });
     const inferSession = await createSession(graphs.inference, { ...sopts, source: `${source} (adaptation inference graph)` });
     const stepSession = graphs.step ? await createSession(graphs.step.model, { ...sopts, source: `${source} (adaptation step graph)` }) : null;
     return new Adapter(graphs, inferSession, stepSession, options, sha, source);

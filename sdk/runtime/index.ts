@@ -1,6 +1,6 @@
 // The one seam around onnxruntime-node: sessions, execution providers, tensors. Nothing else in
 // ttaq imports onnxruntime-node.
-export { createSession } from './session.ts';
+export { createSession, resolveSessionOptions } from './session.ts';
 export type { CudaOptions, GraphOptimization, Session, SessionOptions, TensorRtOptions } from './session.ts';
 export { DEFAULT_PROVIDERS, defaultAvailableProviders, defaultLogger, resolveProviders, runsBatchNormTraining } from './providers.ts';
 export type { ProviderName, RuntimeLogEvent, RuntimeLogger } from './providers.ts';

@@ -189,12 +189,11 @@ function metaToValueInfo(m: ort.InferenceSession.ValueMetadata): ValueInfo {
 }
 
 /**
- * Creates a session for a model (IR or ONNX bytes). Throws RUNTIME_NO_PROVIDER when no preferred
- * provider is available and RUNTIME_SESSION_FAILED (with onnxruntime's message) when loading fails.
+ * The providers `opts` asks for that this binary can run, in preference order, each one skipped
+ * logged once with its reason. Throws RUNTIME_NO_PROVIDER when none is left.
  */
-export async function createSession(model: Model | Uint8Array, opts: SessionOptions = {}): Promise<Session> {
+function sessionProviders(opts: SessionOptions): ProviderName[] {
   const log = opts.logger ?? defaultLogger;
-  const source = opts.source ?? 'the model';
   const available = (opts.availableProviders ?? defaultAvailableProviders)();
   const providers = resolveProviders(opts.providers ?? DEFAULT_PROVIDERS, available, log, opts.providers !== undefined)
     .filter((p, i, list) => {
@@ -208,6 +207,24 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
   if (providers.length === 0) {
     throw new TtaqError('RUNTIME_NO_PROVIDER', `none of the requested execution providers is registered in onnxruntime-node (registered: ${[...registeredBackends()].join(', ')}); add 'cpu' to the providers option`);
   }
+  return providers;
+}
+
+/**
+ * `opts` with its provider list resolved against this binary: for a caller that creates several
+ * sessions from one set of options (the adapter's inference and step graphs), so a provider the
+ * binary lacks is reported once, not once per session.
+ */
+export const resolveSessionOptions = (opts: SessionOptions = {}): SessionOptions => ({ ...opts, providers: sessionProviders(opts) });
+
+/**
+ * Creates a session for a model (IR or ONNX bytes). Throws RUNTIME_NO_PROVIDER when no preferred
+ * provider is available and RUNTIME_SESSION_FAILED (with onnxruntime's message) when loading fails.
+ */
+export async function createSession(model: Model | Uint8Array, opts: SessionOptions = {}): Promise<Session> {
+  const log = opts.logger ?? defaultLogger;
+  const source = opts.source ?? 'the model';
+  const providers = sessionProviders(opts);
 
   let rewrite: SubByteRewrite | undefined;
   let bytes: Uint8Array;
