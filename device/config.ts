@@ -9,9 +9,6 @@ import { z } from 'zod';
 import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 
-/** The model the agent runs when the config names none: the package's bundled ResNet-20 (with its
- * manifest), by absolute path, so the default works from any working directory. */
-export const BUNDLED_MODEL = DEFAULT_MODEL_PATH;
 /** The video the agent reads when the config names none (write one with `ttaq corrupt`). */
 export const DEFAULT_VIDEO = 'data/stream.mp4';
 
@@ -56,8 +53,9 @@ export const SourceSchema = z.strictObject({
 });
 
 export const ModelSchema = z.strictObject({
-  /** The ONNX model file. */
-  path: z.string().min(1).default(BUNDLED_MODEL),
+  /** The ONNX model file; default the package's bundled ResNet-20, by absolute path (found from any
+   * working directory). */
+  path: z.string().min(1).default(DEFAULT_MODEL_PATH),
   /** Its manifest; default: `<model>.manifest.json` beside it. */
   manifest: z.string().min(1).optional(),
   /**

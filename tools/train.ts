@@ -1,7 +1,7 @@
 // `ttaq train`: trains a bundled architecture (sdk/nn) with sdk/train, checkpointing every epoch,
 // and exports the inference form (BN preserved) with its manifest. `--bench` measures one
 // training step instead.
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { threadsPerSlice } from '../sdk/autodiff/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
@@ -12,7 +12,7 @@ import {
   benchStep, configOfCheckpoint, DEFAULT_CONFIG, exportModel, loadCheckpoint, runTraining, Trainer,
   type ScheduleKind, type TrainConfig,
 } from '../sdk/train/index.ts';
-import { parseFlags, printJson } from './lib/cli.ts';
+import { parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
 export const summary = 'train ResNet-20 / MobileNet-style nets (checkpoint, resume, ONNX + manifest export, --bench)';
@@ -158,7 +158,8 @@ export async function run(argv: string[]): Promise<number> {
   const out = f.out ?? defaultOut(arch, dataSpec);
   if (!out.endsWith('.onnx')) throw new TtaqError('CLI_USAGE', `--out '${out}' must end in .onnx`);
   const ckptPath = f.checkpoint ?? out.replace(/\.onnx$/, '.ckpt');
-  for (const d of [dirname(out), dirname(ckptPath)]) mkdirSync(d, { recursive: true });
+  prepareOutputFile(out, '--out');
+  prepareOutputFile(ckptPath, '--checkpoint');
 
   let config: TrainConfig;
   let resumed = undefined;

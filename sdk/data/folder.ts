@@ -76,19 +76,14 @@ export async function readImageFolder(dir: string, opts: ImageFolderOptions = {}
   return decodeFiles(files, dir, opts, classes);
 }
 
-/** The image files directly in `dir` (sorted), without looking into sub-folders. */
-export function imageFiles(dir: string): string[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} does not exist`);
-  return readdirSync(dir).filter((f) => isImage(f) && statSync(join(dir, f)).isFile()).sort();
-}
-
 /**
  * Reads the images lying directly in `dir` (no class sub-folders), as calibration data is often
  * kept: a folder of frames from the camera. They carry no labels; every label reads 0 and the set
  * has no class list, so nothing downstream can take them for ground truth.
  */
 export async function readUnlabelledImages(dir: string, opts: Omit<ImageFolderOptions, 'classes' | 'limitPerClass'> = {}): Promise<Dataset> {
-  const files = imageFiles(dir).map((f) => ({ path: join(dir, f), label: 0 }));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} does not exist`);
+  const files = readdirSync(dir).filter((f) => isImage(f) && statSync(join(dir, f)).isFile()).sort().map((f) => ({ path: join(dir, f), label: 0 }));
   if (files.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} holds no ${IMAGE_EXTENSIONS.join('/')} files`);
   return decodeFiles(files, dir, opts);
 }

@@ -4,7 +4,7 @@
 export { checkDataset, concat, imageAt, imageSize, numClasses, packLabels, psnr, select, take, type Dataset, type Labels } from './dataset.ts';
 export { encodeIdx, fashionMnistDir, findIdxPair, idxToDataset, listIdxNames, parseIdx, readFashionMnist, readIdx, readIdxDataset, readIdxDir, writeIdx, writeIdxDataset, type IdxArray, type WriteIdxOptions } from './idx.ts';
 export { labelFolderName, matchClassFolders, type ClassMatch } from './classmatch.ts';
-export { classFolders, decodeImage, IMAGE_EXTENSIONS, imageFiles, readImageFolder, readUnlabelledImages, writeImageFolder, type ImageFolderOptions } from './folder.ts';
+export { classFolders, decodeImage, IMAGE_EXTENSIONS, readImageFolder, readUnlabelledImages, writeImageFolder, type ImageFolderOptions } from './folder.ts';
 export { listImageNetC, readImageNetC, type CorruptedDomain, type ImageNetCOptions } from './imagenetc.ts';
 export { readLabelledVideo, readVideoLabels, sidecarPathFor, VideoLabelsSchema, writeLabelledVideo, type ReadVideoOptions, type VideoLabels, type WriteVideoOptions } from './video.ts';
 export { parsePreprocess, preprocessBatch, PreprocessSchema, type InputTensor, type Preprocess } from './preprocess.ts';

@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
-import { applyOverrides, BUNDLED_MODEL, detectSourceKind, loadAgentConfig, parseAgentConfig } from '../../device/config.ts';
+import { applyOverrides, detectSourceKind, loadAgentConfig, parseAgentConfig } from '../../device/config.ts';
+import { DEFAULT_MODEL_PATH } from '../../sdk/bundled/index.ts';
 import { backoffMs } from '../../device/capture-child.ts';
 import { tmp } from './helpers.ts';
 
@@ -20,7 +21,7 @@ function configError(input: unknown): string {
 
 test('defaults run the bundled model on a video file', () => {
   const c = parseAgentConfig({});
-  assert.equal(c.model.path, BUNDLED_MODEL);
+  assert.equal(c.model.path, DEFAULT_MODEL_PATH);
   assert.deepEqual(c.model.providers, ['tensorrt', 'cuda', 'cpu']);
   assert.equal(detectSourceKind(c.source), 'file');
   assert.equal(c.batch.size, 8);
