@@ -17,7 +17,6 @@ import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 export const summary = 'evaluate models x adaptation methods on the continual / imbalanced / camera / long-run protocols';
 
-
 const help = `usage: ttaq eval [--model <m.onnx>[,<m2.onnx>]] [--method source,bn,tent,eata,abl] [options]
 
 Runs a protocol (--protocol below) for every model x method and prints the error (%) per domain and
