@@ -9,7 +9,7 @@ import {
   parseSeverities, planStream, readIdxDir, readImageFolder, resolveStreamSpec, syntheticScenes, take, writeIdxDataset,
   writeIdx, writeImageFolder, writeLabelledVideo, type Dataset,
 } from '../sdk/data/index.ts';
-import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { EXIT, intFlag, parseFlags, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
 export const summary = 'write corrupted datasets (15 corruptions x 5 severities), stream videos, contact sheets';
@@ -65,12 +65,6 @@ function flagValue<T>(flag: string, parse: () => T): T {
   }
 }
 
-const intFlag = (v: string | undefined, name: string, min = 0): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new TtaqError('CLI_USAGE', `--${name} ${v}: expected an integer >= ${min}`);
-  return n;
-};
 
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseFlags(argv, {
@@ -81,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
   }, help);
   if (!parsed) return EXIT.ok;
   const f = parsed.values;
-  const seed = intFlag(f.seed, 'seed') ?? 0;
+  const seed = intFlag(f.seed, 'seed', 0) ?? 0;
   const limit = intFlag(f.limit, 'limit', 1);
   const progress = progressPrinter(process.stderr, f.quiet === true);
   if (!f.out && !f.video && !f['contact-sheet']) throw new TtaqError('CLI_USAGE', `give --out, --video or --contact-sheet\n\n${help}`);
@@ -91,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
   const result: Record<string, unknown> = { data: dataPath, kind, images: data.count, height: data.height, width: data.width, channels: data.channels, seed };
 
   if (f['contact-sheet']) {
-    const index = intFlag(f.index, 'index') ?? 0;
+    const index = intFlag(f.index, 'index', 0) ?? 0;
     if (index >= data.count) throw new TtaqError('CLI_USAGE', `--index ${index}: the data has ${data.count} images`);
     const corruptions = flagValue('corruptions', () => parseCorruptionList(f.corruptions ?? 'all'));
     const png = contactSheet(imageAt(data, index), data.height, data.width, data.channels, { seed, corruptions });

@@ -11,7 +11,7 @@ import {
   corruptedFashionMnist, EvalJournal, evaluate, writeStabilityPng, folderDomains, getProtocol, journalPathFor, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
   parseMethodSpec, parseOptionPairs, PROTOCOLS, readJournal, rowKey, runSummary, timingTable, type DomainBlock, type EvalRow,
 } from '../sdk/eval/index.ts';
-import { EXIT, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
+import { EXIT, intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
@@ -56,12 +56,6 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
   --quiet                  no progress output
 Exit codes: 0 ok, 1 failed, 2 bad usage or input.`;
 
-const intFlag = (v: string | undefined, name: string, min = 1): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new TtaqError('CLI_USAGE', `--${name} ${v}: expected an integer >= ${min}`);
-  return n;
-};
 
 /** --set pairs into adapter options, validated (usage error, exit 2). */
 export function parseSetFlags(sets: readonly string[]): AdaptOptionsInput {
@@ -100,13 +94,13 @@ export async function run(argv: string[]): Promise<number> {
   const methodText = f.method ?? 'source,bn,tent,abl';
   const methods = methodText.split(methodText.includes('@') || methodText.includes(';') ? ';' : ',').map((s) => s.trim()).filter(Boolean);
   const protocol = getProtocol(f.protocol ?? 'continual');
-  const batch = intFlag(f.batch, 'batch') ?? protocol.batch;
-  const passes = intFlag(f.passes, 'passes') ?? protocol.passes;
-  const severity = intFlag(f.severity, 'severity') ?? protocol.severity;
+  const batch = intFlag(f.batch, 'batch', 1) ?? protocol.batch;
+  const passes = intFlag(f.passes, 'passes', 1) ?? protocol.passes;
+  const severity = intFlag(f.severity, 'severity', 1) ?? protocol.severity;
   if (severity > 5) throw new TtaqError('CLI_USAGE', `--severity ${severity}: use 1 to 5`);
-  const limit = intFlag(f.limit, 'limit');
+  const limit = intFlag(f.limit, 'limit', 1);
   const seed = intFlag(f.seed, 'seed', 0) ?? 0;
-  const threads = intFlag(f.threads, 'threads');
+  const threads = intFlag(f.threads, 'threads', 1);
   const adapt: AdaptOptionsInput = parseSetFlags(f.set ?? []);
   if (f.lr !== undefined) {
     const lr = Number(f.lr);
@@ -122,7 +116,7 @@ export async function run(argv: string[]): Promise<number> {
   const models = await Promise.all(modelPaths.map((p) => loadEvalModel(p)));
 
   if (f.timing) {
-    const batches = (f['timing-batches'] ?? '1,8,64').split(',').map((s) => intFlag(s.trim(), 'timing-batches')!);
+    const batches = (f['timing-batches'] ?? '1,8,64').split(',').map((s) => intFlag(s.trim(), 'timing-batches', 1)!);
     const all = [];
     for (const m of models) {
       const rows = await measureStepCost(m, methods, batches, { adapt, ...(session ? { session } : {}) });

@@ -37,6 +37,24 @@ export function reportError(e: unknown): number {
   return EXIT.failed;
 }
 
+/** An integer flag: undefined when absent; a usage error naming the flag when not an integer in [min, max]. */
+export function intFlag(v: string | undefined, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new TtaqError('CLI_USAGE', `--${name} ${v}: expected an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}`);
+  }
+  return n;
+}
+
+/** A number flag (seconds, rates): undefined when absent; a usage error when not a number > 0. */
+export function positiveFlag(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new TtaqError('CLI_USAGE', `--${name} ${v}: expected a number > 0`);
+  return n;
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n');
 }
