@@ -1,8 +1,7 @@
 // `ttaq broker`: the embedded aedes MQTT broker, standalone (MQTT 3.1.1; sessions in memory).
-import { readFileSync } from 'node:fs';
-import { startEmbeddedBroker } from '../sdk/telemetry/index.ts';
+import { readPem, startEmbeddedBroker } from '../sdk/telemetry/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { EXIT, parseFlags } from './lib/cli.ts';
+import { EXIT, intFlag, parseFlags } from './lib/cli.ts';
 
 export const summary = 'run the embedded MQTT broker (aedes) for a small fleet or a test';
 
@@ -27,15 +26,18 @@ export async function run(argv: string[]): Promise<number> {
     json: { type: 'boolean', default: false },
   }, help);
   if (!f) return EXIT.ok;
-  const port = Number(f.values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TtaqError('CLI_USAGE', `--port ${f.values.port} is not a port number (0-65535)`);
+  if (f.positionals.length) throw new TtaqError('CLI_USAGE', `unexpected argument '${f.positionals[0]}' (the port is --port ${f.positionals[0]})\n\n${help}`);
+  const port = intFlag(f.values.port, 'port', 0, 65535)!;
   const { 'tls-cert': cert, 'tls-key': key, 'tls-ca': ca } = f.values;
   if ((cert === undefined) !== (key === undefined)) throw new TtaqError('CLI_USAGE', '--tls-cert and --tls-key go together');
-  const broker = await startEmbeddedBroker({
-    port,
-    host: f.values.host,
-    ...(cert && key ? { tls: { cert: readFileSync(cert), key: readFileSync(key), ...(ca ? { ca: readFileSync(ca), requestCert: true } : {}) } } : {}),
-  });
+  const tls = cert && key
+    ? {
+      cert: readPem(cert, 'certificate', '--tls-cert')!,
+      key: readPem(key, 'key', '--tls-key')!,
+      ...(ca ? { ca: readPem(ca, 'CA', '--tls-ca')!, requestCert: true } : {}),
+    }
+    : undefined;
+  const broker = await startEmbeddedBroker({ port, host: f.values.host, ...(tls ? { tls } : {}) });
   if (f.values.json) process.stdout.write(JSON.stringify({ url: broker.url, port: broker.port }) + '\n');
   else process.stderr.write(`ttaq broker: listening on ${broker.url} (Ctrl-C stops)\n`);
   await new Promise<void>((resolve) => {

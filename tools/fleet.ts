@@ -1,7 +1,7 @@
 // `ttaq fleet`: the fleet from the receiver's database (ls, show) and commands to a device (cmd).
-import { FleetStore, Operator, parseSetOptions, SET_OPTIONS_KEYS, type DeviceRow } from '../sdk/telemetry/index.ts';
+import { checkCommandName, checkDeviceId, FleetStore, Operator, parseSetOptions, SET_OPTIONS_KEYS, type DeviceRow } from '../sdk/telemetry/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { EXIT, intFlag, parseFlags, positiveFlag, printJson } from './lib/cli.ts';
 import { connectionFlags, connectionFromFlags } from '../sdk/telemetry/flags.ts';
 
 export const summary = 'list devices, show one, or send a command (reset, pause, set-options, ...)';
@@ -48,6 +48,12 @@ function setPairs(sets: readonly string[]): Record<string, unknown> {
 const age = (ms: number) => {
   const s = Math.max(0, (Date.now() - ms) / 1000);
   return s < 90 ? `${s.toFixed(0)}s` : s < 5400 ? `${(s / 60).toFixed(0)}m` : `${(s / 3600).toFixed(1)}h`;
+};
+/** A device's clock as ISO text; a time no Date can hold (an older receiver stored it) as the number. */
+const iso = (ms: number | null | undefined): string => {
+  if (ms === null || ms === undefined) return '?';
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `${ms} ms` : d.toISOString();
 };
 const n = (v: number | null | undefined, d = 2) => (v === null || v === undefined ? '-' : v.toFixed(d));
 
@@ -99,7 +105,7 @@ export async function run(argv: string[]): Promise<number> {
         store.close();
         throw new TtaqError('CLI_USAGE', `no device '${device}' in ${v.db} (known: ${known})`);
       }
-      const limit = Math.max(1, Number(v.limit) || 20);
+      const limit = intFlag(v.limit, 'limit', 1)!;
       const out = { device: d, series: store.series(device, limit), events: store.events(device, limit), commands: store.commands(device, limit) };
       store.close();
       if (v.json) {
@@ -107,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
         return EXIT.ok;
       }
       const lines = [
-        `device ${d.device}: ${d.status ?? 'unknown'} (since ${d.statusTs ? new Date(d.statusTs).toISOString() : '?'}), last seen ${age(d.lastSeenMs)} ago`,
+        `device ${d.device}: ${d.status ?? 'unknown'} (since ${d.statusTs ? iso(d.statusTs) : '?'}), last seen ${age(d.lastSeenMs)} ago`,
         `messages ${d.received} stored, max seq ${d.maxSeq}, ${d.missing} missing, ${d.duplicates} duplicates, ${d.outOfOrder} out of order, ${d.invalid} invalid`,
         `provider ${d.provider ?? '-'}, model ${d.modelSha256 ?? '-'}`,
         '',
@@ -115,18 +121,22 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(lines.join('\n') + '\n');
       process.stdout.write(table([
         ['SEQ', 'TIME', 'FPS', 'P95MS', 'ENTROPY', 'CONF', 'LOSS', 'STEPS', 'RESETS', 'DRIFT'],
-        ...out.series.map((p) => [String(p.seq), new Date(p.ts).toISOString().slice(11, 19), n(p.fps, 1), n(p.latencyP95Ms, 1), n(p.meanEntropy, 3),
+        ...out.series.map((p) => [String(p.seq), iso(p.ts).slice(11, 19), n(p.fps, 1), n(p.latencyP95Ms, 1), n(p.meanEntropy, 3),
           n(p.meanConfidence, 3), n(p.adaptLoss, 3), String(p.adaptSteps), String(p.resets), n(p.driftScore)]),
       ]));
       if (out.events.length) {
         process.stdout.write('\nevents (newest first):\n');
-        for (const e of out.events) process.stdout.write(`  seq ${e.seq}  ${new Date(e.ts).toISOString()}  ${e.type}${e.event.message ? '  ' + e.event.message : ''}\n`);
+        for (const e of out.events) process.stdout.write(`  seq ${e.seq}  ${iso(e.ts)}  ${e.type}${e.event.message ? '  ' + e.event.message : ''}\n`);
       }
       return EXIT.ok;
     }
     case 'cmd': {
       const [device, name, argText] = pos;
       if (!device || !name) throw new TtaqError('CLI_USAGE', `'fleet cmd' needs a device and a command name\n\n${help}`);
+      // checked before connecting: a name no topic can carry is a usage error, not a failed send
+      checkDeviceId(device);
+      checkCommandName(name);
+      const timeoutMs = positiveFlag(v.timeout, 'timeout')! * 1000;
       let args: unknown = {};
       if (argText !== undefined) {
         try {
@@ -144,7 +154,7 @@ export async function run(argv: string[]): Promise<number> {
       if (name === 'set-options') args = parseSetOptions(args);
       const op = await Operator.connect(connectionFromFlags(v, help));
       try {
-        const reply = await op.send(device, name, args, Math.max(0.1, Number(v.timeout) || 10) * 1000);
+        const reply = await op.send(device, name, args, timeoutMs);
         if (v.json) printJson(reply);
         else if (reply.ok) process.stdout.write(`${device}: ${name} ok${reply.result === undefined ? '' : ' ' + JSON.stringify(reply.result)}\n`);
         else process.stderr.write(`${device}: ${name} failed: ${reply.error?.message ?? 'no reason given'} [${reply.error?.code ?? '?'}]\n`);

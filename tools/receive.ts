@@ -1,7 +1,7 @@
 // `ttaq receive`: subscribes to the fleet, stores telemetry in SQLite, serves the dashboard.
 import { Receiver, startDashboard, type Dashboard } from '../sdk/telemetry/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
-import { EXIT, parseFlags } from './lib/cli.ts';
+import { EXIT, intFlag, parseFlags, positiveFlag } from './lib/cli.ts';
 import { connectionFlags, connectionFromFlags } from '../sdk/telemetry/flags.ts';
 
 export const summary = 'receive fleet telemetry into SQLite and serve the dashboard';
@@ -19,7 +19,7 @@ per (device, seq) and acknowledges it only after the write. Runs until Ctrl-C.
                       split the fleet (each needs its own --client-id)
   --client-id ID      persistent-session client id (default ttaq-receiver-<hostname>)
 ${connectionFlags.help}
-  --json              one JSON status line every --every seconds instead of text
+  --json              JSON lines on stdout (started, then stats every --every seconds) instead of text
   --every S           status line interval (default 10)`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -36,7 +36,12 @@ export async function run(argv: string[]): Promise<number> {
   if (!f) return EXIT.ok;
   const v = f.values;
   if (!v.db) throw new TtaqError('CLI_USAGE', `--db is required (the fleet database file)\n\n${help}`);
+  if (f.positionals.length) throw new TtaqError('CLI_USAGE', `unexpected argument '${f.positionals[0]}'\n\n${help}`);
   const conn = connectionFromFlags(v, help);
+  // every flag is checked before connecting: a receiver that fails after it connected would hold
+  // the fleet's session (and its messages) until it exits
+  const httpPort = intFlag(v.http, 'http', 0, 65535);
+  const every = positiveFlag(v.every, 'every')! * 1000;
   const receiver = await Receiver.start({
     ...conn,
     db: v.db,
@@ -45,21 +50,27 @@ export async function run(argv: string[]): Promise<number> {
     log: (level, msg) => { if (level !== 'info') process.stderr.write(`ttaq receive: ${level}: ${msg}\n`); },
   });
   let dash: Dashboard | undefined;
-  if (v.http !== undefined) {
-    const port = Number(v.http);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TtaqError('CLI_USAGE', `--http ${v.http} is not a port number`);
-    dash = await startDashboard({ store: receiver.store, port, host: v['http-host'], stats: () => receiver.stats() });
+  if (httpPort !== undefined) {
+    try {
+      dash = await startDashboard({ store: receiver.store, port: httpPort, host: v['http-host'], stats: () => receiver.stats() });
+    } catch (e) {
+      await receiver.close();
+      throw e;
+    }
   }
-  const say = (o: Record<string, unknown>, text: string) =>
-    process.stderr.write(v.json ? JSON.stringify(o) + '\n' : `ttaq receive: ${text}\n`);
+  // --json lines go to stdout, to be piped; the text lines and warnings go to stderr
+  const say = (o: Record<string, unknown>, text: string) => {
+    if (v.json) process.stdout.write(JSON.stringify(o) + '\n');
+    else process.stderr.write(`ttaq receive: ${text}\n`);
+  };
   say({ event: 'started', broker: conn.broker, db: v.db, dashboard: dash?.url ?? null },
     `connected to ${conn.broker}, storing into ${v.db}${dash ? `, dashboard at ${dash.url}` : ''} (Ctrl-C stops)`);
-  const every = Math.max(1, Number(v.every) || 10) * 1000;
-  let last = -1;
+  let last = { messages: -1, connected: true };
   const timer = setInterval(() => {
     const s = receiver.stats();
-    if (s.messages === last && !v.json) return;
-    last = s.messages;
+    // the text line is printed when something changed: new messages, or the connection's state
+    if (!v.json && s.messages === last.messages && s.connected === last.connected) return;
+    last = { messages: s.messages, connected: s.connected };
     say({ event: 'stats', ...s }, `${s.connected ? 'connected' : 'DISCONNECTED'}; ${s.stored} stored, ${s.duplicates} duplicates, ${s.invalid} invalid, ${s.statuses} status updates`);
   }, every);
   await new Promise<void>((resolve) => {

@@ -42,5 +42,7 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
-  (e: unknown) => { process.exitCode = reportError(e); },
+  // A command that failed may leave a socket, server or timer open (a broker connection half
+  // made): the error is reported, so nothing is left for the process to wait for.
+  (e: unknown) => process.exit(reportError(e)),
 );

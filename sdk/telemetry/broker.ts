@@ -3,7 +3,7 @@
 // stop()/start() (a simulated network outage) but not close() or the process. For a fleet use
 // Mosquitto or EMQX (docs/TELEMETRY.md).
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AedesOptions } from 'aedes';
 import { TtaqError } from '../errors/index.ts';
 
@@ -34,6 +34,15 @@ export interface EmbeddedBroker {
 
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): Promise<EmbeddedBroker> {
   const host = options.host ?? '127.0.0.1';
+  if (options.tls) {
+    // Checked before anything listens: a key that does not match its certificate would otherwise
+    // throw from inside the server's creation, past the error handling of listen().
+    try {
+      createSecureContext(options.tls);
+    } catch (e) {
+      throw new TtaqError('CONFIG_INVALID', `the broker's TLS certificate, key and CA do not load (${(e as Error).message}); pass the PEM certificate and its own key`, {}, { cause: e });
+    }
+  }
   const aedes = await Aedes.createBroker({ ...(options.aedes ?? {}) });
   const sockets = new Set<Socket>();
   let server: Server | null = null;
@@ -74,7 +83,13 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
       srv.close(() => resolve());
     });
 
-  await listen();
+  try {
+    await listen();
+  } catch (e) {
+    // aedes keeps timers of its own: left open, the process would outlive the failed start
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    throw e;
+  }
   return {
     get port() {
       return port;

@@ -1,6 +1,8 @@
 // Connection options shared by the agent client, the receiver and the operator tools: broker URL,
 // TLS material and credentials, turned into mqtt.js options in one place.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { IClientOptions } from 'mqtt';
 import { TtaqError } from '../errors/index.ts';
 
@@ -33,14 +35,50 @@ export interface ConnectionOptions {
   readonly connectTimeoutMs?: number;
 }
 
-function pem(v: string | Buffer | undefined, what: string): Buffer | undefined {
+/** What a TLS file holds: certificates (a CA bundle or a client certificate) or a private key. */
+type PemKind = 'CA' | 'certificate' | 'key';
+
+/**
+ * TLS material as PEM bytes, from PEM text or a file path, checked here so that a wrong file is
+ * named when the options are built: left to mqtt.js and OpenSSL, a key that is not PEM fails
+ * inside tls.connect with 'PEM routines::no start line', and a CA that is not PEM is silently
+ * ignored until the handshake fails.
+ */
+export function readPem(v: string | Buffer | undefined, what: PemKind, flag = `TLS ${what}`): Buffer | undefined {
   if (v === undefined) return undefined;
-  if (Buffer.isBuffer(v)) return v;
-  if (v.includes('-----BEGIN')) return Buffer.from(v);
+  let bytes: Buffer;
+  let source: string;
+  if (Buffer.isBuffer(v)) {
+    bytes = v;
+    source = flag;
+  } else if (v.includes('-----BEGIN')) {
+    bytes = Buffer.from(v);
+    source = `${flag} text`;
+  } else {
+    try {
+      bytes = readFileSync(v);
+    } catch (e) {
+      throw new TtaqError('CONFIG_INVALID', `${flag} file ${v} cannot be read (${(e as Error).message}); pass a PEM file path or the PEM text`);
+    }
+    source = `${flag} file ${v}`;
+  }
+  const expected = what === 'key' ? 'a PEM private key (-----BEGIN PRIVATE KEY-----)' : 'a PEM certificate (-----BEGIN CERTIFICATE-----)';
+  if (!bytes.includes('-----BEGIN')) throw new TtaqError('CONFIG_INVALID', `${source} is not PEM; expected ${expected}`);
   try {
-    return readFileSync(v);
+    if (what === 'key') createPrivateKey(bytes);
+    else new X509Certificate(bytes);
   } catch (e) {
-    throw new TtaqError('CONFIG_INVALID', `TLS ${what} file ${v} cannot be read (${(e as Error).message}); pass a PEM file path or the PEM text`);
+    throw new TtaqError('CONFIG_INVALID', `${source} does not parse as ${expected}: ${(e as Error).message}`);
+  }
+  return bytes;
+}
+
+/** A client certificate and its key belong together: OpenSSL's check, with the files named. */
+export function checkKeyPair(cert: Buffer, key: Buffer, names: string): void {
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new TtaqError('CONFIG_INVALID', `${names} do not load together (${(e as Error).message}); the key must be the certificate's own`);
   }
 }
 
@@ -71,12 +109,13 @@ export function mqttOptions(c: ConnectionOptions): IClientOptions {
   if (c.username !== undefined) o.username = c.username;
   if (c.password !== undefined) o.password = c.password;
   if (c.tls) {
-    const ca = pem(c.tls.ca, 'CA');
-    const cert = pem(c.tls.cert, 'certificate');
-    const key = pem(c.tls.key, 'key');
+    const ca = readPem(c.tls.ca, 'CA');
+    const cert = readPem(c.tls.cert, 'certificate');
+    const key = readPem(c.tls.key, 'key');
     if ((cert === undefined) !== (key === undefined)) {
       throw new TtaqError('CONFIG_INVALID', 'TLS client certificate and key go together: pass both tls.cert and tls.key, or neither');
     }
+    if (cert && key) checkKeyPair(cert, key, 'the TLS client certificate and key');
     if (ca) o.ca = ca;
     if (cert) o.cert = cert;
     if (key) o.key = key;

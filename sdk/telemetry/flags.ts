@@ -14,11 +14,13 @@ export const connectionFlags = {
     insecure: { type: 'boolean', default: false },
     mqtt5: { type: 'boolean', default: false },
   },
-  help: `  --username U        broker user; the password comes from --password or $TTAQ_MQTT_PASSWORD
+  help: `  --username U        broker user
+  --password P        its password (other users can read it in the process list: prefer
+                      $TTAQ_MQTT_PASSWORD, which is used when --password is absent)
   --ca FILE           CA certificate that signed the broker's (PEM; for mqtts://)
   --cert/--key FILE   client certificate and key for mutual TLS (PEM)
   --insecure          do not verify the broker's certificate (test brokers only)
-  --mqtt5             speak MQTT 5 (default 3.1.1; --share turns it on)`,
+  --mqtt5             speak MQTT 5 (default 3.1.1; receive's --share implies it)`,
 } as const;
 
 export interface ConnectionFlagValues {

@@ -2,7 +2,7 @@
 // outbox, the embedded broker, the receiver with its fleet store, the dashboard and operator commands.
 export * from './topics.ts';
 export * from './schemas.ts';
-export { mqttOptions, checkBrokerUrl, type ConnectionOptions, type TlsOptions } from './connection.ts';
+export { mqttOptions, checkBrokerUrl, readPem, type ConnectionOptions, type TlsOptions } from './connection.ts';
 export { Outbox, migrateOutbox, OUTBOX_DEFAULTS, OUTBOX_SCHEMA_VERSION, type OutboxOptions, type OutboxRow, type OutboxStats, type DropReason } from './outbox.ts';
 export { TelemetryClient, type TelemetryClientOptions, type CommandHandler, type CommandContext, type ClientStats } from './client.ts';
 export { startEmbeddedBroker, type EmbeddedBroker, type EmbeddedBrokerOptions } from './broker.ts';

@@ -50,6 +50,12 @@ interface ReceiverEvents {
   invalid: [topic: string, error: TtaqError];
 }
 
+/** A connection the broker drops within this long is a quick drop; this many in a row are reported. */
+const QUICK_DROP_MS = 5000;
+const QUICK_DROPS_TO_WARN = 3;
+
+const protocolOf = (o: ReceiverOptions): 4 | 5 => o.protocolVersion ?? (o.share ? 5 : 4);
+
 export class Receiver extends EventEmitter<ReceiverEvents> {
   readonly store: FleetStore;
   private readonly ownsStore: boolean;
@@ -61,6 +67,11 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private commitScheduled = false;
   private readonly maxBatch: number;
   private sendRaw: ((packet: { cmd: string }) => void) | null = null;
+  private readonly clientId: string;
+  private connectedAt = 0;
+  private quickDrops = 0;
+  private closing = false;
+  private lastError: string | undefined;
   private counters = { messages: 0, stored: 0, duplicates: 0, invalid: 0, ignored: 0, statuses: 0, commands: 0 };
 
   private constructor(options: ReceiverOptions) {
@@ -73,11 +84,12 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       this.store = options.db;
       this.ownsStore = false;
     }
-    const protocolVersion = options.protocolVersion ?? (options.share ? 5 : 4);
+    const protocolVersion = protocolOf(options);
     const persistent = options.persistentSession ?? true;
+    this.clientId = options.clientId ?? `ttaq-receiver-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(0, 64);
     const o: IClientOptions = {
       ...mqttOptions({ ...options, protocolVersion }),
-      clientId: options.clientId ?? `ttaq-receiver-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(0, 64),
+      clientId: this.clientId,
       clean: !persistent,
       resubscribe: true,
     };
@@ -121,6 +133,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     const filters = receiverFilters.map((f) => shared(options.share, f));
     this.mqtt.on('connect', (connack) => {
       this.connected = true;
+      this.connectedAt = Date.now();
       // With a resumed session the broker still has our subscriptions; subscribing again is harmless.
       if (!connack.sessionPresent || !persistent) {
         this.mqtt.subscribe(Object.fromEntries(filters.map((f) => [f, { qos: 1 as const }])), (e, granted) => {
@@ -136,12 +149,27 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       this.log('info', 'receiver connected', { sessionPresent: connack.sessionPresent });
     });
     this.mqtt.on('close', () => {
+      const was = this.connectedAt;
       this.connected = false;
+      this.connectedAt = 0;
       // What is stored stays stored; the held PUBACKs are moot (the broker re-sends, we de-duplicate).
       this.commitBatch();
       this.heldAcks = [];
+      if (was === 0 || this.closing) return;
+      // A broker drops the older of two connections with one client id. Two receivers sharing an
+      // id (two plain `ttaq receive` on one host share the default) then take the session from
+      // each other at every reconnect and split the fleet's messages between their databases.
+      this.quickDrops = Date.now() - was < QUICK_DROP_MS ? this.quickDrops + 1 : 0;
+      if (this.quickDrops === QUICK_DROPS_TO_WARN) {
+        this.log('warn', `the broker dropped this receiver ${QUICK_DROPS_TO_WARN} times within ${QUICK_DROP_MS / 1000} s of connecting: another client probably uses the same client id '${this.clientId}', and the two split the messages between them; give each receiver its own --client-id (or use --share GROUP)`);
+      } else if (this.quickDrops < QUICK_DROPS_TO_WARN) {
+        this.log('warn', `connection to the broker lost; reconnecting (what was stored is kept, the broker re-sends the rest)`);
+      }
     });
-    this.mqtt.on('error', (e) => this.log('warn', `mqtt: ${e.message}`));
+    this.mqtt.on('error', (e) => {
+      this.lastError = e.message;
+      this.log('warn', `mqtt: ${e.message}`);
+    });
   }
 
   /** Connects and resolves once subscribed; rejects after connectTimeoutMs (default 10 s). */
@@ -149,12 +177,24 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     const r = new Receiver(options);
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        r.mqtt.off('error', onError);
         r.close().catch(() => {});
-        reject(new TtaqError('TELEMETRY_CONNECT_FAILED', `receiver could not connect to ${options.broker} within ${timeoutMs} ms; check the URL, credentials and that the broker runs`));
+        reject(new TtaqError('TELEMETRY_CONNECT_FAILED', `receiver could not connect to ${options.broker}: ${why}`));
+      };
+      const timer = setTimeout(() => {
+        fail(`no connection within ${timeoutMs} ms${r.lastError ? ` (last error: ${r.lastError})` : ''}; check the URL, credentials and that the broker runs`);
       }, timeoutMs);
+      // The broker answered and said no (bad credentials, not authorised, MQTT 5 not spoken):
+      // retrying cannot help, so say so now rather than after the timeout.
+      const onError = (e: Error) => {
+        if (e.message.startsWith('Connection refused')) fail(`${e.message}; check --username/--password and the broker's ACL${protocolOf(options) === 5 ? ', and that the broker speaks MQTT 5 (--share and --mqtt5 need it; the embedded broker does not)' : ''}`);
+      };
+      r.mqtt.on('error', onError);
       r.once('connect', () => {
         clearTimeout(timer);
+        r.mqtt.off('error', onError);
         resolve();
       });
     });
@@ -179,14 +219,14 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       case 'telemetry': {
         const r = parsePayload(TelemetrySchema, payload, topic);
         if (!r.ok) return bad(r.error);
-        const res = this.store.ingestTelemetry(t.device, r.value, payload.toString('utf8'), now);
+        const res = this.store.ingestTelemetry(t.device, r.value, JSON.stringify(r.value), now);
         this.count(res, t.device, 'telemetry', r.value.seq);
         return;
       }
       case 'events': {
         const r = parsePayload(EventSchema, payload, topic);
         if (!r.ok) return bad(r.error);
-        const res = this.store.ingestEvent(t.device, r.value, payload.toString('utf8'), now);
+        const res = this.store.ingestEvent(t.device, r.value, JSON.stringify(r.value), now);
         this.count(res, t.device, 'event', r.value.seq);
         return;
       }
@@ -262,6 +302,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.commitBatch();
     await this.mqtt.endAsync(false);
     this.commitBatch();

@@ -8,10 +8,19 @@ import { err, ok, TtaqError, type Result } from '../errors/index.ts';
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits (SHA-256)');
 const count = z.number().int().min(0);
 const finite = z.number().finite();
+/** Milliseconds since the epoch, within what a Date can hold (±8.64e15 ms). */
+const epochMs = z.number().int().min(0).max(8.64e15, 'expected milliseconds since the epoch (at most 8.64e15, the largest time a Date holds)');
+
+/**
+ * The largest payload taken: well above the largest valid message (telemetry with 4,096-class
+ * histograms and priors is about 100 kB) and small enough that a broken or hostile publisher cannot
+ * grow the fleet database by megabytes per message.
+ */
+export const MAX_PAYLOAD_BYTES = 256 * 1024;
 
 export const StampSchema = z.object({
   seq: z.number().int().min(1),
-  ts: z.number().int().min(0),
+  ts: epochMs,
 });
 
 // ---- status (retained) -------------------------------------------------------------------------
@@ -22,7 +31,7 @@ export type StatusState = z.infer<typeof StatusStateSchema>;
 export const StatusSchema = z.object({
   state: StatusStateSchema,
   /** When the state was published; for `offline` (the Last Will) when the dead connection was opened. */
-  ts: z.number().int().min(0),
+  ts: epochMs,
   /** Random per process start; tells a restart from a reconnect. */
   session: z.string().max(64).optional(),
   agent: z.string().max(64).optional(),
@@ -164,7 +173,7 @@ export type CommandArgs<N extends BuiltinCommand> = z.infer<(typeof CommandArgSc
 export const CommandSchema = z.object({
   /** Chosen by the sender; the reply carries it back. */
   id: z.string().min(1).max(64),
-  ts: z.number().int().min(0).optional(),
+  ts: epochMs.optional(),
   args: z.unknown().default({}),
 });
 export type Command = z.infer<typeof CommandSchema>;
@@ -173,7 +182,7 @@ export const ReplySchema = z.object({
   /** The command's id; null when the command was too malformed to read one. */
   id: z.string().max(64).nullable(),
   ok: z.boolean(),
-  ts: z.number().int().min(0),
+  ts: epochMs,
   result: z.unknown().optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
@@ -188,6 +197,10 @@ export function describeIssues(e: z.ZodError): string {
 
 /** Parses JSON text (or bytes) and validates it; the error names the topic and each bad field. */
 export function parsePayload<S extends z.ZodType>(schema: S, payload: Buffer | string, where: string): Result<z.infer<S>> {
+  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (bytes > MAX_PAYLOAD_BYTES) {
+    return err(new TtaqError('TELEMETRY_BAD_PAYLOAD', `${where}: payload of ${bytes} bytes is over the ${MAX_PAYLOAD_BYTES}-byte limit; send smaller messages (put large data in files and send their path)`));
+  }
   let value: unknown;
   try {
     value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));

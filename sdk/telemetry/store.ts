@@ -3,8 +3,8 @@
 // delivered twice (QoS 1 re-sends, outbox replays) is stored once; rowid keeps the arrival order.
 //
 // This module owns the fleet database's schema and its migrations (PRAGMA user_version).
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { TtaqError } from '../errors/index.ts';
 import type { Status, Telemetry, TelemetryEvent } from './schemas.ts';
@@ -127,7 +127,16 @@ export class FleetStore {
   constructor(readonly path: string, options: FleetStoreOptions = {}) {
     try {
       // a new database gets its folders, as the agent's own store does (device/store.ts)
-      if (!options.readonly && path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      if (!options.readonly && path !== ':memory:') {
+        try {
+          mkdirSync(dirname(path), { recursive: true });
+        } catch (e) {
+          throw new TtaqError('TELEMETRY_STORE', `cannot create the folder of fleet database ${path} (${(e as Error).message}); choose a path in a writable folder`, {}, { cause: e });
+        }
+      }
+      if (path !== ':memory:' && existsSync(path) && statSync(path).isDirectory()) {
+        throw new TtaqError('TELEMETRY_STORE', `fleet database ${path} is a folder; give a file name inside it, e.g. ${join(path, 'fleet.sqlite')}`);
+      }
       this.db = new Database(path, options.readonly ? { readonly: true, fileMustExist: true } : {});
       if (!options.readonly) {
         this.db.pragma('journal_mode = WAL');
@@ -149,7 +158,8 @@ export class FleetStore {
       }
     } catch (e) {
       if (e instanceof TtaqError) throw e;
-      throw new TtaqError('TELEMETRY_STORE', `cannot open fleet database ${path}: ${(e as Error).message}; check the path (and that 'ttaq receive' created it)`, {}, { cause: e });
+      const hint = options.readonly ? "check the path (it is the file 'ttaq receive --db' writes)" : 'check that the path is a SQLite file this user can write';
+      throw new TtaqError('TELEMETRY_STORE', `cannot open fleet database ${path}: ${(e as Error).message}; ${hint}`, {}, { cause: e });
     }
     const db = this.db;
     const ro = options.readonly ?? false;

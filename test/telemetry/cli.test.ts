@@ -41,7 +41,7 @@ test('ttaq broker + receive + fleet ls/show/cmd', { timeout: 90_000 }, async () 
   const { url } = (await broker.first) as { url: string };
   const db = join(tmp.dir, 'fleet.sqlite');
   const http = await freePort();
-  const rx = longRunning(['receive', '--broker', url, '--db', db, '--http', String(http), '--json', '--every', '1', '--client-id', 'cli-rx'], 'stderr');
+  const rx = longRunning(['receive', '--broker', url, '--db', db, '--http', String(http), '--json', '--every', '1', '--client-id', 'cli-rx'], 'stdout');
   const started = await rx.first;
   assert.equal(started.event, 'started');
   assert.equal(started.dashboard, `http://127.0.0.1:${http}/`);
