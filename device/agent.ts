@@ -122,7 +122,6 @@ export class Agent {
   private stepsAtCheckpoint = 0;
   private inFlight: Promise<void> = Promise.resolve();
   private loopDone: Promise<AgentExit> | undefined;
-  private exit: AgentExit | undefined;
   private stopReason: ExitReason = 'stopped';
   private stopDetail: string | undefined;
   private telemetryTimer: NodeJS.Timeout | undefined;
@@ -871,7 +870,6 @@ export class Agent {
     this.store.endRun(this.runId, exit.reason + (exit.detail ? `: ${exit.detail}` : ''));
     this.store.close();
     this.mode = 'stopped';
-    this.exit = exit;
     this.log.info({ ...exit }, 'stopped');
     return exit;
   }

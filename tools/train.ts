@@ -2,7 +2,7 @@
 // and exports the inference form (BN preserved) with its manifest. `--bench` measures one
 // training step instead.
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { threadsPerSlice } from '../sdk/autodiff/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { readFashionMnist, readIdxDir, readImageFolder, take, type Dataset } from '../sdk/data/index.ts';

@@ -358,7 +358,6 @@ export class DataParallelStep {
 
   /** Gradients and outputs averaged, the `concatOutputs` concatenated. */
   private merge(results: readonly (readonly WireTensor[])[]): StepResult {
-    const K = results.length;
     const byName = results.map((r) => new Map(r.map((t) => [t.name, t])));
     const combine = (name: string, concat: boolean): Tensor => {
       const parts = byName.map((m) => m.get(name)!);

@@ -284,7 +284,6 @@ export async function reconstructBlock(
     const partNames = Object.entries(rg.parts).filter(([, v]) => v) as [string, string][];
     const zeros = (dims: readonly number[]): Tensor => makeTensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)));
     const xShape = [B, ...caches.dims.slice(1)];
-    const yShape = [B, ...yfp.dims.slice(1)];
     const xSlice = [B / K, ...caches.dims.slice(1)];
     const ySlice = [B / K, ...yfp.dims.slice(1)];
     const gg = await buildGradientGraph({

@@ -7,7 +7,7 @@ import { Agent } from '../../device/agent.ts';
 import { parseAgentConfig, type AgentConfigInput } from '../../device/config.ts';
 import { AgentStore } from '../../device/store.ts';
 import { memoryTelemetry } from '../../device/telemetry.ts';
-import { decodeFakeState, FakeRunner, FakeSource, getText, metric, SPEC, tmp, until } from './helpers.ts';
+import { decodeFakeState, FakeRunner, FakeSource, getText, metric, tmp, until } from './helpers.ts';
 
 const silent = pino({ level: 'silent' });
 

@@ -44,7 +44,6 @@ export function batchNormTrainingBackward(c: RuleContext): (string | null)[] {
   const gy = c.gy[0] ?? c.fail('only the batch statistics of this BatchNormalization lead to the loss; compute them with ReduceMean instead');
   // The forward BN node reads epsilon as a float32 attribute.
   const eps = Math.fround(attrFloat(node, 'epsilon', 1e-5));
-  const rank = c.rank(x);
   const dims = c.shape(x);
   const channels = dims[1]!;
   const nm = (s: string): { name: string } => ({ name: `bw_bn.${s}` });

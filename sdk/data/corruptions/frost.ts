@@ -4,7 +4,7 @@
 // with side branches at about 60 degrees, drawn anti-aliased at 4x and area-downsampled by
 // OpenCV), bluish white on colour images. A bank of FROST_TEXTURES textures twice the image size is
 // made from the seed; each image takes a random crop of a random one (like the photo crops).
-import { cv, f32Of, u8Of } from '../cv.ts';
+import { cv, u8Of } from '../cv.ts';
 import { DataRng, hash32 } from '../rng.ts';
 import { gaussianBlur, level, perImage, type Corruption } from './common.ts';
 import { plasma, pow2AtLeast } from './fractal.ts';
