@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { TtaqError } from '../sdk/errors/index.ts';
 import {
   contactSheet, corruptImages, fashionMnistDir, imageAt, listIdxNames, materializeStream, numClasses, parseCorruptionList,
-  parseSeverities, planStream, readIdxDir, readImageFolder, resolveStreamSpec, syntheticScenes, take, writeIdxDataset,
+  parseSeverities, planStream, readIdxDir, readImageFolder, resolveStreamSpec, syntheticScenes, take, writeIdxClasses, writeIdxDataset,
   writeIdx, writeImageFolder, writeLabelledVideo, type Dataset,
 } from '../sdk/data/index.ts';
 import { EXIT, intFlag, parseFlags, printJson } from './lib/cli.ts';
@@ -21,8 +21,10 @@ Corrupted datasets (one per corruption and severity):
   --corruptions all|a,b       corruptions (default all: the 15 in protocol order)
   --severities 1-5|5|1,3      severities (default 1-5)
   --format idx|folder         idx: <corruption>-<severity>-images-idx3-ubyte.gz (idx4 for RGB) plus a
-                              shared labels-idx1-ubyte.gz; folder: <out>/<corruption>/<severity>/<class>/*.png
-                              (the ImageNet-C layout). Default idx.
+                              shared labels-idx1-ubyte.gz, and, when the classes have names (an image
+                              folder's class sub-folders), classes.txt with label i's name on line i,
+                              which ttaq eval --data matches to the model's labels; folder:
+                              <out>/<corruption>/<severity>/<class>/*.png (the ImageNet-C layout). Default idx.
 Stream video:
   --video <out.mp4>           encode a stream as H.264 MP4 with <out>.labels.json (label, domain, severity per frame)
   --stream <spec.json|name>   stream spec file or preset: continual, imbalanced, temporal, mixed, gradual
@@ -135,6 +137,8 @@ export async function run(argv: string[]): Promise<number> {
       const labelsPath = join(f.out, 'labels-idx1-ubyte.gz');
       await writeIdx(labelsPath, data.labels instanceof Uint8Array ? data.labels : Int32Array.from(data.labels), [data.count]);
       written.push(labelsPath);
+      // the labels of a class-folder tree are the sorted folder index: the names say what they are
+      if (data.classes) written.push(await writeIdxClasses(f.out, data.classes));
     }
     for (const name of corruptions) {
       for (const s of severities) {

@@ -8,7 +8,7 @@ import { parseAdaptOptions, type AdaptOptionsInput } from '../sdk/adapt/index.ts
 import { parseCorruptionList } from '../sdk/data/index.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import {
-  corruptedFashionMnist, EvalJournal, evaluate, writeStabilityPng, folderDomains, getProtocol, journalPathFor, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
+  corruptedFashionMnist, dataFingerprint, dataLayout, describeRun, EvalJournal, evaluate, writeStabilityPng, folderDomains, getProtocol, journalPathFor, loadEvalModel, markdownTable, measureStepCost, mergeOptions,
   parseMethodSpec, parseOptionPairs, PROTOCOLS, readJournal, rowKey, runSummary, timingTable, type DomainBlock, type EvalRow,
 } from '../sdk/eval/index.ts';
 import { EXIT, intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
@@ -31,10 +31,13 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
                            default continual
   --data <dir>             external domains instead of Fashion-MNIST corrupted on the fly: a folder
                            with one IDX pair per domain (<domain>-images-idx3-ubyte[.gz] with
-                           <domain>-labels-idx1-ubyte[.gz] or a shared labels-idx1-ubyte[.gz]), or an
+                           <domain>-labels-idx1-ubyte[.gz] or a shared labels-idx1-ubyte[.gz]; an
+                           optional classes.txt names label i on line i, matched to the model's
+                           labels as class folders are, as ttaq corrupt writes it), or an
                            ImageNet-C tree <dir>/<corruption>/<severity>/<class>/<image> whose class
-                           folders are named after the model's labels ('/' as '_') or numbered 0, 1,
-                           ..., or are as many as the labels (then taken in sorted order)
+                           folders are named after the model's labels ('/' as '_'; case, spaces,
+                           '_' and '-' aside) or numbered 0, 1, ... (1..K read as 1-based), or are
+                           as many as the labels (then taken in sorted order, with a note)
   --domains <a,b,c>        domains in visiting order (default: the 15 corruptions / every domain found)
   --severity <1-5>         corruption severity (default 5)
   --batch <n>              batch size (default: the protocol's)
@@ -93,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const methodText = f.method ?? 'source,bn,tent,abl';
   const methods = methodText.split(methodText.includes('@') || methodText.includes(';') ? ';' : ',').map((s) => s.trim()).filter(Boolean);
+  if (methods.length === 0) throw new TtaqError('CLI_USAGE', `--method '${methodText}' names no method; use source, bn, tent, eata, abl or ttaq (e.g. --method source,bn,tent,abl)`);
   const protocol = getProtocol(f.protocol ?? 'continual');
   const batch = intFlag(f.batch, 'batch', 1) ?? protocol.batch;
   const passes = intFlag(f.passes, 'passes', 1) ?? protocol.passes;
@@ -134,7 +138,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const domains = f.domains ? (f.data ? f.domains.split(',').map((s) => s.trim()).filter(Boolean) : parseCorruptionList(f.domains)) : undefined;
   const pre = models[0]!.manifest.preprocess;
-  const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, labels: models[0]!.manifest.labels, onProgress: progress };
+  const note = (line: string): void => { if (!f.quiet) process.stderr.write(`note: ${line}\n`); };
+  const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, labels: models[0]!.manifest.labels, onProgress: progress, onNote: note };
   const blocks: DomainBlock[] = f.data
     ? await folderDomains(f.data, { ...domOpts, height: pre.height, width: pre.width, channels: pre.channels })
     : await corruptedFashionMnist(domOpts);
@@ -145,9 +150,12 @@ export async function run(argv: string[]): Promise<number> {
   let finished: ReadonlyMap<string, EvalRow> | undefined;
   if (f.out) {
     const path = journalPathFor(f.out);
-    const settings = JSON.stringify({ protocol: protocol.name, order: protocol.order, batch, passes, severity, seed, limit: limit ?? null, data: f.data ? resolve(f.data) : 'fashion-mnist', domains: blocks.map((b) => [b.name, b.data.count]), adapt });
+    // dataFiles: rows computed on data that has since been rewritten must not be reused
+    const settings = JSON.stringify({
+      protocol: protocol.name, order: protocol.order, batch, passes, severity, seed, limit: limit ?? null, data: f.data ? resolve(f.data) : 'fashion-mnist',
+      dataFiles: f.data ? dataFingerprint(f.data) : null, domains: blocks.map((b) => [b.name, b.data.count]), adapt,
+    });
     const read = readJournal(path, settings);
-    const note = (line: string): void => { if (!f.quiet) process.stderr.write(`note: ${line}\n`); };
     if (read.kind === 'resumed') {
       finished = read.rows;
       const here = models.flatMap((m) => methods.map((x) => rowKey(m, x))).filter((k) => read.rows.has(k)).length;
@@ -167,7 +175,14 @@ export async function run(argv: string[]): Promise<number> {
   };
   const table = markdownTable(rows);
   if (f.json) printJson(result);
-  else process.stdout.write(`${protocol.name}: ${protocol.description}; batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}, severity ${severity}${limit ? `, ${limit} samples per domain` : ''}\n\n${table}\n${runSummary(rows)}`);
+  else {
+    const header = describeRun({
+      protocol, domains: blocks.map((b) => b.name), source: f.data ?? 'Fashion-MNIST test set corrupted on the fly', batch, passes, limit,
+      // IDX domains are files named by the user or by `ttaq corrupt` (which puts the severity in the name)
+      severity: f.data && dataLayout(f.data) === 'idx' ? undefined : severity,
+    });
+    process.stdout.write(`${header}\n\n${table}\n${runSummary(rows)}`);
+  }
   if (f.out) await writeFile(f.out, f.out.endsWith('.json') ? JSON.stringify(result, null, 2) + '\n' : table);
   if (f.plot) await writeStabilityPng(f.plot, rows, { title: `${protocol.name}, batch ${batch}, ${passes} pass${passes > 1 ? 'es' : ''}${limit ? `, ${limit} per domain` : ''}: error per pass (top), per domain within passes (bottom)` });
   journal?.remove();

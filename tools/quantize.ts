@@ -76,7 +76,7 @@ function parseDatasetArg(spec: string): { kind: 'fmnist' | 'idx' | 'folder'; pat
 
 /**
  * Reads `--calib` or `--eval`. An image folder's classes are matched to the model's labels
- * (matchClassFolders): by name, or in sorted order when there are as many; otherwise the
+ * (matchClassFolders): by name or number, or in sorted order when there are as many; otherwise the
  * evaluation set is refused and the calibration set is read without labels (they would score the
  * model against the wrong classes), with a note.
  */
@@ -91,10 +91,9 @@ async function readDataset(spec: string, role: '--calib' | '--eval', labels: rea
     return { data: await readUnlabelledImages(d.path), labelled: false };
   }
   const m = matchClassFolders(folders, labels);
-  if (m.kind === 'names') return { data: await readImageFolder(d.path, { classes: m.classes }), labelled: true };
-  if (m.kind === 'order') {
-    note(`${role} ${spec}: its class folders are not named after the model's labels; sorted folder i is taken as label i (${labels[0]}, ${labels[1]}, ...)`);
-    return { data: await readImageFolder(d.path), labelled: true };
+  if (m.kind === 'names' || m.kind === 'order') {
+    if (m.note) note(`${role} ${spec}: ${m.note}`);
+    return { data: await readImageFolder(d.path, { classes: m.classes }), labelled: true };
   }
   if (role === '--eval') throw new TtaqError('DATA_BAD_FORMAT', `${role} ${spec}: ${m.reason}; name its sub-folders after the labels in the model's manifest to measure accuracy`);
   note(`${role} ${spec}: ${m.reason}; its images calibrate, its labels are not used (no accuracy from them)`);

@@ -26,7 +26,8 @@ export type LossKind = z.infer<typeof LossKindSchema>;
 export const NormModeSchema = z.enum(['source', 'batch', 'robust']);
 export type NormMode = z.infer<typeof NormModeSchema>;
 
-export const AblOptionsSchema = z.object({
+// Strict objects: a misspelt key (abl.tua) would otherwise be dropped and the run use the default.
+export const AblOptionsSchema = z.strictObject({
   /** Momentum of the class statistics (pi, kappa, g). */
   momentum: z.number().min(0).max(1).default(0.95),
   // Defaults from the ablation in docs/METHOD.md (## ABL): the frequency term and the logit
@@ -51,7 +52,7 @@ export const AblOptionsSchema = z.object({
 });
 export type AblOptions = z.infer<typeof AblOptionsSchema>;
 
-export const AdaptOptionsSchema = z.object({
+export const AdaptOptionsSchema = z.strictObject({
   loss: LossKindSchema.default('entropy'),
   norm: NormModeSchema.default('batch'),
   /** Weight of the current batch's moments in robust mode, for a batch of robustAlphaBatch images. */
@@ -174,6 +175,12 @@ export function parseAdaptOptions(input: AdaptOptionsInput = {}, source = 'adapt
   const r = AdaptOptionsSchema.safeParse(input);
   if (!r.success) {
     const issue = r.error.issues[0]!;
+    if (issue.code === 'unrecognized_keys') {
+      const prefix = issue.path.map((p) => `${String(p)}.`).join('');
+      const valid = issue.path[0] === 'abl' ? Object.keys(AblOptionsSchema.shape).map((k) => `abl.${k}`) : [...Object.keys(AdaptOptionsSchema.shape).filter((k) => k !== 'abl'), 'abl.<key>'];
+      const keys = issue.keys.map((k) => `'${prefix}${k}'`).join(', ');
+      throw new TtaqError('CONFIG_INVALID', `${source}: unknown option${issue.keys.length > 1 ? 's' : ''} ${keys}; valid keys: ${valid.join(', ')}`, { path: issue.path, keys: issue.keys });
+    }
     throw new TtaqError('CONFIG_INVALID', `${source}: '${issue.path.join('.') || '(root)'}' ${issue.message}; see AdaptOptionsSchema in sdk/adapt/options.ts for the allowed values`, { path: issue.path });
   }
   return r.data;

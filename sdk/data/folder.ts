@@ -10,6 +10,7 @@ import { TtaqError } from '../errors/index.ts';
 import type { ProgressFn } from '../progress/index.ts';
 import { labelFolderName } from './classmatch.ts';
 import { checkDataset, imageAt, packLabels, type Dataset } from './dataset.ts';
+import { isFolder } from './entries.ts';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'] as const;
 
@@ -23,6 +24,11 @@ export interface ImageFolderOptions {
   readonly classes?: readonly string[];
   /** Read at most this many images per class (sorted by file name). */
   readonly limitPerClass?: number;
+  /**
+   * Read at most this many images in all, spread evenly over the class folders present (a class
+   * with fewer images leaves its share to the others); within a class, first by file name.
+   */
+  readonly limit?: number;
   readonly onProgress?: ProgressFn;
 }
 
@@ -33,7 +39,7 @@ export function classFolders(dir: string): string[] {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} does not exist; pass a folder with one sub-folder per class`);
   }
-  return readdirSync(dir).filter((f) => statSync(join(dir, f)).isDirectory()).sort();
+  return readdirSync(dir).filter((f) => isFolder(join(dir, f))).sort();
 }
 
 /** Decodes one image file to HWC uint8 with `channels` channels, optionally resized. */
@@ -64,16 +70,27 @@ export async function readImageFolder(dir: string, opts: ImageFolderOptions = {}
   const folders = classFolders(dir);
   if (folders.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} has no class sub-folders; put each class's images in <dir>/<class>/`);
   const classes = opts.classes ?? folders;
-  const files: { path: string; label: number }[] = [];
-  for (const f of folders) {
+  const perClass = folders.map((f) => {
     const label = classes.indexOf(f);
     if (label < 0) throw new TtaqError('DATA_BAD_FORMAT', `${join(dir, f)}: class '${f}' is not in the class list (${classes.slice(0, 5).join(', ')}${classes.length > 5 ? ', ...' : ''}); fix the folder name or the class list`);
     let names = readdirSync(join(dir, f)).filter(isImage).sort();
     if (opts.limitPerClass !== undefined) names = names.slice(0, opts.limitPerClass);
-    for (const n of names) files.push({ path: join(dir, f, n), label });
-  }
+    return { f, label, names };
+  });
+  const take = opts.limit === undefined ? perClass.map((c) => c.names.length) : spread(opts.limit, perClass.map((c) => c.names.length));
+  const files = perClass.flatMap((c, i) => c.names.slice(0, take[i]).map((n) => ({ path: join(dir, c.f, n), label: c.label })));
   if (files.length === 0) throw new TtaqError('DATA_NOT_FOUND', `image folder ${dir} holds no ${IMAGE_EXTENSIONS.join('/')} files in its class sub-folders`);
   return decodeFiles(files, dir, opts, classes);
+}
+
+/** How many of each class's `sizes` images make `limit` in all: one from each in turn. */
+function spread(limit: number, sizes: readonly number[]): number[] {
+  const take = sizes.map(() => 0);
+  let left = Math.min(limit, sizes.reduce((a, b) => a + b, 0));
+  while (left > 0) {
+    for (let i = 0; i < sizes.length && left > 0; i++) if (take[i]! < sizes[i]!) { take[i] = take[i]! + 1; left--; }
+  }
+  return take;
 }
 
 /**

@@ -7,13 +7,14 @@
 //   <split>-images-idx3-ubyte[.gz]  + <split>-labels-idx1-ubyte[.gz]   (Fashion-MNIST: train, t10k)
 //   <domain>-images-idx3-ubyte[.gz] + <domain>-labels-idx1-ubyte[.gz]  or one shared labels-idx1-ubyte[.gz]
 //   colour images use idx4 in the name: <domain>-images-idx4-ubyte[.gz]
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { TtaqError } from '../errors/index.ts';
 import { FASHION_MNIST_LABELS } from '../manifest/index.ts';
 import { checkDataset, packLabels, type Dataset } from './dataset.ts';
+import { entryStats } from './entries.ts';
 
 export type IdxData = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 
@@ -125,6 +126,11 @@ export function idxToDataset(images: IdxArray, labels: IdxArray, source: string,
   if (images.dims.length !== 3 && images.dims.length !== 4) throw bad(source, `images have rank ${images.dims.length}; expected 3 (N, H, W) or 4 (N, H, W, C)`);
   if (labels.dims.length !== 1) throw bad(source, `labels have rank ${labels.dims.length}; expected 1`);
   const [n, h, w, c = 1] = images.dims as [number, number, number, number?];
+  if (c !== 1 && c !== 3) {
+    // checkDataset would say "28 channels": the usual cause is a channel-first array written as is
+    const chw = h === 1 || h === 3;
+    throw bad(source, `images have dims [${images.dims.join(', ')}], read as N, H, W, C: ${c} channels, but only 1 or 3 are supported${chw ? `; they look channel-first (N, C, H, W): IDX images are N, H, W[, C], so transpose to [${n}, ${w}, ${c}, ${h}]` : ''}`);
+  }
   if (labels.dims[0] !== n) {
     throw new TtaqError('DATA_BAD_FORMAT', `${source}: ${n} images but ${labels.dims[0]} labels; the image and label files do not belong together`);
   }
@@ -166,7 +172,8 @@ export function listIdxNames(dir: string): string[] {
   const names = new Set<string>();
   for (const f of readdirSync(dir)) {
     const m = /^(.+)-images-idx[34]-ubyte(\.gz)?$/.exec(f);
-    if (m) names.add(m[1]!);
+    // a broken link would be listed here and then reported missing by name: say what it is now
+    if (m && entryStats(join(dir, f))) names.add(m[1]!);
   }
   return [...names].sort();
 }
@@ -195,6 +202,30 @@ export async function writeIdxDataset(dir: string, name: string, d: Dataset, opt
   await writeIdx(images, d.images, dims);
   await writeIdx(labels, d.labels instanceof Uint8Array ? d.labels : Int32Array.from(d.labels), [d.count]);
   return { images, labels };
+}
+
+/**
+ * The class-names sidecar of an IDX folder: `classes.txt`, line i naming label i. IDX labels are
+ * bare numbers; written from a class-folder tree they are the sorted folder index, which means
+ * nothing to a model with another label order unless the names travel with them.
+ */
+export const IDX_CLASSES_FILE = 'classes.txt';
+
+export async function writeIdxClasses(dir: string, classes: readonly string[]): Promise<string> {
+  const path = join(dir, IDX_CLASSES_FILE);
+  await writeFile(path, classes.map((c) => `${c}\n`).join(''));
+  return path;
+}
+
+/** The folder's class names in label order, or undefined when it has no sidecar. */
+export function readIdxClasses(dir: string): string[] | undefined {
+  const path = join(dir, IDX_CLASSES_FILE);
+  if (!existsSync(path)) return undefined;
+  const names = readFileSync(path, 'utf8').split('\n').map((l) => l.replace(/\r$/, '')).filter((l, i, all) => l !== '' || i < all.length - 1);
+  if (names.length === 0 || names.some((n) => n.trim() === '') || new Set(names).size !== names.length) {
+    throw new TtaqError('DATA_BAD_FORMAT', `${path}: expected one class name per line (line i names label i), none empty or repeated; fix or delete the file`, { path });
+  }
+  return names;
 }
 
 /** Where the Fashion-MNIST IDX files are: $TTAQ_FASHION_MNIST or the system dataset folder. */

@@ -2,8 +2,10 @@
 // video), model-input preprocessing, the 15 corruptions at 5 severities, shift streams,
 // synthetic RGB scenes and contact sheets.
 export { checkDataset, concat, imageAt, imageSize, numClasses, packLabels, psnr, select, take, type Dataset, type Labels } from './dataset.ts';
-export { encodeIdx, fashionMnistDir, findIdxPair, idxToDataset, listIdxNames, parseIdx, readFashionMnist, readIdx, readIdxDataset, readIdxDir, writeIdx, writeIdxDataset, type IdxArray, type WriteIdxOptions } from './idx.ts';
+export { encodeIdx, fashionMnistDir, IDX_CLASSES_FILE, readIdxClasses, writeIdxClasses, findIdxPair, idxToDataset, listIdxNames, parseIdx, readFashionMnist, readIdx, readIdxDataset, readIdxDir, writeIdx, writeIdxDataset, type IdxArray, type WriteIdxOptions } from './idx.ts';
 export { labelFolderName, matchClassFolders, type ClassMatch } from './classmatch.ts';
+export { isFolder } from './entries.ts';
+export { checkLabelRange } from './labelrange.ts';
 export { classFolders, decodeImage, IMAGE_EXTENSIONS, readImageFolder, readUnlabelledImages, writeImageFolder, type ImageFolderOptions } from './folder.ts';
 export { listImageNetC, readImageNetC, type CorruptedDomain, type ImageNetCOptions } from './imagenetc.ts';
 export { readLabelledVideo, readVideoLabels, sidecarPathFor, VideoLabelsSchema, writeLabelledVideo, type ReadVideoOptions, type VideoLabels, type WriteVideoOptions } from './video.ts';

@@ -109,7 +109,12 @@ export function orderByLabels(ids: number[], labelOf: (id: number) => number, k:
   if (order.kind === 'sequential') return ids;
   if (order.kind === 'shuffled') return rng.shuffle([...ids]);
   const pools: number[][] = Array.from({ length: k }, () => []);
-  for (const id of ids) pools[labelOf(id)]!.push(id);
+  for (const id of ids) {
+    const label = labelOf(id);
+    // a label outside [0, k) has no pool: said here, not as a TypeError from pools[label]
+    if (!(label >= 0 && label < k)) throw new TtaqError('DATA_BAD_FORMAT', `item ${id} has label ${label}, outside the ${k} classes (0 to ${k - 1}) the ${order.kind} order draws from; check the labels against the model's classes (checkLabelRange) before ordering`);
+    pools[label]!.push(id);
+  }
   for (const p of pools) rng.shuffle(p);
   const left = (): number => pools.reduce((s, p) => s + p.length, 0);
   const out: number[] = [];

@@ -4,11 +4,11 @@
 //   - an IDX folder with one pair per domain: <domain>-images-idx3-ubyte[.gz] with
 //     <domain>-labels-idx1-ubyte[.gz] or one shared labels-idx1-ubyte[.gz]
 //   - an ImageNet-C tree: <root>/<corruption>/<severity>/<class>/<image>
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  classFolders, CORRUPTIONS, DataRng, listIdxNames, listImageNetC, materializeStream, orderByLabels, planStream,
-  matchClassFolders, readFashionMnist, readIdxDir, readImageNetC, resolveStreamSpec, select, type Dataset, type LabelOrder,
+  checkLabelRange, classFolders, CORRUPTIONS, DataRng, findIdxPair, IDX_CLASSES_FILE, packLabels, readIdxClasses, isFolder, listIdxNames, listImageNetC, materializeStream, orderByLabels, planStream,
+  matchClassFolders, readFashionMnist, readIdxDataset, readImageNetC, resolveStreamSpec, select, type Dataset, type LabelOrder,
 } from '../data/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import type { ProgressFn } from '../progress/index.ts';
@@ -34,6 +34,11 @@ export interface DomainOptions {
    */
   readonly labels?: readonly string[] | undefined;
   readonly onProgress?: ProgressFn | undefined;
+  /**
+   * Says how the data was read where that was a guess or a choice the caller did not make: class
+   * folders taken by order or as 1-based, corruptions skipped for lack of the severity.
+   */
+  readonly onNote?: ((line: string) => void) | undefined;
 }
 
 /** Applies the label order to a domain's samples (and the limit). */
@@ -66,40 +71,102 @@ export async function corruptedFashionMnist(o: DomainOptions): Promise<DomainBlo
   return blocks;
 }
 
+/** An IDX domain name as `ttaq corrupt` writes it: `<corruption>[-<severity>]`. */
+const parseIdxName = (n: string): { n: string; c: string; s: number | undefined } => {
+  const m = /^(.*?)(?:-([1-5]))?$/.exec(n)!;
+  return { n, c: m[1]!, s: m[2] ? Number(m[2]) : undefined };
+};
+
+/** Whether every name is a corruption (or clean) as `ttaq corrupt` writes them. */
+const corruptionNamed = (present: readonly string[]): boolean => {
+  const known: readonly string[] = CORRUPTIONS;
+  return present.length > 0 && present.map(parseIdxName).every((p) => known.includes(p.c) || p.c === 'clean');
+};
+
 /**
  * The domains of an IDX folder when none are named: corruption names (as `ttaq corrupt` writes them,
  * `<corruption>-<severity>`) at the requested severity in protocol order, else every name sorted.
  */
 export function defaultIdxDomains(present: readonly string[], severity: number): string[] {
   const known: readonly string[] = CORRUPTIONS;
-  const parsed = present.map((n) => { const m = /^(.*?)(?:-([1-5]))?$/.exec(n)!; return { n, c: m[1]!, s: m[2] ? Number(m[2]) : undefined }; });
-  if (parsed.length === 0 || !parsed.every((p) => known.includes(p.c) || p.c === 'clean')) return [...present];
-  return parsed.filter((p) => p.s === undefined || p.s === severity)
+  if (!corruptionNamed(present)) return [...present];
+  return present.map(parseIdxName).filter((p) => p.s === undefined || p.s === severity)
     .sort((a, b) => (a.c === 'clean' ? -1 : known.indexOf(a.c)) - (b.c === 'clean' ? -1 : known.indexOf(b.c)))
     .map((p) => p.n);
 }
 
+/** "fog (severity 3), snow (severities 1, 2)": what the corruptions have, for notes and errors. */
+const describeSeverities = (bySeverity: ReadonlyMap<string, number[]>): string =>
+  [...bySeverity].map(([c, sev]) => `${c} (severit${sev.length > 1 ? 'ies' : 'y'} ${sev.sort((a, b) => a - b).join(', ')})`).join(', ');
+
+/** The corruptions of `names` with no domain at `severity`, with the severities they have. */
+function missingSeverity(items: readonly { c: string; s: number | undefined }[], severity: number): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const { c, s } of items) if (s !== undefined && !items.some((o) => o.c === c && (o.s === severity || o.s === undefined))) out.set(c, [...(out.get(c) ?? []), s]);
+  return out;
+}
+
 /** What kind of folder `dir` is. */
 export function dataLayout(dir: string): 'idx' | 'imagenet-c' {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TtaqError('DATA_NOT_FOUND', `--data ${dir} is not a folder; give a folder of IDX pairs (one per domain) or an ImageNet-C tree`);
+  if (!existsSync(dir) || !isFolder(dir)) throw new TtaqError('DATA_NOT_FOUND', `--data ${dir} is not a folder; give a folder of IDX pairs (one per domain) or an ImageNet-C tree`);
   if (listIdxNames(dir).length > 0) return 'idx';
-  const sub = readdirSync(dir).filter((f) => statSync(join(dir, f)).isDirectory());
-  if (sub.some((c) => existsSync(join(dir, c)) && readdirSync(join(dir, c)).some((s) => /^[1-5]$/.test(s)))) return 'imagenet-c';
+  const sub = readdirSync(dir).filter((f) => isFolder(join(dir, f)));
+  if (sub.some((c) => readdirSync(join(dir, c)).some((s) => /^[1-5]$/.test(s)))) return 'imagenet-c';
   throw new TtaqError('DATA_NOT_FOUND', `${dir} holds neither <domain>-images-idx3-ubyte[.gz] files nor <corruption>/<severity>/ folders; see 'ttaq eval --help' for the layouts`);
+}
+
+/**
+ * Refuses a domain that cannot be scored: no images (its error would read 0 %), or labels that are
+ * not the model's classes (checkLabelRange).
+ */
+function checkDomain(d: Dataset, classes: number, name: string, source: string): void {
+  if (d.count === 0) throw new TtaqError('DATA_BAD_FORMAT', `${source}: domain '${name}' holds no images, so it has no error to report; remove it or leave it out of --domains`, { source });
+  const labels = checkLabelRange(d.labels, classes, source);
+  if (!labels.ok) throw labels.error;
+}
+
+/**
+ * The model label of each label of an IDX folder with a classes.txt sidecar (as `ttaq corrupt`
+ * writes from a class-folder tree): its names matched to the model's labels like class folders.
+ */
+function idxLabelMap(dir: string, labels: readonly string[], note: (line: string) => void): number[] | undefined {
+  const names = readIdxClasses(dir);
+  if (!names) return undefined;
+  const path = join(dir, IDX_CLASSES_FILE);
+  const m = matchClassFolders(names, labels);
+  if (m.kind === 'mismatch') throw new TtaqError('DATA_BAD_FORMAT', `${path}: the class names it lists do not match the model's labels (${m.reason}); fix the names or evaluate with a model trained on these classes`);
+  if (m.note) note(`${path}: ${m.note}`);
+  return names.map((n) => m.classes.indexOf(n));
 }
 
 /** Domains from an external folder (IDX pairs or ImageNet-C). */
 export async function folderDomains(dir: string, o: DomainOptions & { readonly height?: number; readonly width?: number; readonly channels?: 1 | 3 }): Promise<DomainBlock[]> {
   const layout = dataLayout(dir);
+  const note = o.onNote ?? ((): void => {});
   // One generator per domain: a domain's subset and order do not depend on the other domains.
   const rngFor = (i: number): DataRng => new DataRng(o.seed, 0x5eed, i);
   const out: DomainBlock[] = [];
   if (layout === 'idx') {
     const present = listIdxNames(dir);
     const names = o.domains ? [...o.domains] : defaultIdxDomains(present, o.severity);
+    if (!o.domains && corruptionNamed(present)) {
+      const missing = missingSeverity(present.map(parseIdxName), o.severity);
+      if (names.length === 0) {
+        throw new TtaqError('DATA_NOT_FOUND', `${dir}: no domain at severity ${o.severity}; it holds ${describeSeverities(missing)}: use --severity ${[...new Set([...missing.values()].flat())].sort().join(' or ')}, or name domains with --domains (${present.join(', ')})`);
+      }
+      if (missing.size > 0) note(`${dir}: skipped ${describeSeverities(missing)}: no file at severity ${o.severity} (use --severity or --domains for them)`);
+    }
+    const toModel = o.labels ? idxLabelMap(dir, o.labels, note) : undefined;
     for (const name of names) {
       if (!present.includes(name)) throw new TtaqError('DATA_NOT_FOUND', `${dir}: no domain '${name}' (files ${name}-images-idx3-ubyte[.gz]); present: ${present.join(', ')}`);
-      const d = await readIdxDir(dir, name);
+      const files = findIdxPair(dir, name);
+      let d = await readIdxDataset(files.images, files.labels);
+      if (toModel) {
+        const named = checkLabelRange(d.labels, toModel.length, `${files.labels} (labels index ${IDX_CLASSES_FILE})`);
+        if (!named.ok) throw named.error;
+        d = { ...d, labels: packLabels(Array.from(d.labels, (l) => toModel[l]!)) };
+      }
+      checkDomain(d, o.classes, name, d.count === 0 ? files.images : files.labels);
       out.push({ name, data: orderDomain(d, o.order, rngFor(out.length), o.classes, o.limit) });
       o.onProgress?.({ stage: 'read domains', done: out.length, total: names.length, info: name });
     }
@@ -108,21 +175,38 @@ export async function folderDomains(dir: string, o: DomainOptions & { readonly h
   const found = listImageNetC(dir);
   const present = [...new Set(found.map((f) => f.corruption))];
   const known: readonly string[] = CORRUPTIONS;
-  const corruptions = o.domains ? [...o.domains] : [...known.filter((c) => present.includes(c)), ...present.filter((c) => !known.includes(c))];
+  let corruptions: string[];
+  if (o.domains) {
+    // readImageNetC refuses a named corruption without the severity
+    corruptions = [...o.domains];
+  } else {
+    const all = [...known.filter((c) => present.includes(c)), ...present.filter((c) => !known.includes(c))];
+    const missing = missingSeverity(found.map((f) => ({ c: f.corruption, s: f.severity })), o.severity);
+    corruptions = all.filter((c) => !missing.has(c));
+    if (corruptions.length === 0) {
+      throw new TtaqError('DATA_NOT_FOUND', `${dir}: no corruption has a severity ${o.severity} folder; it holds ${describeSeverities(missing)}: use --severity ${[...new Set([...missing.values()].flat())].sort().join(' or ')}`);
+    }
+    if (missing.size > 0) note(`${dir}: skipped ${describeSeverities(missing)}: no severity ${o.severity} folder (use --severity for them)`);
+  }
   let classes: readonly string[] | undefined;
   const first = found.find((f) => corruptions.includes(f.corruption) && f.severity === o.severity);
   if (o.labels && first) {
-    const m = matchClassFolders(classFolders(first.path), o.labels);
+    const folders = classFolders(first.path);
+    if (folders.length === 0) throw new TtaqError('DATA_BAD_FORMAT', `${first.path} has no class sub-folders; an ImageNet-C tree holds its images in <corruption>/<severity>/<class>/, one folder per class named after the model's labels`);
+    const m = matchClassFolders(folders, o.labels);
     if (m.kind === 'mismatch') throw new TtaqError('DATA_BAD_FORMAT', `${first.path}: ${m.reason}; name the class folders after the labels in the model's manifest (or 0, 1, ... in label order)`);
-    if (m.kind === 'names') classes = m.classes;
+    if (m.note) note(`${first.path}: ${m.note}`);
+    classes = m.classes;
   }
   const read = await readImageNetC(dir, {
     corruptions, severities: [o.severity], ...(classes ? { classes } : {}),
     ...(o.channels ? { channels: o.channels } : {}),
     ...(o.height && o.width ? { height: o.height, width: o.width } : {}),
-    ...(o.limit !== undefined ? { limitPerClass: Math.max(1, Math.ceil(o.limit / o.classes)) } : {}),
+    // `limit` images in all, spread over the class folders there are (not limit / model classes each)
+    ...(o.limit !== undefined ? { limit: o.limit } : {}),
   });
   for (const r of read) {
+    checkDomain(r.data, o.classes, r.corruption, join(dir, r.corruption, String(r.severity)));
     out.push({ name: r.corruption, data: orderDomain(r.data, o.order, rngFor(out.length), o.classes, o.limit) });
     o.onProgress?.({ stage: 'read domains', done: out.length, total: read.length, info: r.corruption });
   }

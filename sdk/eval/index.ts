@@ -15,9 +15,10 @@ import { checkModelHash, manifestPathFor, readManifest } from '../manifest/index
 import type { EvalModel } from './run.ts';
 
 export { corruptedFashionMnist, dataLayout, defaultIdxDomains, folderDomains, orderDomain, type DomainBlock, type DomainOptions } from './domains.ts';
-export { getProtocol, PROTOCOLS, SHORT_DOMAIN, type Protocol } from './protocols.ts';
+export { describeOrder, describeRun, getProtocol, PROTOCOLS, SHORT_DOMAIN, type Protocol, type RunDescription } from './protocols.ts';
 export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, rowKey, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
 export { EvalJournal, journalPathFor, readJournal, type JournalRead } from './journal.ts';
+export { dataFingerprint } from './fingerprint.ts';
 export { markdownTable, runSummary } from './table.ts';
 export { measureStepCost, syntheticBatch, timingTable, type StepCost } from './timing.ts';
 export { stabilitySvg, writeStabilityPng, type PlotOptions } from './plot.ts';

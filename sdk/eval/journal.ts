@@ -33,8 +33,21 @@ export function readJournal(path: string, settings: string): JournalRead {
     return { kind: 'stale', why: `unreadable (${(e as Error).message})` };
   }
   if (j.format !== FORMAT || typeof j.rows !== 'object' || j.rows === null) return { kind: 'stale', why: 'not a ttaq evaluation journal' };
-  if (j.settings !== settings) return { kind: 'stale', why: 'written with other settings' };
+  if (j.settings !== settings) return { kind: 'stale', why: `written with other settings${changedKeys(j.settings, settings)}` };
   return { kind: 'resumed', rows: new Map(Object.entries(j.rows)) };
+}
+
+/** " (changed: data, seed)" when both settings are JSON objects, to say why a run starts over. */
+function changedKeys(before: unknown, now: string): string {
+  try {
+    const a = JSON.parse(String(before)) as Record<string, unknown>;
+    const b = JSON.parse(now) as Record<string, unknown>;
+    if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) return '';
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+    return keys.length > 0 ? ` (changed: ${keys.join(', ')})` : '';
+  } catch {
+    return '';
+  }
 }
 
 /** Keeps the rows finished so far in `path`. */

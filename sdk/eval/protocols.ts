@@ -61,3 +61,37 @@ export const SHORT_DOMAIN: Readonly<Record<string, string>> = {
   motion_blur: 'motn', zoom_blur: 'zoom', snow: 'snow', frost: 'frost', fog: 'fog', brightness: 'brit',
   contrast: 'contr', elastic_transform: 'elast', pixelate: 'pixel', jpeg_compression: 'jpeg',
 };
+
+/** How a label order arranges the samples of a domain, in words. */
+export function describeOrder(order: LabelOrder): string {
+  switch (order.kind) {
+    case 'shuffled': return 'shuffled within each domain';
+    case 'sequential': return 'in file order within each domain';
+    case 'dirichlet': return `label shift within each domain (Dirichlet(${order.alpha}) sampler, segments of ${order.segment})`;
+    case 'runs': return `runs of one class within each domain (${order.meanRun} on average)`;
+  }
+}
+
+export interface RunDescription {
+  readonly protocol: Protocol;
+  /** Domain names in visiting order, as read. */
+  readonly domains: readonly string[];
+  /** Where the domains come from, in words. */
+  readonly source: string;
+  /** The severity, where it chose the data (undefined for IDX domains named by file). */
+  readonly severity?: number | undefined;
+  readonly batch: number;
+  readonly passes: number;
+  readonly limit?: number | undefined;
+}
+
+/**
+ * The results header: the run that happens, not the protocol's defaults (its description names 15
+ * corruptions at severity 5, which --data, --domains, --severity or --passes may all change).
+ */
+export function describeRun(r: RunDescription): string {
+  const d = r.domains;
+  const names = d.length > 6 ? `${d.slice(0, 3).join(', ')}, ..., ${d[d.length - 1]}` : d.join(', ');
+  return `${r.protocol.name}: ${d.length} domain${d.length === 1 ? '' : 's'} (${names}) from ${r.source}${r.severity !== undefined ? ` at severity ${r.severity}` : ''}, ${describeOrder(r.protocol.order)}; `
+    + `batch ${r.batch}, ${r.passes} pass${r.passes > 1 ? 'es' : ''}${r.limit !== undefined ? `, at most ${r.limit} samples per domain` : ''}`;
+}

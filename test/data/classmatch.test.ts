@@ -37,6 +37,39 @@ test('other names: sorted order when as many as labels, else a mismatch that nam
   assert.equal(matchClassFolders([], ['a', 'b']).kind, 'mismatch');
 });
 
+test('folders 1..K are 1-based, with a note showing the mapping', () => {
+  const labels = Array.from({ length: 12 }, (_, i) => `class ${i}`);
+  const m = matchClassFolders(Array.from({ length: 12 }, (_, i) => String(i + 1)).sort(), labels);
+  assert.ok(m.kind === 'names');
+  assert.equal(m.classes.indexOf('1'), 0);
+  assert.equal(m.classes.indexOf('10'), 9);
+  assert.equal(m.classes.indexOf('12'), 11);
+  assert.match(m.note ?? '', /1-based: 1 → class 0, 2 → class 1, .* 12 → class 11/);
+});
+
+test('other numbers, as many as labels, are taken in numeric order with the mapping in a note', () => {
+  const labels = Array.from({ length: 10 }, (_, i) => `c${i}`);
+  const m = matchClassFolders(['2', '3', '4', '5', '6', '7', '8', '9', '10', '11'].sort(), labels);
+  assert.ok(m.kind === 'order');
+  assert.deepEqual(m.classes, ['2', '3', '4', '5', '6', '7', '8', '9', '10', '11']);
+  assert.match(m.note, /numeric order: 2 → c0, .*10 → c8, 11 → c9/);
+  const words = matchClassFolders(['n02', 'n01'], ['tench', 'goldfish']);
+  assert.ok(words.kind === 'order');
+  assert.match(words.note, /sorted order: n01 → tench, n02 → goldfish/);
+});
+
+test('names differing only in case, spaces, _, / or - match by name; ambiguity does not', () => {
+  const m = matchClassFolders(['t-shirt_top', 'ankle_boot', 'BAG'], FASHION_MNIST_LABELS);
+  assert.ok(m.kind === 'names');
+  assert.equal(m.classes.indexOf('t-shirt_top'), 0);
+  assert.equal(m.classes.indexOf('ankle_boot'), 9);
+  assert.equal(m.classes.indexOf('BAG'), 8);
+  assert.equal(m.note, undefined);
+  // two folders for one label: not a name match (and not as many as the labels)
+  assert.equal(matchClassFolders(['Bag', 'bag'], FASHION_MNIST_LABELS).kind, 'mismatch');
+  assert.match((matchClassFolders([], ['a', 'b']) as { reason: string }).reason, /no class folders/);
+});
+
 test('ttaq quantize: an --eval folder whose classes are not the labels is refused; as --calib its labels are dropped', async () => {
   const src = graySet(12);
   const set = join(dir, 'pets');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { encodeIdx, findIdxPair, listIdxNames, parseIdx, readIdx, readIdxDir, writeIdx, writeIdxDataset } from '../../sdk/data/idx.ts';
+import { encodeIdx, findIdxPair, idxToDataset, listIdxNames, parseIdx, readIdx, readIdxDir, writeIdx, writeIdxDataset } from '../../sdk/data/idx.ts';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { graySet, rgbSet } from './helpers.ts';
 
@@ -58,4 +58,13 @@ test('truncated, garbage and mismatched files give DATA_BAD_FORMAT', async () =>
   await writeIdx(join(dir, 'x-labels-idx1-ubyte'), new Uint8Array(3), [3]);
   await assert.rejects(readIdxDir(dir, 'x'), (e: unknown) => badFormat(e) && /do not belong together/.test((e as Error).message));
   await assert.rejects(readIdxDir(dir, 'nothing'), (e: unknown) => isTtaqError(e) && e.code === 'DATA_NOT_FOUND');
+});
+
+test('channel-first images (N, C, H, W) are refused with the IDX layout N, H, W[, C] and the transpose', () => {
+  const labels = { dims: [2], data: new Uint8Array(2) };
+  const chw = { dims: [2, 3, 6, 5], data: new Uint8Array(2 * 3 * 6 * 5) };
+  assert.throws(() => idxToDataset(chw, labels, 'x'), (e: unknown) => badFormat(e) && /dims \[2, 3, 6, 5\].*5 channels.*look channel-first \(N, C, H, W\): IDX images are N, H, W\[, C\], so transpose to \[2, 6, 5, 3\]/.test((e as Error).message));
+  const four = { dims: [2, 6, 5, 4], data: new Uint8Array(2 * 6 * 5 * 4) };
+  assert.throws(() => idxToDataset(four, labels, 'x'), (e: unknown) => badFormat(e) && /4 channels, but only 1 or 3/.test((e as Error).message) && !/channel-first/.test((e as Error).message));
+  assert.equal(idxToDataset({ dims: [2, 6, 5, 3], data: new Uint8Array(180) }, labels, 'x').channels, 3);
 });

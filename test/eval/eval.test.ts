@@ -109,6 +109,15 @@ describe('evaluation protocols', () => {
     await assert.rejects(run('node', [...cli, '--model', modelPath, '--plot', join(dir, 'p.svg'), '--quiet']), (e: { code?: number; stderr?: string }) => e.code === 2 && /ending in \.png/.test(e.stderr ?? ''));
   });
 
+  it('ttaq eval: the header describes the run that happens; --method \'\' is a usage error', async () => {
+    const cli = ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--model', modelPath, '--quiet'];
+    const { stdout } = await run('node', [...cli, '--data', join(dir, 'data'), '--domains', 'plain', '--method', 'source', '--severity', '2', '--passes', '2', '--limit', '20'], { cwd: process.cwd() });
+    const header = stdout.split('\n')[0]!;
+    assert.match(header, /^continual: 1 domain \(plain\) from .*data, shuffled within each domain; batch 64, 2 passes, at most 20 samples per domain$/);
+    assert.doesNotMatch(header, /15 corruptions|severity 5/);
+    await assert.rejects(run('node', [...cli, '--data', join(dir, 'data'), '--method', '']), (e: { code?: number; stderr?: string }) => e.code === 2 && /--method '' names no method/.test(e.stderr ?? ''));
+  });
+
   it('--plot draws the error per pass and per domain as a PNG', async () => {
     const cli = ['--import', 'tsx', 'tools/ttaq.ts', 'eval'];
     const png = join(dir, 'stability.png');
@@ -221,5 +230,28 @@ describe('resuming an interrupted run', () => {
     assert.deepEqual(result.rows.map((r) => r.method), ['source', 'tent']);
     assert.deepEqual(result.rows[0], Object.values(first.rows)[0], 'the journaled row, not a rerun');
     assert.equal(existsSync(journal), false, 'the journal goes once the results are written');
+  });
+
+  it('a journal written before the data changed is not resumed from', async () => {
+    const data = join(dir, 'changing');
+    await writeIdxDataset(data, 'plain', images(96, 1, false));
+    const out = join(dir, 'changing.json');
+    const journal = journalPathFor(out);
+    const args = ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--model', modelPath, '--data', data, '--method', 'source,tent', '--batch', '16', '--passes', '150', '--out', out];
+    const first = spawn('node', args, { cwd: process.cwd(), stdio: 'ignore' });
+    const exited = new Promise<void>((res) => first.on('exit', () => res()));
+    while (!existsSync(journal) && first.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+    first.kill('SIGKILL');
+    await exited;
+    assert.ok(existsSync(journal), 'the first row was journaled');
+    // the same files rewritten (other images, same names and count): the old row is for other data
+    await writeIdxDataset(data, 'plain', images(96, 5, true));
+    const again = spawn('node', args, { cwd: process.cwd(), stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    const done = new Promise<void>((res) => again.on('exit', () => res()));
+    again.stderr.on('data', (b: Buffer) => { stderr += b.toString(); if (/note: .*partial\.json/.test(stderr)) again.kill('SIGKILL'); });
+    await done;
+    assert.match(stderr, /note: .*changing\.json\.partial\.json is written with other settings \(changed: dataFiles\); this run starts over/);
+    assert.doesNotMatch(stderr, /resuming from/);
   });
 });

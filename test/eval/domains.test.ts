@@ -1,0 +1,168 @@
+// Reading externally supplied domains (sdk/eval/domains.ts): data that cannot be scored as it is
+// (labels outside the model's classes, empty domains, missing severities, broken entries) is
+// refused with a data error that says where and what to do; guesses are said in a note.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { packLabels, writeIdxDataset, writeImageFolder, type Dataset } from '../../sdk/data/index.ts';
+import { isTtaqError } from '../../sdk/errors/index.ts';
+import { folderDomains, getProtocol } from '../../sdk/eval/index.ts';
+import { FASHION_MNIST_LABELS } from '../../sdk/manifest/index.ts';
+import { graySet } from '../data/helpers.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ttaq-domains-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const LABELS = [...FASHION_MNIST_LABELS];
+const base = { severity: 5, seed: 0, classes: 10, labels: LABELS, channels: 1 as const, height: 28, width: 28 };
+const continual = getProtocol('continual').order;
+
+/** graySet(n) with other labels. */
+const relabel = (d: Dataset, labels: number[]): Dataset => ({ ...d, labels: packLabels(labels) });
+
+const dataError = (re: RegExp) => (e: unknown): boolean => {
+  assert.ok(isTtaqError(e), `a TtaqError, got ${String(e)}`);
+  assert.match(e.message, re);
+  return /^DATA_/.test(e.code);
+};
+
+describe('labels outside the model\'s classes', () => {
+  const src = graySet(20);
+
+  it('are refused with the file, the first bad label, its index and the valid range', async () => {
+    const labels = Array.from(src.labels);
+    labels[3] = 12;
+    labels[7] = 200;
+    await writeIdxDataset(join(dir, 'bad'), 'a', relabel(src, labels));
+    for (const order of [continual, getProtocol('imbalanced').order, getProtocol('camera').order]) {
+      await assert.rejects(folderDomains(join(dir, 'bad'), { ...base, order }),
+        dataError(/a-labels-idx1-ubyte\.gz: label 12 at index 3 is not a class of the model \(valid labels 0 to 9: the model has 10 classes\)/));
+    }
+  });
+
+  it('labels 1..K are refused with the hint that they look 1-based', async () => {
+    await writeIdxDataset(join(dir, 'one'), 'a', relabel(src, Array.from(src.labels, (l) => l + 1)));
+    await assert.rejects(folderDomains(join(dir, 'one'), { ...base, order: continual }), dataError(/label 10 at index 9 .*looks 1-based: subtract 1/));
+  });
+});
+
+describe('domains that cannot be scored', () => {
+  it('a domain with no images is refused, not reported as 0 % error', async () => {
+    await writeIdxDataset(join(dir, 'empty'), 'a', { count: 0, height: 28, width: 28, channels: 1, images: new Uint8Array(0), labels: new Uint8Array(0) });
+    await assert.rejects(folderDomains(join(dir, 'empty'), { ...base, order: continual }), dataError(/a-images-idx3-ubyte\.gz: domain 'a' holds no images/));
+  });
+
+  it('a broken link in the data folder is named in a data error', async () => {
+    const d = join(dir, 'dangling');
+    await writeImageFolder({ ...graySet(10), classes: LABELS }, join(d, 'fog', '5'));
+    symlinkSync(join(dir, 'nowhere'), join(d, 'broken'));
+    await assert.rejects(folderDomains(d, { ...base, order: continual }), dataError(/dangling\/broken is a symbolic link whose target does not exist/));
+  });
+
+  it('images directly in <corruption>/<severity>/ (no class folders) are refused with the layout', async () => {
+    const d = join(dir, 'flat');
+    await writeImageFolder({ ...graySet(4), classes: ['x'] }, join(d, 'fog'));
+    rmSync(join(d, 'fog', '5'), { recursive: true, force: true });
+    // fog/x/*.png -> fog/5/*.png: the images lie in the severity folder itself
+    const { renameSync } = await import('node:fs');
+    renameSync(join(d, 'fog', 'x'), join(d, 'fog', '5'));
+    await assert.rejects(folderDomains(d, { ...base, order: continual }), dataError(/fog\/5 has no class sub-folders; .*<corruption>\/<severity>\/<class>\//));
+  });
+});
+
+describe('severities', () => {
+  const src = graySet(20);
+  const tree = join(dir, 'sev');
+  const ready = (async () => {
+    await writeImageFolder({ ...src, classes: LABELS }, join(tree, 'fog', '5'));
+    await writeImageFolder({ ...src, classes: LABELS }, join(tree, 'snow', '3'));
+  })();
+
+  it('an ImageNet-C corruption named in --domains without the severity is an error naming the ones it has', async () => {
+    await ready;
+    await assert.rejects(folderDomains(tree, { ...base, order: continual, domains: ['fog', 'snow'] }), dataError(/snow has severity 3 only, not 5; use --severity 3/));
+  });
+
+  it('without --domains the corruptions lacking it are skipped with a note', async () => {
+    await ready;
+    const notes: string[] = [];
+    const blocks = await folderDomains(tree, { ...base, order: continual, onNote: (l) => notes.push(l) });
+    assert.deepEqual(blocks.map((b) => b.name), ['fog']);
+    assert.equal(notes.length, 1);
+    assert.match(notes[0]!, /skipped snow \(severity 3\): no severity 5 folder/);
+  });
+
+  it('an IDX folder of corruption files at other severities says what it holds and which --severity to use', async () => {
+    await writeIdxDataset(join(dir, 'idx3'), 'fog-3', src, { sharedLabels: true });
+    await assert.rejects(folderDomains(join(dir, 'idx3'), { ...base, order: continual }), dataError(/no domain at severity 5; it holds fog \(severity 3\): use --severity 3, or name domains with --domains \(fog-3\)/));
+    const [fog] = await folderDomains(join(dir, 'idx3'), { ...base, severity: 3, order: continual });
+    assert.equal(fog!.data.count, 20);
+  });
+});
+
+describe('ImageNet-C class folders and --limit', () => {
+  const src = graySet(40);
+  const per = 28 * 28;
+  /** Each image's label in `src`, by its bytes. */
+  const labelOf = new Map<string, number>();
+  for (let i = 0; i < src.count; i++) labelOf.set(Buffer.from(src.images.subarray(i * per, (i + 1) * per)).toString('base64'), src.labels[i]!);
+  const assertOwnLabels = (d: Dataset): void => {
+    for (let i = 0; i < d.count; i++) assert.equal(d.labels[i], labelOf.get(Buffer.from(d.images.subarray(i * per, (i + 1) * per)).toString('base64')), `image ${i}`);
+  };
+
+  it('folders 1..10 are read as 1-based (not in text order, where 10 follows 1), with a note', async () => {
+    const t = join(dir, 'num1');
+    await writeImageFolder({ ...src, classes: LABELS.map((_, i) => String(i + 1)) }, join(t, 'fog', '5'));
+    const notes: string[] = [];
+    const [fog] = await folderDomains(t, { ...base, order: continual, onNote: (l) => notes.push(l) });
+    assert.equal(fog!.data.count, 40);
+    assertOwnLabels(fog!.data);
+    assert.match(notes.join('\n'), /1-based: 1 → T-shirt\/top, 2 → Trouser, .*10 → Ankle boot/);
+  });
+
+  it('folder names matching the labels but for case and separators are read by name', async () => {
+    const t = join(dir, 'lower');
+    await writeImageFolder({ ...src, classes: LABELS.map((l) => l.toLowerCase().replace(/[ /]/g, '_')) }, join(t, 'fog', '5'));
+    const notes: string[] = [];
+    const [fog] = await folderDomains(t, { ...base, order: continual, onNote: (l) => notes.push(l) });
+    assertOwnLabels(fog!.data);
+    assert.deepEqual(notes, [], 'a name match needs no note');
+  });
+
+  it('--limit takes that many images in all, spread over the class folders present', async () => {
+    const t = join(dir, 'three');
+    // three classes of the model's ten, 4 images each
+    const keep = Array.from({ length: src.count }, (_, i) => i).filter((i) => src.labels[i]! < 3);
+    const sub: Dataset = { ...src, count: keep.length, images: Uint8Array.from(keep.flatMap((i) => Array.from(src.images.subarray(i * per, (i + 1) * per)))), labels: packLabels(keep.map((i) => src.labels[i]!)), classes: LABELS };
+    await writeImageFolder(sub, join(t, 'fog', '5'));
+    const [fog] = await folderDomains(t, { ...base, order: continual, limit: 7 });
+    assert.equal(fog!.data.count, 7, 'not ceil(7 / 10) = 1 per class folder');
+    const counts = [0, 0, 0];
+    for (const l of fog!.data.labels) counts[l]!++;
+    assert.deepEqual(counts.sort(), [2, 2, 3]);
+    assertOwnLabels(fog!.data);
+  });
+});
+
+describe('IDX folders written from a class-folder tree', () => {
+  it('ttaq corrupt --format idx keeps the class names (classes.txt), and folderDomains scores by them', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { readFileSync } = await import('node:fs');
+    const src = graySet(30);
+    // three classes whose sorted folder index (Bag 0, Coat 1, Trouser 2) is not their model label
+    const names = ['Trouser', 'Coat', 'Bag'];
+    const tree = join(dir, 'three-classes');
+    await writeImageFolder({ ...src, labels: packLabels(Array.from(src.labels, (l) => l % 3)), classes: names }, tree);
+    const out = join(dir, 'three-idx');
+    execFileSync(process.execPath, ['--import', 'tsx', 'tools/ttaq.ts', 'corrupt', '--data', tree, '--format', 'idx', '--corruptions', 'brightness', '--severities', '1', '--out', out, '--quiet'], { cwd: process.cwd() });
+    assert.equal(readFileSync(join(out, 'classes.txt'), 'utf8'), 'Bag\nCoat\nTrouser\n');
+    const [d] = await folderDomains(out, { ...base, severity: 1, order: continual });
+    const counts = new Map<number, number>();
+    for (const l of d!.data.labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+    // Trouser 1, Coat 4, Bag 8 in the model's label order; labels (i mod 10) mod 3 give Trouser 12
+    // images of the 30, Coat and Bag 9 each
+    assert.deepEqual([...counts].sort((a, b) => a[0] - b[0]), [[1, 12], [4, 9], [8, 9]]);
+  });
+});
