@@ -1,8 +1,8 @@
 // `ttaq inspect <model.onnx>`: what is in a model file: versions, inputs and outputs, operator
 // histogram, parameters by dtype, MACs per layer (batch 1), and whether BatchNorm is present or
 // folded. A table for people, --json for scripts.
-import { EXIT, parseFlags, printJson, reportError } from './lib/cli.ts';
-import { isTtaqError, TtaqError, type ErrorCode } from '../sdk/errors/index.ts';
+import { EXIT, parseFlags, printJson } from './lib/cli.ts';
+import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
 import { opHistogram } from '../sdk/onnx/graph.ts';
 import { isSubByte, packedByteLength } from '../sdk/onnx/packing.ts';
@@ -197,24 +197,14 @@ export function formatReport(r: InspectReport): string {
 }
 
 /** Codes that mean the input (file or flags) is unusable: exit 2. */
-const INPUT_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'CLI_USAGE', 'ONNX_READ_FAILED', 'ONNX_TRUNCATED', 'ONNX_NOT_A_MODEL', 'ONNX_UNSUPPORTED_OPSET',
-  'ONNX_UNSUPPORTED_IR_VERSION', 'ONNX_UNSUPPORTED_DTYPE', 'ONNX_EXTERNAL_DATA', 'ONNX_DYNAMIC_SHAPE',
-]);
-
 export async function run(argv: string[]): Promise<number> {
-  try {
-    const flags = parseFlags(argv, { json: { type: 'boolean' }, shape: { type: 'string', multiple: true } }, HELP);
-    if (!flags) return EXIT.ok;
-    const [file, ...extra] = flags.positionals;
-    if (!file || extra.length) throw new TtaqError('CLI_USAGE', `${file ? 'one model file at a time' : 'missing the model file'}\n\n${HELP}`);
-    const m = await loadModel(file);
-    const report = await inspectModel(m, file, parseShapes(flags.values.shape ?? []));
-    if (flags.values.json) printJson(report);
-    else process.stdout.write(formatReport(report));
-    return EXIT.ok;
-  } catch (e) {
-    const code = reportError(e);
-    return isTtaqError(e) && INPUT_ERRORS.has(e.code) ? EXIT.usage : code;
-  }
+  const flags = parseFlags(argv, { json: { type: 'boolean' }, shape: { type: 'string', multiple: true } }, HELP);
+  if (!flags) return EXIT.ok;
+  const [file, ...extra] = flags.positionals;
+  if (!file || extra.length) throw new TtaqError('CLI_USAGE', `${file ? 'one model file at a time' : 'missing the model file'}\n\n${HELP}`);
+  const m = await loadModel(file);
+  const report = await inspectModel(m, file, parseShapes(flags.values.shape ?? []));
+  if (flags.values.json) printJson(report);
+  else process.stdout.write(formatReport(report));
+  return EXIT.ok;
 }

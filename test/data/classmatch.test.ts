@@ -77,7 +77,7 @@ test('ttaq quantize: an --eval folder whose classes are not the labels is refuse
   const q = (extra: string[]) => spawnSync(process.execPath, ['bin/ttaq.js', 'quantize', '--model', 'models/resnet20-fmnist.onnx', '--calib', set, '--calib-images', '12', '--min-calib', '8', '--method', 'minmax',
     '--w-bits', '8', '--a-bits', '8', '--no-state', '--variant-images', '0', '--out', join(dir, 'q', 'm.onnx'), ...extra], { encoding: 'utf8', env: { ...process.env, TTAQ_JSON_ERRORS: '1' } });
   const refused = q(['--eval', set, '--quiet']);
-  assert.equal(refused.status, 1, refused.stderr);
+  assert.equal(refused.status, 2, refused.stderr);
   assert.equal(JSON.parse(refused.stderr.trim().split('\n').pop()!).error.code, 'DATA_BAD_FORMAT');
   const calibOnly = q(['--json']);
   assert.equal(calibOnly.status, 0, calibOnly.stderr);
@@ -97,7 +97,7 @@ test('ttaq quantize: a folder of images without class sub-folders calibrates, un
   assert.equal(report.accuracy, null, 'unlabelled images give no accuracy');
   assert.equal(report.calibration.activationRanges !== undefined, true);
   const refused = q(['--eval', flat, '--quiet']);
-  assert.equal(refused.status, 1, refused.stderr);
+  assert.equal(refused.status, 2, refused.stderr);
   const err = JSON.parse(refused.stderr.trim().split('\n').pop()!).error;
   assert.equal(err.code, 'DATA_BAD_FORMAT');
   assert.match(err.message, /no class sub-folders/);

@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isTtaqError, TtaqError } from '../../sdk/errors/index.ts';
+import { isTtaqError, TtaqError, type ErrorCode } from '../../sdk/errors/index.ts';
 
 /** Exit codes: 0 ok, 1 the job failed, 2 bad usage or input. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -23,6 +23,19 @@ export function parseFlags<O extends Options>(argv: string[], options: O, help: 
   }
 }
 
+/**
+ * Errors that say the input was wrong (flags, config, data, model file, bit widths), not that the
+ * job failed: exit code 2, as every command's help promises for bad usage or input.
+ */
+const INPUT_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'CLI_USAGE', 'CONFIG_INVALID', 'MANIFEST_INVALID',
+  'DATA_NOT_FOUND', 'DATA_BAD_FORMAT', 'DATA_BAD_SPEC',
+  'ONNX_READ_FAILED', 'ONNX_TRUNCATED', 'ONNX_NOT_A_MODEL', 'ONNX_UNSUPPORTED_OPSET',
+  'ONNX_UNSUPPORTED_IR_VERSION', 'ONNX_UNSUPPORTED_DTYPE', 'ONNX_EXTERNAL_DATA', 'ONNX_DYNAMIC_SHAPE',
+  'QUANT_BAD_BITS', 'QUANT_CALIB_MISSING', 'QUANT_CALIB_TOO_SMALL',
+  'TELEMETRY_BAD_TOPIC',
+]);
+
 /** Prints an error for a person (or as JSON with TTAQ_JSON_ERRORS=1) and returns the exit code. */
 export function reportError(e: unknown): number {
   if (isTtaqError(e)) {
@@ -31,7 +44,7 @@ export function reportError(e: unknown): number {
     } else {
       process.stderr.write(`ttaq: ${e.message} [${e.code}]\n`);
     }
-    return e.code === 'CLI_USAGE' || e.code === 'CONFIG_INVALID' ? EXIT.usage : EXIT.failed;
+    return INPUT_ERRORS.has(e.code) ? EXIT.usage : EXIT.failed;
   }
   process.stderr.write(`ttaq: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
   return EXIT.failed;
