@@ -123,11 +123,22 @@ function parseShapes(list: readonly string[]): Record<string, number[]> {
   return out;
 }
 
+/** A --shape must name an input and agree with its static dims (only the dynamic ones are free). */
+function checkShapeFlag(name: string, dims: readonly number[], inputs: readonly ValueInfo[]): void {
+  const v = inputs.find((i) => i.name === name);
+  if (!v) throw new TtaqError('CLI_USAGE', `--shape ${name}=...: the model has no input '${name}'; its inputs: ${inputs.map((i) => i.name).join(', ') || 'none'}`);
+  if (!v.shape) return;
+  const want = v.shape.map((d) => (typeof d === 'number' ? String(d) : '?')).join('x');
+  const fits = v.shape.length === dims.length && v.shape.every((d, k) => typeof d !== 'number' || d === dims[k]);
+  if (!fits) throw new TtaqError('CLI_USAGE', `--shape ${name}=${dims.join('x')} does not fit the input's shape ${want} ('?' marks the dims --shape may set)`);
+}
+
 /** Builds the report for a model already loaded. */
 export async function inspectModel(m: Model, file: string, shapeFlags: Record<string, number[]> = {}): Promise<InspectReport> {
   const g = m.graph;
   // Dynamic leading dims default to batch 1; other dynamic dims need --shape.
   const inputShapes: Record<string, number[]> = { ...shapeFlags };
+  for (const [name, dims] of Object.entries(shapeFlags)) checkShapeFlag(name, dims, g.inputs);
   for (const v of g.inputs) {
     if (inputShapes[v.name] || !v.shape) continue;
     if (v.shape.slice(1).every((d) => typeof d === 'number') && typeof v.shape[0] !== 'number') inputShapes[v.name] = [1, ...(v.shape.slice(1) as number[])];

@@ -4,11 +4,11 @@
 // workstation after installing a CUDA/TensorRT build (docs/JETSON.md).
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
-import { EXIT, parseFlags, printJson, reportError } from './lib/cli.ts';
+import { EXIT, intFlag, parseFlags, printJson, reportError } from './lib/cli.ts';
 import { benchStep } from '../sdk/autodiff/bench.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { loadEvalModel, measureStepCost, syntheticBatch, type EvalModel } from '../sdk/eval/index.ts';
-import { createSession, defaultAvailableProviders, type ProviderName, type RuntimeLogEvent, type Session } from '../sdk/runtime/index.ts';
+import { createSession, defaultAvailableProviders, PROVIDER_NAMES, type ProviderName, type RuntimeLogEvent, type Session } from '../sdk/runtime/index.ts';
 import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 export const summary = 'list the execution providers this binary can run and check each on a model (inference, adaptation, training)';
@@ -186,19 +186,17 @@ export async function run(argv: string[]): Promise<number> {
     }, HELP);
     if (!f) return EXIT.ok;
     const flags = f.values;
-    const int = (v: string | undefined, name: string, dflt: number): number => {
-      if (v === undefined) return dflt;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new TtaqError('CLI_USAGE', `--${name} ${v}: expected a positive integer`);
-      return n;
-    };
     const providers = (flags.providers ?? 'tensorrt,cuda,cpu').split(',').map((s) => s.trim()).filter(Boolean) as ProviderName[];
     if (providers.length === 0) throw new TtaqError('CLI_USAGE', '--providers: name at least one provider, e.g. cuda,cpu');
+    // a name that no onnxruntime build has is a typo, not a provider this binary lacks
+    const known = [...new Set([...PROVIDER_NAMES, ...ort.listSupportedBackends().map((b) => b.name)])];
+    const unknown = providers.filter((p) => !known.includes(p));
+    if (unknown.length) throw new TtaqError('CLI_USAGE', `--providers: '${unknown.join("', '")}' is no onnxruntime execution provider; use some of ${known.join(', ')}`);
     const report = await checkProviders({
       models: flags.model?.length ? flags.model : [DEFAULT_MODEL_PATH],
       providers,
-      batch: int(flags.batch, 'batch', 64),
-      reps: int(flags.reps, 'reps', 20),
+      batch: intFlag(flags.batch, 'batch', 1) ?? 64,
+      reps: intFlag(flags.reps, 'reps', 1) ?? 20,
       train: flags.train ?? false,
       progress: flags.json ? undefined : (l) => process.stderr.write(`${l}\n`),
     });

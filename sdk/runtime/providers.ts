@@ -10,6 +10,9 @@ import { TtaqError } from '../errors/index.ts';
 /** Provider names as onnxruntime-node spells them. */
 export type ProviderName = 'tensorrt' | 'cuda' | 'cpu' | 'webgpu' | 'dml' | 'coreml' | (string & {});
 
+/** The names ProviderName spells out: onnxruntime-node's execution providers across its builds. */
+export const PROVIDER_NAMES: readonly ProviderName[] = ['tensorrt', 'cuda', 'cpu', 'webgpu', 'dml', 'coreml'];
+
 export const DEFAULT_PROVIDERS: readonly ProviderName[] = ['tensorrt', 'cuda', 'cpu'];
 
 export interface RuntimeLogEvent {

@@ -86,6 +86,13 @@ test('inspect: folded BN, packed int4 bytes, dynamic batch counted at 1, other d
   const out = await ttaq('inspect', p, '--json', '--shape', 'x=1x3x6x8');
   assert.equal(out.code, 0, out.stderr);
   assert.equal(JSON.parse(out.stdout).macs.total, 4 * 6 * 8 * 27 + 40);
+  // a --shape for an input the model lacks, or against its static dims, is bad usage, not ignored
+  const unknown = await ttaq('inspect', p, '--shape', 'y=1x3x6x8');
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /no input 'y'; its inputs: x/);
+  const clash = await ttaq('inspect', p, '--shape', 'x=1x4x6x8');
+  assert.equal(clash.code, 2);
+  assert.match(clash.stderr, /x=1x4x6x8 does not fit the input's shape \?x3x\?x8/);
 });
 
 test('inspect: bad files print the coded error and exit 2, never an unhandled exception', async () => {

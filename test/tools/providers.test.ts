@@ -1,6 +1,7 @@
 // `ttaq providers`: skipped providers carry a reason naming the missing library, and the CPU row
 // is the reference (zero difference to itself, a timed inference and adaptation step).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { checkProviders } from '../../tools/providers.ts';
 
@@ -25,4 +26,10 @@ test('providers check: a provider the binary does not have is reported, not thro
   const r = await checkProviders({ models: ['models/resnet20-fmnist.onnx'], providers: ['coreml', 'cpu'], batch: 1, reps: 1, train: false });
   assert.ok(r.skipped.some((s) => s.provider === 'coreml' && /coreml/.test(s.reason)));
   assert.deepEqual(r.checks.map((c) => c.provider), ['cpu']);
+});
+
+test('ttaq providers: a name no onnxruntime build has is bad usage (exit 2), not an empty table', () => {
+  const r = spawnSync(process.execPath, ['bin/ttaq.js', 'providers', '--providers', 'cdua,cpu'], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /'cdua' is no onnxruntime execution provider; use some of tensorrt, cuda, cpu/);
 });
