@@ -143,11 +143,11 @@ export class Agent {
   private fatalSource: string | undefined;
   httpPort: number | undefined;
 
-  private constructor(readonly config: AgentConfig, private readonly deps: AgentDeps, store: AgentStore, telemetry: TelemetrySink, log: Logger) {
+  private constructor(readonly config: AgentConfig, private readonly deps: AgentDeps, store: AgentStore, telemetry: TelemetrySink, log: Logger, runId: number) {
     this.log = log;
     this.store = store;
     this.telemetry = telemetry;
-    this.runId = store.beginRun(config, hostname());
+    this.runId = runId;
     // The real runner (onnxruntime, sdk/adapt) is imported only when used: fakes start faster.
     this.live = { batchSize: config.batch.size, maxWaitMs: config.batch.maxWaitMs, every: config.adaptation.every, shiftEnabled: config.adaptation.shift.enabled, resetEvery: 0, driftThreshold: 0 };
     this.factory = deps.runnerFactory ?? (async (m) => {
@@ -167,8 +167,17 @@ export class Agent {
   static async create(config: AgentConfig, deps: AgentDeps = {}): Promise<Agent> {
     const log = deps.logger ?? pino({ level: config.log.level, base: { pid: process.pid, agent: 'ttaq' } });
     const store = AgentStore.open(config.storage.path);
-    const telemetry = deps.telemetry ?? (await createTelemetrySink(config, log));
-    return new Agent(config, deps, store, telemetry, log);
+    // the run is recorded (and a database in use refused) before telemetry connects
+    let telemetry: TelemetrySink | undefined;
+    try {
+      const runId = store.beginRun(config, hostname());
+      telemetry = deps.telemetry ?? (await createTelemetrySink(config, log));
+      return new Agent(config, deps, store, telemetry, log, runId);
+    } catch (e) {
+      await telemetry?.close().catch(() => {});
+      store.close();
+      throw e;
+    }
   }
 
   private record(level: string, kind: string, message: string, data?: unknown): void {
@@ -187,6 +196,14 @@ export class Agent {
   async start(): Promise<void> {
     if (this.mode !== 'created') throw new TtaqError('INTERNAL', 'agent already started');
     this.mode = 'running';
+    this.starting = this.startUp();
+    return this.starting;
+  }
+
+  /** Set while start() runs: a stop() then (a signal during a long TensorRT build) waits for it. */
+  private starting: Promise<void> | undefined;
+
+  private async startUp(): Promise<void> {
     this.record('info', 'start', `agent starting (run ${this.runId})`, { pid: process.pid });
     try {
       this.runner = await this.factory({ path: this.modelPath, manifest: this.manifestPath, ...this.overrides() });
@@ -240,15 +257,17 @@ export class Agent {
     this.restore();
   }
 
-  /** Restores the newest checkpoint when it belongs to this model; otherwise starts fresh, saying why. */
+  /** Restores the newest checkpoint of this model and method; otherwise starts fresh, saying why. */
   private restore(): void {
     const r = this.runner;
     if (!r.loadState || !this.config.adaptation.restore) return;
-    const latest = this.store.latestCheckpoint();
     const sha = r.info.modelSha256;
+    const method = r.info.method ?? '';
+    // The newest checkpoint of this model and method: switching to another model or method and
+    // back resumes where this one left off (each keeps its own keepCheckpoints).
+    const latest = this.store.latestCheckpoint({ modelSha256: sha, method });
     let reason: string | undefined;
-    if (!latest) reason = 'no checkpoint in the database';
-    else if (latest.modelSha256 !== sha) reason = `the newest checkpoint is for model ${latest.modelName} (${latest.modelSha256.slice(0, 12)}…), this model is ${sha.slice(0, 12)}…`;
+    if (!latest) reason = `no checkpoint of this model (${sha.slice(0, 12)}…) with method ${method || '(none)'} in the database`;
     else {
       try {
         r.loadState(latest.state);
@@ -833,6 +852,7 @@ export class Agent {
 
   /** Asks the agent to stop; resolves when everything is flushed and closed. */
   async stop(reason: ExitReason = 'stopped', detail?: string): Promise<AgentExit> {
+    const starting = !this.loopDone && this.starting;
     if (this.mode === 'running') {
       this.stopReason = reason;
       if (detail) this.stopDetail = detail;
@@ -841,6 +861,11 @@ export class Agent {
       this.resumeWaiter = undefined;
       w?.();
     }
+    // Stopped while starting: start-up finishes (a model half-loaded cannot be abandoned safely),
+    // then the loop sees 'stopping' at once and the shutdown writes the run's end as usual. A
+    // start that failed has already closed everything and reports its own error.
+    if (starting) await starting.catch(() => {});
+    if (!this.loopDone) return { reason: 'error', detail: 'stopped before start-up finished', framesProcessed: 0, steps: 0 };
     return this.done();
   }
 

@@ -16,7 +16,7 @@
 // arriving during a read is answered with the held frame right away.
 // Failures (cannot open, empty read on a live source, file gone) recreate the capture after a
 // capped exponential backoff.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import type { SourceConfig, SourceKind } from './config.ts';
 import { loadOpenCv, type CV, type Mat } from './cv.ts';
 import { frameSize, preprocessInto, type PreprocessSpec } from './preprocess.ts';
@@ -185,12 +185,23 @@ class Capture {
       }
       if (kind !== 'file') cap.set(cv.CAP_PROP_BUFFERSIZE, 1);
       this.cap = cap;
+      this.everOpened = true;
       return true;
     } catch (e) {
       this.s.lastError = `cannot open ${kind} source '${source.uri}': ${errorText(e)}`;
+      // A file that is there but never opened is not a video OpenCV can decode (or a folder):
+      // unlike a camera or stream, waiting will not change that.
+      if (kind === 'file' && !this.everOpened) {
+        this.s.lastError = `'${source.uri}' is ${statSync(source.uri).isDirectory() ? 'a folder' : 'not a video OpenCV can decode'} (${errorText(e)}); give a video file (mp4, mkv, avi, ...) with --source`;
+        this.unopenable = true;
+      }
       return false;
     }
   }
+
+  /** Set once a source opened: later failures of a file are retried (it may be rewritten). */
+  private everOpened = false;
+  private unopenable = false;
 
   private release(): void {
     try { this.cap?.release(); } catch { /* already gone */ }
@@ -225,6 +236,10 @@ class Capture {
       outer: while (!this.stopping) {
         if (!this.open()) {
           looped = false;
+          if (this.unopenable) {
+            this.post({ type: 'fatal', error: this.s.lastError!, stats: { ...this.s } });
+            break;
+          }
           if (!(await this.fail(++attempt))) break;
           continue;
         }

@@ -104,9 +104,11 @@ export class AgentStore {
       event: db.prepare('INSERT INTO events (run_id, at, level, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)'),
       events: db.prepare('SELECT * FROM events WHERE (? IS NULL OR run_id = ?) ORDER BY id DESC LIMIT ?'),
       saveCkpt: db.prepare('INSERT INTO checkpoints (run_id, created_at, model_sha256, model_name, method, step, reason, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
-      pruneCkpt: db.prepare('DELETE FROM checkpoints WHERE model_sha256 = ? AND id NOT IN (SELECT id FROM checkpoints WHERE model_sha256 = ? ORDER BY id DESC LIMIT ?)'),
+      pruneCkpt: db.prepare(`DELETE FROM checkpoints WHERE model_sha256 = @sha AND method = @method AND id NOT IN
+        (SELECT id FROM checkpoints WHERE model_sha256 = @sha AND method = @method ORDER BY id DESC LIMIT @keep)`),
       latestCkpt: db.prepare('SELECT * FROM checkpoints ORDER BY id DESC LIMIT 1'),
-      latestCkptFor: db.prepare('SELECT * FROM checkpoints WHERE model_sha256 = ? ORDER BY id DESC LIMIT 1'),
+      latestCkptFor: db.prepare('SELECT * FROM checkpoints WHERE model_sha256 = @sha AND (@method IS NULL OR method = @method) ORDER BY id DESC LIMIT 1'),
+      openRuns: db.prepare('SELECT id, pid, started_at FROM runs WHERE ended_at IS NULL AND host = ? ORDER BY id DESC'),
       countCkpt: db.prepare('SELECT COUNT(*) AS n FROM checkpoints'),
       insPred: db.prepare('INSERT INTO predictions (run_id, at, seq, model_sha256, label, confidence, entropy, adapted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       maxPred: db.prepare('SELECT MAX(id) AS id FROM predictions'),
@@ -137,16 +139,42 @@ export class AgentStore {
     } catch (e) {
       throw new TtaqError('CONFIG_INVALID', `cannot open the agent database '${path}': ${(e as Error).message}; set storage.path to a writable file`, { path }, { cause: e });
     }
-    migrate(db, path);
-    return new AgentStore(db, path);
+    try {
+      migrate(db, path);
+      return new AgentStore(db, path);
+    } catch (e) {
+      db.close();
+      if (e instanceof TtaqError) throw e;
+      // a SQLite file of something else (the telemetry outbox beside it is the usual mix-up), or
+      // one locked by another program
+      throw new TtaqError('CONFIG_INVALID', `'${path}' cannot be used as the agent database: ${(e as Error).message}; it is another program's SQLite file or held by one: set storage.path to the agent's own file (a new path starts a new one)`, { path }, { cause: e });
+    }
   }
 
   get schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
 
+  /**
+   * Records a new run, refusing when another live agent on this host has an unfinished run here:
+   * two agents on one database would restore each other's adaptation state and prune each other's
+   * checkpoints. A run left unfinished by a killed agent (its pid gone) does not count. Checked and
+   * recorded in one immediate transaction, so two agents starting together cannot both pass.
+   */
   beginRun(config: unknown, host: string): number {
-    return Number(this.st.beginRun!.run(Date.now(), process.pid, host, JSON.stringify(config)).lastInsertRowid);
+    const tx = this.db.transaction(() => {
+      for (const r of this.st.openRuns!.all(host) as { id: number; pid: number; started_at: number }[]) {
+        if (!processAlive(r.pid)) continue;
+        throw new TtaqError('CONFIG_INVALID', `agent database '${this.path}' is in use by another agent (pid ${r.pid}, run ${r.id}, started ${new Date(r.started_at).toISOString()}); stop that agent, or give this one its own storage.path`, { path: this.path, pid: r.pid });
+      }
+      return Number(this.st.beginRun!.run(Date.now(), process.pid, host, JSON.stringify(config)).lastInsertRowid);
+    });
+    try {
+      return tx.immediate();
+    } catch (e) {
+      if (e instanceof TtaqError) throw e;
+      throw new TtaqError('CONFIG_INVALID', `cannot record a run in the agent database '${this.path}': ${(e as Error).message}; another program holds it (a database browser with an open write?): close it, or set storage.path to another file`, { path: this.path }, { cause: e });
+    }
   }
 
   endRun(runId: number, reason: string): void {
@@ -179,19 +207,19 @@ export class AgentStore {
     }));
   }
 
-  /** Writes a checkpoint and keeps only the newest `keep` of its model. Returns its id. */
+  /** Writes a checkpoint and keeps only the newest `keep` of its model and method. Returns its id. */
   saveCheckpoint(c: Omit<Checkpoint, 'id' | 'createdAt'>, keep: number): number {
     const tx = this.db.transaction(() => {
       const id = Number(this.st.saveCkpt!.run(c.runId, Date.now(), c.modelSha256, c.modelName, c.method, c.step, c.reason, Buffer.from(c.state.buffer, c.state.byteOffset, c.state.byteLength)).lastInsertRowid);
-      this.st.pruneCkpt!.run(c.modelSha256, c.modelSha256, keep);
+      this.st.pruneCkpt!.run({ sha: c.modelSha256, method: c.method, keep });
       return id;
     });
     return tx();
   }
 
-  /** The newest checkpoint (of any model, or of one model). */
-  latestCheckpoint(modelSha256?: string): Checkpoint | undefined {
-    const r = (modelSha256 ? this.st.latestCkptFor!.get(modelSha256) : this.st.latestCkpt!.get()) as Row | undefined;
+  /** The newest checkpoint: of any model, or of one model (and method, when given). */
+  latestCheckpoint(of?: { readonly modelSha256: string; readonly method?: string }): Checkpoint | undefined {
+    const r = (of ? this.st.latestCkptFor!.get({ sha: of.modelSha256, method: of.method ?? null }) : this.st.latestCkpt!.get()) as Row | undefined;
     if (!r) return undefined;
     const buf = r['state'] as Buffer;
     return {
@@ -225,8 +253,24 @@ export class AgentStore {
   }
 }
 
+/** Whether a process with this pid runs (EPERM: it does, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function migrate(db: Database.Database, path: string): void {
   const have = db.pragma('user_version', { simple: true }) as number;
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name);
+  // a database with tables but not ours (the telemetry outbox beside it, a fleet database) would
+  // otherwise fail on a missing table, or be called 'newer than this ttaq'
+  if (tables.length > 0 && !tables.includes('checkpoints')) {
+    throw new TtaqError('CONFIG_INVALID', `'${path}' is not a ttaq agent database (its tables: ${tables.slice(0, 5).join(', ')}); set storage.path to the agent's own file (a new path starts a new one)`, { path });
+  }
   if (have > MIGRATIONS.length) {
     throw new TtaqError('STATE_MISMATCH', `agent database '${path}' has schema version ${have}, newer than this ttaq knows (${MIGRATIONS.length}); upgrade ttaq or point storage.path at another file`);
   }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, test } from 'node:test';
 import pino from 'pino';
@@ -107,7 +108,7 @@ test('pause and resume over HTTP; a failing batch is counted and survived', asyn
   await agent.stop();
 });
 
-test('periodic and shutdown checkpoints; restore at start only for the same model', async () => {
+test('periodic and shutdown checkpoints; restore at start only for the same model, also after another model ran', async () => {
   const first = await startAgent({ adaptation: { checkpointEvery: 5 } });
   await until(() => ((first.agent.status()['adaptation'] as Record<string, number>)['adaptSteps']!) >= 12, 10_000, 'steps');
   const exit = await first.agent.stop('signal', 'SIGTERM');
@@ -137,8 +138,53 @@ test('periodic and shutdown checkpoints; restore at start only for the same mode
   assert.ok(r3.step < runner.step, 'fresh state for another model');
   await other.agent.stop();
   st = AgentStore.open(db);
-  assert.ok(st.events(50).some((e) => e.kind === 'restore' && /fresh start: the newest checkpoint is for model/.test(e.message)));
+  assert.ok(st.events(50).some((e) => e.kind === 'restore' && /fresh start: no checkpoint of this model/.test(e.message)));
   st.close();
+
+  // Back to the first model: its own checkpoint comes back, though the other model's is newer.
+  const back = await startAgent(config2);
+  await until(() => back.runners.size > 0, 5000, 'runner');
+  const r4 = [...back.runners.values()][0]!;
+  assert.ok(r4.step >= r2.step, `restored step ${r4.step} >= ${r2.step} after the other model ran`);
+  await back.agent.stop();
+});
+
+test('a signal during start-up stops the agent cleanly once start-up is done', async () => {
+  const dir = tmp();
+  const config = parseAgentConfig({ storage: { path: join(dir, 'agent.db') }, http: { enabled: false }, batch: { size: 4, maxWaitMs: 20 } });
+  let release!: () => void;
+  const loading = new Promise<void>((r) => { release = r; });
+  const agent = await Agent.create(config, {
+    logger: silent, telemetry: memoryTelemetry(),
+    // a model that takes its time to load, as a TensorRT engine build does
+    runnerFactory: async () => { await loading; return new FakeRunner('slow'); },
+    sourceFactory: (spec) => new FakeSource(spec, Infinity, 1),
+  });
+  const starting = agent.start();
+  const stopped = agent.stop('signal', 'SIGINT');
+  release();
+  await starting;
+  const exit = await stopped;
+  assert.equal(exit.reason, 'signal');
+  const st = AgentStore.open(join(dir, 'agent.db'));
+  assert.match(st.runs(1)[0]!.endReason!, /^signal: SIGINT/, 'the run is recorded as ended');
+  st.close();
+});
+
+test('a second agent on the same database is refused while the first runs; a killed one does not count', async () => {
+  const first = await startAgent({});
+  const db = join(first.dir, 'agent.db');
+  await assert.rejects(
+    Agent.create(parseAgentConfig({ storage: { path: db }, http: { enabled: false } }), { logger: silent, telemetry: memoryTelemetry() }),
+    (e: unknown) => e instanceof TtaqError && e.code === 'CONFIG_INVALID' && /in use by another agent \(pid \d+/.test(e.message),
+  );
+  await first.agent.stop();
+  // a run left open by an agent that was killed (its pid no longer runs) is no obstacle
+  const st = AgentStore.open(db);
+  st.db.prepare('INSERT INTO runs (started_at, pid, host, config) VALUES (?, ?, ?, ?)').run(Date.now(), 2 ** 22 + 12345, hostname(), '{}');
+  st.close();
+  const next = await startAgent({ storage: { path: db } });
+  await next.agent.stop();
 });
 
 test('reload swaps the model between batches; a failed reload keeps the old one', async () => {

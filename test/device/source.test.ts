@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { renameSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SourceSchema } from '../../device/config.ts';
@@ -159,4 +159,19 @@ test('the back-off between failed opens is waited out while the consumer asks fo
   const gaps = failedAt.slice(1, 3).map((t, i) => t - failedAt[i]!);
   // a lower bound only (the waits are 400 ms; messages may arrive late, never early by much)
   assert.ok(gaps.every((g) => g >= 200), `gaps between attempts ${gaps.join(', ')} ms`);
+});
+
+test('a file that is there but is no video gives up at once, saying so, instead of being retried', async () => {
+  const dir = tmp();
+  const path = join(dir, 'notes.mp4');
+  writeFileSync(path, 'not a video\n');
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: path, reconnect: { initialDelayMs: 60_000 } }), preprocess: SPEC, batch: 2 });
+  const events: SourceEvent[] = [];
+  src.onEvent((e) => events.push(e));
+  await src.start();
+  await until(async () => { await src.next(20).catch(() => undefined); return events.some((e) => e.type === 'fatal'); }, 20_000, 'the source giving up');
+  await src.stop();
+  assert.equal(events.some((e) => e.type === 'failed'), false, 'no retry with back-off');
+  const fatal = events.find((e) => e.type === 'fatal') as { error: string };
+  assert.match(fatal.error, /notes\.mp4' is not a video OpenCV can decode/);
 });

@@ -19,7 +19,7 @@ test('schema, WAL, checkpoints per model with pruning, run log', () => {
   st.saveCheckpoint({ runId: run, modelSha256: 'b'.repeat(64), modelName: 'n', method: 'abl', step: 7, reason: 'shutdown', state: new Uint8Array([9]) }, 3);
   assert.equal(st.checkpointCount(), 4, 'three of model a kept, one of model b');
   assert.equal(st.latestCheckpoint()!.modelSha256, 'b'.repeat(64));
-  const a = st.latestCheckpoint('a'.repeat(64))!;
+  const a = st.latestCheckpoint({ modelSha256: 'a'.repeat(64) })!;
   assert.equal(a.step, 50);
   assert.deepEqual(Array.from(a.state), [5, 2, 3]);
   st.event(run, 'info', 'start', 'hello', { x: 1 });
@@ -90,4 +90,27 @@ test('metrics: window quantiles, rate and Prometheus text', () => {
   assert.match(t, /x_info\{model="a\\"b"\} 1/);
   assert.match(t, /x_lat\{quantile="0.5"\} 50\n/);
   assert.match(t, /x_lat_count 100\n/);
+});
+
+test('checkpoints are kept per model and method: another method\'s saves do not prune them', () => {
+  const st = AgentStore.open(join(tmp(), 'agent.db'));
+  const run = st.beginRun({}, 'host');
+  const save = (method: string, step: number) =>
+    st.saveCheckpoint({ runId: run, modelSha256: 'a'.repeat(64), modelName: 'm', method, step, reason: 'periodic', state: new Uint8Array([step]) }, 2);
+  save('abl:robust', 781);
+  for (let s = 1; s <= 4; s++) save('tent', s);
+  assert.equal(st.latestCheckpoint({ modelSha256: 'a'.repeat(64), method: 'abl:robust' })!.step, 781);
+  assert.equal(st.latestCheckpoint({ modelSha256: 'a'.repeat(64), method: 'tent' })!.step, 4);
+  assert.equal(st.latestCheckpoint({ modelSha256: 'a'.repeat(64) })!.step, 4, 'without a method: the model\'s newest');
+  assert.equal(st.checkpointCount(), 3, 'two of tent, one of abl:robust');
+  st.close();
+});
+
+test('another SQLite file (the telemetry outbox beside it) is refused as the agent database, naming it', () => {
+  const path = join(tmp(), 'telemetry-outbox.db');
+  const db = new Database(path);
+  db.exec('CREATE TABLE seq (n INTEGER); CREATE TABLE outbox (id INTEGER PRIMARY KEY)');
+  db.pragma('user_version = 3');
+  db.close();
+  assert.throws(() => AgentStore.open(path), (e: unknown) => e instanceof Error && /is not a ttaq agent database \(its tables: seq, outbox\)/.test(e.message) && (e as { code?: string }).code === 'CONFIG_INVALID');
 });
