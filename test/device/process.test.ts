@@ -1,6 +1,7 @@
 // The agent as a real process: a capture child process reading a generated video, SQLite, HTTP,
 // signals. A kill -9 loses at most the steps since the last checkpoint; SIGTERM leaves a final one.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -118,4 +119,16 @@ test('a SIGTERM to the whole process group (Ctrl-C, systemd) stops the agent in 
   const failures = a.lines.filter((l) => /capture process exited|source failed/.test(String(l['msg'])));
   assert.deepEqual(failures.map((l) => l['msg']), []);
   assert.ok(a.lines.some((l) => l['msg'] === 'stopped'));
+});
+
+test('ttaq agent --json: stdout holds the exit summary alone (the log goes to stderr)', () => {
+  const dir = tmp();
+  const video = join(dir, 'clip.avi');
+  makeVideo(video, 12);
+  const r = spawnSync(process.execPath, ['bin/ttaq.js', 'agent', '--source', video, '--max-frames', '8', '--json',
+    '--set', 'http.enabled=false', '--set', `storage.path=${join(dir, 'agent.db')}`], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr.slice(-2000));
+  const summary = JSON.parse(r.stdout) as { reason: string; framesProcessed: number };
+  assert.equal(summary.framesProcessed, 8);
+  assert.match(r.stderr, /"msg":"source started"/, 'the log is on stderr');
 });
