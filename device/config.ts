@@ -7,6 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
+import { methodOptions, type AdaptOptionsInput } from '../sdk/adapt/options.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 
 /** The video the agent reads when the config names none (write one with `ttaq corrupt`). */
@@ -226,7 +227,18 @@ function sectionKeys(at: string): string[] | undefined {
 /** Validates a parsed config object; `source` names the file in messages. */
 export function parseAgentConfig(input: unknown, source = 'agent config'): AgentConfig {
   const r = AgentConfigSchema.safeParse(input ?? {});
-  if (r.success) return r.data;
+  if (r.success) {
+    // The method and its options are sdk/adapt's to check; checked here too, so that
+    // --print-config (the documented config check) catches a bad one, not only the start.
+    const a = r.data.adaptation;
+    try {
+      methodOptions(a.method, a.options as AdaptOptionsInput);
+    } catch (e) {
+      if (e instanceof TtaqError) throw new TtaqError('CONFIG_INVALID', `${source}: 'adaptation': ${e.message}`, e.details, { cause: e });
+      throw e;
+    }
+    return r.data;
+  }
   const issue = r.error.issues[0]!;
   const keys = issue.path.map(String);
   if (issue.code === 'unrecognized_keys') {

@@ -79,3 +79,9 @@ test('reconnect backoff doubles and is capped', () => {
   const r = { initialDelayMs: 100, maxDelayMs: 1000, factor: 2, maxAttempts: 0, stallTimeoutMs: 0 };
   assert.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoffMs(a, r)), [100, 200, 400, 800, 1000, 1000]);
 });
+
+test('the adaptation method and its options are checked with the config, so --print-config catches them', () => {
+  assert.throws(() => parseAgentConfig({ adaptation: { method: 'foo' } }), /'adaptation': unknown adaptation method 'foo'/);
+  assert.throws(() => parseAgentConfig({ adaptation: { options: { lrr: 1 } } }), /'adaptation': method 'abl:robust': unknown option 'lrr'; valid keys: .*\blr\b/);
+  assert.equal(parseAgentConfig({ adaptation: { method: 'tent:robust', options: { lr: 5e-4 } } }).adaptation.method, 'tent:robust');
+});
