@@ -102,6 +102,12 @@ class Stats {
 
 type Mode = 'created' | 'running' | 'stopping' | 'stopped';
 
+/** The agent's log: JSON lines at the configured level, on stdout unless given another descriptor (2: stderr). */
+export function agentLogger(config: AgentConfig, fd?: number): Logger {
+  const options = { level: config.log.level, base: { pid: process.pid, agent: 'ttaq' } };
+  return fd === undefined ? pino(options) : pino(options, pino.destination(fd));
+}
+
 export class Agent {
   readonly log: Logger;
   private readonly store: AgentStore;
@@ -165,7 +171,7 @@ export class Agent {
 
   /** Opens storage and telemetry; `start()` then loads the model and begins. */
   static async create(config: AgentConfig, deps: AgentDeps = {}): Promise<Agent> {
-    const log = deps.logger ?? pino({ level: config.log.level, base: { pid: process.pid, agent: 'ttaq' } });
+    const log = deps.logger ?? agentLogger(config);
     const store = AgentStore.open(config.storage.path);
     // the run is recorded (and a database in use refused) before telemetry connects
     let telemetry: TelemetrySink | undefined;

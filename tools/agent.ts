@@ -4,8 +4,7 @@
 // SIGHUP reloads the model from its configured path.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import pino from 'pino';
-import { Agent } from '../device/agent.ts';
+import { Agent, agentLogger } from '../device/agent.ts';
 import { DEFAULT_VIDEO, detectSourceKind, loadAgentConfig, type AgentConfig } from '../device/config.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';
@@ -65,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new TtaqError('CONFIG_INVALID', `source.uri: video file '${config.source.uri}' not found${made}; give an existing file with --source, or a camera (/dev/video0, rtsp://..., a GStreamer pipeline)`);
   }
   // With --json, stdout carries the exit summary alone (for a pipe into jq); the log goes to stderr.
-  const agent = await Agent.create(config, f.values.json ? { logger: pino({ level: config.log.level, base: { pid: process.pid, agent: 'ttaq' } }, pino.destination(2)) } : {});
+  const agent = await Agent.create(config, f.values.json ? { logger: agentLogger(config, 2) } : {});
   let signals = 0;
   const onStop = (sig: NodeJS.Signals) => {
     signals++;

@@ -172,8 +172,10 @@ export function listIdxNames(dir: string): string[] {
   const names = new Set<string>();
   for (const f of readdirSync(dir)) {
     const m = /^(.+)-images-idx[34]-ubyte(\.gz)?$/.exec(f);
-    // a broken link would be listed here and then reported missing by name: say what it is now
-    if (m && entryStats(join(dir, f))) names.add(m[1]!);
+    if (!m) continue;
+    // a broken link would be listed here and then reported missing by name: entryStats names it now
+    entryStats(join(dir, f));
+    names.add(m[1]!);
   }
   return [...names].sort();
 }

@@ -61,13 +61,13 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private readonly ownsStore: boolean;
   private readonly mqtt: MqttClient;
   private readonly log: NonNullable<ReceiverOptions['log']>;
-  private connected = false;
   private batch = 0;
   private heldAcks: { cmd: string }[] = [];
   private commitScheduled = false;
   private readonly maxBatch: number;
   private sendRaw: ((packet: { cmd: string }) => void) | null = null;
   private readonly clientId: string;
+  /** When the current connection was made; 0 while disconnected. */
   private connectedAt = 0;
   private quickDrops = 0;
   private closing = false;
@@ -132,7 +132,6 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     };
     const filters = receiverFilters.map((f) => shared(options.share, f));
     this.mqtt.on('connect', (connack) => {
-      this.connected = true;
       this.connectedAt = Date.now();
       // With a resumed session the broker still has our subscriptions; subscribing again is harmless.
       if (!connack.sessionPresent || !persistent) {
@@ -150,7 +149,6 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     });
     this.mqtt.on('close', () => {
       const was = this.connectedAt;
-      this.connected = false;
       this.connectedAt = 0;
       // What is stored stays stored; the held PUBACKs are moot (the broker re-sends, we de-duplicate).
       this.commitBatch();
@@ -294,11 +292,11 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   stats(): ReceiverStats {
-    return { connected: this.connected, ...this.counters };
+    return { connected: this.isConnected, ...this.counters };
   }
 
   get isConnected(): boolean {
-    return this.connected;
+    return this.connectedAt > 0;
   }
 
   async close(): Promise<void> {
