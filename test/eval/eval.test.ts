@@ -181,6 +181,16 @@ describe('input pipeline', () => {
   });
 });
 
+/** Runs `node <args>` and kills it (SIGKILL) once its first row is in the journal. */
+async function killAfterFirstRow(args: string[], journal: string): Promise<void> {
+  const child = spawn('node', args, { cwd: process.cwd(), stdio: 'ignore' });
+  const exited = new Promise<void>((res) => child.on('exit', () => res()));
+  // the second row (150 passes of TENT) takes seconds, so the first is journaled well before the end
+  while (!existsSync(journal) && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+  child.kill('SIGKILL');
+  await exited;
+}
+
 describe('resuming an interrupted run', () => {
   it('evaluate takes finished rows as they are and reports only the rows it computes', async () => {
     const p = getProtocol('continual');
@@ -215,12 +225,7 @@ describe('resuming an interrupted run', () => {
     const out = join(dir, 'resume.json');
     const journal = journalPathFor(out);
     const args = ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--model', modelPath, '--data', join(dir, 'data'), '--domains', 'plain,flipped', '--method', 'source,tent', '--batch', '16', '--passes', '150', '--out', out, '--quiet'];
-    const child = spawn('node', args, { cwd: process.cwd(), stdio: 'ignore' });
-    const exited = new Promise<void>((res) => child.on('exit', () => res()));
-    // kill it once the first row is in the journal (the second, 150 passes of TENT, takes seconds)
-    while (!existsSync(journal) && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-    child.kill('SIGKILL');
-    await exited;
+    await killAfterFirstRow(args, journal);
     assert.ok(existsSync(journal), 'the first row was journaled before the run ended');
     const first = JSON.parse(readFileSync(journal, 'utf8')) as { rows: Record<string, EvalRow> };
     assert.deepEqual(Object.values(first.rows).map((r) => r.method), ['source']);
@@ -238,11 +243,7 @@ describe('resuming an interrupted run', () => {
     const out = join(dir, 'changing.json');
     const journal = journalPathFor(out);
     const args = ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--model', modelPath, '--data', data, '--method', 'source,tent', '--batch', '16', '--passes', '150', '--out', out];
-    const first = spawn('node', args, { cwd: process.cwd(), stdio: 'ignore' });
-    const exited = new Promise<void>((res) => first.on('exit', () => res()));
-    while (!existsSync(journal) && first.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-    first.kill('SIGKILL');
-    await exited;
+    await killAfterFirstRow(args, journal);
     assert.ok(existsSync(journal), 'the first row was journaled');
     // the same files rewritten (other images, same names and count): the old row is for other data
     await writeIdxDataset(data, 'plain', images(96, 5, true));
