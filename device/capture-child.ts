@@ -16,6 +16,9 @@
 // arriving during a read is answered with the held frame right away.
 // Failures (cannot open, empty read on a live source, file gone) recreate the capture after a
 // capped exponential backoff.
+// Resuming: a file's capture process that crashed is replaced by one told where its predecessor
+// stopped (`resume`); it seeks there and passes over what was delivered already, so no frame of
+// the file reaches the model twice.
 import { existsSync, statSync } from 'node:fs';
 import type { SourceConfig, SourceKind } from './config.ts';
 import { loadOpenCv, type CV, type Mat } from './cv.ts';
@@ -28,6 +31,19 @@ export interface CaptureInit {
   readonly preprocess: PreprocessSpec;
   /** Frames per message in `all` mode (default 1). */
   readonly chunk?: number;
+  /** Files only: where the capture process this one replaces stopped (see source.ts resumePoint). */
+  readonly resume?: CaptureResume;
+}
+
+/**
+ * Where a restarted file capture carries on. `seq` is the next sequence number (the stride keeps
+ * its phase); the frames already delivered are those at or before `afterMs` when the file has
+ * timestamps, else the first `frame` frames of the file; neither: the file starts over.
+ */
+export interface CaptureResume {
+  readonly seq: number;
+  readonly afterMs?: number;
+  readonly frame?: number;
 }
 
 export interface WorkerStats {
@@ -92,10 +108,42 @@ class Capture {
   /** Preprocessed frames not sent yet (`all` mode chunks). */
   private pending: { seq: number[]; at: number[]; pos: number[]; data: Float32Array; n: number } | undefined;
   private readonly chunk: number;
+  /** Taken by the first open that succeeds: a later reopen (a loop, a file rewritten) starts at 0. */
+  private resume: CaptureResume | undefined;
 
   constructor(private readonly init: CaptureInit, private readonly post: (m: FromWorker) => void) {
     this.spec = init.preprocess;
     this.chunk = init.mode === 'all' ? Math.max(1, init.chunk ?? 1) : 1;
+    this.resume = init.kind === 'file' ? init.resume : undefined;
+    this.seq = this.resume?.seq ?? 0;
+  }
+
+  /**
+   * Seeks a freshly opened file to where the crashed capture process stopped. Returns the test for
+   * the frames read next that were delivered already (a seek lands on or before the target; when
+   * the backend cannot seek, that is every frame up to there, read and passed over).
+   */
+  private seekResume(cap: InstanceType<CV['VideoCapture']>): ((readIndex: number) => boolean) | undefined {
+    const r = this.resume;
+    this.resume = undefined;
+    if (!r) return undefined;
+    const { cv } = this;
+    const seek = (prop: number, value: number): boolean => {
+      try {
+        return cap.set(prop, value) !== false;
+      } catch {
+        return false;
+      }
+    };
+    if (r.afterMs !== undefined) {
+      seek(cv.CAP_PROP_POS_MSEC, r.afterMs);
+      return () => cap.get(cv.CAP_PROP_POS_MSEC) <= r.afterMs!;
+    }
+    if (r.frame !== undefined && r.frame > 0) {
+      if (seek(cv.CAP_PROP_POS_FRAMES, r.frame)) return undefined;
+      return (readIndex) => readIndex < r.frame!;
+    }
+    return undefined;
   }
 
   onMessage(m: ToWorker): void {
@@ -248,6 +296,9 @@ class Capture {
         let first = true;
         const started = Date.now();
         let framesThisOpen = 0;
+        const resumed = this.resume !== undefined;
+        let delivered = this.seekResume(cap);
+        let readSinceSeek = 0;
         while (!this.stopping) {
           if (mode === 'all' && this.credits <= 0) {
             await this.waitForSignal();
@@ -271,8 +322,14 @@ class Capture {
             mat = new cv.Mat();
           }
           if (this.stopping) break outer;
+          if (!mat.empty && delivered) {
+            // Delivered by the process this one replaces: not read again as far as stats go.
+            if (delivered(readSinceSeek++)) continue;
+            delivered = undefined;
+          }
           if (mat.empty) {
-            if (kind === 'file' && !first) {
+            // A resumed file that has nothing after the seek was at its end: that is no failure.
+            if (kind === 'file' && (!first || resumed)) {
               // End of the file: start over (loop) or tell the pipeline there is no more.
               if (source.loop) {
                 looped = true;

@@ -1,11 +1,13 @@
 // The OpenCV frame source (agent side): runs `capture-child.ts` in a child process, grants it
 // credits, queues the frames it sends, and kills and restarts it when a live source stalls (a
-// native read that never returns cannot be interrupted any other way).
+// native read that never returns cannot be interrupted any other way). A file's capture process
+// that crashes is restarted after the last frame it sent, not from the start: the frames would
+// otherwise reach the model (and the prediction log) twice. Cameras and streams just reconnect.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { detectSourceKind, type SourceConfig, type SourceKind } from './config.ts';
-import type { CaptureInit, FromWorker, ToWorker, WorkerStats } from './capture-child.ts';
+import type { CaptureInit, CaptureResume, FromWorker, ToWorker, WorkerStats } from './capture-child.ts';
 import { checkSpec, type PreprocessSpec } from './preprocess.ts';
 import type { Frame, FrameSource, SourceEvent, SourceStats } from './ports.ts';
 
@@ -35,6 +37,21 @@ function spawnCapture(init: CaptureInit): ChildProcess {
 export function describeSource(uri: string, kind: SourceKind): string {
   const safe = uri.replace(/\/\/([^/@\s]+)@/, '//***@');
   return `${kind}:${safe.length > 120 ? safe.slice(0, 117) + '...' : safe}`;
+}
+
+/**
+ * Where a restarted capture process carries on, given the last frame received from the one that
+ * crashed (queued frames count: they are still handed out). Files only; a live source has no
+ * position to go back to. A position is used when the file has timestamps (the first frame sits at
+ * 0 ms, so 0 tells nothing); without one the sequence number is the frame's index in the file
+ * unless the file loops, and a looping file without timestamps starts over.
+ */
+export function resumePoint(kind: SourceKind, loop: boolean, last: { readonly seq: number; readonly positionMs?: number } | undefined): CaptureResume | undefined {
+  if (kind !== 'file' || !last) return undefined;
+  const seq = last.seq + 1;
+  if (last.positionMs !== undefined && Number.isFinite(last.positionMs) && last.positionMs > 0) return { seq, afterMs: last.positionMs };
+  if (!loop) return { seq, frame: seq };
+  return { seq };
 }
 
 export interface OpenCvSourceOptions {
@@ -71,6 +88,8 @@ export class OpenCvSource implements FrameSource {
   private stopped = false;
   private spec: PreprocessSpec;
   private generation = 0;
+  /** The newest frame received from the capture process (where a restarted file capture resumes). */
+  private last: { seq: number; positionMs: number | undefined } | undefined;
 
   constructor(private readonly o: OpenCvSourceOptions) {
     this.kind = detectSourceKind(o.source);
@@ -105,7 +124,8 @@ export class OpenCvSource implements FrameSource {
   }
 
   private startWorker(): void {
-    const init: CaptureInit = { source: this.o.source, kind: this.kind, mode: this.mode, preprocess: this.spec, chunk: this.chunk };
+    const resume = resumePoint(this.kind, this.o.source.loop, this.last);
+    const init: CaptureInit = { source: this.o.source, kind: this.kind, mode: this.mode, preprocess: this.spec, chunk: this.chunk, ...(resume ? { resume } : {}) };
     const w = spawnCapture(init);
     const gen = ++this.generation;
     this.worker = w;
@@ -122,10 +142,11 @@ export class OpenCvSource implements FrameSource {
     });
     w.on('exit', (code, signal) => {
       if (gen !== this.generation || this.stopped || this.ended || this.fatal) return;
-      // Died without saying why (a crash in native code): count it and start a new one.
+      // Died without saying why (a crash in native code): count it and start a new one (a file's
+      // carries on after the last frame received, see resumePoint).
       this.absorb(this.wstats);
       this.base.failures++;
-      this.emit({ type: 'failed', error: `capture process exited (${signal ?? `code ${code}`}); restarting it`, attempt: 1, retryInMs: 0 });
+      this.emit({ type: 'failed', error: `capture process exited (${signal ?? `code ${code}`}); restarting it${this.kind === 'file' && this.last ? ` after frame ${this.last.seq}` : ''}`, attempt: 1, retryInMs: 0 });
       this.startWorker();
     });
     this.grant();
@@ -191,6 +212,7 @@ export class OpenCvSource implements FrameSource {
           ? { data: m.data, seq: m.seq, capturedAt: m.capturedAt }
           : { data: m.data, seq: m.seq, capturedAt: m.capturedAt, positionMs: m.positionMs };
         this.queue.push(f);
+        this.last = { seq: f.seq, positionMs: f.positionMs };
         this.wakeUp();
         break;
       }
@@ -203,6 +225,7 @@ export class OpenCvSource implements FrameSource {
           const pos = m.positionMs[i]!;
           this.queue.push(Number.isNaN(pos) ? { data, seq: m.seq[i]!, capturedAt: m.capturedAt[i]! } : { data, seq: m.seq[i]!, capturedAt: m.capturedAt[i]!, positionMs: pos });
         }
+        if (k > 0) this.last = { seq: m.seq[k - 1]!, positionMs: m.positionMs[k - 1]! };
         this.wakeUp();
         break;
       }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { SourceSchema } from '../../device/config.ts';
 import { loadOpenCv } from '../../device/cv.ts';
 import { preprocessInto } from '../../device/preprocess.ts';
-import { OpenCvSource } from '../../device/source.ts';
+import { OpenCvSource, resumePoint } from '../../device/source.ts';
 import type { Frame, SourceEvent } from '../../device/ports.ts';
 import { makeVideo, SPEC, tmp, until } from './helpers.ts';
 
@@ -174,4 +174,51 @@ test('a file that is there but is no video gives up at once, saying so, instead 
   assert.equal(events.some((e) => e.type === 'failed'), false, 'no retry with back-off');
   const fatal = events.find((e) => e.type === 'fatal') as { error: string };
   assert.match(fatal.error, /notes\.mp4' is not a video OpenCV can decode/);
+});
+
+test('a file capture process that crashes is restarted after the last frame it sent, not from the start', async () => {
+  const dir = tmp();
+  const video = join(dir, 'clip.avi');
+  makeVideo(video, 24);
+  const src = new OpenCvSource({ source: SourceSchema.parse({ uri: video }), preprocess: SPEC, batch: 4 });
+  const events: SourceEvent[] = [];
+  src.onEvent((e) => events.push(e));
+  await src.start();
+  let frames: Frame[];
+  try {
+    const before = await drain(src, 9);
+    const pid = src.processId();
+    assert.ok(pid, 'a capture process');
+    // a crash in native code, as far as the agent can tell
+    process.kill(pid, 'SIGKILL');
+    await until(() => src.processId() !== pid, 20_000, 'a new capture process');
+    frames = [...before, ...(await drain(src))];
+  } finally {
+    await src.stop();
+  }
+  const failed = events.find((e) => e.type === 'failed') as { error: string } | undefined;
+  assert.match(failed?.error ?? '', /capture process exited \(SIGKILL\); restarting it after frame \d+/);
+  assert.deepEqual(frames.map((f) => f.seq), Array.from({ length: 24 }, (_, i) => i), 'every frame once, in order');
+  for (const [i, f] of frames.entries()) {
+    const v = (i * 10) % 250;
+    const want = ((0.114 * v + 0.587 * (255 - v) + 0.299 * 128) / 255 - 0.5) / 0.25;
+    assert.ok(Math.abs(f.data[0]! - want) < 0.1, `frame ${i} holds picture ${i}: ${f.data[0]} vs ${want}`);
+  }
+  const pos = frames.map((f) => f.positionMs ?? NaN);
+  assert.ok(pos.every((p, i) => i === 0 || p > pos[i - 1]!), `positions increase: ${pos.join(', ')}`);
+  const s = src.stats();
+  assert.equal(s.read, 24, 'frames passed over after the seek are not read twice');
+  assert.equal(s.failures, 1);
+});
+
+test('resumePoint: files carry on after the last frame, by position, else by index; live sources do not', () => {
+  assert.equal(resumePoint('v4l2', false, { seq: 7 }), undefined);
+  assert.equal(resumePoint('rtsp', false, { seq: 7, positionMs: 280 }), undefined);
+  assert.equal(resumePoint('file', false, undefined), undefined, 'nothing received: from the start');
+  assert.deepEqual(resumePoint('file', true, { seq: 7, positionMs: 280 }), { seq: 8, afterMs: 280 });
+  // no timestamps (NaN, or 0 past the first frame): the sequence number is the index in the file
+  assert.deepEqual(resumePoint('file', false, { seq: 7, positionMs: NaN }), { seq: 8, frame: 8 });
+  assert.deepEqual(resumePoint('file', false, { seq: 0, positionMs: 0 }), { seq: 1, frame: 1 });
+  // ... unless the file loops: the sequence keeps counting, the file starts over
+  assert.deepEqual(resumePoint('file', true, { seq: 30 }), { seq: 31 });
 });
