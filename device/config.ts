@@ -19,8 +19,10 @@ export const SourceSchema = z.strictObject({
   /**
    * What to read: a video file path, an RTSP/HTTP URL, a V4L2 device (`/dev/video0` or an index
    * such as `0`), or a GStreamer pipeline ending in `appsink` (Jetson CSI: `nvarguscamerasrc ! ...`).
+   * An index may be written as a number: YAML and `--set source.uri=0` read `0` as one, and a
+   * camera index is the only thing a whole number can mean here.
    */
-  uri: z.string().min(1).default(DEFAULT_VIDEO),
+  uri: z.union([z.string().min(1), z.number().int().min(0).transform(String)]).default(DEFAULT_VIDEO),
   /** How to open `uri`; `auto` decides from its form (see `detectSourceKind`). */
   kind: z.enum(['auto', 'file', 'rtsp', 'v4l2', 'gstreamer']).default('auto'),
   /**
@@ -197,7 +199,7 @@ export type SourceConfig = AgentConfig['source'];
 
 /** How to fix the common mistakes, by key; the error message quotes this. */
 const FIX: Record<string, string> = {
-  'source.uri': "give a video file, an rtsp:// URL, /dev/videoN, or a GStreamer pipeline ending in 'appsink'",
+  'source.uri': "give a video file, an rtsp:// URL, a camera (/dev/videoN, or its index N: 0 for /dev/video0), or a GStreamer pipeline ending in 'appsink'",
   'source.kind': 'use auto, file, rtsp, v4l2 or gstreamer',
   'source.mode': "use 'latest' (cameras: drop stale frames) or 'all' (files: every frame)",
   'model.providers': 'list some of tensorrt, cuda, webgpu, cpu in order of preference, e.g. [cuda, cpu]',
@@ -214,14 +216,29 @@ function fixFor(path: string): string {
   return 'see docs/JETSON.md (agent.yaml) or device/config.ts for the allowed keys and values';
 }
 
-/** The keys a config section allows (for "unknown key" messages). */
-function sectionKeys(at: string): string[] | undefined {
-  const sections: Record<string, { shape: Record<string, unknown> }> = {
-    '': AgentConfigSchema, source: SourceSchema, model: ModelSchema, batch: BatchSchema, adaptation: AdaptationSchema,
-    'adaptation.shift': ShiftSchema, storage: StorageSchema, telemetry: TelemetrySchema, http: HttpSchema,
-  };
-  const s = sections[at];
-  return s ? Object.keys(s.shape) : undefined;
+/** The object schema inside defaults, prefaults and optionals (a config section), if any. */
+function objectIn(schema: unknown): z.ZodObject | undefined {
+  for (let t = schema; t; t = (t as { _zod: { def: { innerType?: unknown } } })._zod.def.innerType) {
+    if (t instanceof z.ZodObject) return t;
+  }
+  return undefined;
+}
+
+/**
+ * The keys a config section allows (for "unknown key" messages), found by walking the schema along
+ * the dotted path, so a section added to the schema lists its keys without a list to keep here.
+ */
+export function sectionKeys(at: string): string[] | undefined {
+  let section = objectIn(AgentConfigSchema);
+  for (const k of at ? at.split('.') : []) section = objectIn(section?.shape[k]);
+  return section ? Object.keys(section.shape) : undefined;
+}
+
+/** The value at `path` in the parsed input (for messages about it). */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const k of path) v = v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
 }
 
 /** Validates a parsed config object; `source` names the file in messages. */
@@ -249,7 +266,12 @@ export function parseAgentConfig(input: unknown, source = 'agent config'): Agent
   }
   const at = keys.join('.') || '(root)';
   const msg = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
-  throw new TtaqError('CONFIG_INVALID', `${source}: '${at}': ${msg}; ${fixFor(at)}`, { path: keys });
+  // YAML (and so --set) reads 42, 1e3, true or null as such, not as text: say how to quote one.
+  const v = valueAt(input, issue.path);
+  const quote = issue.code === 'invalid_type' && issue.expected === 'string' && (typeof v === 'number' || typeof v === 'boolean' || v === null)
+    ? ` (${String(v)} was read as a ${v === null ? 'null' : typeof v}; quote it for text: ${keys.at(-1)}: "${String(v)}" in YAML, --set '${at}="${String(v)}"' on the command line)`
+    : '';
+  throw new TtaqError('CONFIG_INVALID', `${source}: '${at}': ${msg}${quote}; ${fixFor(at)}`, { path: keys });
 }
 
 /** Parses `a.b.c=value` overrides (value as YAML: numbers, booleans, lists) into the object. */

@@ -18,8 +18,10 @@ Runs the edge agent until the source ends, --max-frames is reached, or SIGTERM/S
 options:
   --config <file>      agent config (YAML or JSON); without it the defaults run the bundled
                        model on data/stream.mp4 (see examples/deploy-to-jetson/agent.yaml)
-  --set <key=value>    override one config key, e.g. --set batch.size=4 (repeatable)
-  --source <uri>       shortcut for --set source.uri=<uri> (file, rtsp://, /dev/video0, GStreamer)
+  --set <key=value>    override one config key, e.g. --set batch.size=4 (repeatable; the value
+                       is YAML: quote text that looks like a number, --set 'telemetry.deviceId="42"')
+  --source <uri>       shortcut for --set source.uri=<uri> (file, rtsp://, /dev/video0 or its
+                       index 0, GStreamer)
   --model <file.onnx>  shortcut for --set model.path=<file>
   --max-frames <n>     stop after n frames
   --print-config       print the resolved config as JSON and exit
@@ -100,7 +102,7 @@ async function soak(config: AgentConfig, minutesFlag: string, everyFlag: string 
   const every = everyFlag === undefined ? 10 : Number(everyFlag);
   if (!(minutes > 0)) throw new TtaqError('CLI_USAGE', `--soak-minutes ${minutesFlag}: give a positive number of minutes, e.g. 10`);
   if (!(every > 0)) throw new TtaqError('CLI_USAGE', `--sample-every ${everyFlag}: give a positive number of seconds`);
-  const { soakAgent, soakSummary, soakVideo } = await import('../device/soak.ts');
+  const { soakAgent, soakSampleLine, soakSummary, soakVideo } = await import('../device/soak.ts');
   let cleanup = (): void => {};
   let c = config;
   if (detectSourceKind(c.source) === 'file' && !existsSync(c.source.uri)) {
@@ -116,7 +118,7 @@ async function soak(config: AgentConfig, minutesFlag: string, everyFlag: string 
   try {
     const r = await soakAgent(c, {
       minutes, sampleEverySec: every, signal: ac.signal,
-      onSample: (s) => process.stderr.write(`soak ${(s.t / 60).toFixed(1)} min: rss ${s.rssMb.toFixed(1)} MB, heap ${s.heapUsedMb.toFixed(1)} of ${s.heapTotalMb.toFixed(1)} MB (V8), capture rss ${s.captureRssMb.toFixed(1)} MB, ${s.frames} frames, ${s.adaptSteps} steps\n`),
+      onSample: (s) => process.stderr.write(soakSampleLine(s) + '\n'),
     });
     if (json) printJson(r);
     else process.stdout.write(soakSummary(r) + '\n');

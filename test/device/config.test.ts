@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
-import { applyOverrides, detectSourceKind, loadAgentConfig, parseAgentConfig } from '../../device/config.ts';
+import { applyOverrides, detectSourceKind, loadAgentConfig, parseAgentConfig, sectionKeys } from '../../device/config.ts';
 import { DEFAULT_MODEL_PATH } from '../../sdk/bundled/index.ts';
 import { backoffMs } from '../../device/capture-child.ts';
 import { tmp } from './helpers.ts';
@@ -44,6 +44,48 @@ test('an unknown key is named with the keys its section allows', () => {
   assert.match(m, /unknown key 'source\.url'/);
   assert.match(m, /allowed in source: uri, kind/);
   assert.match(configError({ telemetri: {} }), /unknown key 'telemetri'.*telemetry/);
+});
+
+test('an unknown key in a nested section lists that section\'s keys too', () => {
+  const cases: [Record<string, unknown>, string, RegExp][] = [
+    [{ model: { tensorrt: { fp17: true } } }, 'model.tensorrt.fp17', /allowed in model\.tensorrt: cacheDir, fp16, int8, workspaceMb\)/],
+    [{ model: { cuda: { device: 1 } } }, 'model.cuda.device', /allowed in model\.cuda: deviceId\)/],
+    [{ source: { reconnect: { delayMs: 5 } } }, 'source.reconnect.delayMs', /allowed in source\.reconnect: initialDelayMs, maxDelayMs, factor, maxAttempts, stallTimeoutMs\)/],
+    [{ storage: { predictionLog: { rows: 5 } } }, 'storage.predictionLog.rows', /allowed in storage\.predictionLog: enabled, maxRows\)/],
+    [{ adaptation: { shift: { treshold: 5 } } }, 'adaptation.shift.treshold', /allowed in adaptation\.shift: enabled, threshold,/],
+    [{ log: { lvl: 'warn' } }, 'log.lvl', /allowed in log: level\)/],
+  ];
+  for (const [input, key, allowed] of cases) {
+    const m = configError(input);
+    assert.ok(m.includes(`unknown key '${key}'`), m);
+    assert.match(m, allowed);
+  }
+  // every section of the schema, found by walking it, has its keys (none is left out of a list)
+  const walk = (at: string): string[] => (sectionKeys(at) ?? []).flatMap((k) => {
+    const p = at ? `${at}.${k}` : k;
+    return sectionKeys(p) ? [p, ...walk(p)] : [];
+  });
+  const sections = walk('');
+  assert.ok(sections.length >= 13, `sections: ${sections.join(', ')}`);
+  for (const at of sections) {
+    const input: Record<string, unknown> = {};
+    let o = input;
+    for (const k of at.split('.')) o = (o[k] = {}) as Record<string, unknown>;
+    o.zzz = 1;
+    assert.match(configError(input), new RegExp(`unknown key '${at.replace(/\./g, '\\.')}\\.zzz'.*\\(allowed in ${at.replace(/\./g, '\\.')}: \\w`));
+  }
+  assert.equal(sectionKeys('batch.size'), undefined, 'a value is no section');
+});
+
+test('--set source.uri=0 means camera 0; other text that YAML reads as a number is told how to quote it', () => {
+  const c = loadAgentConfig(undefined, ['source.uri=0']);
+  assert.equal(c.source.uri, '0');
+  assert.equal(detectSourceKind(c.source), 'v4l2');
+  assert.equal(parseAgentConfig({ source: { uri: 2 } }).source.uri, '2', 'uri: 2 in agent.yaml too');
+  assert.match(configError({ source: { uri: -1 } }), /'source\.uri'.*its index N: 0 for \/dev\/video0/);
+  const m = configError(applyOverrides({}, ['telemetry.deviceId=42']));
+  assert.match(m, /'telemetry\.deviceId'.*42 was read as a number; quote it for text: deviceId: "42" in YAML, --set 'telemetry\.deviceId="42"'/);
+  assert.equal(loadAgentConfig(undefined, ['telemetry.deviceId="42"']).telemetry.deviceId, '42', 'the quoting the message suggests works');
 });
 
 test('YAML files, --set overrides and path resolution', () => {
