@@ -1,6 +1,7 @@
 // The shared command-line plumbing: an output path is made writable (or refused) before work starts.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -18,6 +19,23 @@ test('prepareOutputFile makes the missing folders, refuses a folder and a path u
   assert.throws(() => prepareOutputFile(join(dir, 'taken'), '--out'), (e) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.startsWith("--out '") && e.message.includes('is a folder'));
   writeFileSync(join(dir, 'file'), '');
   assert.throws(() => prepareOutputFile(join(dir, 'file', 'out.json'), '--plot'), (e) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.startsWith('--plot') && e.message.includes('cannot create its folder'));
+});
+
+test('an output path on /proc fails at once with exit 2 naming it (Node 20\'s recursive mkdir spun there forever)', { skip: !existsSync('/proc/self') && 'no /proc here' }, () => {
+  // in a child process: the old failure was a synchronous endless loop no in-process timeout ends
+  const out = '/proc/ttaq-no-such/results.json';
+  const r = spawnSync(process.execPath, ['bin/ttaq.js', 'eval', '--model', 'models/resnet20-fmnist.onnx', '--out', out, '--quiet'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, TTAQ_JSON_ERRORS: '' } });
+  assert.equal(r.signal, null, `ttaq eval did not finish within 60 s: ${r.stderr}`);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /--out '\/proc\/ttaq-no-such\/results\.json': cannot create its folder \('\/proc' takes no new folders.*choose a writable location \[CLI_USAGE\]/);
+  // a folder that is there but takes no files: found by opening the file, as permission bits do not tell (root)
+  assert.throws(() => prepareOutputFile('/proc/ttaq-results.json', '--plot'), (e) => isTtaqError(e) && e.code === 'CLI_USAGE' && e.message.startsWith("--plot '/proc/ttaq-results.json': cannot write there"));
+  // the test write leaves nothing behind, and a file that is there is kept as it is
+  prepareOutputFile(join(dir, 'probe.json'), '--out');
+  assert.equal(existsSync(join(dir, 'probe.json')), false);
+  writeFileSync(join(dir, 'kept.json'), 'old');
+  prepareOutputFile(join(dir, 'kept.json'), '--out');
+  assert.equal(readFileSync(join(dir, 'kept.json'), 'utf8'), 'old');
 });
 
 test('ttaq eval checks --out and --plot after its flags and before any work', async () => {

@@ -1,6 +1,6 @@
 // Shared command-line plumbing: flag parsing with a usage message, error reporting with exit
 // codes that mean something, machine-readable output.
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isTtaqError, TtaqError, type ErrorCode } from '../../sdk/errors/index.ts';
@@ -73,17 +73,57 @@ export function printJson(value: unknown): void {
 }
 
 /**
- * Makes sure a command can write `path` before it starts work: creates the missing folders above it
- * and refuses a path that is a folder or sits under a file. Checked up front because the quantizer
- * and the evaluation write their results only at the end, and a path found bad then costs the run.
+ * Creates `dir` and the missing folders above it, one level at a time from the nearest one that
+ * exists. Not mkdirSync's recursive mode: a pseudo-filesystem such as /proc answers ENOENT to a
+ * mkdir whose parent is there, and Node 20's recursive mkdir then retries the parent forever.
+ */
+function makeFolders(dir: string): void {
+  const missing: string[] = [];
+  let d = dir;
+  for (; !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.push(d);
+  if (existsSync(d) && !statSync(d).isDirectory()) throw new Error(`'${d}' is a file, not a folder`);
+  for (const m of missing.reverse()) {
+    try {
+      mkdirSync(m);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && statSync(m).isDirectory()) continue;
+      if (code === 'ENOENT') throw new Error(`'${dirname(m)}' takes no new folders (mkdir '${m}': ENOENT; a pseudo-filesystem such as /proc or /sys)`);
+      throw e;
+    }
+  }
+}
+
+/** Opens `path` for writing without changing it (a file made for the test is removed again). */
+function probeWrite(path: string): void {
+  if (existsSync(path)) {
+    closeSync(openSync(path, 'r+'));
+    return;
+  }
+  closeSync(openSync(path, 'wx'));
+  unlinkSync(path);
+}
+
+/**
+ * Makes sure a command can write `path` before it starts work: creates the missing folders above it,
+ * refuses a path that is a folder or sits under a file, and opens it for writing once (permission
+ * bits do not tell: root passes every check, and /proc refuses files whatever they say). Checked up
+ * front because the quantizer and the evaluation write their results only at the end, and a path
+ * found bad then costs the run.
  */
 export function prepareOutputFile(path: string, flag: string): void {
   if (existsSync(path) && statSync(path).isDirectory()) {
     throw new TtaqError('CLI_USAGE', `${flag} '${path}' is a folder; give a file name inside it`);
   }
+  const file = resolve(path);
   try {
-    mkdirSync(dirname(resolve(path)), { recursive: true });
+    makeFolders(dirname(file));
   } catch (e) {
     throw new TtaqError('CLI_USAGE', `${flag} '${path}': cannot create its folder (${(e as Error).message}); choose a writable location`, { path }, { cause: e });
+  }
+  try {
+    probeWrite(file);
+  } catch (e) {
+    throw new TtaqError('CLI_USAGE', `${flag} '${path}': cannot write there (${(e as Error).message}); choose a writable location`, { path }, { cause: e });
   }
 }
