@@ -34,8 +34,10 @@ export interface SoakSample {
   readonly heapTotalMb: number;
   readonly externalMb: number;
   readonly arrayBuffersMb: number;
-  /** Resident memory of the capture process (NaN when unknown). */
+  /** Resident memory of the capture process (NaN when unknown, `captureNote` says why). */
   readonly captureRssMb: number;
+  /** Why `captureRssMb` is unknown (the last sample is taken after the capture process stopped). */
+  readonly captureNote?: string;
   readonly frames: number;
   readonly adaptSteps: number;
 }
@@ -135,13 +137,18 @@ export async function soakAgent(config: AgentConfig, o: SoakOptions): Promise<So
   const agent = await Agent.create(c, { logger: pino({ level: c.log.level === 'info' ? 'warn' : c.log.level }, pino.destination(2)), ...o.deps, onBatch });
   const samples: SoakSample[] = [];
   const t0 = performance.now();
-  const sample = (): void => {
+  /** `stopped`: the agent is done, and its capture process with it (its pid may be another's now). */
+  const sample = (stopped = false): void => {
     const m = process.memoryUsage();
-    const pid = agent.captureProcessId;
+    const pid = stopped ? undefined : agent.captureProcessId;
+    const captureRssMb = pid ? processRssMb(pid) : NaN;
+    const captureNote = stopped ? 'capture process stopped with the agent'
+      : !pid ? 'no capture process'
+      : Number.isNaN(captureRssMb) ? `/proc/${pid}/status not readable` : undefined;
     const s: SoakSample = {
       t: (performance.now() - t0) / 1000,
       rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, heapTotalMb: m.heapTotal / MB, externalMb: m.external / MB, arrayBuffersMb: m.arrayBuffers / MB,
-      captureRssMb: pid ? processRssMb(pid) : NaN,
+      captureRssMb, ...(captureNote ? { captureNote } : {}),
       frames, adaptSteps: steps,
     };
     samples.push(s);
@@ -161,7 +168,7 @@ export async function soakAgent(config: AgentConfig, o: SoakOptions): Promise<So
     clearTimeout(stopTimer);
     o.signal?.removeEventListener('abort', onAbort);
   }
-  sample();
+  sample(true);
   const seconds = (performance.now() - t0) / 1000;
   const t = samples.map((s) => s.t);
   const sorted = [...latencies].sort((a, b) => a - b);
@@ -182,6 +189,12 @@ export async function soakAgent(config: AgentConfig, o: SoakOptions): Promise<So
   };
 }
 
+/** The progress line of one sample; a capture RSS that is unknown is left out with the reason. */
+export function soakSampleLine(s: SoakSample): string {
+  const capture = Number.isFinite(s.captureRssMb) ? `capture rss ${s.captureRssMb.toFixed(1)} MB` : `capture rss not measured (${s.captureNote ?? 'unknown'})`;
+  return `soak ${(s.t / 60).toFixed(1)} min: rss ${s.rssMb.toFixed(1)} MB, heap ${s.heapUsedMb.toFixed(1)} of ${s.heapTotalMb.toFixed(1)} MB (V8), ${capture}, ${s.frames} frames, ${s.adaptSteps} steps`;
+}
+
 /** Plain-text summary lines of a soak report. */
 export function soakSummary(r: SoakReport): string {
   const f = (s: SeriesSummary) => `min ${s.min.toFixed(1)}  median ${s.median.toFixed(1)}  max ${s.max.toFixed(1)} MB  slope ${s.slopeMbPerMin >= 0 ? '+' : ''}${s.slopeMbPerMin.toFixed(2)} MB/min  late drift ${s.lateDriftMb >= 0 ? '+' : ''}${s.lateDriftMb.toFixed(1)} MB`;
@@ -191,7 +204,7 @@ export function soakSummary(r: SoakReport): string {
     `agent heap:   ${f(r.heapUsed)}`,
     `  V8 committed: ${f(r.heapTotal)}`,
     `  native (RSS - V8 committed): ${f(r.native)}`,
-    `capture RSS:  ${f(r.captureRss)}`,
+    Number.isFinite(r.captureRss.median) ? `capture RSS:  ${f(r.captureRss)}` : `capture RSS:  not measured (${r.samples.find((x) => x.captureNote)?.captureNote ?? 'no sample'})`,
   ].join('\n');
 }
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentBenchFigures, benchAgentConfig, measureAgentRun, processCpuMs } from '../../device/bench.ts';
 import { parseAgentConfig } from '../../device/config.ts';
-import { processRssMb, soakAgent, soakSummary, summarize } from '../../device/soak.ts';
+import { processRssMb, soakAgent, soakSampleLine, soakSummary, summarize, type SoakSample } from '../../device/soak.ts';
 import { FakeRunner, FakeSource, tmp } from './helpers.ts';
 
 test('summarize: min/median/max after the first minute and the least-squares slope per minute', () => {
@@ -62,6 +62,19 @@ test('soakAgent: samples memory on a schedule, stops on time, summarises', async
   for (const x of r.samples) assert.ok(x.heapTotalMb >= x.heapUsedMb && x.heapTotalMb < x.rssMb, `heap ${x.heapUsedMb}/${x.heapTotalMb} rss ${x.rssMb}`);
   assert.ok(r.native.median > 0 && r.native.median < r.rss.median && r.native.min <= r.native.max, 'native is RSS less the V8 heap');
   assert.match(soakSummary(r), /native \(RSS - V8 committed\): +min/);
+  // the last sample comes after the agent (and any capture process) stopped: said so, not NaN
+  assert.equal(r.samples.at(-1)!.captureNote, 'capture process stopped with the agent');
+  for (const x of r.samples) assert.doesNotMatch(soakSampleLine(x), /NaN/);
+  assert.match(soakSummary(r), /capture RSS: +not measured \(no capture process\)/, 'a fake source has none');
+  assert.doesNotMatch(soakSummary(r), /NaN/);
+});
+
+test('soakSampleLine: the capture RSS as a number, or left out with the reason', () => {
+  const s: SoakSample = { t: 90, rssMb: 120.04, heapUsedMb: 20, heapTotalMb: 30, externalMb: 1, arrayBuffersMb: 1, captureRssMb: 181.26, frames: 2700, adaptSteps: 300 };
+  assert.equal(soakSampleLine(s), 'soak 1.5 min: rss 120.0 MB, heap 20.0 of 30.0 MB (V8), capture rss 181.3 MB, 2700 frames, 300 steps');
+  const last = soakSampleLine({ ...s, captureRssMb: NaN, captureNote: 'capture process stopped with the agent' });
+  assert.match(last, /capture rss not measured \(capture process stopped with the agent\), 2700 frames/);
+  assert.doesNotMatch(last, /NaN/);
 });
 
 test('agentBenchFigures: frames/s against the model alone, and latency, in the shape ttaq bench prints', () => {
