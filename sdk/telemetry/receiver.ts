@@ -265,8 +265,12 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.batch = 0;
     const acks = this.heldAcks;
     this.heldAcks = [];
-    // mqtt.js is connected (and delivering) before it emits 'connect': ask it, not our flag.
-    if (this.mqtt.connected && this.sendRaw) for (const a of acks) this.sendRaw(a);
+    // mqtt.js is connected (and delivering) before it emits 'connect': ask it, not our flag. Once
+    // close() has sent DISCONNECT nothing may follow it (the socket is ending: writing there was
+    // the 'write after end' of every shutdown under load). Messages that came in meanwhile stay
+    // stored but unacknowledged: the broker re-sends them to the session and (device, seq)
+    // de-duplicates them.
+    if (this.mqtt.connected && !this.mqtt.disconnecting && this.sendRaw) for (const a of acks) this.sendRaw(a);
   }
 
   /** Rolls the batch back without acknowledging it, and reconnects so the broker re-sends it. */
@@ -299,6 +303,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     return this.connectedAt > 0;
   }
 
+  /** Commits and acknowledges what came in, then disconnects; what arrives after that is stored, not acknowledged. */
   async close(): Promise<void> {
     this.closing = true;
     this.commitBatch();
