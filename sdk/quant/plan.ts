@@ -101,6 +101,15 @@ export function makePlan(g: Graph, opts: PlanOptions): QuantPlan {
   const first = withWeights[0]?.name;
   const last = withWeights.at(-1)?.name;
 
+  // an override that names no weighted node is a typo: quantizing at the default widths instead
+  // would look like a successful run of what was asked
+  for (const o of overrides) {
+    if (weighted.some((n) => matches(o, n.name))) continue;
+    const text = typeof o.match === 'string' ? o.match : o.match.source;
+    const near = weighted.map((n) => n.name).filter((name) => name.toLowerCase().includes(text.toLowerCase().replace(/[^a-z0-9]+/g, '').slice(0, 6)));
+    const names = (near.length ? near : weighted.map((n) => n.name)).slice(0, 8);
+    throw new TtaqError('CONFIG_INVALID', `override '${text}' matches none of the ${weighted.length} Conv/Gemm/MatMul nodes; use a node name or a regular expression over them (${near.length ? 'similar' : 'for example'}: ${names.join(', ')}${weighted.length > names.length ? ', ...' : ''}; \`ttaq inspect <model.onnx>\` lists them with their MACs)`);
+  }
   const weights: WeightSite[] = [];
   const actBits = new Map<string, number>();
   const actConsumers = new Map<string, string[]>();

@@ -13,6 +13,7 @@ import { fakeQuant, makePlan, quantize, type QuantizeResult, type QuantParams } 
 import { LSQ_DOMAIN, LSQ_OP, LSQ_OP_RELU, LSQ_OP_Z, lsqFunctions } from '../../sdk/quant/lsq.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
+import { isTtaqError } from '../../sdk/errors/index.ts';
 
 const OPSET = 17;
 
@@ -123,6 +124,11 @@ test('per-node overrides accept activation widths 2 and 3', () => {
   assert.equal(bitsOf('layer1.0.conv2'), 2);
   assert.equal(bitsOf('layer2.0.conv2'), 3);
   assert.equal(bitsOf('layer1.0.conv1'), 4);
+  // an override that names no weighted node is refused with names to choose from, not ignored
+  for (const match of ['layer1.0.cnv2', 'nosuchnode']) {
+    assert.throws(() => makePlan(model.graph, { wBits: 4, aBits: 4, overrides: [{ match, wBits: 2 }] }),
+      (e: unknown) => isTtaqError(e) && e.code === 'CONFIG_INVALID' && e.message.includes(`override '${match}' matches none of the`) && /layer1\.0\.conv2|stem/.test(e.message));
+  }
 });
 
 /** Logits plus the dequantized outputs of every activation quantizer of width `bits`, as extra graph outputs. */
