@@ -61,7 +61,7 @@ export async function loadState(path: string, key: string): Promise<ReconState |
     // writes over those files and over this state. An unfinished one holds work that only the
     // command that started it can use, so it is kept.
     if (s.total !== undefined && s.blocks.length >= s.total) return undefined;
-    throw new TtaqError('STATE_MISMATCH', `quantization state ${path} belongs to an unfinished run of another model or other options (${s.blocks.length}${s.total !== undefined ? ` of ${s.total}` : ''} blocks done); rerun that command to finish it, delete the file to start over, or pass another --state path`);
+    throw new TtaqError('STATE_MISMATCH', `quantization state ${path} belongs to an unfinished run of another model, other options or other calibration images (${s.blocks.length}${s.total !== undefined ? ` of ${s.total}` : ''} blocks done); rerun that command to finish it, delete the file to start over, or pass another --state path`);
   }
   return s;
 }

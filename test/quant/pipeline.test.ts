@@ -88,7 +88,10 @@ test('an interrupted run resumes from its finished blocks and ends where an unin
     }), /interrupted/);
     assert.equal(started, 1);
     // other options cannot use the unfinished state, and do not overwrite it
-    await assert.rejects(quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } }), coded('STATE_MISMATCH', /unfinished run of another model or other options \(2 of 5 blocks done\)/));
+    await assert.rejects(quantize({ model, calib: set, options: { ...FAST, seed: 9, statePath } }), coded('STATE_MISMATCH', /unfinished run of another model, other options or other calibration images \(2 of 5 blocks done\)/));
+    // nor can other calibration images of the same count: the same images normalised otherwise
+    const shifted = { ...set, images: Float32Array.from(set.images, (x) => x + 0.25) };
+    await assert.rejects(quantize({ model, calib: shifted, options: { ...FAST, statePath } }), coded('STATE_MISMATCH', /other calibration images \(2 of 5 blocks done\)/));
     const stages: string[] = [];
     const resumed = await quantize({ model, calib: set, options: { ...FAST, statePath }, progress: (e) => stages.push(e.stage) });
     assert.ok(stages.includes('block 1/5 stem (resumed)') && stages.includes('block 2/5 layer1.0 (resumed)'));
