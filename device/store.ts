@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { TtaqError } from '../sdk/errors/index.ts';
+import { processAlive } from '../sdk/files/index.ts';
 
 /** Each entry moves the schema from version i to i + 1. Append only; never edit a shipped one. */
 const MIGRATIONS: readonly string[] = [
@@ -250,16 +251,6 @@ export class AgentStore {
 
   close(): void {
     if (this.db.open) this.db.close();
-  }
-}
-
-/** Whether a process with this pid runs (EPERM: it does, as another user). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -19,3 +19,5 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
   writeFileSync(tmp, data);
   renameSync(tmp, path);
 }
+
+export { acquireLock, processAlive } from './lock.ts';
