@@ -1,18 +1,20 @@
 // `ttaq quantize`: FP32 model + calibration images -> low-bit QDQ model (true-width and int8-container
 // variants), each with its manifest, and a report (per-layer SQNR, size, accuracy, time per block).
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { classFolders, matchClassFolders, readImageFolder, readUnlabelledImages } from '../sdk/data/index.ts';
 import { readFashionMnist, readIdxDir } from '../sdk/data/idx.ts';
 import type { Dataset } from '../sdk/data/dataset.ts';
+import type { Model } from '../sdk/onnx/types.ts';
 import { preprocessBatch } from '../sdk/data/preprocess.ts';
-import { manifestPathFor, readManifest, sha256Hex, writeManifest, type Manifest } from '../sdk/manifest/index.ts';
+import { ManifestSchema, manifestPathFor, readManifest, sha256Hex, type Manifest } from '../sdk/manifest/index.ts';
+import { acquireLock, writeFileAtomic } from '../sdk/files/index.ts';
 import { encodeModel } from '../sdk/onnx/codec.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
-import { writeFile } from 'node:fs/promises';
-import { checkActBits, checkWeightBits, quantize, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
-import { EXIT, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
+import { readFile } from 'node:fs/promises';
+import { checkActBits, checkWeightBits, parseQuantizeOptions, quantize, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
+import { EXIT, intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
 export const summary = 'quantize an FP32 model to W2/3/4/8 A2/3/4/8 with block reconstruction, PEM and PCR';
@@ -49,7 +51,8 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
                       two blocks, the one whose output it quantizes (default, as QDrop) or the one
                       it feeds (the earlier behaviour; one more convolution per step)
   --seed N            random seed (default 0)
-  --state PATH        resume file: finished blocks are kept and skipped on a rerun (default <out>.state.json)
+  --state PATH        resume file: finished blocks are kept and skipped on a rerun with the same
+                      model, options and calibration images (default <out>.state.json)
   --no-state          do not write a resume file
   --threads N         onnxruntime threads per operator (per slice with --workers)
   --workers N|auto    reconstruction steps in N batch slices at once, one per thread
@@ -58,20 +61,57 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
                       1 = a single session)
   --spinning          let onnxruntime's threads spin between ops: measure first; it was faster
                       on one idle host and slower on shared or virtual cores (default: they sleep)
-  --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant
+  --out PATH          output model (true width); <out>.int8.onnx gets the int8-container variant.
+                      Neither may be the input model; one run at a time writes an --out (<out>.lock)
   --json              print the report as JSON
   --quiet             no progress output
 `;
 
 function parseDatasetArg(spec: string): { kind: 'fmnist' | 'idx' | 'folder'; path: string; split: string } {
-  const m = /^(.*?)(?::([A-Za-z0-9_.-]+))?$/.exec(spec)!;
+  // a folder whose own name has a ':' is that folder, not a folder and a split
+  const m = existsSync(spec) ? [spec, spec, undefined] : /^(.*?)(?::([A-Za-z0-9_.-]+))?$/.exec(spec)!;
   const path = m[1]!;
   const split = m[2] ?? '';
-  if (path === 'fashion-mnist' || path === 'fmnist') return { kind: 'fmnist', path, split: split || 'train' };
+  if (path === 'fashion-mnist' || path === 'fmnist') {
+    // any other split read the training images under the name of the one asked for
+    if (split && split !== 'train' && split !== 'test') throw new TtaqError('DATA_BAD_SPEC', `dataset '${spec}': Fashion-MNIST has the splits 'train' and 'test', not '${split}'`);
+    return { kind: 'fmnist', path, split: split || 'train' };
+  }
   if (!existsSync(path)) throw new TtaqError('DATA_NOT_FOUND', `dataset '${spec}' not found; pass fashion-mnist[:train|test], an IDX folder[:split] or an image folder`);
   if (!statSync(path).isDirectory()) throw new TtaqError('DATA_BAD_SPEC', `dataset '${spec}' is a file; pass the folder that holds the IDX files or the class sub-folders`);
   const hasIdx = readdirSync(path).some((f) => /-images-idx[34]-ubyte/.test(f));
+  if (!hasIdx && split) throw new TtaqError('DATA_BAD_SPEC', `dataset '${spec}': an image folder has no splits; pass the folder itself (${path}/${split} if that is the split's folder)`);
   return { kind: hasIdx ? 'idx' : 'folder', path, split: split || 'train' };
+}
+
+/** A path as the file system resolves it (symbolic links followed), for comparing outputs with inputs. */
+function canonical(p: string): string {
+  const abs = resolve(p);
+  if (existsSync(abs)) return realpathSync(abs);
+  const dir = dirname(abs);
+  return join(existsSync(dir) ? realpathSync(dir) : dir, basename(abs));
+}
+
+/** The command-line flag of each quantize option, for messages about them. */
+const FLAG_OF: Readonly<Record<string, string>> = {
+  wBits: '--w-bits', aBits: '--a-bits', method: '--method', preset: '--preset', calibImages: '--calib-images', seed: '--seed',
+  iterations: '--iterations', pem: '--pem', pcr: '--pcr', minCalibImages: '--min-calib', firstLastBits: '--first-last',
+  overrides: '--override', actCalib: '--act-calib', batch: '--batch', stepOwner: '--step-owner', variantImages: '--variant-images',
+  intraOpThreads: '--threads', workers: '--workers', statePath: '--state',
+};
+
+/** The options checked by the quantizer's own schema, before any data loads, named by their flags. */
+function checkOptions(o: QuantizeOptionsInput): void {
+  try {
+    parseQuantizeOptions(o);
+  } catch (e) {
+    const path = (e as { details?: { path?: PropertyKey[] } }).details?.path;
+    const key = String(path?.[0] ?? '');
+    const flag = FLAG_OF[key];
+    if (!flag) throw e;
+    const what = (e as Error).message.replace(/^[^']*'[^']*' /, '');
+    throw new TtaqError('CLI_USAGE', `${flag}: ${what}`, { flag }, { cause: e });
+  }
 }
 
 /**
@@ -182,88 +222,149 @@ export async function run(argv: string[]): Promise<number> {
   const out = v.out as string;
   if (!out.endsWith('.onnx')) throw new TtaqError('CLI_USAGE', `--out '${out}' should end in .onnx (the manifest and the int8 variant are named after it)`);
   // named choices are checked before the model and data load, with the flag's own name
-  const choice = (flag: 'preset' | 'step-owner', allowed: readonly string[]): void => {
+  const choice = (flag: 'preset' | 'step-owner' | 'method' | 'act-calib', allowed: readonly string[]): void => {
     const val = v[flag] as string | undefined;
     if (val !== undefined && !allowed.includes(val)) throw new TtaqError('CLI_USAGE', `--${flag} '${val}' is not one of ${allowed.join(' | ')}`);
   };
   choice('preset', ['fast', 'default', 'paper']);
   choice('step-owner', ['producer', 'consumer']);
+  choice('method', METHODS);
+  choice('act-calib', ['minmax', 'percentile', 'mse']);
   const vi = v['variant-images'] as string | undefined;
   const variantImages = vi === undefined ? undefined : vi === 'all' ? Number.MAX_SAFE_INTEGER : num(vi, '--variant-images');
   if (variantImages !== undefined && !(Number.isInteger(variantImages) && variantImages >= 0)) throw new TtaqError('CLI_USAGE', `--variant-images '${vi}' should be a whole number of images or 'all'`);
-  checkWeightBits(num(v['w-bits'] as string, '--w-bits')!, '--w-bits');
-  checkActBits(num(v['a-bits'] as string, '--a-bits')!, '--a-bits');
+  const wBits = checkWeightBits(num(v['w-bits'] as string, '--w-bits')!, '--w-bits');
+  const aBits = checkActBits(num(v['a-bits'] as string, '--a-bits')!, '--a-bits');
   const statePath = v['no-state'] ? undefined : (v.state as string | undefined) ?? out.replace(/\.onnx$/, '.state.json');
-  const model = await loadModel(modelPath);
-  const manifest = await readManifest(manifestPathFor(modelPath));
-  // the outputs are written at the end (and the state after each block): their folders are made now
-  prepareOutputFile(out, '--out');
-  if (statePath) prepareOutputFile(statePath, '--state');
-  const seed = num(v.seed as string | undefined, '--seed') ?? 0;
-  const calibN = num(v['calib-images'] as string | undefined, '--calib-images') ?? 1024;
-  const progress = progressPrinter(process.stderr, !!v.quiet);
-  progress({ stage: 'load data', done: 0, total: 1 });
-  const note = (line: string): void => { if (!v.quiet) process.stderr.write(`note: ${line}\n`); };
-  const calib = toCalibSet(await readDataset(v.calib as string, '--calib', manifest.labels, note), manifest, calibN, seed);
-  const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string, '--eval', manifest.labels, note), manifest, num(v['eval-limit'] as string | undefined, '--eval-limit') ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
+  const int8Path = join(dirname(out), basename(out).replace(/\.onnx$/, '.int8.onnx'));
+  // The outputs must not land on the inputs: quantizing a model onto itself would leave neither the
+  // FP32 model nor the manifest that describes it.
+  const outputs: [string, string][] = [['--out', out], ['the INT8-container variant', int8Path], ["--out's manifest", manifestPathFor(out)], ["the INT8 variant's manifest", manifestPathFor(int8Path)], ...(statePath ? [['--state', statePath] as [string, string]] : [])];
+  for (const [what, path] of outputs) {
+    for (const [input, ip] of [['model', modelPath], ['manifest', manifestPathFor(modelPath)]] as const) {
+      if (canonical(path) === canonical(ip)) {
+        throw new TtaqError('CLI_USAGE', `${what} '${path}' would overwrite the input ${input} '${ip}'; give the quantized model another name, e.g. --out ${out.replace(/(\.int8)?\.onnx$/, `-w${wBits}a${aBits}.onnx`)}`);
+      }
+    }
+  }
+  const seed = intFlag(v.seed as string | undefined, 'seed', 0) ?? 0;
+  const calibN = intFlag(v['calib-images'] as string | undefined, 'calib-images', 1) ?? 1024;
+  const evalLimit = intFlag(v['eval-limit'] as string | undefined, 'eval-limit', 1);
   const fl = v['first-last'] as string | undefined;
   const options: QuantizeOptionsInput = {
-    wBits: num(v['w-bits'] as string, '--w-bits')!,
-    aBits: num(v['a-bits'] as string, '--a-bits')!,
+    wBits,
+    aBits,
     method: (v.method ?? 'ttaq') as QuantizeOptionsInput['method'],
     preset: (v.preset ?? 'default') as QuantizeOptionsInput['preset'],
     calibImages: calibN,
     seed,
-    ...(v.iterations ? { iterations: num(v.iterations as string, '--iterations') } : {}),
+    ...(v.iterations ? { iterations: intFlag(v.iterations as string, 'iterations', 1) } : {}),
     ...(v.pem !== undefined ? { pem: num(v.pem as string, '--pem') } : {}),
     ...(v.pcr !== undefined ? { pcr: num(v.pcr as string, '--pcr') } : {}),
-    ...(v['min-calib'] ? { minCalibImages: num(v['min-calib'] as string, '--min-calib') } : {}),
+    ...(v['min-calib'] ? { minCalibImages: intFlag(v['min-calib'] as string, 'min-calib', 1) } : {}),
     ...(fl !== undefined ? { firstLastBits: fl === 'same' ? null : num(fl, '--first-last') } : {}),
     overrides: ((v.override as string[] | undefined) ?? []).map(parseOverride),
     ...(v['act-calib'] ? { actCalib: v['act-calib'] as 'mse' } : {}),
     biasCorrection: !!v['bias-correction'],
-    ...(v.batch ? { batch: num(v.batch as string, '--batch') } : {}),
+    ...(v.batch ? { batch: intFlag(v.batch as string, 'batch', 1) } : {}),
     ...(v['step-owner'] ? { stepOwner: v['step-owner'] as 'producer' } : {}),
     ...(variantImages !== undefined ? { variantImages } : {}),
-    ...(v.threads ? { intraOpThreads: num(v.threads as string, '--threads') } : {}),
+    ...(v.threads ? { intraOpThreads: intFlag(v.threads as string, 'threads', 1) } : {}),
     spinning: !!v.spinning,
-    workers: v.workers === undefined || v.workers === 'auto' ? 'auto' : num(v.workers as string, '--workers'),
+    workers: v.workers === undefined || v.workers === 'auto' ? 'auto' : intFlag(v.workers as string, 'workers', 1)!,
     ...(statePath ? { statePath } : {}),
   };
-  const res = await quantize({ model, calib, ...(evalSet ? { eval: evalSet } : {}), options, progress });
-
-  const command = `ttaq quantize ${argv.join(' ')}`;
-  const write = async (path: string, m: typeof res.model, variant: 'true-width' | 'int8-container'): Promise<string> => {
-    const bytes = encodeModel(m);
-    await writeFile(path, bytes);
-    const inName = m.graph.inputs[0]!.name;
-    const outName = m.graph.outputs[0]!.name;
-    const mf: Manifest = {
-      ...manifest,
-      name: `${manifest.name}-w${res.options.wBits}a${res.options.aBits}-${res.options.method}${termSuffix(res.options)}${variant === 'int8-container' ? '-int8' : ''}`,
-      model: basename(path),
-      sha256: sha256Hex(bytes),
-      input: { name: inName, shape: manifest.input.shape },
-      output: { name: outName },
-      adaptation: { bnNodes: [...res.bnNodes] },
-      quantization: { ...res.manifest, variant, layers: res.manifest.layers, calibration: res.manifest.calibration },
-      provenance: {
-        command,
-        dataset: v.calib as string,
-        metrics: {
-          ...(res.report.accuracy ? { fp32Accuracy: res.report.accuracy.fp32, accuracy: res.report.accuracy.quantized } : {}),
-          ...(res.report.outputSqnrDb !== null && Number.isFinite(res.report.outputSqnrDb) ? { outputSqnrDb: res.report.outputSqnrDb } : {}),
-        },
-        createdAt: new Date().toISOString(),
-      },
+  checkOptions(options);
+  const model = await loadModel(modelPath);
+  const manifest = await readManifest(manifestPathFor(modelPath));
+  const note = (line: string): void => { if (!v.quiet) process.stderr.write(`note: ${line}\n`); };
+  checkManifestAgainstModel(manifest, model, manifestPathFor(modelPath), await readFile(modelPath), note);
+  // the outputs are written at the end (and the state after each block): their folders are made
+  // and each file is tried for writing now, not after the run
+  for (const [what, path] of outputs) prepareOutputFile(path, what);
+  // one run at a time per output: two would overwrite each other's state, model and manifest
+  const releaseLock = acquireLock(`${out}.lock`, `--out '${out}'`);
+  try {
+    const progress = progressPrinter(process.stderr, !!v.quiet);
+    progress({ stage: 'load data', done: 0, total: 1 });
+    const calib = toCalibSet(await readDataset(v.calib as string, '--calib', manifest.labels, note), manifest, calibN, seed);
+    const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string, '--eval', manifest.labels, note), manifest, evalLimit ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
+    // Ctrl-C: the finished blocks are in the state file (written atomically after each); say so
+    const onInterrupt = (): void => {
+      process.stderr.write(`\nttaq quantize: interrupted; ${statePath ? `the finished blocks are kept in ${statePath}: run the same command again to resume from the next one` : 'nothing is kept (--no-state)'}\n`);
+      process.exit(130);
     };
-    await writeManifest(manifestPathFor(path), mf);
-    return path;
-  };
-  await write(out, res.model, 'true-width');
-  const int8Path = join(dirname(out), basename(out).replace(/\.onnx$/, '.int8.onnx'));
-  await write(int8Path, res.int8Model, 'int8-container');
-  if (v.json) printJson({ out, int8: int8Path, report: res.report });
-  else printReport(res.report, out);
-  return EXIT.ok;
+    process.once('SIGINT', onInterrupt);
+    let res: Awaited<ReturnType<typeof quantize>>;
+    try {
+      res = await quantize({ model, calib, ...(evalSet ? { eval: evalSet } : {}), options, progress });
+    } finally {
+      process.off('SIGINT', onInterrupt);
+    }
+
+    const command = `ttaq quantize ${argv.join(' ')}`;
+    const files = (path: string, m: typeof res.model, variant: 'true-width' | 'int8-container'): { path: string; bytes: Uint8Array; manifest: string } => {
+      const bytes = encodeModel(m);
+      const inName = m.graph.inputs[0]!.name;
+      const outName = m.graph.outputs[0]!.name;
+      const mf: Manifest = {
+        ...manifest,
+        name: `${manifest.name}-w${res.options.wBits}a${res.options.aBits}-${res.options.method}${termSuffix(res.options)}${variant === 'int8-container' ? '-int8' : ''}`,
+        model: basename(path),
+        sha256: sha256Hex(bytes),
+        input: { name: inName, shape: manifest.input.shape },
+        output: { name: outName },
+        adaptation: { bnNodes: [...res.bnNodes] },
+        quantization: { ...res.manifest, variant, layers: res.manifest.layers, calibration: res.manifest.calibration },
+        provenance: {
+          command,
+          dataset: v.calib as string,
+          metrics: {
+            ...(res.report.accuracy && Number.isFinite(res.report.accuracy.quantized) ? { fp32Accuracy: res.report.accuracy.fp32, accuracy: res.report.accuracy.quantized } : {}),
+            ...(res.report.outputSqnrDb !== null && Number.isFinite(res.report.outputSqnrDb) ? { outputSqnrDb: res.report.outputSqnrDb } : {}),
+          },
+          createdAt: new Date().toISOString(),
+        },
+      };
+      return { path, bytes, manifest: JSON.stringify(ManifestSchema.parse(mf), null, 2) + '\n' };
+    };
+    // every file is made before any is written, and each is written whole (temp file + rename): a
+    // failure cannot leave a model beside a manifest of another
+    for (const f of [files(out, res.model, 'true-width'), files(int8Path, res.int8Model, 'int8-container')]) {
+      await writeFileAtomic(f.path, f.bytes);
+      await writeFileAtomic(manifestPathFor(f.path), f.manifest);
+    }
+    if (v.json) printJson({ out, int8: int8Path, report: res.report });
+    else printReport(res.report, out);
+    return EXIT.ok;
+  } finally {
+    releaseLock();
+  }
+}
+
+/**
+ * The manifest must describe this model: it gives the preprocessing that makes the calibration
+ * tensor and the labels the report scores, so a manifest of another model would fail later with a
+ * message blaming the images, or pass with a wrong class list. A SHA-256 of another file is only
+ * noted: a re-exported model of the same network keeps its manifest's meaning.
+ */
+function checkManifestAgainstModel(m: Manifest, model: Model, path: string, bytes: Uint8Array, note: (line: string) => void): void {
+  const fix = `fix ${path}, or make it again: ttaq manifest <model.onnx> --labels ... --mean ... --std ...`;
+  const input = model.graph.inputs.find((i) => !model.graph.initializers.has(i.name));
+  const dims = input?.shape ?? [];
+  const p = m.preprocess;
+  const wanted = [p.channels, p.height, p.width];
+  if (dims.length === 4) {
+    const clash = [1, 2, 3].find((k) => typeof dims[k] === 'number' && (dims[k] as number) > 0 && dims[k] !== wanted[k - 1]);
+    if (clash !== undefined) {
+      throw new TtaqError('MANIFEST_INVALID', `${path}: its preprocessing makes ${wanted.join('x')} (channels x height x width) images, but the model's input '${input!.name}' takes [${dims.join(', ')}]; ${fix}`);
+    }
+  }
+  const logits = model.graph.outputs[0]?.shape;
+  const classes = logits?.at(-1);
+  if (typeof classes === 'number' && classes > 0 && classes !== m.labels.length) {
+    throw new TtaqError('MANIFEST_INVALID', `${path}: it lists ${m.labels.length} labels, but the model's output '${model.graph.outputs[0]!.name}' has ${classes} classes; ${fix}`);
+  }
+  const sha = sha256Hex(bytes);
+  if (sha !== m.sha256) note(`${path} was made for another file (SHA-256 ${m.sha256.slice(0, 12)}…, this model's is ${sha.slice(0, 12)}…); its preprocessing and labels are used as they are`);
 }

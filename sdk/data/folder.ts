@@ -117,7 +117,7 @@ async function decodeFiles(files: readonly { path: string; label: number }[], di
     const decoded = await Promise.all(chunk.map((f, k) => (s + k === 0 ? first : decodeImage(f.path, channels, opts.height, opts.width))));
     decoded.forEach((img, k) => {
       if (img.height !== height || img.width !== width) {
-        throw new TtaqError('DATA_BAD_FORMAT', `${chunk[k]!.path} is ${img.height}x${img.width} but ${files[0]!.path} is ${height}x${width}; give a size (height/width, --size) to resize all images to one`);
+        throw new TtaqError('DATA_BAD_FORMAT', `${chunk[k]!.path} is ${img.height}x${img.width} but ${files[0]!.path} is ${height}x${width}; the images of one folder must share a size (the model's preprocessing resizes them together): resize them to one size first`);
       }
       images.set(img.data, (s + k) * per);
     });

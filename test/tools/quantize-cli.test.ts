@@ -1,7 +1,7 @@
 // `ttaq quantize` refuses a named choice it does not know before loading anything, naming the flag
 // and the values it takes, and checks where it will write before the long work starts.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -39,6 +39,70 @@ test('--out that is a folder is refused before any data loads; missing folders a
     await assert.rejects(run([...model, '--out', out, '--state', state]), (e: unknown) => isTtaqError(e) && e.code === 'DATA_NOT_FOUND');
     assert.ok(statSync(join(dir, 'a', 'b')).isDirectory());
     assert.ok(statSync(join(dir, 'elsewhere')).isDirectory());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('numbers and named choices are checked before anything loads, by their flags', async () => {
+  const cases: [string[], RegExp][] = [
+    [['--eval-limit', '0'], /--eval-limit 0: expected an integer >= 1/],
+    [['--calib-images', '100.5'], /--calib-images 100.5: expected an integer >= 1/],
+    [['--threads', '0'], /--threads 0: expected an integer >= 1/],
+    [['--workers', '3.5'], /--workers 3.5: expected an integer >= 1/],
+    [['--method', 'ttak'], /--method 'ttak' is not one of .*ttaq/],
+    [['--act-calib', 'percentil'], /--act-calib 'percentil' is not one of minmax \| percentile \| mse/],
+  ];
+  for (const [flags, message] of cases) {
+    await assert.rejects(run([...base, ...flags]), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && message.test(e.message), flags.join(' '));
+  }
+});
+
+/** The bundled model and its manifest copied into a fresh folder (a model the test may lose). */
+function copiedModel(dir: string, name = 'net.onnx'): string {
+  const path = join(dir, name);
+  copyFileSync('models/resnet20-fmnist.onnx', path);
+  copyFileSync('models/resnet20-fmnist.manifest.json', join(dir, name.replace(/\.onnx$/, '.manifest.json')));
+  return path;
+}
+
+test('an output that would land on the input model or its manifest is refused, and the input is left as it was', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttaq-qcli-'));
+  try {
+    const model = copiedModel(dir);
+    const before = readFileSync(model);
+    const args = (m: string, out: string) => ['--model', m, '--out', out, '--calib', 'fashion-mnist', '--w-bits', '4', '--a-bits', '4', '--quiet'];
+    await assert.rejects(run(args(model, model)), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && /--out '.*net\.onnx' would overwrite the input model/.test(e.message) && e.message.includes('net-w4a4.onnx'));
+    // written as another path to the same file
+    await assert.rejects(run(args(model, join(dir, '.', 'x', '..', 'net.onnx'))), (e: unknown) => isTtaqError(e) && /would overwrite the input model/.test(e.message));
+    // the INT8 variant of --out is the input
+    const int8 = copiedModel(dir, 'q.int8.onnx');
+    await assert.rejects(run(args(int8, join(dir, 'q.onnx'))), (e: unknown) => isTtaqError(e) && /the INT8-container variant '.*q\.int8\.onnx' would overwrite the input model/.test(e.message));
+    assert.deepEqual(readFileSync(model), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a manifest that does not fit the model is refused before the data loads; a split Fashion-MNIST lacks too', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttaq-qcli-'));
+  try {
+    const model = copiedModel(dir);
+    const manifestPath = join(dir, 'net.manifest.json');
+    const good = JSON.parse(readFileSync(manifestPath, 'utf8')) as { labels: string[]; preprocess: { channels: number } };
+    const args = ['--model', model, '--out', join(dir, 'q.onnx'), '--calib', 'no/such/data', '--w-bits', '4', '--a-bits', '4', '--quiet'];
+    writeFileSync(manifestPath, JSON.stringify({ ...good, labels: good.labels.slice(0, 5) }));
+    await assert.rejects(run(args), (e: unknown) => isTtaqError(e) && e.code === 'MANIFEST_INVALID' && /lists 5 labels, but the model's output '.*' has 10 classes/.test(e.message));
+    writeFileSync(manifestPath, JSON.stringify({ ...good, preprocess: { ...good.preprocess, channels: 3 } }));
+    await assert.rejects(run(args), (e: unknown) => isTtaqError(e) && e.code === 'MANIFEST_INVALID' && /makes 3x28x28 .* images, but the model's input/.test(e.message));
+    writeFileSync(manifestPath, JSON.stringify(good));
+    // the manifest fits: the run gets as far as the data
+    await assert.rejects(run(args), (e: unknown) => isTtaqError(e) && e.code === 'DATA_NOT_FOUND');
+    const typo = [...args.slice(0, 5), 'fashion-mnist:tset', ...args.slice(6)];
+    await assert.rejects(run(typo), (e: unknown) => isTtaqError(e) && e.code === 'DATA_BAD_SPEC' && /splits 'train' and 'test', not 'tset'/.test(e.message));
+    // every output is tried before the run: the INT8 variant's path is a folder
+    mkdirSync(join(dir, 'q.int8.onnx'));
+    await assert.rejects(run(args), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && /the INT8-container variant '.*q\.int8\.onnx' is a folder/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
