@@ -5,8 +5,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { isTtaqError } from '../../sdk/errors/index.ts';
-import { prepareOutputFile } from '../../tools/lib/cli.ts';
+import { isTtaqError, TtaqError } from '../../sdk/errors/index.ts';
+import { EXIT, prepareOutputFile, reportError } from '../../tools/lib/cli.ts';
 import { run as evalRun } from '../../tools/eval.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ttaq-cli-'));
@@ -62,4 +62,16 @@ test("ttaq train's default output is runs/train/<arch>-<data>.onnx, never a bund
   const { defaultOut } = await import('../../tools/train.ts');
   assert.equal(defaultOut('resnet20', 'fashion-mnist'), join('runs', 'train', 'resnet20-fmnist.onnx'));
   assert.equal(defaultOut('mobilenet', '/data/my pets/'), join('runs', 'train', 'mobilenet-my_pets.onnx'));
+});
+
+test('errors that mean "change the input" exit 2, failures of the run exit 1', (t) => {
+  const write = process.stderr.write;
+  t.after(() => { process.stderr.write = write; });
+  process.stderr.write = (() => true) as typeof process.stderr.write; // reportError prints; keep the test output clean
+  for (const code of ['CLI_USAGE', 'MANIFEST_INVALID', 'QUANT_BAD_MODEL', 'QUANT_NO_GRAD_RULE', 'STATE_MISMATCH'] as const) {
+    assert.equal(reportError(new TtaqError(code, 'x')), EXIT.usage, code);
+  }
+  for (const code of ['INTERNAL', 'RUNTIME_RUN_FAILED'] as const) assert.equal(reportError(new TtaqError(code, 'x')), EXIT.failed, code);
+  assert.equal(reportError(new Error('boom')), EXIT.failed);
+  process.stderr.write = write;
 });

@@ -33,6 +33,9 @@ const INPUT_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'ONNX_READ_FAILED', 'ONNX_TRUNCATED', 'ONNX_NOT_A_MODEL', 'ONNX_UNSUPPORTED_OPSET',
   'ONNX_UNSUPPORTED_IR_VERSION', 'ONNX_UNSUPPORTED_DTYPE', 'ONNX_EXTERNAL_DATA', 'ONNX_DYNAMIC_SHAPE',
   'QUANT_BAD_BITS', 'QUANT_CALIB_MISSING', 'QUANT_CALIB_TOO_SMALL',
+  // a model the quantizer cannot take (two inputs, nothing to quantize, an op without a gradient
+  // rule inside a block) and a state or checkpoint file of another run: the input is what to change
+  'QUANT_BAD_MODEL', 'QUANT_NO_GRAD_RULE', 'STATE_MISMATCH',
   'TELEMETRY_BAD_TOPIC',
 ]);
 
