@@ -13,7 +13,7 @@ import { acquireLock, writeFileAtomic } from '../sdk/files/index.ts';
 import { encodeModel } from '../sdk/onnx/codec.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
 import { readFile } from 'node:fs/promises';
-import { checkActBits, checkWeightBits, parseQuantizeOptions, quantize, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
+import { checkActBits, checkWeightBits, parseQuantizeOptions, quantize, resolveMethod, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
 import { EXIT, intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
@@ -103,7 +103,8 @@ const FLAG_OF: Readonly<Record<string, string>> = {
 /** The options checked by the quantizer's own schema, before any data loads, named by their flags. */
 function checkOptions(o: QuantizeOptionsInput): void {
   try {
-    parseQuantizeOptions(o);
+    // the method's own rules too (PEM and PCR only where there is reconstruction)
+    resolveMethod(parseQuantizeOptions(o));
   } catch (e) {
     const path = (e as { details?: { path?: PropertyKey[] } }).details?.path;
     const key = String(path?.[0] ?? '');
@@ -262,7 +263,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.pem !== undefined ? { pem: num(v.pem as string, '--pem') } : {}),
     ...(v.pcr !== undefined ? { pcr: num(v.pcr as string, '--pcr') } : {}),
     ...(v['min-calib'] ? { minCalibImages: intFlag(v['min-calib'] as string, 'min-calib', 1) } : {}),
-    ...(fl !== undefined ? { firstLastBits: fl === 'same' ? null : num(fl, '--first-last') } : {}),
+    ...(fl !== undefined ? { firstLastBits: fl === 'same' ? null : checkActBits(checkWeightBits(num(fl, '--first-last')!, '--first-last'), '--first-last') } : {}),
     overrides: ((v.override as string[] | undefined) ?? []).map(parseOverride),
     ...(v['act-calib'] ? { actCalib: v['act-calib'] as 'mse' } : {}),
     biasCorrection: !!v['bias-correction'],

@@ -56,6 +56,9 @@ test('numbers and named choices are checked before anything loads, by their flag
   for (const [flags, message] of cases) {
     await assert.rejects(run([...base, ...flags]), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && message.test(e.message), flags.join(' '));
   }
+  // the method's own rules and the first/last widths are checked as early
+  await assert.rejects(run([...base, '--method', 'mse', '--pem', '1']), (e: unknown) => isTtaqError(e) && e.code === 'CONFIG_INVALID' && /PEM and PCR act during block reconstruction/.test(e.message));
+  await assert.rejects(run([...base, '--first-last', '5']), (e: unknown) => isTtaqError(e) && e.code === 'QUANT_BAD_BITS' && /--first-last/.test(e.message));
 });
 
 /** The bundled model and its manifest copied into a fresh folder (a model the test may lose). */
