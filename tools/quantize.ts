@@ -313,7 +313,8 @@ export async function run(argv: string[]): Promise<number> {
         name: `${manifest.name}-w${res.options.wBits}a${res.options.aBits}-${res.options.method}${termSuffix(res.options)}${variant === 'int8-container' ? '-int8' : ''}`,
         model: basename(path),
         sha256: sha256Hex(bytes),
-        input: { name: inName, shape: manifest.input.shape },
+        // a fixed batch the quantizer freed (sdk/quant/batchdim.ts) is symbolic in the output too
+      input: { name: inName, shape: typeof m.graph.inputs[0]!.shape?.[0] === 'number' ? manifest.input.shape : [-1, ...manifest.input.shape.slice(1)] },
         output: { name: outName },
         adaptation: { bnNodes: [...res.bnNodes] },
         quantization: { ...res.manifest, variant, layers: res.manifest.layers, calibration: res.manifest.calibration },

@@ -20,6 +20,7 @@ import type { Model } from '../onnx/types.ts';
 import { noProgress, type ProgressFn } from '../progress/index.ts';
 import { blockGraph, partitionBlocks, type Block } from './blocks.ts';
 import { exportQdq, weightBytesByDType, type QuantValues } from './export.ts';
+import { withSymbolicBatch } from './batchdim.ts';
 import { parseQuantizeOptions, resolveMethod, type MethodPlan, type QuantizeOptions, type QuantizeOptionsInput } from './options.ts';
 import { measurePerturbation, type LayerPerturbation } from './pem.ts';
 import { makePlan, type QuantPlan } from './plan.ts';
@@ -36,6 +37,7 @@ export * from './quantizer.ts';
 export * from './calibrate.ts';
 export { makePlan, weightOf, WEIGHTED_OPS, type ActSite, type LayerOverride, type PlanOptions, type QuantPlan, type WeightSite } from './plan.ts';
 export { prepareModel, convsWithoutBn, type BnInsertion, type PreparedModel } from './prepare.ts';
+export { freeBatch, rewriteBatch, withSymbolicBatch, FREED_BATCH, type FreedBatch } from './batchdim.ts';
 export { partitionBlocks, blockGraph, segments, type Block } from './blocks.ts';
 export { exportQdq, qdqGraph, requiredOpset, dequantizedWeights, weightBytesByDType, type ExportVariant, type QuantValues } from './export.ts';
 export { calibrateModel, type CalibrationOptions, type CalibrationResult } from './ptq.ts';
@@ -125,9 +127,11 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     weightSymmetric: o.weightSymmetric, overrides: o.overrides,
   };
   makePlan(input.model.graph, planOpts); // bit widths and the model are checked before any work
-  const set = checkCalib(input.model, input.calib, o);
+  // reconstruction and PEM run batches of their own size: a fixed batch dimension is freed
+  const source = await withSymbolicBatch(input.model, mp.reconstruct);
+  const set = checkCalib(source, input.calib, o);
   progress({ stage: 'prepare', done: 0, total: 1 });
-  const prep = await prepareModel(input.model, set, o.bnInsertion);
+  const prep = await prepareModel(source, set, o.bnInsertion);
   const model = prep.model;
   const plan = makePlan(model.graph, planOpts);
   const blocks = mp.reconstruct ? partitionBlocks(model.graph, new Set(plan.weights.map((w) => w.node))) : [];
