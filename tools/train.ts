@@ -38,7 +38,8 @@ const HELP = `usage: ttaq train [options]
   --out P          model path (default runs/train/<arch>-<data>.onnx, <data> 'fmnist' or the data
                    folder's name); manifest beside it
   --checkpoint P   checkpoint written after every epoch (default: <out without .onnx>.ckpt)
-  --resume P       continue the run saved in checkpoint P (its config is used)
+  --resume P       continue the run saved in checkpoint P: its config, data and --limit are used
+                   (flags that differ are named and ignored; other --data or --limit is refused)
   --max-epochs N   stop after N epochs in this call (resume later); export only when done
   --limit N        use only the first N training and test images
   --threads T      onnxruntime intra-op threads (default: one per core; per slice with --workers)
@@ -62,6 +63,27 @@ function int(v: string | undefined, key: string, dflt: number): number {
   const x = num(v, key, dflt);
   if (!Number.isInteger(x) || x < 0) throw new TtaqError('CLI_USAGE', `--${key} expects a non-negative integer, got '${v}'`);
   return x;
+}
+
+/** A list of numbers that must all be > 0 (a std of 0 divides by zero: the run diverges at once). */
+function positives(xs: number[] | undefined, key: string): number[] | undefined {
+  if (xs?.some((x) => !(x > 0))) throw new TtaqError('CLI_USAGE', `--${key} ${xs.join(',')}: every value must be above 0 (the images are divided by it)`);
+  return xs;
+}
+
+/** Training flags given with --resume whose values differ from the checkpoint's (which are used). */
+function ignoredFlags(f: Record<string, string | boolean | undefined>, c: TrainConfig): string[] {
+  const used: [string, unknown, unknown][] = [
+    ['arch', f.arch, c.arch], ['epochs', f.epochs, c.epochs], ['batch', f.batch, c.batchSize], ['lr', f.lr, c.lr],
+    ['momentum', f.momentum, c.momentum], ['wd', f.wd, c.weightDecay], ['schedule', f.schedule, c.schedule],
+    ['warmup', f.warmup, c.warmupEpochs], ['pad', f.pad, c.augment?.pad ?? 0], ['seed', f.seed, c.seed],
+    ['mean', f.mean, c.mean.join(',')], ['std', f.std, c.std.join(',')],
+  ];
+  const out = used.filter(([, given, have]) => given !== undefined && String(given) !== String(have))
+    .map(([k, given, have]) => `--${k} ${String(given)} is not used: the resumed run keeps its ${String(have)}`);
+  if (f.nesterov && !c.nesterov) out.push('--nesterov is not used: the resumed run has plain momentum');
+  if (f['no-flip'] && c.augment?.flip) out.push('--no-flip is not used: the resumed run flips');
+  return out;
 }
 
 function list(v: string | undefined, key: string): number[] | undefined {
@@ -132,6 +154,7 @@ export async function run(argv: string[]): Promise<number> {
   // Idle workers sleep (sdk/runtime's default): a long training run shares the machine with other
   // jobs, and spinning threads starved by the scheduler cost far more than the wake-ups.
   const workers = int(f.workers, 'workers', 1);
+  if (workers < 1) throw new TtaqError('CLI_USAGE', `--workers ${f.workers}: give at least 1 slice`);
   const session = { intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined) };
   const quiet = Boolean(f.json);
 
@@ -146,12 +169,24 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const dataSpec = f.data ?? 'fashion-mnist';
+  const stdFlag = positives(list(f.std, 'std'), 'std');
+  const resumed = f.resume ? await loadCheckpoint(f.resume) : undefined;
+  const recorded = resumed ? configOfCheckpoint(resumed, f.resume) : undefined;
+  // A resumed run trains on the data it started on: other data (or another --limit) would change
+  // the steps per epoch and with them the learning-rate schedule half-way through.
+  const limitFlag = f.limit === undefined ? undefined : int(f.limit, 'limit', 0);
+  if (recorded?.data) {
+    const was = recorded.data;
+    if ((f.data !== undefined && f.data !== was.spec) || (limitFlag !== undefined && limitFlag !== was.limit)) {
+      throw new TtaqError('CLI_USAGE', `--resume ${f.resume}: that run trains on --data ${was.spec}${was.limit !== undefined ? ` --limit ${was.limit}` : ''}, not ${f.data !== undefined ? `--data ${f.data}` : ''}${limitFlag !== undefined ? ` --limit ${limitFlag}` : ''}; resume it without these flags, or start a new run (another --out)`);
+    }
+  }
+  const dataSpec = f.data ?? recorded?.data?.spec ?? 'fashion-mnist';
+  const limit = limitFlag ?? recorded?.data?.limit;
   const progress = progressPrinter(process.stderr, quiet);
   let data = await loadData(dataSpec);
-  if (f.limit !== undefined) {
-    const n = int(f.limit, 'limit', 0);
-    data = { ...data, train: take(data.train, n), ...(data.test ? { test: take(data.test, n) } : {}) };
+  if (limit !== undefined) {
+    data = { ...data, train: take(data.train, limit), ...(data.test ? { test: take(data.test, limit) } : {}) };
   }
   // Not models/: a default there replaced the bundled model (and its manifest) with whatever a
   // short or foreign-data run produced; runs/train/ under the working directory instead.
@@ -162,10 +197,10 @@ export async function run(argv: string[]): Promise<number> {
   prepareOutputFile(ckptPath, '--checkpoint');
 
   let config: TrainConfig;
-  let resumed = undefined;
-  if (f.resume) {
-    resumed = await loadCheckpoint(f.resume);
-    config = configOfCheckpoint(resumed, f.resume);
+  if (recorded) {
+    config = recorded;
+    // the checkpoint's settings win: say which flags of this call are not used
+    for (const note of ignoredFlags(f, config)) process.stderr.write(`note: ${note}\n`);
   } else {
     const measured = dataSpec === 'fashion-mnist' ? { mean: [FMNIST_MEAN], std: [FMNIST_STD] } : measureNorm(data.train);
     const pad = int(f.pad, 'pad', 2);
@@ -175,29 +210,41 @@ export async function run(argv: string[]): Promise<number> {
       lr: num(f.lr, 'lr', 0.1), momentum: num(f.momentum, 'momentum', 0.9), nesterov: Boolean(f.nesterov), weightDecay: num(f.wd, 'wd', 5e-4),
       warmupEpochs: num(f.warmup, 'warmup', 0),
       augment: pad === 0 && f['no-flip'] ? null : { pad, flip: !f['no-flip'] },
-      mean: list(f.mean, 'mean') ?? measured.mean, std: list(f.std, 'std') ?? measured.std,
+      mean: list(f.mean, 'mean') ?? measured.mean, std: stdFlag ?? measured.std,
       numClasses: data.labels.length, channels: data.train.channels, height: data.train.height, width: data.train.width,
+      data: { spec: dataSpec, ...(limit !== undefined ? { limit } : {}) },
     };
   }
+  const again = `ttaq train --data ${dataSpec}${limit !== undefined ? ` --limit ${limit}` : ''} --out ${out}${f.checkpoint ? ` --checkpoint ${ckptPath}` : ''} --resume ${ckptPath}`;
   const trainer = await Trainer.create(config, data, { onProgress: progress, session, workers });
   let exported: { model: string; manifest: string; sha256: string } | undefined;
   // released on every path: a failed step must not leave the slices' worker threads holding the process
   try {
     if (resumed) trainer.restore(resumed, f.resume);
     const log = (s: string): void => { if (!quiet) process.stderr.write(s + '\n'); };
-    log(`${arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));
+    log(`${config.arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));
     const maxEpochs = f['max-epochs'] === undefined ? undefined : int(f['max-epochs'], 'max-epochs', 1);
-    await runTraining(trainer, {
-      checkpointPath: ckptPath,
-      ...(maxEpochs !== undefined ? { maxEpochs } : {}),
-      onEpoch: (e) => log(`epoch ${e.epoch}/${config.epochs}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}%` +
-        (e.testAccuracy !== undefined ? `, test loss ${e.testLoss!.toFixed(4)} acc ${(100 * e.testAccuracy).toFixed(2)}%` : '') +
-        `, ${e.imagesPerSec.toFixed(0)} img/s, ${e.seconds.toFixed(0)} s, ${(100 * (1 - e.runtimeShare)).toFixed(1)}% outside onnxruntime`),
-    });
+    // Ctrl-C: the checkpoint of the last finished epoch is on disk (written whole); say how to go on
+    const onInterrupt = (): void => {
+      process.stderr.write(`\nttaq train: interrupted${trainer.epoch > 0 ? `; continue from the last finished epoch with: ${again}` : ' before the first epoch ended (no checkpoint yet)'}\n`);
+      process.exit(130);
+    };
+    process.once('SIGINT', onInterrupt);
+    try {
+      await runTraining(trainer, {
+        checkpointPath: ckptPath,
+        ...(maxEpochs !== undefined ? { maxEpochs } : {}),
+        onEpoch: (e) => log(`epoch ${e.epoch}/${config.epochs}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}%` +
+          (e.testAccuracy !== undefined ? `, test loss ${e.testLoss!.toFixed(4)} acc ${(100 * e.testAccuracy).toFixed(2)}%` : '') +
+          `, ${e.imagesPerSec.toFixed(0)} img/s, ${e.seconds.toFixed(0)} s, ${(100 * (1 - e.runtimeShare)).toFixed(1)}% outside onnxruntime`),
+      });
+    } finally {
+      process.off('SIGINT', onInterrupt);
+    }
     const last = trainer.history.at(-1);
     const done = trainer.epoch >= config.epochs;
     if (done) {
-      const command = reproduce(config, dataSpec, out, f.limit);
+      const command = reproduce(config, dataSpec, out, limit);
       const { manifest, manifestPath } = await exportModel(out, trainer.inferenceModel(), {
         name: basename(out, '.onnx'), labels: data.labels, channels: config.channels as 1 | 3, height: config.height, width: config.width,
         mean: config.mean, std: config.std, bnNodes: trainer.net.bns.map((b) => b.node), command, dataset: data.name,
@@ -212,17 +259,17 @@ export async function run(argv: string[]): Promise<number> {
       exported = { model: out, manifest: manifestPath, sha256: manifest.sha256 };
       log(`wrote ${out} and ${manifestPath}`);
     } else {
-      log(`stopped after epoch ${trainer.epoch}/${config.epochs}; continue with: ttaq train --data ${dataSpec} --out ${out} --resume ${ckptPath}`);
+      log(`stopped after epoch ${trainer.epoch}/${config.epochs}; continue with: ${again}`);
     }
   } finally {
     await trainer.release();
   }
-  if (f.json) printJson({ arch, epoch: trainer.epoch, epochs: config.epochs, checkpoint: ckptPath, history: trainer.history, ...(exported ? { exported } : {}) });
+  if (f.json) printJson({ arch: config.arch, epoch: trainer.epoch, epochs: config.epochs, checkpoint: ckptPath, history: trainer.history, ...(exported ? { exported } : {}) });
   return 0;
 }
 
 /** The command line that reproduces the run from scratch. */
-function reproduce(c: TrainConfig, data: string, out: string, limit: string | undefined): string {
+function reproduce(c: TrainConfig, data: string, out: string, limit: number | undefined): string {
   const parts = [
     'ttaq train', `--arch ${c.arch}`, `--data ${data}`, `--epochs ${c.epochs}`, `--batch ${c.batchSize}`, `--lr ${c.lr}`,
     `--momentum ${c.momentum}`, `--wd ${c.weightDecay}`, `--schedule ${c.schedule}`, `--seed ${c.seed}`,

@@ -39,6 +39,10 @@ export interface TrainConfig {
   readonly channels: number;
   readonly height: number;
   readonly width: number;
+  /** What the run trains on: the dataset argument and the image limit. Recorded in checkpoints, so
+   * a resume continues on the same images (other data would change the steps per epoch and the
+   * schedule); absent in checkpoints of older versions. */
+  readonly data?: { readonly spec: string; readonly limit?: number };
 }
 
 export const DEFAULT_CONFIG: Omit<TrainConfig, 'arch' | 'numClasses' | 'channels' | 'height' | 'width' | 'mean' | 'std'> = {
