@@ -12,8 +12,9 @@ import {
   benchStep, configOfCheckpoint, DEFAULT_CONFIG, exportModel, loadCheckpoint, runTraining, Trainer,
   type ScheduleKind, type TrainConfig,
 } from '../sdk/train/index.ts';
-import { parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
+import { intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
+import { checkResumeData, continueCommand, defaultCheckpoint, ignoredFlags, recordedData, refuseOtherRun, reproduceCommand, type TrainFlags } from './lib/train-resume.ts';
 
 export const summary = 'train ResNet-20 / MobileNet-style nets (checkpoint, resume, ONNX + manifest export, --bench)';
 
@@ -38,8 +39,10 @@ const HELP = `usage: ttaq train [options]
   --out P          model path (default runs/train/<arch>-<data>.onnx, <data> 'fmnist' or the data
                    folder's name); manifest beside it
   --checkpoint P   checkpoint written after every epoch (default: <out without .onnx>.ckpt)
-  --resume P       continue the run saved in checkpoint P: its config, data and --limit are used
-                   (flags that differ are named and ignored; other --data or --limit is refused)
+  --resume P       continue the run saved in checkpoint P: its config, data, --limit, --out and
+                   --checkpoint are used, so '--resume P' alone goes on with the same run (a new
+                   --out takes a checkpoint beside it); flags of the config that differ are named
+                   and ignored; another --arch, --data or --limit is refused (another run)
   --max-epochs N   stop after N epochs in this call (resume later); export only when done
   --limit N        use only the first N training and test images
   --threads T      onnxruntime intra-op threads (default: one per core; per slice with --workers)
@@ -63,27 +66,6 @@ function int(v: string | undefined, key: string, dflt: number): number {
   const x = num(v, key, dflt);
   if (!Number.isInteger(x) || x < 0) throw new TtaqError('CLI_USAGE', `--${key} expects a non-negative integer, got '${v}'`);
   return x;
-}
-
-/** A list of numbers that must all be > 0 (a std of 0 divides by zero: the run diverges at once). */
-function positives(xs: number[] | undefined, key: string): number[] | undefined {
-  if (xs?.some((x) => !(x > 0))) throw new TtaqError('CLI_USAGE', `--${key} ${xs.join(',')}: every value must be above 0 (the images are divided by it)`);
-  return xs;
-}
-
-/** Training flags given with --resume whose values differ from the checkpoint's (which are used). */
-function ignoredFlags(f: Record<string, string | boolean | undefined>, c: TrainConfig): string[] {
-  const used: [string, unknown, unknown][] = [
-    ['arch', f.arch, c.arch], ['epochs', f.epochs, c.epochs], ['batch', f.batch, c.batchSize], ['lr', f.lr, c.lr],
-    ['momentum', f.momentum, c.momentum], ['wd', f.wd, c.weightDecay], ['schedule', f.schedule, c.schedule],
-    ['warmup', f.warmup, c.warmupEpochs], ['pad', f.pad, c.augment?.pad ?? 0], ['seed', f.seed, c.seed],
-    ['mean', f.mean, c.mean.join(',')], ['std', f.std, c.std.join(',')],
-  ];
-  const out = used.filter(([, given, have]) => given !== undefined && String(given) !== String(have))
-    .map(([k, given, have]) => `--${k} ${String(given)} is not used: the resumed run keeps its ${String(have)}`);
-  if (f.nesterov && !c.nesterov) out.push('--nesterov is not used: the resumed run has plain momentum');
-  if (f['no-flip'] && c.augment?.flip) out.push('--no-flip is not used: the resumed run flips');
-  return out;
 }
 
 function list(v: string | undefined, key: string): number[] | undefined {
@@ -135,6 +117,28 @@ function measureNorm(d: Dataset): { mean: number[]; std: number[] } {
   return { mean, std: Array.from(s2, (v, c) => Math.max(1e-3, Math.sqrt(v / n - mean[c]! ** 2))) };
 }
 
+/** The training flags of the call, each checked: a bad value is refused even where --resume would ignore it. */
+function trainFlags(f: Record<string, string | boolean | undefined>): TrainFlags {
+  const s = (k: string): string | undefined => f[k] as string | undefined;
+  const arch = s('arch');
+  if (arch !== undefined && !(ARCHS as readonly string[]).includes(arch)) throw new TtaqError('CLI_USAGE', `--arch '${arch}' is not one of ${ARCHS.join(', ')}`);
+  const schedule = s('schedule');
+  if (schedule !== undefined && !['cosine', 'step', 'constant'].includes(schedule)) throw new TtaqError('CLI_USAGE', `--schedule '${schedule}' is not one of cosine, step, constant`);
+  const std = list(s('std'), 'std');
+  // The model sees (pixel / 255 - mean) / std: a std of 0 gives infinities and a NaN loss at the
+  // first step, a negative one a manifest no reader accepts (`ttaq manifest` refuses both).
+  if (std?.some((x) => !(x > 0))) {
+    throw new TtaqError('CLI_USAGE', `--std ${s('std')}: every value must be > 0 (the model sees (pixel / 255 - mean) / std); leave --std out to measure it from the training images`);
+  }
+  const opt = (k: string, parse: (v: string | undefined, key: string, dflt: number) => number): number | undefined => (s(k) === undefined ? undefined : parse(s(k), k, 0));
+  return {
+    arch, schedule, std, mean: list(s('mean'), 'mean'),
+    epochs: opt('epochs', int), batchSize: opt('batch', int), lr: opt('lr', num), momentum: opt('momentum', num),
+    weightDecay: opt('wd', num), warmupEpochs: opt('warmup', num), pad: opt('pad', int), seed: opt('seed', int),
+    nesterov: f.nesterov === true ? true : undefined, noFlip: f['no-flip'] === true ? true : undefined,
+  };
+}
+
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseFlags(argv, {
     arch: { type: 'string' }, data: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' },
@@ -146,20 +150,22 @@ export async function run(argv: string[]): Promise<number> {
   }, HELP);
   if (!parsed) return 0;
   const f = parsed.values;
-  const arch = (f.arch ?? 'resnet20') as Arch;
-  if (!(ARCHS as readonly string[]).includes(arch)) throw new TtaqError('CLI_USAGE', `--arch '${arch}' is not one of ${ARCHS.join(', ')}`);
-  const schedule = (f.schedule ?? 'cosine') as ScheduleKind;
-  if (!['cosine', 'step', 'constant'].includes(schedule)) throw new TtaqError('CLI_USAGE', `--schedule '${schedule}' is not one of cosine, step, constant`);
+  const given = trainFlags(f);
   const threads = f.threads === undefined ? undefined : int(f.threads, 'threads', 0);
+  // as `ttaq quantize --workers`: a batch in 0 slices is no batch at all
+  const workersFlag = intFlag(f.workers, 'workers', 1);
+  const workers = workersFlag ?? 1;
   // Idle workers sleep (sdk/runtime's default): a long training run shares the machine with other
   // jobs, and spinning threads starved by the scheduler cost far more than the wake-ups.
-  const workers = int(f.workers, 'workers', 1);
-  if (workers < 1) throw new TtaqError('CLI_USAGE', `--workers ${f.workers}: give at least 1 slice`);
   const session = { intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined) };
+  const limitFlag = f.limit === undefined ? undefined : int(f.limit, 'limit', 0);
+  // 0 epochs in this call would write no checkpoint for the hint it prints to resume from
+  const maxEpochs = intFlag(f['max-epochs'], 'max-epochs', 1);
   const quiet = Boolean(f.json);
 
   if (f.bench) {
-    const r = await benchStep({ arch, batch: int(f.batch, 'batch', 128), steps: 10, session, workers });
+    const arch = (given.arch ?? 'resnet20') as Arch;
+    const r = await benchStep({ arch, batch: given.batchSize ?? 128, steps: 10, session, workers });
     if (f.json) printJson(r);
     else {
       process.stdout.write(`${arch} training step, batch ${r.batch}: ${r.imagesPerSec.toFixed(1)} images/s, ${r.msPerStep.toFixed(1)} ms/step ` +
@@ -169,115 +175,106 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const stdFlag = positives(list(f.std, 'std'), 'std');
+  // A resumed run is the checkpoint's run: its config, and (where recorded) its data and files.
   const resumed = f.resume ? await loadCheckpoint(f.resume) : undefined;
   const recorded = resumed ? configOfCheckpoint(resumed, f.resume) : undefined;
-  // A resumed run trains on the data it started on: other data (or another --limit) would change
-  // the steps per epoch and with them the learning-rate schedule half-way through.
-  const limitFlag = f.limit === undefined ? undefined : int(f.limit, 'limit', 0);
-  if (recorded?.data) {
-    const was = recorded.data;
-    if ((f.data !== undefined && f.data !== was.spec) || (limitFlag !== undefined && limitFlag !== was.limit)) {
-      throw new TtaqError('CLI_USAGE', `--resume ${f.resume}: that run trains on --data ${was.spec}${was.limit !== undefined ? ` --limit ${was.limit}` : ''}, not ${f.data !== undefined ? `--data ${f.data}` : ''}${limitFlag !== undefined ? ` --limit ${limitFlag}` : ''}; resume it without these flags, or start a new run (another --out)`);
-    }
-  }
-  const dataSpec = f.data ?? recorded?.data?.spec ?? 'fashion-mnist';
-  const limit = limitFlag ?? recorded?.data?.limit;
+  if (recorded) refuseOtherRun(f.resume!, recorded, { arch: given.arch, data: f.data, limit: limitFlag });
+  const rec = recorded?.run;
+  const was = recorded ? recordedData(recorded) : undefined;
+  const dataSpec = was?.data ?? f.data ?? 'fashion-mnist';
+  const limit = was ? was.limit : limitFlag;
   const progress = progressPrinter(process.stderr, quiet);
   let data = await loadData(dataSpec);
   if (limit !== undefined) {
     data = { ...data, train: take(data.train, limit), ...(data.test ? { test: take(data.test, limit) } : {}) };
   }
+  const arch = recorded?.arch ?? (given.arch as Arch | undefined) ?? 'resnet20';
   // Not models/: a default there replaced the bundled model (and its manifest) with whatever a
   // short or foreign-data run produced; runs/train/ under the working directory instead.
-  const out = f.out ?? defaultOut(arch, dataSpec);
+  const out = f.out ?? rec?.out ?? defaultOut(arch, dataSpec);
   if (!out.endsWith('.onnx')) throw new TtaqError('CLI_USAGE', `--out '${out}' must end in .onnx`);
-  const ckptPath = f.checkpoint ?? out.replace(/\.onnx$/, '.ckpt');
+  // a new --out takes its own checkpoint beside it; without one the run goes on in its recorded file
+  const ckptPath = f.checkpoint ?? (f.out === undefined ? rec?.checkpoint : undefined) ?? defaultCheckpoint(out);
   prepareOutputFile(out, '--out');
   prepareOutputFile(ckptPath, '--checkpoint');
+  const record = { data: dataSpec, ...(limit !== undefined ? { limit } : {}), trainImages: data.train.count, testImages: data.test?.count ?? 0, out, checkpoint: ckptPath };
 
   let config: TrainConfig;
   if (recorded) {
-    config = recorded;
-    // the checkpoint's settings win: say which flags of this call are not used
-    for (const note of ignoredFlags(f, config)) process.stderr.write(`note: ${note}\n`);
+    checkResumeData(f.resume!, resumed!, recorded, record);
+    // the checkpoint's settings win (as --help says): name each flag of this call that is not used
+    for (const w of ignoredFlags(f.resume!, given, recorded)) process.stderr.write(`warning: ${w}\n`);
+    config = { ...recorded, run: record };
   } else {
     const measured = dataSpec === 'fashion-mnist' ? { mean: [FMNIST_MEAN], std: [FMNIST_STD] } : measureNorm(data.train);
-    const pad = int(f.pad, 'pad', 2);
+    const pad = given.pad ?? 2;
     config = {
-      ...DEFAULT_CONFIG, arch, schedule,
-      seed: int(f.seed, 'seed', 0), epochs: int(f.epochs, 'epochs', 24), batchSize: int(f.batch, 'batch', 128),
-      lr: num(f.lr, 'lr', 0.1), momentum: num(f.momentum, 'momentum', 0.9), nesterov: Boolean(f.nesterov), weightDecay: num(f.wd, 'wd', 5e-4),
-      warmupEpochs: num(f.warmup, 'warmup', 0),
-      augment: pad === 0 && f['no-flip'] ? null : { pad, flip: !f['no-flip'] },
-      mean: list(f.mean, 'mean') ?? measured.mean, std: stdFlag ?? measured.std,
+      ...DEFAULT_CONFIG, arch, schedule: (given.schedule ?? 'cosine') as ScheduleKind,
+      seed: given.seed ?? 0, epochs: given.epochs ?? 24, batchSize: given.batchSize ?? 128,
+      lr: given.lr ?? 0.1, momentum: given.momentum ?? 0.9, nesterov: Boolean(given.nesterov), weightDecay: given.weightDecay ?? 5e-4,
+      warmupEpochs: given.warmupEpochs ?? 0,
+      augment: pad === 0 && given.noFlip ? null : { pad, flip: !given.noFlip },
+      mean: given.mean ?? measured.mean, std: given.std ?? measured.std,
       numClasses: data.labels.length, channels: data.train.channels, height: data.train.height, width: data.train.width,
-      data: { spec: dataSpec, ...(limit !== undefined ? { limit } : {}) },
+      run: record,
     };
   }
-  const again = `ttaq train --data ${dataSpec}${limit !== undefined ? ` --limit ${limit}` : ''} --out ${out}${f.checkpoint ? ` --checkpoint ${ckptPath}` : ''} --resume ${ckptPath}`;
-  const trainer = await Trainer.create(config, data, { onProgress: progress, session, workers });
-  let exported: { model: string; manifest: string; sha256: string } | undefined;
-  // released on every path: a failed step must not leave the slices' worker threads holding the process
+
+  // The newest checkpoint of this run on disk (written whole after each epoch), for the hints.
+  let last = resumed ? { path: f.resume!, epoch: (resumed.meta as { epoch: number }).epoch } : undefined;
+  const continueFrom = (path: string): string => continueCommand({ data: dataSpec, limit, out, checkpoint: ckptPath, resume: path, workers: workersFlag, threads });
+  // Ctrl-C: say how to go on from the last checkpoint (graph building and epochs take long)
+  const onInterrupt = (): void => {
+    process.stderr.write(`\nttaq train: interrupted; ${last
+      ? `continue from the checkpoint of epoch ${last.epoch} with: ${continueFrom(last.path)}`
+      : 'no epoch finished, so there is no checkpoint to resume from: run the same command again to start over'}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
   try {
-    if (resumed) trainer.restore(resumed, f.resume);
-    const log = (s: string): void => { if (!quiet) process.stderr.write(s + '\n'); };
-    log(`${config.arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));
-    const maxEpochs = f['max-epochs'] === undefined ? undefined : int(f['max-epochs'], 'max-epochs', 1);
-    // Ctrl-C: the checkpoint of the last finished epoch is on disk (written whole); say how to go on
-    const onInterrupt = (): void => {
-      process.stderr.write(`\nttaq train: interrupted${trainer.epoch > 0 ? `; continue from the last finished epoch with: ${again}` : ' before the first epoch ended (no checkpoint yet)'}\n`);
-      process.exit(130);
-    };
-    process.once('SIGINT', onInterrupt);
+    const trainer = await Trainer.create(config, data, { onProgress: progress, session, workers });
+    let exported: { model: string; manifest: string; sha256: string } | undefined;
+    // released on every path: a failed step must not leave the slices' worker threads holding the process
     try {
+      if (resumed) trainer.restore(resumed, f.resume);
+      const log = (s: string): void => { if (!quiet) process.stderr.write(s + '\n'); };
+      log(`${config.arch}: ${trainer.net.params.length} parameter tensors, ${trainer.stepsPerEpoch} steps/epoch, epochs ${trainer.epoch + 1}..${config.epochs}` + (resumed ? ` (resumed from ${f.resume})` : ''));
       await runTraining(trainer, {
         checkpointPath: ckptPath,
         ...(maxEpochs !== undefined ? { maxEpochs } : {}),
-        onEpoch: (e) => log(`epoch ${e.epoch}/${config.epochs}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}%` +
-          (e.testAccuracy !== undefined ? `, test loss ${e.testLoss!.toFixed(4)} acc ${(100 * e.testAccuracy).toFixed(2)}%` : '') +
-          `, ${e.imagesPerSec.toFixed(0)} img/s, ${e.seconds.toFixed(0)} s, ${(100 * (1 - e.runtimeShare)).toFixed(1)}% outside onnxruntime`),
-      });
-    } finally {
-      process.off('SIGINT', onInterrupt);
-    }
-    const last = trainer.history.at(-1);
-    const done = trainer.epoch >= config.epochs;
-    if (done) {
-      const command = reproduce(config, dataSpec, out, limit);
-      const { manifest, manifestPath } = await exportModel(out, trainer.inferenceModel(), {
-        name: basename(out, '.onnx'), labels: data.labels, channels: config.channels as 1 | 3, height: config.height, width: config.width,
-        mean: config.mean, std: config.std, bnNodes: trainer.net.bns.map((b) => b.node), command, dataset: data.name,
-        metrics: {
-          ...(last?.testAccuracy !== undefined ? { testAccuracy: last.testAccuracy, testLoss: last.testLoss! } : {}),
-          trainAccuracy: last?.trainAccuracy ?? 0, trainLoss: last?.trainLoss ?? 0, epochs: trainer.epoch,
-          trainSeconds: trainer.history.reduce((s, e) => s + e.seconds, 0),
-          imagesPerSec: trainer.history.reduce((s, e) => s + e.imagesPerSec, 0) / Math.max(1, trainer.history.length),
-          trainImages: data.train.count, testImages: data.test?.count ?? 0,
+        onEpoch: (e) => {
+          last = { path: ckptPath, epoch: e.epoch };
+          log(`epoch ${e.epoch}/${config.epochs}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}%` +
+            (e.testAccuracy !== undefined ? `, test loss ${e.testLoss!.toFixed(4)} acc ${(100 * e.testAccuracy).toFixed(2)}%` : '') +
+            `, ${e.imagesPerSec.toFixed(0)} img/s, ${e.seconds.toFixed(0)} s, ${(100 * (1 - e.runtimeShare)).toFixed(1)}% outside onnxruntime`);
         },
       });
-      exported = { model: out, manifest: manifestPath, sha256: manifest.sha256 };
-      log(`wrote ${out} and ${manifestPath}`);
-    } else {
-      log(`stopped after epoch ${trainer.epoch}/${config.epochs}; continue with: ${again}`);
+      const final = trainer.history.at(-1);
+      if (trainer.epoch >= config.epochs) {
+        // provenance of the run that was made: the checkpoint's config and data, not this call's flags
+        const command = reproduceCommand(config, dataSpec, limit, out);
+        const { manifest, manifestPath } = await exportModel(out, trainer.inferenceModel(), {
+          name: basename(out, '.onnx'), labels: data.labels, channels: config.channels as 1 | 3, height: config.height, width: config.width,
+          mean: config.mean, std: config.std, bnNodes: trainer.net.bns.map((b) => b.node), command, dataset: data.name,
+          metrics: {
+            ...(final?.testAccuracy !== undefined ? { testAccuracy: final.testAccuracy, testLoss: final.testLoss! } : {}),
+            trainAccuracy: final?.trainAccuracy ?? 0, trainLoss: final?.trainLoss ?? 0, epochs: trainer.epoch,
+            trainSeconds: trainer.history.reduce((s, e) => s + e.seconds, 0),
+            imagesPerSec: trainer.history.reduce((s, e) => s + e.imagesPerSec, 0) / Math.max(1, trainer.history.length),
+            trainImages: data.train.count, testImages: data.test?.count ?? 0,
+          },
+        });
+        exported = { model: out, manifest: manifestPath, sha256: manifest.sha256 };
+        log(`wrote ${out} and ${manifestPath}`);
+      } else {
+        log(`stopped after epoch ${trainer.epoch}/${config.epochs}; continue with: ${continueFrom(last?.path ?? ckptPath)}`);
+      }
+    } finally {
+      await trainer.release();
     }
+    if (f.json) printJson({ arch: config.arch, epoch: trainer.epoch, epochs: config.epochs, checkpoint: ckptPath, history: trainer.history, ...(exported ? { exported } : {}) });
   } finally {
-    await trainer.release();
+    process.off('SIGINT', onInterrupt);
   }
-  if (f.json) printJson({ arch: config.arch, epoch: trainer.epoch, epochs: config.epochs, checkpoint: ckptPath, history: trainer.history, ...(exported ? { exported } : {}) });
   return 0;
-}
-
-/** The command line that reproduces the run from scratch. */
-function reproduce(c: TrainConfig, data: string, out: string, limit: number | undefined): string {
-  const parts = [
-    'ttaq train', `--arch ${c.arch}`, `--data ${data}`, `--epochs ${c.epochs}`, `--batch ${c.batchSize}`, `--lr ${c.lr}`,
-    `--momentum ${c.momentum}`, `--wd ${c.weightDecay}`, `--schedule ${c.schedule}`, `--seed ${c.seed}`,
-    `--pad ${c.augment?.pad ?? 0}`, `--mean ${c.mean.join(',')}`, `--std ${c.std.join(',')}`, `--out ${out}`,
-  ];
-  if (c.nesterov) parts.push('--nesterov');
-  if (c.warmupEpochs) parts.push(`--warmup ${c.warmupEpochs}`);
-  if (!c.augment?.flip) parts.push('--no-flip');
-  if (limit !== undefined) parts.push(`--limit ${limit}`);
-  return parts.join(' ');
 }

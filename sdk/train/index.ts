@@ -6,7 +6,7 @@
 //     channels: 1, height: 28, width: 28, mean: [0.286], std: [0.353] }, { train, test });
 //   const r = await train(t, { checkpointPath: 'run.ckpt', onEpoch: (e) => console.log(e) });
 //   await exportModel('model.onnx', t.inferenceModel(), { ...info, bnNodes: t.net.bns.map((b) => b.node) });
-export { Trainer, DEFAULT_CONFIG, configOfCheckpoint, netSpecOf, type TrainConfig, type EpochRecord, type TrainerOptions } from './trainer.ts';
+export { Trainer, DEFAULT_CONFIG, configOfCheckpoint, netSpecOf, type TrainConfig, type TrainRunRecord, type EpochRecord, type TrainerOptions } from './trainer.ts';
 export { runTraining, type RunOptions } from './run.ts';
 export { benchStep, type BenchResult } from './bench.ts';
 export { checkImageSet, fillBatch, limitImageSet, normTables, type Augment, type ImageSet } from './data.ts';

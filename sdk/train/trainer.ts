@@ -39,10 +39,25 @@ export interface TrainConfig {
   readonly channels: number;
   readonly height: number;
   readonly width: number;
-  /** What the run trains on: the dataset argument and the image limit. Recorded in checkpoints, so
-   * a resume continues on the same images (other data would change the steps per epoch and the
-   * schedule); absent in checkpoints of older versions. */
-  readonly data?: { readonly spec: string; readonly limit?: number };
+  /** How `ttaq train` made the run (not read by the trainer): recorded in every checkpoint so that
+   * `--resume` alone continues on the same images and into the same files. Absent in checkpoints
+   * written before it was recorded, and for callers of the SDK. */
+  readonly run?: TrainRunRecord;
+}
+
+/** The data and files of a `ttaq train` run. Other data would change the steps per epoch, and with
+ * them the learning-rate schedule, half-way through the run. */
+export interface TrainRunRecord {
+  /** The --data argument as given ('fashion-mnist' or a folder). */
+  readonly data: string;
+  /** --limit: the first N training and test images; absent: all. */
+  readonly limit?: number;
+  /** Images the run trains and evaluates on (after --limit): a resume checks the data still gives them. */
+  readonly trainImages: number;
+  readonly testImages: number;
+  /** --out and --checkpoint of the call that wrote the checkpoint. */
+  readonly out: string;
+  readonly checkpoint: string;
 }
 
 export const DEFAULT_CONFIG: Omit<TrainConfig, 'arch' | 'numClasses' | 'channels' | 'height' | 'width' | 'mean' | 'std'> = {
@@ -82,6 +97,8 @@ function checkConfig(c: TrainConfig): void {
   if (!Number.isInteger(c.epochs) || c.epochs < 1) bad('epochs', `must be a positive integer, got ${c.epochs}`);
   if (!Number.isInteger(c.batchSize) || c.batchSize < 2) bad('batch', `must be an integer >= 2 (BN needs two samples), got ${c.batchSize}`);
   if (!(c.lr > 0)) bad('lr', `must be > 0, got ${c.lr}`);
+  // pixels are divided by it: 0 gives infinities and a NaN loss at the first step
+  if (!c.std.every((s) => s > 0)) bad('std', `must be > 0 in every channel, got ${c.std.join(',')}`);
   if (!(c.bnMomentum > 0 && c.bnMomentum <= 1)) bad('bnMomentum', `must be in (0, 1], got ${c.bnMomentum}`);
   if (!(c.warmupEpochs >= 0 && c.warmupEpochs < c.epochs)) bad('warmupEpochs', `must be in [0, epochs), got ${c.warmupEpochs}`);
   if (c.augment && (!Number.isInteger(c.augment.pad) || c.augment.pad < 0)) bad('augment.pad', `must be a non-negative integer, got ${c.augment.pad}`);

@@ -169,6 +169,8 @@ test('bad config and data fail with coded errors', async () => {
   await assert.rejects(Trainer.create(config({ batchSize: 1 }), { train: bars(8, 1) }), /batch must be an integer >= 2/);
   await assert.rejects(Trainer.create(config({ batchSize: 16 }), { train: bars(8, 1) }), /fewer than one batch/);
   await assert.rejects(Trainer.create(config({ numClasses: 2 }), { train: bars(40, 1) }), (e: Error & { code?: string }) => e.code === 'DATA_BAD_FORMAT');
+  // a zero std divides the pixels by zero: refused before the first step turns the loss into NaN
+  await assert.rejects(Trainer.create(config({ std: [0] }), { train: bars(40, 1) }), (e: Error & { code?: string }) => e.code === 'CONFIG_INVALID' && /std must be > 0 in every channel, got 0/.test(e.message));
 });
 
 test('data-parallel training (2 slices of each batch on 2 threads) learns as one session does', async () => {
