@@ -3,8 +3,9 @@
 // batches of 16-256 images, so the quantizer needs it. A graph may also bake the batch size into a
 // Reshape's constant shape (`x.view(1, -1)` exports as Reshape(x, [1, -1])): such a leading entry
 // becomes 0 ("copy the input's dimension"). Whether the result is the same function is not
-// assumed but checked: the freed model on a larger batch must give each image the logits the
-// original gives it.
+// assumed but checked: the freed model on a larger batch must give each image the outputs the
+// original gives it. The quantized model keeps the symbolic batch (its manifest says -1): a
+// fixed-batch engine (TensorRT) can still be built from it, the reverse is not true.
 import { TtaqError } from '../errors/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Dim, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
@@ -17,6 +18,9 @@ export type FreedBatch =
   | { readonly kind: 'symbolic'; readonly model: Model }
   | { readonly kind: 'freed'; readonly model: Model; readonly batch: number; readonly reshapes: readonly string[] }
   | { readonly kind: 'fixed'; readonly batch: number; readonly reason: string };
+
+/** The model's outputs and the images' values per output (for the check). */
+type Outputs = Record<string, ArrayLike<number | bigint>>;
 
 const imageInput = (m: Model): ValueInfo | undefined => {
   const ins = m.graph.inputs.filter((i) => !m.graph.initializers.has(i.name));
@@ -41,6 +45,7 @@ export function rewriteBatch(m: Model, batch: number): { model: Model; reshapes:
   const constants = new Map(g.nodes.filter((n) => n.opType === 'Constant').map((n) => [n.outputs[0]!, n]));
   const replaced = new Map<string, Node>();
   const reshapes: string[] = [];
+  const oldShapes = new Set<string>();
   for (const n of g.nodes) {
     if (n.opType !== 'Reshape' || n.domain !== '') continue;
     const allowZero = n.attrs.allowzero;
@@ -56,14 +61,23 @@ export function rewriteBatch(m: Model, batch: number): { model: Model; reshapes:
     initializers.set(name, freed);
     replaced.set(n.name, { ...n, inputs: [n.inputs[0]!, name, ...n.inputs.slice(2)] });
     reshapes.push(n.name);
+    oldShapes.add(s);
   }
+  // The old shape values nothing reads any more go: an unused Constant would land in a
+  // reconstruction block, which has no gradient rule for it (QUANT_NO_GRAD_RULE).
+  const used = new Set([...g.nodes.flatMap((n) => replaced.get(n.name)?.inputs ?? n.inputs), ...g.outputs.map((o) => o.name)]);
+  // (a sub-graph, carried as opaque bytes, may read outer values unseen: then nothing goes)
+  const opaque = g.nodes.some((n) => Object.values(n.attrs).some((a) => a.kind === 'opaque'));
+  const gone = (v: string): boolean => !opaque && oldShapes.has(v) && !used.has(v);
+  const nodes = g.nodes.filter((n) => !(n.opType === 'Constant' && gone(n.outputs[0]!))).map((n) => replaced.get(n.name) ?? n);
+  for (const v of oldShapes) if (gone(v) && !g.inputs.some((i) => i.name === v)) initializers.delete(v);
   const valueInfo = new Map([...g.valueInfo].map(([k, v]) => [k, freeLeading(v, batch)]));
   return {
     model: {
       ...m,
       graph: {
         ...g,
-        nodes: g.nodes.map((n) => replaced.get(n.name) ?? n),
+        nodes,
         inputs: g.inputs.map((v) => freeLeading(v, batch)),
         outputs: g.outputs.map((v) => freeLeading(v, batch)),
         initializers,
@@ -86,11 +100,46 @@ function probeImages(n: number, dims: readonly number[]): Float32Array {
   return x;
 }
 
+/** Runs `m` on `x` (`k` images at a time), concatenating each output over the batches. */
+async function runAll(m: Model, input: string, x: Float32Array, dims: readonly number[], k: number, n: number, source: string): Promise<Outputs> {
+  const per = dims.reduce((a, b) => a * b, 1);
+  const names = m.graph.outputs.map((o) => o.name);
+  const parts: Record<string, ArrayLike<number | bigint>[]> = Object.fromEntries(names.map((o) => [o, []]));
+  const s = await createSession(m, { source, logger: () => {} });
+  try {
+    for (let i = 0; i + k <= n; i += k) {
+      const r = await s.run({ [input]: makeTensor('float32', [k, ...dims], x.slice(i * per, (i + k) * per)) }, names);
+      for (const o of names) parts[o]!.push(r[o]!.data as ArrayLike<number | bigint>);
+    }
+  } finally {
+    await s.release();
+  }
+  return Object.fromEntries(names.map((o) => [o, parts[o]!.flatMap((a) => Array.from(a))]));
+}
+
+/** Why `got` (from `n` images at once) is not `want` (from the first `m` of them), or undefined when it is. */
+function mismatch(want: Outputs, got: Outputs, m: number, n: number): string | undefined {
+  for (const [o, w] of Object.entries(want)) {
+    const g = got[o]!;
+    const per = w.length / m;
+    if (g.length !== n * per) return `on ${n} images its output '${o}' has ${g.length} values, not ${n} images' worth (${n * per})`;
+    for (let i = 0; i < w.length; i++) {
+      const a = Number(w[i]!);
+      if (!(Math.abs(Number(g[i]!) - a) <= 1e-4 * (1 + Math.abs(a)))) {
+        return `run on ${n} images at once it gives image ${Math.floor(i / per)} other values of '${o}' than at its batch size (the graph mixes images or uses the batch size)`;
+      }
+    }
+  }
+  return undefined;
+}
+
 /**
- * `m` with a symbolic batch dimension. Already symbolic: returned as it is. Fixed: rewritten
+ * `m` with a symbolic batch dimension. Already symbolic (or no single image input, which the
+ * quantizer refuses elsewhere): returned as it is, the same object. Fixed: rewritten
  * (rewriteBatch), then checked in onnxruntime: the original runs `batch` probe images at a time,
- * the rewrite all 2·batch + 1 at once, and every image's outputs must agree. A graph that still
- * depends on the batch size (it fails, or mixes images) comes back as 'fixed' with the reason.
+ * the rewrite all 2·batch + 1 at once, and every output of every image must agree (relative 1e-4).
+ * A rewrite that fails to load or run, or that gives other outputs, comes back as 'fixed' with the
+ * reason. The original failing to run is not a batch question: its error (RUNTIME_*) is thrown.
  */
 export async function freeBatch(m: Model): Promise<FreedBatch> {
   const input = imageInput(m);
@@ -99,35 +148,18 @@ export async function freeBatch(m: Model): Promise<FreedBatch> {
   const sample = input.shape!.slice(1);
   if (!sample.every((d: Dim) => typeof d === 'number' && d > 0)) return { kind: 'fixed', batch: b, reason: `its input '${input.name}' also has dynamic dimensions [${input.shape!.join(', ')}]` };
   const dims = sample as number[];
-  const per = dims.reduce((x, y) => x * y, 1);
   const { model, reshapes } = rewriteBatch(m, b);
   const n = 2 * b + 1;
   const x = probeImages(n, dims);
-  const outName = m.graph.outputs[0]!.name;
+  const want = await runAll(m, input.name, x, dims, b, n, 'the model (batch check)');
+  let got: Outputs;
   try {
-    const orig = await createSession(m, { source: 'the model (batch check)', logger: () => {} });
-    const want: Float32Array[] = [];
-    try {
-      for (let i = 0; i + b <= n; i += b) want.push((await orig.run({ [input.name]: makeTensor('float32', [b, ...dims], x.slice(i * per, (i + b) * per)) }, [outName]))[outName]!.data as Float32Array);
-    } finally {
-      await orig.release();
-    }
-    const freed = await createSession(model, { source: 'the model with a free batch (batch check)', logger: () => {} });
-    let got: Float32Array;
-    try {
-      got = (await freed.run({ [input.name]: makeTensor('float32', [n, ...dims], x) }, [outName]))[outName]!.data as Float32Array;
-    } finally {
-      await freed.release();
-    }
-    const ref = Float32Array.from(want.flatMap((a) => Array.from(a)));
-    if (got.length !== n * (ref.length / (want.length * b))) return { kind: 'fixed', batch: b, reason: `on ${n} images its output has ${got.length} values, not ${n} images' worth` };
-    for (let i = 0; i < ref.length; i++) {
-      if (!(Math.abs(got[i]! - ref[i]!) <= 1e-4 * (1 + Math.abs(ref[i]!)))) return { kind: 'fixed', batch: b, reason: 'run on more images at once it gives an image other outputs than at its batch size (the graph mixes images or uses the batch size)' };
-    }
+    got = await runAll(model, input.name, x, dims, n, n, 'the model with a free batch (batch check)');
   } catch (e) {
     return { kind: 'fixed', batch: b, reason: `it fails on another batch size (${(e as Error).message.split('\n')[0]!.slice(0, 200)})` };
   }
-  return { kind: 'freed', model, batch: b, reshapes };
+  const why = mismatch(want, got, Math.floor(n / b) * b, n); // the original saw whole batches only
+  return why ? { kind: 'fixed', batch: b, reason: why } : { kind: 'freed', model, batch: b, reshapes };
 }
 
 /**
@@ -139,5 +171,7 @@ export async function withSymbolicBatch(m: Model, needed: boolean): Promise<Mode
   const r = await freeBatch(m);
   if (r.kind !== 'fixed') return r.model;
   if (!needed) return m;
-  throw new TtaqError('QUANT_BAD_MODEL', `model '${m.graph.name}' has a fixed batch size of ${r.batch}, and it cannot be freed: ${r.reason}. Export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={'<input>': {0: 'batch'}, '<output>': {0: 'batch'}})), or use --method mse, which calibrates without reconstruction`, { batch: r.batch });
+  const input = imageInput(m)!.name;
+  const axes = [input, ...m.graph.outputs.map((o) => o.name)].map((v) => `'${v}': {0: 'batch'}`).join(', ');
+  throw new TtaqError('QUANT_BAD_MODEL', `model '${m.graph.name}' has a fixed batch size of ${r.batch} (input '${input}'), and it cannot be freed: ${r.reason}. Re-export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={${axes}})), or use --method mse, which calibrates at the model's own batch size without reconstruction`, { batch: r.batch, reason: r.reason });
 }

@@ -80,7 +80,7 @@ export async function measurePerturbation(
 ): Promise<Map<string, LayerPerturbation>> {
   const family = opts.perturbations ?? DEFAULT_PERTURBATIONS;
   if (family.length === 0) throw new TtaqError('CONFIG_INVALID', 'PEM needs at least one perturbation kind');
-  if (fixedBatch(model) !== undefined) throw new TtaqError('QUANT_BAD_MODEL', `model '${model.graph.name}' has a fixed batch size; PEM measurement needs a symbolic batch dimension`);
+  if (fixedBatch(model) !== undefined) throw new TtaqError('QUANT_BAD_MODEL', `model '${model.graph.name}' has a fixed batch size; PEM measurement needs a symbolic batch dimension: pass the model through withSymbolicBatch (sdk/quant/batchdim.ts, as quantize does) or re-export it with a dynamic batch axis`);
   const g = model.graph;
   const opset = getOpset(model) ?? 13;
   const input = modelInput(model);

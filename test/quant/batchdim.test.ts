@@ -1,12 +1,15 @@
 // Models exported with a fixed batch size: the batch dimension is freed (constant Reshape shapes
-// included) when the freed graph gives every image the outputs the original gives it, and a model
-// that mixes images is refused with the way out; the quantizer then reconstructs a batch-1 export.
+// included, from initializers or Constant nodes) when the freed graph gives every image the outputs
+// the original gives it, and a model that mixes images is refused with the way out; a model that
+// is already symbolic comes back untouched; the quantizer reconstructs a batch-1 export whose
+// Reshape says 1, and the result gives each image the same logits at batch 3 as alone.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
-import { GraphBuilder } from '../../sdk/onnx/builder.ts';
-import { makeTensor } from '../../sdk/onnx/tensor.ts';
-import type { Model, ValueInfo } from '../../sdk/onnx/types.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { loadModel } from '../../sdk/onnx/io.ts';
+import { i64, makeTensor } from '../../sdk/onnx/tensor.ts';
+import type { Model, Node, ValueInfo } from '../../sdk/onnx/types.ts';
 import { freeBatch, quantize, withSymbolicBatch } from '../../sdk/quant/index.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { model } from '../autodiff/helpers.ts';
@@ -14,13 +17,17 @@ import { tinyResNet, tinySet } from './fixtures.ts';
 
 const w = makeTensor('float32', [4, 3], Float32Array.from({ length: 12 }, (_, i) => Math.sin(i + 1)));
 
-/** x [batch, 4] -> Reshape(batch, 2, 2) -> Reshape(batch, -1) -> MatMul -> [batch, 3] */
-function viewNet(batch: number): Model {
+/**
+ * x [batch, 4] -> Reshape(batch, 2, 2) -> Reshape(batch, -1) -> MatMul -> [batch, 3]; with
+ * `constant`, the second shape comes from a Constant node (as older torch.onnx exports write it).
+ */
+function viewNet(batch: number, constant = false): Model {
   const b = new GraphBuilder('views');
   b.input('x', 'float32', [batch, 4]);
   b.initializer('w', w);
   const r1 = b.op1('Reshape', ['x', b.ints([batch, 2, 2])]);
-  const r2 = b.op1('Reshape', [r1, b.ints([batch, -1])]);
+  const shape = constant ? b.op1('Constant', [], { value: A.tensor(i64([2], [batch, -1])) }, { name: 'view_shape' }) : b.ints([batch, -1]);
+  const r2 = b.op1('Reshape', [r1, shape]);
   b.op1('MatMul', [r2, 'w'], {}, { outputNames: ['y'] });
   b.output('y', 'float32', [batch, 3]);
   return model(b);
@@ -36,7 +43,33 @@ function mixingNet(): Model {
   return model(b);
 }
 
+/** Each image minus the batch's mean image: runs at any batch size, but an image's output depends on the others. */
+function centringNet(): Model {
+  const b = new GraphBuilder('centring');
+  b.input('x', 'float32', [2, 4]);
+  b.initializer('w', w);
+  const mean = b.op1('ReduceMean', ['x'], { axes: A.ints([0]), keepdims: A.int(1) });
+  b.op1('MatMul', [b.op1('Sub', ['x', mean]), 'w'], {}, { outputNames: ['y'] });
+  b.output('y', 'float32', [2, 3]);
+  return model(b);
+}
+
 const batchDim = (v: readonly ValueInfo[]) => v[0]!.shape![0];
+
+/** Outputs of `m` on `x` ([n, ...dims]) run all at once and one image at a time. */
+async function atOnceAndAlone(m: Model, x: Float32Array, n: number, dims: readonly number[]): Promise<{ once: Float32Array; alone: Float32Array; dims: readonly number[] }> {
+  const input = m.graph.inputs[0]!.name;
+  const per = x.length / n;
+  const s = await createSession(m);
+  try {
+    const y = Object.values(await s.run({ [input]: makeTensor('float32', [n, ...dims], x) }))[0]!;
+    const alone: number[] = [];
+    for (let i = 0; i < n; i++) alone.push(...(Object.values(await s.run({ [input]: makeTensor('float32', [1, ...dims], x.slice(i * per, (i + 1) * per)) }))[0]!.data as Float32Array));
+    return { once: y.data as Float32Array, alone: Float32Array.from(alone), dims: y.dims };
+  } finally {
+    await s.release();
+  }
+}
 
 test('a fixed batch is freed, its Reshapes\' leading constants included, and the model runs any batch', async () => {
   const r = await freeBatch(viewNet(1));
@@ -45,45 +78,87 @@ test('a fixed batch is freed, its Reshapes\' leading constants included, and the
   assert.equal(r.reshapes.length, 2);
   assert.equal(typeof batchDim(r.model.graph.inputs), 'string');
   assert.equal(typeof batchDim(r.model.graph.outputs), 'string');
-  const s = await createSession(r.model);
-  try {
-    const x = Float32Array.from({ length: 12 }, (_, i) => i / 10);
-    const y = (await s.run({ x: makeTensor('float32', [3, 4], x) })).y!;
-    assert.deepEqual(y.dims, [3, 3]);
-    // each row is its image times w
-    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) {
-      let e = 0;
-      for (let k = 0; k < 4; k++) e += x[i * 4 + k]! * (w.data as Float32Array)[k * 3 + j]!;
-      assert.ok(Math.abs((y.data as Float32Array)[i * 3 + j]! - e) < 1e-5);
-    }
-  } finally {
-    await s.release();
+  const x = Float32Array.from({ length: 12 }, (_, i) => i / 10);
+  const y = await atOnceAndAlone(r.model, x, 3, [4]);
+  assert.deepEqual(y.dims, [3, 3]);
+  // each row is its image times w
+  for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) {
+    let e = 0;
+    for (let k = 0; k < 4; k++) e += x[i * 4 + k]! * (w.data as Float32Array)[k * 3 + j]!;
+    assert.ok(Math.abs(y.once[i * 3 + j]! - e) < 1e-5);
   }
   // a batch of 8 too (its Reshapes say 8)
   assert.equal((await freeBatch(viewNet(8))).kind, 'freed');
-  // already symbolic: as it is
-  const sym = viewNet(1);
-  const free = (await freeBatch(sym)) as { kind: string; model: Model };
-  const again = await freeBatch(free.model);
+  // freed once, it is symbolic: the same object back
+  const again = await freeBatch(r.model);
   assert.equal(again.kind, 'symbolic');
+  assert.equal(again.kind === 'symbolic' && again.model, r.model);
 });
 
-test('a graph that mixes the images of its batch keeps it: refused where batches are needed, kept where not', async () => {
+test('a Reshape shape from a Constant node is freed, and the Constant left unread is dropped', async () => {
+  const m = viewNet(1, true);
+  const r = await freeBatch(m);
+  assert.equal(r.kind, 'freed');
+  if (r.kind !== 'freed') return;
+  assert.equal(r.reshapes.length, 2);
+  assert.ok(m.graph.nodes.some((n) => n.opType === 'Constant'));
+  assert.ok(!r.model.graph.nodes.some((n) => n.opType === 'Constant'), 'the dead Constant would land in a reconstruction block');
+  // the replaced [1, 2, 2] initializer is gone too; the freed shapes read 0 where they read 1
+  const shapes = [...r.model.graph.initializers.values()].filter((t) => t.dtype === 'int64').map((t) => Array.from(t.data as BigInt64Array, Number));
+  assert.deepEqual(shapes.sort(), [[0, -1], [0, 2, 2]]);
+  const y = await atOnceAndAlone(r.model, Float32Array.from({ length: 20 }, (_, i) => Math.cos(i)), 5, [4]);
+  assert.deepEqual(y.dims, [5, 3]);
+  y.once.forEach((v, i) => assert.ok(Math.abs(v - y.alone[i]!) < 1e-5));
+});
+
+test('a graph that mixes the images of its batch keeps it: refused where batches are needed, with the way out, kept where not', async () => {
   const m = mixingNet();
   const r = await freeBatch(m);
   assert.equal(r.kind, 'fixed');
-  await assert.rejects(withSymbolicBatch(m, true), (e: unknown) => isTtaqError(e) && e.code === 'QUANT_BAD_MODEL' && /fixed batch size of 2/.test(e.message) && /dynamic_axes/.test(e.message) && /--method mse/.test(e.message));
+  await assert.rejects(withSymbolicBatch(m, true), (e: unknown) => isTtaqError(e) && e.code === 'QUANT_BAD_MODEL'
+    && /fixed batch size of 2 \(input 'x'\)/.test(e.message)
+    && e.message.includes("dynamic_axes={'x': {0: 'batch'}, 'y': {0: 'batch'}}")
+    && /--method mse/.test(e.message));
   assert.equal(await withSymbolicBatch(m, false), m);
+  // right output size at any batch, other values: only the comparison catches it
+  const c = await freeBatch(centringNet());
+  assert.equal(c.kind, 'fixed');
+  assert.match(c.kind === 'fixed' ? c.reason : '', /other values of 'y'/);
 });
 
-test('a batch-1 export of a network is reconstructed, and the quantized model runs any batch', async () => {
+test('an original model that onnxruntime cannot load is its own error, not a batch verdict', async () => {
+  const b = new GraphBuilder('broken');
+  b.input('x', 'float32', [1, 4]);
+  b.op1('NoSuchOp', ['x'], {}, { outputNames: ['y'] });
+  b.output('y', 'float32', [1, 4]);
+  await assert.rejects(freeBatch(model(b)), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_SESSION_FAILED');
+});
+
+test('the bundled model (symbolic batch) comes back untouched, without a check run', async () => {
+  const m = await loadModel(new URL('../../models/resnet20-fmnist.onnx', import.meta.url).pathname);
+  assert.equal(typeof batchDim(m.graph.inputs), 'string');
+  const r = await freeBatch(m);
+  assert.equal(r.kind, 'symbolic');
+  assert.equal(r.kind === 'symbolic' && r.model, m);
+  assert.equal(await withSymbolicBatch(m, true), m);
+});
+
+test('a batch-1 export whose Reshape says 1 is reconstructed, and the quantized model gives each image its logits at batch 3', async () => {
   const net = tinyResNet(3);
+  const g = net.graph;
+  // PyTorch's x.view(1, -1) without dynamic_axes: a Constant shape [1, -1] instead of Flatten
+  const nodes: Node[] = g.nodes.flatMap((n): Node[] => n.opType !== 'Flatten' ? [n] : [
+    { name: 'view_shape', opType: 'Constant', domain: '', inputs: [], outputs: ['view_shape.out'], attrs: { value: A.tensor(i64([2], [1, -1])) } },
+    { name: 'view', opType: 'Reshape', domain: '', inputs: [n.inputs[0]!, 'view_shape.out'], outputs: n.outputs, attrs: {} },
+  ]);
+  assert.equal(nodes.length, g.nodes.length + 1);
   const fixed: Model = {
     ...net,
     graph: {
-      ...net.graph,
-      inputs: net.graph.inputs.map((v) => ({ ...v, shape: [1, ...v.shape!.slice(1)] })),
-      outputs: net.graph.outputs.map((v) => ({ ...v, shape: [1, ...v.shape!.slice(1)] })),
+      ...g,
+      nodes,
+      inputs: g.inputs.map((v) => ({ ...v, shape: [1, ...v.shape!.slice(1)] })),
+      outputs: g.outputs.map((v) => ({ ...v, shape: [1, ...v.shape!.slice(1)] })),
       valueInfo: new Map(),
     },
   };
@@ -91,11 +166,7 @@ test('a batch-1 export of a network is reconstructed, and the quantized model ru
   const r = await quantize({ model: fixed, calib: set, options: { wBits: 4, aBits: 4, method: 'ttaq', iterations: 4, batch: 8, minCalibImages: 16, reportImages: 0, actImages: 16 } });
   assert.ok(r.report.blocks.length > 0);
   assert.equal(typeof batchDim(r.model.graph.inputs), 'string');
-  const s = await createSession(r.model);
-  try {
-    const y = Object.values(await s.run({ [r.model.graph.inputs[0]!.name]: makeTensor('float32', [3, ...set.dims.slice(1)], set.images.slice(0, 3 * 64)) }))[0]!;
-    assert.equal(y.dims[0], 3);
-  } finally {
-    await s.release();
-  }
+  const y = await atOnceAndAlone(r.model, set.images.slice(0, 3 * 64), 3, set.dims.slice(1));
+  assert.deepEqual(y.dims, [3, 10]);
+  y.once.forEach((v, i) => assert.ok(Math.abs(v - y.alone[i]!) <= 1e-4 * (1 + Math.abs(y.alone[i]!)), `logit ${i}: ${v} at batch 3, ${y.alone[i]} alone`));
 });
