@@ -26,10 +26,10 @@ export function acquireLock(path: string, what: string): () => void {
       try { writeSync(fd, String(process.pid)); } finally { closeSync(fd); }
       break;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new TtaqError('STATE_MISMATCH', `${path}: another process took the lock on ${what} at the same moment; run one at a time`, { path });
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new TtaqError('CLI_USAGE', `cannot create the lock file ${path} (${(e as Error).message}); choose a writable location`, { path }, { cause: e });
       }
+      if (attempt > 0) throw new TtaqError('STATE_MISMATCH', `${path}: another process took the lock on ${what} at the same moment; run one at a time`, { path });
       const owner = Number.parseInt(readTextOr(path, ''), 10);
       if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
         throw new TtaqError('STATE_MISMATCH', `${what} is being written by another process (pid ${owner}, lock ${path}); wait for it to finish, or choose another output`, { path, pid: owner });

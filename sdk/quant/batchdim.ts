@@ -9,6 +9,7 @@
 import { TtaqError } from '../errors/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Dim, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
+import { Rng } from '../nn/index.ts';
 import { createSession } from '../runtime/index.ts';
 
 /** The symbolic name the freed batch dimension gets. */
@@ -90,14 +91,8 @@ export function rewriteBatch(m: Model, batch: number): { model: Model; reshapes:
 
 /** Deterministic test images in [0, 1) (the check needs values, not meaning). */
 function probeImages(n: number, dims: readonly number[]): Float32Array {
-  const per = dims.reduce((a, b) => a * b, 1);
-  const x = new Float32Array(n * per);
-  let s = 12345;
-  for (let i = 0; i < x.length; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    x[i] = (s >>> 8) / 16777216;
-  }
-  return x;
+  const rng = new Rng(12345);
+  return Float32Array.from({ length: n * dims.reduce((a, b) => a * b, 1) }, () => rng.uniform());
 }
 
 /** Runs `m` on `x` (`k` images at a time), concatenating each output over the batches. */

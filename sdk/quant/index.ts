@@ -13,7 +13,6 @@
 // calibration (calibrate.ts, weightsearch.ts, ptq.ts, stats.ts), placement (plan.ts), BN insertion (prepare.ts),
 // blocks (blocks.ts), reconstruction (recon.ts, recongraph.ts, with the ops of their own gradient
 // rules: lsq.ts, adaround.ts), PEM (pem.ts), export (export.ts).
-import { createHash } from 'node:crypto';
 import { TtaqError, isTtaqError } from '../errors/index.ts';
 import { chooseWorkers, getRule } from '../autodiff/index.ts';
 import type { Model } from '../onnx/types.ts';
@@ -167,8 +166,8 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     }
     // the calibration tensor itself (after preprocessing) is part of the key: finished blocks fitted
     // to other images, or to the same images normalised differently, must not be resumed under new ones
-    const calibSha = createHash('sha256').update(new Uint8Array(set.images.buffer, set.images.byteOffset, set.images.byteLength)).update(JSON.stringify(set.dims)).digest('hex');
-    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, variantImages: undefined, intraOpThreads: undefined, spinning: undefined, workers: undefined, n: set.dims[0], calibSha };
+    const calibSha = sha256Hex(new Uint8Array(set.images.buffer, set.images.byteOffset, set.images.byteLength));
+    const keyOpts = { ...o, statePath: undefined, reportImages: undefined, variantImages: undefined, intraOpThreads: undefined, spinning: undefined, workers: undefined, dims: set.dims, calibSha };
     const key = stateKey(sha256Hex(encodeModel(input.model)), keyOpts);
     const kept = o.statePath ? await loadState(o.statePath, key) : undefined;
     const state: ReconState = { format: 'ttaq-quant-state/1', key, blocks: kept?.blocks ?? [], total: blocks.length };
