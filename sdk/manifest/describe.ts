@@ -3,7 +3,7 @@
 // what only the user knows (class names, the normalisation the model was trained with).
 import { basename } from 'node:path';
 import type { Model } from '../onnx/types.ts';
-import type { Preprocess } from './index.ts';
+import type { Preprocess } from './schema.ts';
 
 /** What the graph cannot tell. */
 export interface DescribeInput {

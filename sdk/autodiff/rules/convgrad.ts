@@ -61,18 +61,10 @@
 import { A } from '../../onnx/builder.ts';
 import { allocArray, makeTensor } from '../../onnx/tensor.ts';
 import type { Tensor } from '../../onnx/types.ts';
+import type { ConvCase, ConvGradOptions, ConvInputGrad, ConvWeightGrad } from './convgrad-options.ts';
 import type { RuleContext } from './types.ts';
 
-export type ConvInputGrad = 'convTranspose' | 'conv' | 'phase';
-export type ConvWeightGrad = 'conv' | 'gemm' | 'gemmsplit' | 'shifted' | 'shiftmm' | 'shiftmmb' | 'shiftmmk' | 'onehot' | 'rowgemm';
-
-/** How Conv's backward pass is formulated; 'auto' picks per conv by `chooseConvGrad`. */
-export interface ConvGradOptions {
-  /** Default 'auto'. */
-  readonly input?: ConvInputGrad | 'auto';
-  /** Default 'auto'; a function picks per conv. */
-  readonly weight?: ConvWeightGrad | 'auto' | ((c: ConvCase) => ConvWeightGrad);
-}
+export type { ConvCase, ConvGradOptions, ConvInputGrad, ConvWeightGrad } from './convgrad-options.ts';
 
 /** The formulation before the fast paths existed (for A/B comparisons). */
 export const LEGACY_CONV_GRAD: ConvGradOptions = { input: 'convTranspose', weight: 'conv' };
@@ -85,17 +77,6 @@ export const LEGACY_CONV_GRAD: ConvGradOptions = { input: 'convTranspose', weigh
 export const CONCAT_GEMM_CONV_GRAD: ConvGradOptions = {
   weight: (c) => (c.group === 1 && (prod(c.w.slice(2)) === 1 || (c.strides.every((s) => s === 1) && prod(c.y.slice(2)) >= 196)) ? 'gemm' : 'conv'),
 };
-
-export interface ConvCase {
-  readonly x: readonly number[];
-  readonly w: readonly number[];
-  readonly y: readonly number[];
-  readonly group: number;
-  readonly strides: readonly number[];
-  readonly dilations: readonly number[];
-  readonly padsBegin: readonly number[];
-  readonly padsEnd: readonly number[];
-}
 
 /**
  * Ungrouped stride-1 convs with at most this many input channels take dX as ConvTranspose: the Conv

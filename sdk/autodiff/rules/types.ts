@@ -3,7 +3,7 @@
 // nodes of the node's backward pass to the builder; it returns one gradient name per input.
 import type { GraphBuilder } from '../../onnx/builder.ts';
 import type { DType, Node, Tensor } from '../../onnx/types.ts';
-import type { ConvGradOptions } from './convgrad.ts';
+import type { ConvGradOptions } from './convgrad-options.ts';
 
 /** Choices between equivalent formulations of some rules (GradientRequest.ruleOptions). */
 export interface RuleOptions {
