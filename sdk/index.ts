@@ -1,7 +1,6 @@
 // The SDK's public surface, what `import … from 'ttaq'` gives: each module as a namespace
 // (`import { quant, adapt } from 'ttaq'`) and the handful of entry points most programs start from
 // by name. One module alone also comes by its path: `import { TelemetryClient } from 'ttaq/sdk/telemetry'`.
-// (sdk/demo is the CLI's demo runner, not part of the library.)
 export * as adapt from './adapt/index.ts';
 export * as autodiff from './autodiff/index.ts';
 export * as bundled from './bundled/index.ts';

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readVideoLabels } from '../sdk/data/index.ts';
-import { demoAgentConfig, DemoSettingsSchema, FULL_DEMO, QUICK_DEMO, resultTable, runAgentOverVideo, scoreByDomain, settingsKey, type DemoSettings, type DomainScore } from '../sdk/demo/index.ts';
+import { demoAgentConfig, DemoSettingsSchema, FULL_DEMO, QUICK_DEMO, resultTable, runAgentOverVideo, scoreByDomain, settingsKey, type DemoSettings, type DomainScore } from './lib/demo-run.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { Receiver, startDashboard, startEmbeddedBroker, type Dashboard, type EmbeddedBroker } from '../sdk/telemetry/index.ts';
 import { EXIT, parseFlags, printJson } from './lib/cli.ts';

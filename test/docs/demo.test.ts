@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { resultTable, scoreByDomain } from '../../sdk/demo/index.ts';
+import { resultTable, scoreByDomain } from '../../tools/lib/demo-run.ts';
 import type { VideoLabels } from '../../sdk/data/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { Agent } from '../../device/agent.ts';
 import { parseAgentConfig, type AgentConfig } from '../../device/config.ts';
 import { AgentStore } from '../../device/store.ts';
-import type { VideoLabels } from '../data/index.ts';
-import { TtaqError } from '../errors/index.ts';
-import { DEFAULT_MODEL_PATH } from '../bundled/index.ts';
+import type { VideoLabels } from '../../sdk/data/index.ts';
+import { TtaqError } from '../../sdk/errors/index.ts';
+import { DEFAULT_MODEL_PATH } from '../../sdk/bundled/index.ts';
 
 /** Settings of one demo run; the defaults are the full demo, QUICK_DEMO the one a test runs. */
 export const DemoSettingsSchema = z.strictObject({
