@@ -14,11 +14,11 @@ import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
 import { ADAPTER_OPTION_KEYS, parseSetOptions, type AgentConfig, type SetOptions } from './config.ts';
-import { DriftDetector, type DriftReading } from './drift.ts';
+import { DriftDetector } from './drift.ts';
 import { AgentHttp } from './http.ts';
-import { Exposition, RateMeter, Window } from './metrics.ts';
 import type { PreprocessSpec } from './preprocess.ts';
 import { OpenCvSource } from './source.ts';
+import { AgentStats } from './stats.ts';
 import { AgentStore, type PredictionRow } from './store.ts';
 import { createTelemetrySink } from './telemetry.ts';
 import type {
@@ -69,37 +69,6 @@ export interface AgentExit {
   readonly steps: number;
 }
 
-/** Lifetime counters (Prometheus counters) and interval accumulators (telemetry reports). */
-class Stats {
-  frames = 0;
-  batches = 0;
-  adaptSteps = 0;
-  resets = 0;
-  shifts = 0;
-  checkpoints = 0;
-  checkpointErrors = 0;
-  reloads = 0;
-  reloadFailures = 0;
-  errors = 0;
-  lastBatchAt = 0;
-  lastEntropy = NaN;
-  lastDrift: DriftReading = { score: 0, entropy: 0, shift: false };
-  readonly batchLatency = new Window(512);
-  readonly frameLatency = new Window(2048);
-  readonly fps = new RateMeter(10_000);
-  // interval (reset at every telemetry report)
-  iFrames = 0;
-  iEntropySum = 0;
-  iConfSum = 0;
-  iLossSum = 0;
-  iLossN = 0;
-  iDriftMax = 0;
-  iStart = Date.now();
-  iLatency = new Window(1024);
-  iDroppedBase = 0;
-  histogram: number[] = [];
-}
-
 type Mode = 'created' | 'running' | 'stopping' | 'stopped';
 
 /** The agent's log: JSON lines at the configured level, on stdout unless given another descriptor (2: stderr). */
@@ -119,7 +88,7 @@ export class Agent {
   private source!: FrameSource;
   private http: AgentHttp | undefined;
   private readonly detector: DriftDetector;
-  private readonly s = new Stats();
+  private readonly s = new AgentStats();
   private mode: Mode = 'created';
   private paused = false;
   private resumeWaiter: (() => void) | undefined;
@@ -257,7 +226,7 @@ export class Agent {
     const i = this.runner.info;
     this.log.info({ model: i.modelName, path: i.modelPath, sha256: i.modelSha256, provider: i.provider, adaptive: i.adaptive, method: i.method }, `model '${i.modelName}' runs on ${i.provider}${i.adaptive ? ` with adaptation (${i.method})` : ''}`);
     this.record('info', 'model', `model ${i.modelName} (${i.modelSha256.slice(0, 12)}) on ${i.provider}`, { why, provider: i.provider, sha256: i.modelSha256 });
-    this.s.histogram = new Array<number>(i.classes).fill(0);
+    this.s.setClasses(i.classes);
     this.detector.reset();
     this.shiftWindow = 0;
     this.restore();
@@ -407,8 +376,7 @@ export class Agent {
         const r = await runner.adapt!(batch);
         out = r;
         loss = r.loss;
-        this.s.adaptSteps++;
-        if (Number.isFinite(r.loss)) { this.s.iLossSum += r.loss; this.s.iLossN++; }
+        this.s.recordStep(r.loss);
         if (r.reset) {
           this.s.resets++;
           this.log.warn({ step: r.step }, 'adapter reset itself to the source parameters (collapse guard)');
@@ -439,27 +407,10 @@ export class Agent {
     const ms = performance.now() - t0;
     const n = batch.dims[0];
     const s = this.s;
-    s.frames += n;
-    s.batches++;
-    s.iFrames += n;
-    s.lastBatchAt = now;
-    s.batchLatency.add(ms / 1000);
-    s.fps.add(n, now);
-    for (const f of batch.frames) {
-      s.frameLatency.add((now - f.capturedAt) / 1000);
-      s.iLatency.add(now - f.capturedAt);
-    }
-    for (let i = 0; i < n; i++) {
-      const p = out.predictions[i]!;
-      if (p >= 0 && p < s.histogram.length) s.histogram[p]!++;
-      s.iConfSum += out.confidence[i] ?? 0;
-    }
-    s.iEntropySum += out.meanEntropy * n;
-    s.lastEntropy = out.meanEntropy;
+    s.recordBatch(batch, out, ms, now);
 
     const drift = this.detector.update(out.meanEntropy, runner.info.classes, out.bnStats);
-    s.lastDrift = drift;
-    s.iDriftMax = Math.max(s.iDriftMax, drift.score);
+    s.recordDrift(drift);
     const shiftCfg = { ...this.config.adaptation.shift, threshold: this.detector.threshold };
     const dt = this.live.driftThreshold;
     // A drift reset at most once per warm-up span: the reference needs batches to settle again.
@@ -733,44 +684,9 @@ export class Agent {
   // --- reporting ---------------------------------------------------------------------------------
 
   private report(final = false): void {
-    const s = this.s;
-    const now = Date.now();
-    const intervalS = Math.max(0.001, (now - s.iStart) / 1000);
-    const src = this.source?.stats();
-    const dropped = src ? src.dropped - s.iDroppedBase : 0;
     const r = this.runner;
     if (!r) return;
-    const priors = r.ablPriors?.();
-    this.telemetry.telemetry({
-      intervalS,
-      fps: s.iFrames / intervalS,
-      latencyP50Ms: nz(s.iLatency.quantile(0.5)),
-      latencyP95Ms: nz(s.iLatency.quantile(0.95)),
-      droppedFrames: Math.max(0, dropped),
-      meanEntropy: s.iFrames ? s.iEntropySum / s.iFrames : 0,
-      meanConfidence: s.iFrames ? Math.min(1, s.iConfSum / s.iFrames) : 0,
-      classHistogram: [...s.histogram],
-      ...(priors ? { ablPriors: Array.from(priors, Number) } : {}),
-      adaptLoss: s.iLossN ? s.iLossSum / s.iLossN : null,
-      adaptSteps: s.adaptSteps,
-      resets: s.resets,
-      paused: this.paused,
-      driftScore: Math.max(0, s.iDriftMax),
-      provider: r.info.provider,
-      memoryMb: process.memoryUsage().rss / (1024 * 1024),
-      modelSha256: r.info.modelSha256,
-    });
-    if (final) return;
-    s.iStart = now;
-    s.iFrames = 0;
-    s.iEntropySum = 0;
-    s.iConfSum = 0;
-    s.iLossSum = 0;
-    s.iLossN = 0;
-    s.iDriftMax = 0;
-    s.iLatency = new Window(1024);
-    s.iDroppedBase = src?.dropped ?? 0;
-    s.histogram = new Array<number>(r.info.classes).fill(0);
+    this.telemetry.telemetry(this.s.takeReport({ source: this.source?.stats(), info: r.info, ablPriors: r.ablPriors?.(), paused: this.paused }, Date.now(), final));
   }
 
   health(): { ok: boolean; body: Record<string, unknown> } {
@@ -812,46 +728,14 @@ export class Agent {
   }
 
   metricsText(): string {
-    const s = this.s;
-    const src = this.source?.stats();
     const r = this.runner;
-    const mem = process.memoryUsage();
-    const e = new Exposition();
-    e.gauge('ttaq_agent_up', 'Whether the agent loop is running (1) or stopping/stopped (0).', this.mode === 'running' ? 1 : 0);
-    e.gauge('ttaq_agent_paused', 'Whether processing is paused by an operator.', this.paused ? 1 : 0);
-    e.gauge('ttaq_agent_uptime_seconds', 'Seconds since the agent started.', (Date.now() - this.startedAt) / 1000);
-    e.counter('ttaq_agent_frames_processed', 'Frames that went through the model.', s.frames);
-    e.counter('ttaq_agent_batches', 'Batches that went through the model.', s.batches);
-    e.gauge('ttaq_agent_fps', 'Frames processed per second over the last 10 s.', s.fps.rate());
-    e.counter('ttaq_agent_frames_read', 'Frames read from the source.', src?.read ?? 0);
-    e.counter('ttaq_agent_frames_dropped', 'Frames replaced by a newer one before the pipeline took them.', src?.dropped ?? 0);
-    e.counter('ttaq_agent_frames_skipped', 'Frames skipped by the stride.', src?.skipped ?? 0);
-    e.gauge('ttaq_agent_source_connected', 'Whether the source is open and delivering.', src?.connected ? 1 : 0);
-    e.counter('ttaq_agent_source_reconnects', 'Successful reopenings of the source after a failure.', src?.reconnects ?? 0);
-    e.counter('ttaq_agent_source_failures', 'Failed attempts to open or read the source.', src?.failures ?? 0);
-    e.summary('ttaq_agent_batch_latency_seconds', 'Model time per batch (inference or adaptation step), last 512 batches.', s.batchLatency);
-    e.summary('ttaq_agent_frame_latency_seconds', 'Capture-to-prediction time per frame, last 2048 frames.', s.frameLatency);
-    e.counter('ttaq_agent_adaptation_steps', 'Adaptation steps run by this process.', s.adaptSteps);
-    e.gauge('ttaq_agent_adaptation_step', "The adapter's step counter (restored from checkpoints).", r?.step ?? 0);
-    e.counter('ttaq_agent_adaptation_resets', 'Resets to the source parameters (collapse guard or command).', s.resets);
-    e.counter('ttaq_agent_shifts_detected', 'Distribution shifts the drift detector reported.', s.shifts);
-    e.gauge('ttaq_agent_drift_score', "The drift detector's score on the last batch.", s.lastDrift.score);
-    e.gauge('ttaq_agent_mean_entropy_nats', 'Mean prediction entropy of the last batch.', Number.isNaN(s.lastEntropy) ? 0 : s.lastEntropy);
-    e.counter('ttaq_agent_checkpoints', 'Adaptation-state checkpoints written.', s.checkpoints);
-    e.counter('ttaq_agent_checkpoint_errors', 'Checkpoints that failed to write.', s.checkpointErrors);
-    e.counter('ttaq_agent_model_reloads', 'Successful model reloads.', s.reloads);
-    e.counter('ttaq_agent_model_reload_failures', 'Failed model reloads (the old model kept running).', s.reloadFailures);
-    e.counter('ttaq_agent_errors', 'Errors counted and survived (failed batches, source failures).', s.errors);
-    if (r) {
-      e.gauge('ttaq_agent_model_info', 'The model in use and the execution provider running it (value 1).', 1, {
-        model: r.info.modelName, sha256: r.info.modelSha256, provider: r.info.provider, method: r.info.method ?? 'none',
-      });
-    }
-    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.rss, { kind: 'rss' });
-    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.heapUsed, { kind: 'heap_used' });
-    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.external, { kind: 'external' });
-    e.gauge('ttaq_agent_memory_bytes', 'Process memory by kind.', mem.arrayBuffers, { kind: 'array_buffers' });
-    return e.text();
+    return this.s.exposition({
+      running: this.mode === 'running',
+      paused: this.paused,
+      uptimeS: (Date.now() - this.startedAt) / 1000,
+      source: this.source?.stats(),
+      model: r ? { info: r.info, step: r.step } : undefined,
+    });
   }
 
   // --- shutdown ----------------------------------------------------------------------------------
@@ -905,5 +789,3 @@ export class Agent {
     return exit;
   }
 }
-
-const nz = (v: number): number => (Number.isFinite(v) ? Math.max(0, v) : 0);
