@@ -33,7 +33,8 @@
 // (64) images per optimiser step; docs/METHOD.md, ## Adaptation, has the measurements.
 //
 // Lower level: buildAdaptGraphs (the two graphs), rewriteBn (BN parameters as inputs, batch or
-// robust normalisation as explicit ops), the ABL statistics (abl.ts), the state codec (state.ts).
+// robust normalisation as explicit ops), the robust statistics' memory (robust.ts), the ABL
+// statistics (abl.ts), the state codec (state.ts).
 export { Adapter, type AdapterCounters, type AdapterInit, type InferResult, type StepResult } from './adapter.ts';
 export {
   AblOptionsSchema,
