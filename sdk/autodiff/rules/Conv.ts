@@ -21,7 +21,9 @@ import { TtaqError } from '../../errors/index.ts';
 import { A } from '../../onnx/builder.ts';
 import type { Node } from '../../onnx/types.ts';
 import { attrInt, attrInts, attrString } from './attrs.ts';
-import { chooseConvGrad, inputGradAsConv, inputGradByPhase, weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, weightGradShiftMatmulBatched, weightGradShiftMatmulKernelMajor, type ConvCase } from './convgrad.ts';
+import { chooseConvGrad, type ConvCase } from './convgrad.ts';
+import { inputGradAsConv, inputGradByPhase } from './convgrad-input.ts';
+import { weightGradAsGemm, weightGradDepthwise, weightGradOneHot, weightGradRowGemm, weightGradShifted, weightGradShiftMatmul, weightGradShiftMatmulBatched, weightGradShiftMatmulKernelMajor } from './convgrad-weight.ts';
 import type { GradRule } from './types.ts';
 
 export interface ConvGeometry {
