@@ -5,7 +5,10 @@
 // becomes 0 ("copy the input's dimension"). Whether the result is the same function is not
 // assumed but checked: the freed model on a larger batch must give each image the outputs the
 // original gives it. The quantized model keeps the symbolic batch (its manifest says -1): a
-// fixed-batch engine (TensorRT) can still be built from it, the reverse is not true.
+// fixed-batch engine (TensorRT) can still be built from it, the reverse is not true. A batch that
+// cannot be freed still calibrates (no reconstruction) at its own size, a last partial batch padded
+// with repeats of its images (stats.ts): exact when each image's outputs ignore the rest of its
+// batch, which independentRows checks the same way, on probe images.
 import { TtaqError } from '../errors/index.ts';
 import { makeTensor } from '../onnx/tensor.ts';
 import type { Dim, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
@@ -155,6 +158,45 @@ export async function freeBatch(m: Model): Promise<FreedBatch> {
   }
   const why = mismatch(want, got, Math.floor(n / b) * b, n); // the original saw whole batches only
   return why ? { kind: 'fixed', batch: b, reason: why } : { kind: 'freed', model, batch: b, reshapes };
+}
+
+/**
+ * Whether each image of a fixed batch gets outputs that do not depend on the other images of its
+ * batch: then a last partial batch padded with repeats of its images (stats.ts, paddedSlice) gives
+ * its real images exactly their outputs. Checked in onnxruntime on probe images, not assumed: a
+ * batch with the first image among other images, and one with all but the last among others, must
+ * give those images every output of the first batch (relative 1e-4). Reasons come back for a model
+ * whose outputs have no per-image rows, or whose sample dimensions are not all known.
+ */
+export async function independentRows(m: Model): Promise<{ readonly independent: true } | { readonly independent: false; readonly reason: string }> {
+  const input = imageInput(m);
+  const b = input?.shape?.[0];
+  if (!input || typeof b !== 'number' || b <= 1) return { independent: true };
+  const sample = input.shape!.slice(1);
+  if (!sample.every((d: Dim) => typeof d === 'number' && d > 0)) return { independent: false, reason: `its input '${input.name}' has dynamic dimensions [${input.shape!.join(', ')}], so no probe batch can be made` };
+  const dims = sample as number[];
+  const per = dims.reduce((a, c) => a * c, 1);
+  const x = probeImages(2 * b, dims);
+  // the first batch, then its first image among the next images, then all but its last image among them
+  const batches = [x.slice(0, b * per), Float32Array.from([...x.subarray(0, per), ...x.subarray((b + 1) * per, 2 * b * per)]), Float32Array.from([...x.subarray(0, (b - 1) * per), ...x.subarray((2 * b - 1) * per, 2 * b * per)])];
+  const outs: Outputs[] = [];
+  for (const batch of b === 2 ? batches.slice(0, 2) : batches) outs.push(await runAll(m, input.name, batch, dims, b, b, 'the model (batch independence check)'));
+  for (const [k, kept] of [[1, 1], [2, b - 1]] as const) {
+    const got = outs[k];
+    if (!got) continue;
+    for (const [o, w] of Object.entries(outs[0]!)) {
+      if (w.length % b !== 0) return { independent: false, reason: `its output '${o}' has ${w.length} values, no whole number per image of the batch of ${b}` };
+      const n = (w.length / b) * kept;
+      const g = got[o]!;
+      for (let i = 0; i < n; i++) {
+        const a = Number(w[i]!);
+        if (!(Math.abs(Number(g[i]!) - a) <= 1e-4 * (1 + Math.abs(a)))) {
+          return { independent: false, reason: `image ${Math.floor(i / (w.length / b))} gets other values of '${o}' when the other images of its batch change (the graph mixes the images of its batch)` };
+        }
+      }
+    }
+  }
+  return { independent: true };
 }
 
 /**

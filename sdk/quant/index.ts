@@ -19,7 +19,7 @@ import type { Model } from '../onnx/types.ts';
 import { noProgress, type ProgressFn } from '../progress/index.ts';
 import { blockGraph, partitionBlocks, type Block } from './blocks.ts';
 import { exportQdq, weightBytesByDType, type QuantValues } from './export.ts';
-import { withSymbolicBatch } from './batchdim.ts';
+import { independentRows, withSymbolicBatch } from './batchdim.ts';
 import { parseQuantizeOptions, resolveMethod, type MethodPlan, type QuantizeOptions, type QuantizeOptionsInput } from './options.ts';
 import { measurePerturbation, type LayerPerturbation } from './pem.ts';
 import { makePlan, type QuantPlan } from './plan.ts';
@@ -27,7 +27,7 @@ import { prepareModel } from './prepare.ts';
 import { calibrateModel } from './ptq.ts';
 import { blockSites, initialCaches, quantizedBlock, reconstructBlock, runOver, type BlockCaches, type BlockReport, type MutableValues } from './recon.ts';
 import { accuracy, accuracyOf, allLogits, compareLogits, compareOutputs, modelBytes, type LayerSqnr, type QuantReport } from './report.ts';
-import { fixedBatch, modelInput, type CalibSet } from './stats.ts';
+import { fixedBatch, modelInput, setSize, type CalibSet } from './stats.ts';
 import { decodeCodes, encodeCodes, loadState, saveState, stateKey, type ReconState } from './state.ts';
 import { sha256Hex } from '../manifest/index.ts';
 import { encodeModel } from '../onnx/codec.ts';
@@ -36,7 +36,7 @@ export * from './quantizer.ts';
 export * from './calibrate.ts';
 export { makePlan, weightOf, WEIGHTED_OPS, type ActSite, type LayerOverride, type PlanOptions, type QuantPlan, type WeightSite } from './plan.ts';
 export { prepareModel, convsWithoutBn, type BnInsertion, type PreparedModel } from './prepare.ts';
-export { freeBatch, rewriteBatch, withSymbolicBatch, FREED_BATCH, type FreedBatch } from './batchdim.ts';
+export { freeBatch, independentRows, rewriteBatch, withSymbolicBatch, FREED_BATCH, type FreedBatch } from './batchdim.ts';
 export { partitionBlocks, blockGraph, segments, type Block } from './blocks.ts';
 export { exportQdq, qdqGraph, requiredOpset, dequantizedWeights, weightBytesByDType, type ExportVariant, type QuantValues } from './export.ts';
 export { calibrateModel, type CalibrationOptions, type CalibrationResult } from './ptq.ts';
@@ -105,6 +105,38 @@ function checkCalib(model: Model, set: CalibSet | undefined, o: QuantizeOptions)
   return { images: set.images.subarray(0, take * per), dims: [take, ...set.dims.slice(1)], ...(set.labels ? { labels: set.labels } : {}) };
 }
 
+/**
+ * The image counts of the passes over a model that keeps a fixed batch size B (one batchdim.ts
+ * could not free: calibration without reconstruction). Every pass runs B images at a time and pads
+ * a last partial batch with repeats of its own images, counting only the real ones (stats.ts).
+ * That is exact when an image's outputs do not depend on the other images of its batch, which is
+ * checked (independentRows) when some count is not a whole number of batches. When they do
+ * depend on them, padding would bias the statistics: the calibration and evaluation sets must be
+ * whole batches (refused up front, with the counts that are), and the subsets taken of them
+ * (activation statistics, SQNR report, variant comparison) are rounded down to whole batches.
+ */
+async function fixedBatchCounts(model: Model, calib: CalibSet, evalSet: CalibSet | undefined, o: QuantizeOptions): Promise<Pick<QuantizeOptions, 'actImages' | 'reportImages' | 'variantImages'>> {
+  const counts = { actImages: o.actImages, reportImages: o.reportImages, variantImages: o.variantImages };
+  const b = fixedBatch(model);
+  if (b === undefined || b === 1) return counts;
+  const nCalib = setSize(calib);
+  const nEval = evalSet ? setSize(evalSet) : undefined;
+  const used = [nCalib, Math.min(o.actImages, nCalib), Math.min(o.reportImages, nCalib), ...(nEval !== undefined ? [nEval, Math.min(o.variantImages, nEval)] : [])];
+  if (used.every((n) => n % b === 0)) return counts;
+  const r = await independentRows(model);
+  if (r.independent) return counts;
+  const whole = (n: number): number => Math.max(b, n - (n % b));
+  const partial = [
+    ...(nCalib % b ? [`the ${nCalib} calibration images (pass --calib-images ${whole(nCalib)})`] : []),
+    ...(nEval !== undefined && evalSet !== calib && nEval % b ? [`the ${nEval} evaluation images (pass --eval-limit ${whole(nEval)}${nEval < b ? `, with at least ${b} images in --eval` : ''})`] : []),
+  ];
+  if (partial.length) {
+    throw new TtaqError('QUANT_BAD_MODEL', `model '${model.graph.name}' has a fixed batch size of ${b} that cannot be freed, and ${r.reason}: a partial batch cannot be padded without biasing the statistics, so every set must be whole batches of ${b}; ${partial.join(' and ')} are not. Use a multiple of ${b}, or re-export the model with a dynamic batch axis`, { batch: b, calibImages: nCalib, ...(nEval !== undefined ? { evalImages: nEval } : {}) });
+  }
+  const subset = (k: number, of: number): number => (k === 0 ? 0 : whole(Math.min(k, of)));
+  return { actImages: subset(o.actImages, nCalib), reportImages: subset(o.reportImages, nCalib), variantImages: subset(o.variantImages, nEval ?? 0) };
+}
+
 /** Ops of a block that the autodiff engine cannot differentiate. */
 function missingRules(model: Model, b: Block): { node: string; op: string }[] {
   const byName = new Map(model.graph.nodes.map((n) => [n.name, n]));
@@ -129,6 +161,9 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
   // reconstruction and PEM run batches of their own size: a fixed batch dimension is freed
   const source = await withSymbolicBatch(input.model, mp.reconstruct);
   const set = checkCalib(source, input.calib, o);
+  const evalSet = input.eval ?? (set.labels ? set : undefined);
+  // a batch that stayed fixed: passes pad their last batch where that is exact (else refused here)
+  const counts = await fixedBatchCounts(source, set, evalSet?.labels ? evalSet : undefined, o);
   progress({ stage: 'prepare', done: 0, total: 1 });
   const prep = await prepareModel(source, set, o.bnInsertion);
   const model = prep.model;
@@ -147,7 +182,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     weight: { method: mp.weightCalib, p: o.weightP },
     act: mp.actCalib,
     percentile: o.percentile,
-    actImages: o.actImages,
+    actImages: counts.actImages,
     actSearch: o.actSearch,
     weightSearch: o.weightSearch,
     biasCorrection: o.biasCorrection,
@@ -249,13 +284,12 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
   const nodeOut = new Map(model.graph.nodes.map((n) => [n.name, n.outputs[0]!]));
   const logits = model.graph.outputs[0]!.name;
   const watch = [...plan.weights.map((w) => nodeOut.get(w.node)!), logits];
-  const sq = o.reportImages > 0 ? await compareOutputs(model, int8, [...new Set(watch)], set, o.reportImages) : new Map<string, number>();
+  const sq = counts.reportImages > 0 ? await compareOutputs(model, int8, [...new Set(watch)], set, counts.reportImages) : new Map<string, number>();
   const actBitsOf = new Map<string, number>();
   for (const a of plan.acts) for (const c of a.consumers) actBitsOf.set(c, a.spec.bits);
   const layers: LayerSqnr[] = plan.weights.map((w) => ({
     node: w.node, weightBits: w.spec.bits, activationBits: actBitsOf.get(w.node) ?? null, sqnrDb: sq.get(nodeOut.get(w.node)!) ?? NaN,
   }));
-  const evalSet = input.eval ?? (set.labels ? set : undefined);
   let acc: QuantReport['accuracy'] = null;
   let variants: QuantReport['variants'] = null;
   if (evalSet?.labels) {
@@ -263,7 +297,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
     const tw = await allLogits(trueWidth, evalSet);
     acc = { fp32: await accuracy(model, evalSet), quantized: accuracyOf(tw, evalSet.labels), images: n, source: input.eval ? 'eval set' : 'calibration images' };
     // the INT8-container variant has the same numerics (docs/METHOD.md): checked on the first images
-    if (o.variantImages > 0) variants = compareLogits(tw, await allLogits(int8, evalSet, Math.min(n, o.variantImages)));
+    if (counts.variantImages > 0) variants = compareLogits(tw, await allLogits(int8, evalSet, Math.min(n, counts.variantImages)));
   }
   lap('report');
   const report: QuantReport = {

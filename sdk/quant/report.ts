@@ -5,7 +5,7 @@ import { encodeModel } from '../onnx/codec.ts';
 import { createSession } from '../runtime/index.ts';
 import { weightBytesByDType } from './export.ts';
 import type { BlockReport } from './recon.ts';
-import { fixedBatch, forBatches, modelInput, setSize, withOutputs, type CalibSet } from './stats.ts';
+import { batching, forBatches, modelInput, realRows, setSize, withOutputs, type CalibSet } from './stats.ts';
 
 export interface LayerSqnr {
   readonly node: string;
@@ -50,22 +50,23 @@ export async function compareOutputs(fp: Model, q: Model, values: readonly strin
   const sig = new Float64Array(values.length);
   const err = new Float64Array(values.length);
   try {
-    const batch = fixedBatch(fp) ?? 32;
+    // a fixed batch (the quantized model keeps the FP model's) pads the last batch: its real rows count
+    const run = batching(fp, 32);
     const input = modelInput(fp);
     const results: Record<string, import('../onnx/types.ts').Tensor>[] = [];
-    await forBatches(a, input, set, batch, values, (r) => { results.push(r); }, n);
+    await forBatches(a, input, set, run.batch, values, (r) => { results.push(r); }, n, run);
     let k = 0;
-    await forBatches(b, modelInput(q), set, batch, values, (r) => {
+    await forBatches(b, modelInput(q), set, run.batch, values, (r, _start, m) => {
       const ra = results[k++]!;
       values.forEach((v, i) => {
-        const x = ra[v]!.data as Float32Array;
-        const y = r[v]!.data as Float32Array;
+        const x = realRows(ra[v]!, m);
+        const y = realRows(r[v]!, m);
         let s = 0, e = 0;
         for (let j = 0; j < x.length; j++) { const d = x[j]! - y[j]!; s += x[j]! * x[j]!; e += d * d; }
         sig[i]! += s;
         err[i]! += e;
       });
-    }, n);
+    }, n, run);
   } finally {
     await a.release();
     await b.release();
@@ -82,11 +83,12 @@ export async function allLogits(model: Model, set: CalibSet, limit = setSize(set
   let data = new Float32Array(0);
   let classes = 0;
   try {
-    await forBatches(s, modelInput(model), set, fixedBatch(model) ?? 256, [out], (r, start, k) => {
+    const run = batching(model, 256);
+    await forBatches(s, modelInput(model), set, run.batch, [out], (r, start, k) => {
       const t = r[out]!;
       if (!classes) { classes = t.dims[1]!; data = new Float32Array(n * classes); }
-      data.set((t.data as Float32Array).subarray(0, k * classes), start * classes);
-    }, n);
+      data.set(realRows(t, k), start * classes);
+    }, n, run);
   } finally {
     await s.release();
   }

@@ -1,6 +1,13 @@
 // Calibration statistics measured by running calibration images through the FP model in
 // onnxruntime, with the values of interest exposed as extra outputs and reduced inside the graph
 // (min, max, per-channel sums), so only small vectors cross into JavaScript.
+//
+// A model that keeps a fixed batch size B (one batchdim.ts could not free) runs B images at a time,
+// whatever the count: a last partial batch of n < B images is padded with repeats of its own
+// images (paddedSlice), and only its first n rows count: per-image outputs are cut to them, and
+// graphs that reduce over the batch first Gather the real rows (fed through REAL_ROWS). The results
+// are those of the real images alone when an image's outputs do not depend on the other images of
+// its batch, which quantize checks before it lets a batch be padded (batchdim.ts, independentRows).
 import { TtaqError } from '../errors/index.ts';
 import { A, GraphBuilder } from '../onnx/builder.ts';
 import { f32, makeTensor } from '../onnx/tensor.ts';
@@ -23,6 +30,45 @@ export const sampleSize = (s: CalibSet): number => s.dims.slice(1).reduce((a, b)
 export function sliceSet(s: CalibSet, start: number, n: number): Tensor {
   const per = sampleSize(s);
   return makeTensor('float32', [n, ...s.dims.slice(1)], s.images.subarray(start * per, (start + n) * per));
+}
+
+/**
+ * Images [start, start + n) as a batch of `size` rows (n <= size): the n images, then repeats of
+ * them in turn (image start, start + 1, ...) up to `size`. A view when n = size.
+ */
+export function paddedSlice(s: CalibSet, start: number, n: number, size: number): Tensor {
+  if (n === size) return sliceSet(s, start, n);
+  if (!(n >= 1 && n < size)) throw new TtaqError('INTERNAL', `paddedSlice: ${n} images cannot fill a batch of ${size}`);
+  const per = sampleSize(s);
+  const out = new Float32Array(size * per);
+  for (let i = 0; i < size; i++) {
+    const k = start + (i % n);
+    out.set(s.images.subarray(k * per, (k + 1) * per), i * per);
+  }
+  return makeTensor('float32', [size, ...s.dims.slice(1)], out);
+}
+
+/** The first `n` rows (images) of an output whose leading dimension is the batch. */
+export function realRows(t: Tensor, n: number): Float32Array {
+  const d = t.data as Float32Array;
+  const rows = t.dims[0] ?? 1;
+  return rows === n ? d : d.subarray(0, (d.length / rows) * n);
+}
+
+/** The graph input (int64 [n]) that tells a statistics graph of a fixed-batch model which rows are real images: 0 .. n-1. */
+export const REAL_ROWS = 'ttaq.real_rows';
+
+/** How a pass runs a model over a set: at its fixed batch (padded at the end), else `dflt` images at a time. */
+export function batching(model: Model, dflt: number): { readonly batch: number; readonly fixed: boolean } {
+  const f = fixedBatch(model);
+  return f === undefined ? { batch: dflt, fixed: false } : { batch: f, fixed: true };
+}
+
+/** In a statistics graph of a fixed-batch model: `v` cut to the real rows (REAL_ROWS, declared on first use); else `v`. */
+function realPart(b: GraphBuilder, v: string, fixed: boolean): string {
+  if (!fixed) return v;
+  if (!b.inputs.some((i) => i.name === REAL_ROWS)) b.input(REAL_ROWS, 'int64', ['rows']);
+  return b.op1('Gather', [v, REAL_ROWS], { axis: A.int(0) });
 }
 
 /** Emits ReduceX over `axes` (all axes when undefined), attribute or input form by opset. */
@@ -66,7 +112,15 @@ export function fixedBatch(m: Model): number | undefined {
   return typeof d === 'number' ? d : undefined;
 }
 
-/** Runs a session over the set in batches; `fn` receives each batch's outputs. */
+export interface BatchRun {
+  /** The session takes exactly `batch` images (a fixed batch dimension): a last partial batch is
+   * padded (paddedSlice), and its outputs hold `batch` rows, the `n` real ones first. */
+  readonly fixed?: boolean;
+  /** Feed REAL_ROWS (0 .. n-1) with each batch: the graph Gathers the real rows itself. */
+  readonly rows?: boolean;
+}
+
+/** Runs a session over the first `limit` images of the set in batches; `fn` receives each batch's outputs and its count of real images. */
 export async function forBatches(
   s: Session,
   input: string,
@@ -75,10 +129,13 @@ export async function forBatches(
   fetch: readonly string[],
   fn: (out: Record<string, Tensor>, start: number, n: number) => void,
   limit = setSize(set),
+  o: BatchRun = {},
 ): Promise<void> {
   for (let start = 0; start < limit; start += batch) {
     const n = Math.min(batch, limit - start);
-    fn(await s.run({ [input]: sliceSet(set, start, n) }, fetch), start, n);
+    const x = o.fixed ? paddedSlice(set, start, n, batch) : sliceSet(set, start, n);
+    const feeds = o.rows ? { [input]: x, [REAL_ROWS]: makeTensor('int64', [n], BigInt64Array.from({ length: n }, (_, i) => BigInt(i))) } : { [input]: x };
+    fn(await s.run(feeds, fetch), start, n);
   }
 }
 
@@ -86,7 +143,8 @@ export async function forBatches(
 export async function valueDims(model: Model, values: readonly string[], set: CalibSet): Promise<Map<string, readonly number[]>> {
   const s = await createSession(withOutputs(model, values), { source: `shape probe of '${model.graph.name}'` });
   try {
-    const out = await s.run({ [inputName(model)]: sliceSet(set, 0, fixedBatch(model) ?? 1) });
+    const f = fixedBatch(model);
+    const out = await s.run({ [inputName(model)]: f === undefined ? sliceSet(set, 0, 1) : paddedSlice(set, 0, Math.min(f, setSize(set)), f) });
     return new Map(values.map((v) => [v, out[outputNameOf(model, v)]!.dims]));
   } finally {
     await s.release();
@@ -113,18 +171,20 @@ export async function collectStats(model: Model, values: readonly string[], set:
   if (uniq.length === 0) return new Map();
   const dims = await valueDims(model, uniq, set);
   const opset = getOpset(model) ?? 13;
+  const run = batching(model, opts.batch ?? 64);
   const b = GraphBuilder.from(model.graph);
   b.outputs.length = 0;
   const outs: { v: string; min: string; max: string; s1: string; s2: string; e: string }[] = [];
   for (const v of uniq) {
     const rank = dims.get(v)!.length;
     const axes = rank >= 2 ? [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)] : [0];
-    const sq = b.op1('Mul', [v, v]);
+    const x = realPart(b, v, run.fixed);
+    const sq = b.op1('Mul', [x, x]);
     const o = {
       v,
-      min: reduce(b, 'ReduceMin', v, undefined, opset),
-      max: reduce(b, 'ReduceMax', v, undefined, opset),
-      s1: reduce(b, 'ReduceSum', v, axes, opset),
+      min: reduce(b, 'ReduceMin', x, undefined, opset),
+      max: reduce(b, 'ReduceMax', x, undefined, opset),
+      s1: reduce(b, 'ReduceSum', x, axes, opset),
       s2: reduce(b, 'ReduceSum', sq, axes, opset),
       e: reduce(b, 'ReduceSum', sq, undefined, opset),
     };
@@ -139,7 +199,7 @@ export async function collectStats(model: Model, values: readonly string[], set:
   });
   const limit = Math.min(opts.limit ?? setSize(set), setSize(set));
   try {
-    await forBatches(s, inputName(model), set, fixedBatch(model) ?? opts.batch ?? 64, outs.flatMap((o) => [o.min, o.max, o.s1, o.s2, o.e]), (r, _start, n) => {
+    await forBatches(s, inputName(model), set, run.batch, outs.flatMap((o) => [o.min, o.max, o.s1, o.s2, o.e]), (r, _start, n) => {
       outs.forEach((o, i) => {
         const a = acc[i]!;
         a.min = Math.min(a.min, r[o.min]!.data[0] as number);
@@ -150,7 +210,7 @@ export async function collectStats(model: Model, values: readonly string[], set:
         a.e += r[o.e]!.data[0] as number;
         a.count += n;
       });
-    }, limit);
+    }, limit, { fixed: run.fixed, rows: run.fixed });
   } finally {
     await s.release();
   }
@@ -178,6 +238,7 @@ export async function candidateErrorsOrt(
   if (sites.length === 0) return new Map();
   const opset = getOpset(model) ?? 13;
   const dims = await valueDims(model, sites.map((s) => s.value), set);
+  const fixed = fixedBatch(model);
   const b = GraphBuilder.from(model.graph);
   b.outputs.length = 0;
   const errOut = new Map<string, string>();
@@ -192,7 +253,7 @@ export async function candidateErrorsOrt(
     // exact zero adds no error: the search keeps only the nonzero values (about half of a ReLU's
     // output). After a ReLU every zero point is 0 and the two zero-point ops are skipped.
     const z = site.zeroPoint.every((v) => v === 0) ? undefined : b.constant(f32([k, 1], site.zeroPoint), `${site.value}_cand_zp`);
-    const vec = b.op1('Reshape', [site.value, b.ints([-1])]);
+    const vec = b.op1('Reshape', [realPart(b, site.value, fixed !== undefined), b.ints([-1])]);
     const flat = b.op1('Gather', [vec, b.op1('NonZero', [vec])], { axis: A.int(0) }); // [1, nonzero count]
     const r = b.op1('Round', [b.op1('Div', [flat, s])]);
     const q = b.op1('Clip', [z ? b.op1('Add', [r, z]) : r, b.scalar(qmin), b.scalar(qmax)]);
@@ -202,7 +263,7 @@ export async function candidateErrorsOrt(
     errOut.set(site.value, e);
   }
   const maxEl = opts.maxElements ?? 4_000_000;
-  const batch = fixedBatch(model) ?? Math.max(1, Math.floor(maxEl / perSample));
+  const batch = fixed ?? Math.max(1, Math.floor(maxEl / perSample));
   const s = await createSession({ ...model, graph: b.build() }, { source: `activation search of '${model.graph.name}'` });
   const acc = new Map(sites.map((x) => [x.value, new Float64Array(x.scale.length)]));
   try {
@@ -212,7 +273,7 @@ export async function candidateErrorsOrt(
         const a = acc.get(v)!;
         for (let i = 0; i < a.length; i++) a[i]! += e[i]!;
       }
-    }, Math.min(opts.limit ?? setSize(set), setSize(set)));
+    }, Math.min(opts.limit ?? setSize(set), setSize(set)), { fixed: fixed !== undefined, rows: fixed !== undefined });
   } finally {
     await s.release();
   }
@@ -226,9 +287,10 @@ export async function sampleValues(model: Model, values: readonly string[], set:
   const limit = Math.min(opts.limit ?? setSize(set), setSize(set));
   const chunks = new Map<string, Float32Array[]>(values.map((v) => [v, []]));
   try {
-    await forBatches(s, inputName(model), set, fixedBatch(model) ?? opts.batch ?? 32, values.map((v) => outputNameOf(model, v)), (r, _start, n) => {
+    const run = batching(model, opts.batch ?? 32);
+    await forBatches(s, inputName(model), set, run.batch, values.map((v) => outputNameOf(model, v)), (r, _start, n) => {
       for (const v of values) {
-        const d = r[outputNameOf(model, v)]!.data as Float32Array;
+        const d = realRows(r[outputNameOf(model, v)]!, n);
         const keep = Math.max(1, Math.floor((cap * n) / limit));
         const stride = Math.max(1, Math.floor(d.length / keep));
         if (stride === 1) { chunks.get(v)!.push(Float32Array.from(d)); continue; }
@@ -236,7 +298,7 @@ export async function sampleValues(model: Model, values: readonly string[], set:
         for (let i = 0, k = 0; i < d.length; i += stride) out[k++] = d[i]!;
         chunks.get(v)!.push(out);
       }
-    }, limit);
+    }, limit, { fixed: run.fixed });
   } finally {
     await s.release();
   }

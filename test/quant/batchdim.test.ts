@@ -2,7 +2,11 @@
 // included, from initializers or Constant nodes) when the freed graph gives every image the outputs
 // the original gives it, and a model that mixes images is refused with the way out; a model that
 // is already symbolic comes back untouched; the quantizer reconstructs a batch-1 export whose
-// Reshape says 1, and the result gives each image the same logits at batch 3 as alone.
+// Reshape says 1, and the result gives each image the same logits at batch 3 as alone. A batch
+// that stays fixed calibrates (--method mse / minmax) on any image count: a last partial batch is
+// padded and only its real images count, so the statistics, the report and the accuracy are those
+// of the symbolic model on the same images; a model that mixes the images of its batch is refused
+// a partial batch instead, naming the batch size and the count that is whole batches.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
@@ -10,7 +14,8 @@ import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
 import { loadModel } from '../../sdk/onnx/io.ts';
 import { i64, makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Model, Node, ValueInfo } from '../../sdk/onnx/types.ts';
-import { freeBatch, quantize, withSymbolicBatch } from '../../sdk/quant/index.ts';
+import { candidateErrorsOrt, collectStats, freeBatch, independentRows, makePlan, quantize, sampleValues, withSymbolicBatch } from '../../sdk/quant/index.ts';
+import { allLogits } from '../../sdk/quant/report.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { model } from '../autodiff/helpers.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
@@ -169,4 +174,106 @@ test('a batch-1 export whose Reshape says 1 is reconstructed, and the quantized 
   const y = await atOnceAndAlone(r.model, set.images.slice(0, 3 * 64), 3, set.dims.slice(1));
   assert.deepEqual(y.dims, [3, 10]);
   y.once.forEach((v, i) => assert.ok(Math.abs(v - y.alone[i]!) <= 1e-4 * (1 + Math.abs(y.alone[i]!)), `logit ${i}: ${v} at batch 3, ${y.alone[i]} alone`));
+});
+
+/**
+ * tinyResNet(3) at a fixed batch of 4 that cannot be freed. 'fold': the pooled features go through
+ * Reshape [1, 32] and back to [4, 8] (each image keeps its own outputs, but no other batch size
+ * runs); 'centre': each image first has the batch's mean image subtracted (the images mix).
+ */
+function fixedNet(kind: 'fold' | 'centre'): Model {
+  const net = tinyResNet(3);
+  const g = net.graph;
+  const b = 4;
+  const nodes: Node[] = g.nodes.flatMap((n): Node[] => {
+    if (kind === 'fold' && n.opType === 'Flatten') {
+      return [
+        { name: 'fold', opType: 'Reshape', domain: '', inputs: [n.inputs[0]!, 'fold_shape'], outputs: ['folded'], attrs: {} },
+        { name: 'unfold', opType: 'Reshape', domain: '', inputs: ['folded', 'unfold_shape'], outputs: n.outputs, attrs: {} },
+      ];
+    }
+    if (kind === 'centre' && n.inputs[0] === 'input') return [{ ...n, inputs: ['centred', ...n.inputs.slice(1)] }];
+    return [n];
+  });
+  const centre: Node[] = kind === 'centre' ? [
+    { name: 'batch_mean', opType: 'ReduceMean', domain: '', inputs: ['input'], outputs: ['mean_image'], attrs: { axes: A.ints([0]), keepdims: A.int(1) } },
+    { name: 'centre', opType: 'Sub', domain: '', inputs: ['input', 'mean_image'], outputs: ['centred'], attrs: {} },
+  ] : [];
+  const initializers = new Map(g.initializers);
+  initializers.set('fold_shape', i64([2], [1, 32]));
+  initializers.set('unfold_shape', i64([2], [b, 8]));
+  return {
+    ...net,
+    graph: {
+      ...g,
+      nodes: [...centre, ...nodes],
+      initializers,
+      inputs: g.inputs.map((v) => ({ ...v, shape: [b, ...v.shape!.slice(1)] })),
+      outputs: g.outputs.map((v) => ({ ...v, shape: [b, ...v.shape!.slice(1)] })),
+      valueInfo: new Map(),
+    },
+  };
+}
+
+test('statistics of a fixed batch over a partial last batch are those of the real images alone', async () => {
+  const fixed = fixedNet('fold');
+  const r = await freeBatch(fixed);
+  assert.equal(r.kind, 'fixed');
+  assert.match(r.kind === 'fixed' ? r.reason : '', /fails on another batch size/);
+  assert.deepEqual(await independentRows(fixed), { independent: true });
+  const free = tinyResNet(3); // the same function with a symbolic batch
+  const set = tinySet(30); // 7 batches of 4 and 2 images
+  const plan = makePlan(fixed.graph, { wBits: 4, aBits: 4 });
+  const values = plan.acts.map((a) => a.value);
+  const [a, b] = [await collectStats(fixed, values, set), await collectStats(free, values, set, { batch: 4 })];
+  for (const v of values) {
+    const [x, y] = [a.get(v)!, b.get(v)!];
+    assert.deepEqual([x.min, x.max, x.energy], [y.min, y.max, y.energy], v);
+    assert.deepEqual(Array.from(x.mean), Array.from(y.mean), v);
+    assert.deepEqual(Array.from(x.variance), Array.from(y.variance), v);
+  }
+  const [sa, sb] = [await sampleValues(fixed, values, set, { cap: Number.MAX_SAFE_INTEGER }), await sampleValues(free, values, set, { cap: Number.MAX_SAFE_INTEGER, batch: 4 })];
+  for (const v of values) assert.deepEqual(Array.from(sa.get(v)!), Array.from(sb.get(v)!), v);
+  const sites = plan.acts.map((p) => ({ value: p.value, spec: p.spec, scale: Float32Array.of(0.01, 0.05, 0.2), zeroPoint: Float32Array.of(0, 0, 0) }));
+  const [ea, eb] = [await candidateErrorsOrt(fixed, sites, set), await candidateErrorsOrt(free, sites, set)];
+  for (const v of values) ea.get(v)!.forEach((e, k) => assert.ok(Math.abs(e - eb.get(v)![k]!) <= 1e-5 * Math.max(1, e), `${v} candidate ${k}: ${e} vs ${eb.get(v)![k]}`));
+  // logits of 7 images (one partial batch): the symbolic model's
+  const eval7 = tinySet(7, 2);
+  const [la, lb] = [await allLogits(fixed, eval7), await allLogits(free, eval7)];
+  assert.equal(la.n, 7);
+  assert.deepEqual(Array.from(la.data), Array.from(lb.data));
+});
+
+test('--method minmax / mse on a fixed batch that cannot be freed: any image count, the results of the real images', async () => {
+  const fixed = fixedNet('fold');
+  const set = tinySet(30);
+  const evalSet = tinySet(7, 2);
+  const options = { wBits: 4, aBits: 4, method: 'minmax', minCalibImages: 16, actImages: 30, reportImages: 10 } as const;
+  const r = await quantize({ model: fixed, calib: set, eval: evalSet, options });
+  const ref = await quantize({ model: tinyResNet(3), calib: set, eval: evalSet, options });
+  assert.equal(batchDim(r.model.graph.inputs), 4);
+  assert.deepEqual(r.report.calibration.activationRanges, ref.report.calibration.activationRanges);
+  assert.equal(r.report.accuracy?.images, 7);
+  assert.deepEqual(r.report.accuracy, ref.report.accuracy);
+  assert.deepEqual(r.report.variants, ref.report.variants);
+  r.report.layers.forEach((l, i) => assert.ok(Math.abs(l.sqnrDb - ref.report.layers[i]!.sqnrDb) < 1e-3, `${l.node}: ${l.sqnrDb} vs ${ref.report.layers[i]!.sqnrDb} dB`));
+  // the MSE search too (it runs its own graph over the batches)
+  const mse = await quantize({ model: fixed, calib: set, options: { ...options, method: 'mse' } });
+  assert.equal(mse.manifest.calibration.images, 30);
+});
+
+test('a fixed batch whose images mix is refused a partial batch, with the batch size and whole counts; whole batches run', async () => {
+  const centred = fixedNet('centre');
+  const r = await independentRows(centred);
+  assert.equal(r.independent, false);
+  assert.match(r.independent ? '' : r.reason, /other values of 'logits' when the other images of its batch change/);
+  const options = { wBits: 4, aBits: 4, method: 'mse', minCalibImages: 16, actImages: 30, reportImages: 10 } as const;
+  await assert.rejects(quantize({ model: centred, calib: tinySet(30), options }), (e: unknown) => isTtaqError(e) && e.code === 'QUANT_BAD_MODEL'
+    && /fixed batch size of 4 that cannot be freed/.test(e.message) && /the 30 calibration images \(pass --calib-images 28\)/.test(e.message));
+  await assert.rejects(quantize({ model: centred, calib: tinySet(32), eval: tinySet(6, 2), options }), (e: unknown) => isTtaqError(e) && e.code === 'QUANT_BAD_MODEL'
+    && /the 6 evaluation images \(pass --eval-limit 4\)/.test(e.message) && !/calibration images/.test(e.message));
+  // whole batches: the subsets are rounded down to whole batches (30 -> 28 activation images)
+  const ok = await quantize({ model: centred, calib: tinySet(32), eval: tinySet(8, 2), options });
+  assert.equal(ok.report.calibration.actImages, 28);
+  assert.equal(ok.report.accuracy?.images, 8);
 });
