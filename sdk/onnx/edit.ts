@@ -4,6 +4,7 @@
 // reads from the outer scope is the caller's business.
 import { TtaqError } from '../errors/index.ts';
 import { declaredInfo, indexGraph, topoSort, valueNames } from './graph.ts';
+import { f32, i64 } from './tensor.ts';
 import type { DType, Graph, Node, Tensor, ValueInfo } from './types.ts';
 
 const noNode = (g: Graph, name: string): TtaqError =>
@@ -163,6 +164,42 @@ export function removeUnused(g: Graph): Graph {
   keep.reverse();
   const initializers = new Map([...g.initializers].filter(([k]) => needed.has(k)));
   return { ...g, nodes: keep, initializers };
+}
+
+/**
+ * The tensor a Constant node yields, from whichever of ONNX's value attributes it carries: `value`
+ * (a tensor), `value_float` / `value_int` (a scalar of float32 / int64), `value_floats` /
+ * `value_ints` (a 1-D tensor). Undefined for other nodes and for the kinds the IR has no dense
+ * numeric tensor for (`value_string(s)`, `sparse_value`).
+ */
+export function constantValue(n: Node): Tensor | undefined {
+  if (n.opType !== 'Constant' || (n.domain !== '' && n.domain !== 'ai.onnx')) return undefined;
+  const a = n.attrs;
+  if (a.value?.kind === 'tensor') return a.value.value;
+  if (a.value_float?.kind === 'float') return f32([], [a.value_float.value]);
+  if (a.value_floats?.kind === 'floats') return f32([a.value_floats.value.length], a.value_floats.value);
+  if (a.value_int?.kind === 'int') return i64([], [a.value_int.value]);
+  if (a.value_ints?.kind === 'ints') return i64([a.value_ints.value.length], a.value_ints.value);
+  return undefined;
+}
+
+/**
+ * Constant nodes turned into initializers of the same name (PyTorch exports write Reshape shapes,
+ * scalars and the like as Constants; as initializers they are plain constants to every pass that
+ * reads them, and no Constant node lands among the ops of a block). A Constant whose value is a
+ * graph output, or whose kind constantValue does not read, stays a node.
+ */
+export function foldConstants(g: Graph): Graph {
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const initializers = new Map(g.initializers);
+  const nodes: Node[] = [];
+  for (const n of g.nodes) {
+    const out = n.outputs[0];
+    const t = out && n.outputs.length === 1 && !outputs.has(out) && !initializers.has(out) ? constantValue(n) : undefined;
+    if (t) initializers.set(out!, t);
+    else nodes.push(n);
+  }
+  return nodes.length === g.nodes.length ? g : { ...g, nodes, initializers };
 }
 
 /** Adds (or replaces) an initializer. */

@@ -9,7 +9,7 @@ export { loadModel, readModelBytes, saveModel } from './io.ts';
 export { checkModelVersions, getDomainOpset, getOpset, setOpset, MAX_IR_VERSION, MAX_OPSET, MIN_IR_VERSION, MIN_OPSET } from './versions.ts';
 export type { EncodeOptions } from './codec.ts';
 export { ancestorNodes, consumers, declaredDtype, declaredInfo, descendantNodes, indexGraph, isTopologicallySorted, opHistogram, producers, topoOrder, topoSort, valueNames, type GraphIndex } from './graph.ts';
-export { bypassNode, exposeOutputs, insertNode, insertNodes, removeNode, removeNodes, nameAllocator, removeUnused, renameValue, replaceNode, replaceUses, setInitializer, setValueInfo, uniqueName, type InsertAt } from './edit.ts';
+export { bypassNode, constantValue, exposeOutputs, foldConstants, insertNode, insertNodes, removeNode, removeNodes, nameAllocator, removeUnused, renameValue, replaceNode, replaceUses, setInitializer, setValueInfo, uniqueName, type InsertAt } from './edit.ts';
 export { extractModel, extractSubgraph, type ExtractOptions } from './extract.ts';
 export { assertValidGraph, validateGraph, validateModel, type Problem, type ProblemKind } from './validate.ts';
 export { clearShapeCache, inferShapes, subByteValues, type InferShapesOptions } from './shapes.ts';

@@ -1,10 +1,14 @@
-// Graph preparation: batch norm stays a float op after its conv so test-time adaptation has a
-// place. A model exported with BN folded (Conv with bias, no BatchNormalization anywhere) gets an
-// equivalent BN after every such conv: running mean μ and variance σ² of the conv output measured
-// on calibration data, γ = sqrt(σ² + ε), β = μ, so BN(x) = x exactly on any input, and adaptation
+// Graph preparation. Constant nodes become initializers (foldConstants): a PyTorch export's
+// Reshape shape or scalar written as a Constant is then a plain constant to planning, calibration
+// and the gradient rules, and no Constant, which has no gradient rule, lands in a reconstruction
+// block. Batch norm stays a float op after its conv so test-time adaptation has a place. A model
+// exported with BN folded (Conv with bias, no BatchNormalization anywhere) gets an equivalent BN
+// after every such conv: running mean μ and variance σ² of the conv output measured on
+// calibration data, γ = sqrt(σ² + ε), β = μ, so BN(x) = x exactly on any input, and adaptation
 // that re-estimates statistics or tunes γ/β works as on a model trained with BN.
 import { TtaqError } from '../errors/index.ts';
 import { A } from '../onnx/builder.ts';
+import { foldConstants } from '../onnx/edit.ts';
 import { f32 } from '../onnx/tensor.ts';
 import type { Model, Node, Tensor } from '../onnx/types.ts';
 import { indexGraph } from './graphutil.ts';
@@ -35,7 +39,9 @@ export function convsWithoutBn(model: Model): Node[] {
   });
 }
 
-export async function prepareModel(model: Model, set: CalibSet | undefined, mode: BnInsertion = 'auto', opts: { limit?: number } = {}): Promise<PreparedModel> {
+export async function prepareModel(source: Model, set: CalibSet | undefined, mode: BnInsertion = 'auto', opts: { limit?: number } = {}): Promise<PreparedModel> {
+  const folded = foldConstants(source.graph);
+  const model: Model = folded === source.graph ? source : { ...source, graph: folded };
   const g = model.graph;
   const existing = g.nodes.filter((n) => n.opType === 'BatchNormalization');
   for (const n of existing) {

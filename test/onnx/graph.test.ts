@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
-import { GraphBuilder } from '../../sdk/onnx/builder.ts';
-import { bypassNode, exposeOutputs, insertNode, removeNode, removeUnused, renameValue, replaceNode, replaceUses, uniqueName } from '../../sdk/onnx/edit.ts';
+import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
+import { bypassNode, exposeOutputs, foldConstants, insertNode, removeNode, removeUnused, renameValue, replaceNode, replaceUses, uniqueName } from '../../sdk/onnx/edit.ts';
 import { extractModel, extractSubgraph } from '../../sdk/onnx/extract.ts';
 import { ancestorNodes, consumers, descendantNodes, indexGraph, isTopologicallySorted, opHistogram, producers, topoOrder, topoSort } from '../../sdk/onnx/graph.ts';
-import { f32 } from '../../sdk/onnx/tensor.ts';
+import { f32, i64 } from '../../sdk/onnx/tensor.ts';
 import type { Graph, Model, Tensor } from '../../sdk/onnx/types.ts';
 import { assertValidGraph, validateGraph, validateModel } from '../../sdk/onnx/validate.ts';
 import { getOpset, setOpset } from '../../sdk/onnx/versions.ts';
@@ -137,6 +137,40 @@ test('edits: insert a QDQ pair with replaceUses, rename, bypass, replace, expose
   assert.deepEqual(dead.nodes.map((n) => n.name), ['mul']);
   assert.equal(uniqueName(g0, 'a'), 'a_1');
   assert.equal(uniqueName(g0, 'fresh'), 'fresh');
+});
+
+test('foldConstants: every numeric kind of Constant becomes an initializer of its name, the results unchanged', async () => {
+  const b = new GraphBuilder('constants');
+  b.input('x', 'float32', ['N', 2, 3]);
+  const k = (name: string, attrs: Parameters<typeof b.op1>[2]) => b.op1('Constant', [], attrs, { name, outputNames: [`${name}.out`] });
+  const shape = k('shape', { value: A.tensor(i64([2], [-1, 6])) });
+  const scale = k('scale', { value_float: A.float(0.5) });
+  const bias = k('bias', { value_floats: A.floats([1, 2, 3, 4, 5, 6]) });
+  const axis = k('axis', { value_ints: A.ints([1]) });
+  const power = k('power', { value_int: A.int(2) });
+  const flat = b.op1('Reshape', ['x', shape], {}, { name: 'view' });
+  const y = b.op1('Add', [b.op1('Mul', [flat, scale]), bias], {}, { name: 'affine' });
+  b.op1('ReduceSum', [b.op1('Pow', [y, b.op1('Cast', [power], { to: A.int(1) })]), axis], { keepdims: A.int(0) }, { outputNames: ['y'] });
+  // a Constant that is itself a graph output stays a node (an initializer is no output of a node)
+  b.op1('Constant', [], { value: A.tensor(f32([1], [7])) }, { name: 'seven_node', outputNames: ['seven'] });
+  b.output('y', 'float32', ['N']);
+  b.output('seven', 'float32', [1]);
+  const g = b.build();
+  const folded = foldConstants(g);
+  assert.deepEqual(folded.nodes.filter((n) => n.opType === 'Constant').map((n) => n.name), ['seven_node']);
+  assert.deepEqual(validateGraph(folded), []);
+  const dims = (v: string) => folded.initializers.get(v)?.dims;
+  assert.deepEqual([dims('shape.out'), dims('scale.out'), dims('bias.out'), dims('axis.out'), dims('power.out')], [[2], [], [6], [1], []]);
+  assert.equal(folded.initializers.get('power.out')!.dtype, 'int64');
+  assert.equal(folded.initializers.get('scale.out')!.dtype, 'float32');
+  assert.equal(g.initializers.size, 0, 'the input graph is not changed');
+  const x = f32([2, 2, 3], [1, -2, 3, 0.5, 4, -1, 2, 2, -3, 1, 0, 6]);
+  const [want, got] = [await run(asModel(g), { x }), await run(asModel(folded), { x })];
+  assert.deepEqual(Array.from(got.y!.data as Float32Array), Array.from(want.y!.data as Float32Array));
+  // by hand: image 0 is sum((x/2 + [1..6])^2)
+  const img0 = [1, -2, 3, 0.5, 4, -1].reduce((s, v, i) => s + (v / 2 + i + 1) ** 2, 0);
+  assert.ok(Math.abs((got.y!.data as Float32Array)[0]! - img0) < 1e-4);
+  assert.equal(foldConstants(folded), folded, 'nothing left to fold: the same graph');
 });
 
 test('extract: the block between two cuts runs and matches the full model', async () => {

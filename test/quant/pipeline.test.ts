@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { TtaqError } from '../../sdk/errors/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
-import { f32, makeTensor } from '../../sdk/onnx/tensor.ts';
-import type { Model } from '../../sdk/onnx/types.ts';
+import { f32, i64, makeTensor } from '../../sdk/onnx/tensor.ts';
+import type { Model, Node } from '../../sdk/onnx/types.ts';
 import { METHODS, prepareModel, quantize, type QuantizeOptionsInput } from '../../sdk/quant/index.ts';
 import { createSession } from '../../sdk/runtime/index.ts';
 import { tinyResNet, tinySet } from './fixtures.ts';
@@ -72,6 +72,36 @@ test('a BN-folded model gets identity BNs after its convs, measured on calibrati
   assert.deepEqual([...r.bnNodes], ['c1.bn', 'c2.bn', 'c3.bn']);
   assert.equal(r.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 3);
   assert.deepEqual(r.manifest.calibration.insertedBn, ['c1.bn', 'c2.bn', 'c3.bn']);
+});
+
+test('a Reshape whose shape comes from a Constant node (x.view(-1, 8) in PyTorch) is folded and reconstructs as Flatten does', async () => {
+  const net = tinyResNet(2);
+  const g = net.graph;
+  const viewed: Model = {
+    ...net,
+    graph: {
+      ...g,
+      nodes: g.nodes.flatMap((n): Node[] => n.opType !== 'Flatten' ? [n] : [
+        { name: 'view_shape', opType: 'Constant', domain: '', inputs: [], outputs: ['view_shape.out'], attrs: { value: A.tensor(i64([2], [-1, 8])) } },
+        { name: 'view', opType: 'Reshape', domain: '', inputs: [n.inputs[0]!, 'view_shape.out'], outputs: n.outputs, attrs: {} },
+      ]),
+    },
+  };
+  const set = tinySet(32);
+  const options = { ...FAST, iterations: 4, reportImages: 8 };
+  const r = await quantize({ model: viewed, calib: set, options });
+  assert.ok(r.report.blocks.length > 0);
+  assert.ok(!r.prepared.graph.nodes.some((n) => n.opType === 'Constant'));
+  assert.deepEqual(Array.from(r.prepared.graph.initializers.get('view_shape.out')!.data as BigInt64Array, Number), [-1, 8]);
+  // the same network with Flatten quantizes to the same logits
+  const flat = await quantize({ model: net, calib: set, options });
+  const logits = async (m: Model) => {
+    const s = await createSession(m);
+    try { return (await s.run({ input: makeTensor('float32', set.dims, set.images) })).logits!.data as Float32Array; } finally { await s.release(); }
+  };
+  const [a, b] = [await logits(r.model), await logits(flat.model)];
+  assert.equal(a.length, 32 * 10);
+  a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) <= 1e-5 * (1 + Math.abs(b[i]!)), `logit ${i}: ${v} with the view, ${b[i]} with Flatten`));
 });
 
 test('an interrupted run resumes from its finished blocks and ends where an uninterrupted run ends', async () => {
