@@ -141,7 +141,7 @@ export async function run(argv: string[]): Promise<number> {
   const note = (line: string): void => { if (!f.quiet) process.stderr.write(`note: ${line}\n`); };
   const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, labels: models[0]!.manifest.labels, onProgress: progress, onNote: note };
   const blocks: DomainBlock[] = f.data
-    ? await folderDomains(f.data, { ...domOpts, height: pre.height, width: pre.width, channels: pre.channels })
+    ? await folderDomains(f.data, { ...domOpts, fit: pre })
     : await corruptedFashionMnist(domOpts);
 
   // With --out, finished rows go to a journal as they finish: a rerun of the same command after a

@@ -23,7 +23,9 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
 
   --model PATH        FP32 ONNX model; its manifest (<model>.manifest.json) gives preprocessing and labels
   --calib DATASET     calibration images: fashion-mnist[:train|test], <idx-dir>[:split], or an image folder
-                      (one sub-folder per class, or the images themselves, unlabelled)
+                      (one sub-folder per class, or the images themselves, unlabelled); a folder's
+                      images may have any sizes: each is resized to the model's input as its
+                      manifest's preprocessing resizes camera frames (a note says how many)
   --eval DATASET      labelled images for the accuracy report (default: none; the calibration images
                       are used when they carry labels). An image folder's class sub-folders are
                       matched to the model's labels by name ('/' written as '_'), by number (0, 1,
@@ -40,7 +42,9 @@ const HELP = `usage: ttaq quantize --model in.onnx --calib <dataset> --w-bits 2|
   --iterations N      iterations per block (overrides --preset)
   --pem W             PEM weight (default ${TTAQ_TERMS.pem} for ttaq, 0 otherwise; 0 disables)
   --pcr W             PCR weight (default ${TTAQ_TERMS.pcr} for ttaq, 0 otherwise; 0 disables)
-  --calib-images N    calibration images used (default 1024)
+  --calib-images N    calibration images used (default 1024). A model whose fixed batch size
+                      cannot be freed (calibration methods only) pads a last partial batch; if its
+                      images mix within a batch, the counts must be whole batches instead
   --min-calib N       fewest calibration images accepted (default 32)
   --first-last B      bits of the first and last weighted layers (default 8; 'same' = --w-bits/--a-bits)
   --override SPEC     per-node widths: <name-or-regex>=w<B>a<B> | <name-or-regex>=skip (repeatable)
@@ -119,26 +123,30 @@ function checkOptions(o: QuantizeOptionsInput): void {
  * Reads `--calib` or `--eval`. An image folder's classes are matched to the model's labels
  * (matchClassFolders): by name or number, or in sorted order when there are as many; otherwise the
  * evaluation set is refused and the calibration set is read without labels (they would score the
- * model against the wrong classes), with a note.
+ * model against the wrong classes), with a note. A folder's images may have several sizes: each is
+ * brought to the model's input size as the manifest's preprocessing resizes a camera frame on the
+ * device (`fit`), with a note of how many were resized.
  */
-async function readDataset(spec: string, role: '--calib' | '--eval', labels: readonly string[], note: (line: string) => void): Promise<{ data: Dataset; labelled: boolean }> {
+async function readDataset(spec: string, role: '--calib' | '--eval', m: Manifest, note: (line: string) => void): Promise<{ data: Dataset; labelled: boolean }> {
   const d = parseDatasetArg(spec);
   if (d.kind === 'fmnist') return { data: await readFashionMnist(d.split === 'test' ? 'test' : 'train'), labelled: true };
   if (d.kind === 'idx') return { data: await readIdxDir(d.path, d.split), labelled: true };
+  const labels = m.labels;
+  const fit = { fit: m.preprocess, onNote: (line: string) => note(`${role} ${spec}: ${line}`) };
   const folders = classFolders(d.path);
   if (folders.length === 0) {
     // a flat folder of images (frames from the camera): calibration data without labels
     if (role === '--eval') throw new TtaqError('DATA_BAD_FORMAT', `${role} ${spec}: the folder has no class sub-folders, so its images have no labels to score; put each class's images in ${d.path}/<label>/`);
-    return { data: await readUnlabelledImages(d.path), labelled: false };
+    return { data: await readUnlabelledImages(d.path, fit), labelled: false };
   }
-  const m = matchClassFolders(folders, labels);
-  if (m.kind === 'names' || m.kind === 'order') {
-    if (m.note) note(`${role} ${spec}: ${m.note}`);
-    return { data: await readImageFolder(d.path, { classes: m.classes }), labelled: true };
+  const match = matchClassFolders(folders, labels);
+  if (match.kind === 'names' || match.kind === 'order') {
+    if (match.note) note(`${role} ${spec}: ${match.note}`);
+    return { data: await readImageFolder(d.path, { classes: match.classes, ...fit }), labelled: true };
   }
-  if (role === '--eval') throw new TtaqError('DATA_BAD_FORMAT', `${role} ${spec}: ${m.reason}; name its sub-folders after the labels in the model's manifest to measure accuracy`);
-  note(`${role} ${spec}: ${m.reason}; its images calibrate, its labels are not used (no accuracy from them)`);
-  return { data: await readImageFolder(d.path), labelled: false };
+  if (role === '--eval') throw new TtaqError('DATA_BAD_FORMAT', `${role} ${spec}: ${match.reason}; name its sub-folders after the labels in the model's manifest to measure accuracy`);
+  note(`${role} ${spec}: ${match.reason}; its images calibrate, its labels are not used (no accuracy from them)`);
+  return { data: await readImageFolder(d.path, fit), labelled: false };
 }
 
 /** A seeded random subset of `n` images, preprocessed for the model. */
@@ -288,8 +296,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const progress = progressPrinter(process.stderr, !!v.quiet);
     progress({ stage: 'load data', done: 0, total: 1 });
-    const calib = toCalibSet(await readDataset(v.calib as string, '--calib', manifest.labels, note), manifest, calibN, seed);
-    const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string, '--eval', manifest.labels, note), manifest, evalLimit ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
+    const calib = toCalibSet(await readDataset(v.calib as string, '--calib', manifest, note), manifest, calibN, seed);
+    const evalSet = v.eval ? toCalibSet(await readDataset(v.eval as string, '--eval', manifest, note), manifest, evalLimit ?? Number.MAX_SAFE_INTEGER, seed + 1) : undefined;
     // Ctrl-C: the finished blocks are in the state file (written atomically after each); say so
     const onInterrupt = (): void => {
       process.stderr.write(`\nttaq quantize: interrupted; ${statePath ? `the finished blocks are kept in ${statePath}: run the same command again to resume from the next one` : 'nothing is kept (--no-state)'}\n`);

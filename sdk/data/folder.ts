@@ -1,16 +1,21 @@
 // Image folders: one sub-folder per class (sorted names = label order unless `classes` is given),
 // or, unlabelled, the images themselves (readUnlabelledImages: calibration frames from a camera);
 // JPEG / PNG / WebP files decoded by sharp into the Dataset layout. All images must share one
-// size unless `height`/`width` are given (then every image is resized to it, aspect not kept).
+// size unless `height`/`width` are given (then every image is resized to it, aspect not kept), or
+// `fit` is: then each image not in the model's layout is brought to it as the model's
+// preprocessing does (fitImage: channel conversion, then the manifest's stretch / center-crop /
+// letterbox), so calibration and evaluation see what the device sees after it resizes a frame.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import { TtaqError } from '../errors/index.ts';
 import type { ProgressFn } from '../progress/index.ts';
+import type { Preprocess } from '../manifest/index.ts';
 import { labelFolderName } from './classmatch.ts';
 import { checkDataset, imageAt, packLabels, type Dataset } from './dataset.ts';
 import { isFolder } from './entries.ts';
+import { fitImage } from './preprocess.ts';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'] as const;
 
@@ -29,6 +34,14 @@ export interface ImageFolderOptions {
    * with fewer images leaves its share to the others); within a class, first by file name.
    */
   readonly limit?: number;
+  /**
+   * The model's input layout: images of other sizes (or channel counts) are brought to it as the
+   * model's preprocessing does (fitImage), so images of several sizes make one dataset, of this
+   * layout. Each image is decoded with its own channel count unless `channels` is given.
+   */
+  readonly fit?: Pick<Preprocess, 'height' | 'width' | 'channels' | 'resize'>;
+  /** Told, once, how many images `fit` resized from which sizes. */
+  readonly onNote?: (line: string) => void;
   readonly onProgress?: ProgressFn;
 }
 
@@ -105,23 +118,42 @@ export async function readUnlabelledImages(dir: string, opts: Omit<ImageFolderOp
   return decodeFiles(files, dir, opts);
 }
 
-/** Decodes `files` (all of one size unless a size is given) into a dataset. */
+/** Decodes `files` (all of one size unless a size or `fit` is given) into a dataset. */
 async function decodeFiles(files: readonly { path: string; label: number }[], dir: string, opts: ImageFolderOptions, classes?: readonly string[]): Promise<Dataset> {
+  const fit = opts.fit;
   const first = await decodeImage(files[0]!.path, opts.channels, opts.height, opts.width);
-  const { height, width, channels } = first;
+  const { height, width, channels } = fit ?? first;
   const per = height * width * channels;
   const images = new Uint8Array(files.length * per);
+  // with `fit`: how many images had another size, and which sizes (for the note)
+  let resized = 0;
+  const sizes = new Map<string, number>();
   const CONCURRENCY = 8;
   for (let s = 0; s < files.length; s += CONCURRENCY) {
     const chunk = files.slice(s, s + CONCURRENCY);
-    const decoded = await Promise.all(chunk.map((f, k) => (s + k === 0 ? first : decodeImage(f.path, channels, opts.height, opts.width))));
+    const decoded = await Promise.all(chunk.map((f, k) => (s + k === 0 ? first : decodeImage(f.path, fit ? opts.channels : channels, opts.height, opts.width))));
     decoded.forEach((img, k) => {
+      if (fit) {
+        if (img.height !== height || img.width !== width) {
+          resized++;
+          const key = `${img.height}x${img.width}`;
+          sizes.set(key, (sizes.get(key) ?? 0) + 1);
+        }
+        const same = img.height === height && img.width === width && img.channels === channels;
+        images.set(same ? img.data : fitImage(img.data, img.height, img.width, img.channels, fit), (s + k) * per);
+        return;
+      }
       if (img.height !== height || img.width !== width) {
         throw new TtaqError('DATA_BAD_FORMAT', `${chunk[k]!.path} is ${img.height}x${img.width} but ${files[0]!.path} is ${height}x${width}; the images of one folder must share a size (the model's preprocessing resizes them together): resize them to one size first`);
       }
       images.set(img.data, (s + k) * per);
     });
     opts.onProgress?.({ stage: 'decode', done: Math.min(files.length, s + CONCURRENCY), total: files.length });
+  }
+  if (fit && resized > 0) {
+    const common = [...sizes].sort((a, b) => b[1] - a[1]);
+    const from = common.slice(0, 3).map(([k, n]) => `${n} of ${k}`).join(', ') + (common.length > 3 ? `, ${common.length - 3} other sizes` : '');
+    opts.onNote?.(`${resized} of ${files.length} images resized from other sizes (${from}) to the model's ${height}x${width} (${fit.resize}, as its preprocessing resizes camera frames)`);
   }
   return checkDataset({ count: files.length, height, width, channels, images, labels: packLabels(files.map((f) => f.label)), ...(classes ? { classes } : {}) }, dir);
 }

@@ -45,7 +45,7 @@ function checkPreprocess(p: Preprocess, source: string): Preprocess {
 const interpFor = (fromH: number, fromW: number, toH: number, toW: number): number =>
   toH < fromH || toW < fromW ? cv().INTER_AREA : cv().INTER_LINEAR;
 
-function geometry(m: Mat, p: Preprocess): Mat {
+function geometry(m: Mat, p: Pick<Preprocess, 'height' | 'width' | 'resize'>): Mat {
   const c = cv();
   const h = m.rows;
   const w = m.cols;
@@ -65,6 +65,29 @@ function geometry(m: Mat, p: Preprocess): Mat {
   const top = Math.floor((p.height - rh) / 2);
   const left = Math.floor((p.width - rw) / 2);
   return r.copyMakeBorder(top, p.height - rh - top, left, p.width - rw - left, c.BORDER_CONSTANT, 0);
+}
+
+/** Channel conversion, then geometry: the model's H x W x C from one image's Mat (8-bit). */
+function toModelLayout(m: Mat, channels: number, spec: Pick<Preprocess, 'height' | 'width' | 'channels' | 'resize'>): Mat {
+  const c = cv();
+  let out = m;
+  if (channels === 1 && spec.channels === 3) out = out.cvtColor(c.COLOR_GRAY2RGB);
+  else if (channels === 3 && spec.channels === 1) out = out.cvtColor(c.COLOR_RGB2GRAY);
+  return geometry(out, spec);
+}
+
+/**
+ * One HWC uint8 image (1 or 3 channels, any size) brought to the model's input layout
+ * (spec.height x spec.width x spec.channels, HWC uint8) by the steps preprocessBatch takes before
+ * it normalises: channel conversion, then the manifest's resize. preprocessBatch of the result is
+ * preprocessBatch of the image, so a folder of mixed sizes can be stored at one size, as the
+ * model's preprocessing would have made it.
+ */
+export function fitImage(image: Uint8Array, height: number, width: number, channels: number, spec: Pick<Preprocess, 'height' | 'width' | 'channels' | 'resize'>): Uint8Array {
+  if (channels !== 1 && channels !== 3) throw new TtaqError('DATA_BAD_FORMAT', `fitImage: ${channels}-channel image; convert it to 1 (gray) or 3 (RGB) channels first`);
+  if (image.length !== height * width * channels) throw new TtaqError('DATA_BAD_FORMAT', `fitImage: an image of ${height}x${width}x${channels} needs ${height * width * channels} bytes, got ${image.length}`);
+  const m = toModelLayout(matFromU8(image, height, width, channels), channels, spec);
+  return new Uint8Array(m.getData());
 }
 
 /**
@@ -90,10 +113,7 @@ export function preprocessBatch(batch: Batch, spec: Preprocess, out?: Float32Arr
   const mean = (k: number): number => spec.mean[spec.mean.length === 1 ? 0 : k]!;
   const std = (k: number): number => spec.std[spec.std.length === 1 ? 0 : k]!;
   for (let i = 0; i < n; i++) {
-    let m = matFromU8(batch.images.subarray(i * per, (i + 1) * per), height, width, channels);
-    if (channels === 1 && C === 3) m = m.cvtColor(c.COLOR_GRAY2RGB);
-    else if (channels === 3 && C === 1) m = m.cvtColor(c.COLOR_RGB2GRAY);
-    m = geometry(m, spec);
+    const m = toModelLayout(matFromU8(batch.images.subarray(i * per, (i + 1) * per), height, width, channels), channels, spec);
     const planes = C === 1 ? [m] : m.splitChannels();
     for (let k = 0; k < C; k++) {
       const f = planes[k]!.convertTo(c.CV_32F, 1 / (255 * std(k)), -mean(k) / std(k));

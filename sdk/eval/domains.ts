@@ -12,6 +12,7 @@ import {
 } from '../data/index.ts';
 import { TtaqError } from '../errors/index.ts';
 import type { ProgressFn } from '../progress/index.ts';
+import type { Preprocess } from '../manifest/index.ts';
 
 export interface DomainBlock {
   readonly name: string;
@@ -140,7 +141,11 @@ function idxLabelMap(dir: string, labels: readonly string[], note: (line: string
 }
 
 /** Domains from an external folder (IDX pairs or ImageNet-C). */
-export async function folderDomains(dir: string, o: DomainOptions & { readonly height?: number; readonly width?: number; readonly channels?: 1 | 3 }): Promise<DomainBlock[]> {
+/**
+ * `fit`: the model's input layout and resize mode; an ImageNet-C tree's images of other sizes are
+ * brought to it as the model's preprocessing resizes a camera frame (sdk/data fitImage).
+ */
+export async function folderDomains(dir: string, o: DomainOptions & { readonly fit?: Pick<Preprocess, 'height' | 'width' | 'channels' | 'resize'> }): Promise<DomainBlock[]> {
   const layout = dataLayout(dir);
   const note = o.onNote ?? ((): void => {});
   // One generator per domain: a domain's subset and order do not depend on the other domains.
@@ -200,8 +205,7 @@ export async function folderDomains(dir: string, o: DomainOptions & { readonly h
   }
   const read = await readImageNetC(dir, {
     corruptions, severities: [o.severity], ...(classes ? { classes } : {}),
-    ...(o.channels ? { channels: o.channels } : {}),
-    ...(o.height && o.width ? { height: o.height, width: o.width } : {}),
+    ...(o.fit ? { fit: o.fit, channels: o.fit.channels } : {}),
     // `limit` images in all, spread over the class folders there are (not limit / model classes each)
     ...(o.limit !== undefined ? { limit: o.limit } : {}),
   });

@@ -106,7 +106,7 @@ test('ttaq quantize: a folder of images without class sub-folders calibrates, un
 test('an ImageNet-C tree for ttaq eval: class folders matched to the model\'s labels, or refused', async () => {
   const { folderDomains } = await import('../../sdk/eval/index.ts');
   const src = graySet(20);
-  const opts = { severity: 5, order: { kind: 'shuffled' as const }, seed: 1, classes: 10, labels: [...FASHION_MNIST_LABELS], channels: 1 as const, height: 28, width: 28 };
+  const opts = { severity: 5, order: { kind: 'shuffled' as const }, seed: 1, classes: 10, labels: [...FASHION_MNIST_LABELS], fit: { channels: 1 as const, height: 28, width: 28, resize: 'stretch' as const } };
   const named = join(dir, 'c-named');
   await writeImageFolder({ ...src, classes: [...FASHION_MNIST_LABELS] }, join(named, 'fog', '5'));
   const [fog] = await folderDomains(named, opts);

@@ -16,7 +16,7 @@ const dir = mkdtempSync(join(tmpdir(), 'ttaq-domains-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const LABELS = [...FASHION_MNIST_LABELS];
-const base = { severity: 5, seed: 0, classes: 10, labels: LABELS, channels: 1 as const, height: 28, width: 28 };
+const base = { severity: 5, seed: 0, classes: 10, labels: LABELS, fit: { channels: 1 as const, height: 28, width: 28, resize: 'stretch' as const } };
 const continual = getProtocol('continual').order;
 
 /** graySet(n) with other labels. */
@@ -164,5 +164,29 @@ describe('IDX folders written from a class-folder tree', () => {
     // Trouser 1, Coat 4, Bag 8 in the model's label order; labels (i mod 10) mod 3 give Trouser 12
     // images of the 30, Coat and Bag 9 each
     assert.deepEqual([...counts].sort((a, b) => a[0] - b[0]), [[1, 12], [4, 9], [8, 9]]);
+  });
+});
+
+describe('ImageNet-C images of another size', () => {
+  it('are brought to the model input by the manifest\'s resize mode, as the device resizes frames', async () => {
+    // 20 images of 40 high x 20 wide, dark in their top and bottom 5 rows; center-crop keeps the
+    // middle 20x20 square (rows 10-29), stretch squeezes all 40 rows
+    const count = 20;
+    const [h, w] = [40, 20];
+    const images = new Uint8Array(count * h * w);
+    for (let i = 0; i < count; i++) {
+      for (let y = 0; y < h; y++) images.fill(y < 5 || y >= 35 ? 0 : 40 + 10 * i, (i * h + y) * w, (i * h + y + 1) * w);
+    }
+    const tall: Dataset = { count, height: h, width: w, channels: 1, images, labels: packLabels(Array.from({ length: count }, (_, i) => i % 10)), classes: LABELS };
+    const t = join(dir, 'tall');
+    await writeImageFolder(tall, join(t, 'fog', '5'));
+    const fit = (resize: 'stretch' | 'center-crop') => ({ ...base, fit: { ...base.fit, resize }, order: continual });
+    const [crop] = await folderDomains(t, fit('center-crop'));
+    const [stretch] = await folderDomains(t, fit('stretch'));
+    assert.equal(crop!.data.height, 28);
+    const mean = (d: Dataset): number => d.images.reduce((s, v) => s + v, 0) / d.images.length;
+    // the crop is all bright; the stretch keeps the dark bands (a quarter of the rows)
+    assert.ok(Math.min(...crop!.data.images) >= 40, 'no dark row in the center crop');
+    assert.ok(mean(stretch!.data) < 0.85 * mean(crop!.data), `stretch ${mean(stretch!.data)} vs crop ${mean(crop!.data)}`);
   });
 });

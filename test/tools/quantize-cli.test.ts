@@ -1,10 +1,12 @@
 // `ttaq quantize` refuses a named choice it does not know before loading anything, naming the flag
-// and the values it takes, and checks where it will write before the long work starts.
+// and the values it takes, and checks where it will write before the long work starts. Image
+// folders of several sizes calibrate and evaluate, resized as the model's preprocessing says.
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import sharp from 'sharp';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { run } from '../../tools/quantize.ts';
 
@@ -106,6 +108,51 @@ test('a manifest that does not fit the model is refused before the data loads; a
     // every output is tried before the run: the INT8 variant's path is a folder
     mkdirSync(join(dir, 'q.int8.onnx'));
     await assert.rejects(run(args), (e: unknown) => isTtaqError(e) && e.code === 'CLI_USAGE' && /the INT8-container variant '.*q\.int8\.onnx' is a folder/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Runs the command with stdout and stderr captured. */
+async function captured(argv: string[]): Promise<{ rc: number; out: string; err: string }> {
+  const [w1, w2] = [process.stdout.write, process.stderr.write];
+  let out = '';
+  let err = '';
+  process.stdout.write = ((x: string | Uint8Array) => { out += String(x); return true; }) as typeof process.stdout.write;
+  process.stderr.write = ((x: string | Uint8Array) => { err += String(x); return true; }) as typeof process.stderr.write;
+  try {
+    return { rc: await run(argv), out, err };
+  } finally {
+    process.stdout.write = w1;
+    process.stderr.write = w2;
+  }
+}
+
+test('image folders of several sizes calibrate and evaluate: each image resized to the model\'s input, one note per folder', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttaq-qcli-'));
+  try {
+    const model = copiedModel(dir);
+    const sizes = [[28, 28], [40, 30], [20, 24], [56, 56]] as const;
+    const png = async (path: string, k: number) => {
+      const [h, w] = sizes[k % sizes.length]!;
+      const px = Buffer.from(Array.from({ length: h * w }, (_, i) => ((i % w) * 7 + Math.floor(i / w) * (k + 3)) % 256));
+      writeFileSync(path, await sharp(px, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer());
+    };
+    mkdirSync(join(dir, 'frames'));
+    for (let k = 0; k < 20; k++) await png(join(dir, 'frames', `${k}.png`), k);
+    for (const c of ['0', '1']) {
+      mkdirSync(join(dir, 'eval', c), { recursive: true });
+      for (let k = 0; k < 3; k++) await png(join(dir, 'eval', c, `${k}.png`), k + 4 * Number(c));
+    }
+    const r = await captured(['--model', model, '--calib', join(dir, 'frames'), '--eval', join(dir, 'eval'), '--w-bits', '4', '--a-bits', '4', '--method', 'minmax', '--min-calib', '16', '--out', join(dir, 'q.onnx')]);
+    assert.equal(r.rc, 0, r.err);
+    const notes = r.err.split('\n').filter((l) => l.startsWith('note:') && l.includes('resized'));
+    assert.deepEqual(notes, [
+      `note: --calib ${join(dir, 'frames')}: 15 of 20 images resized from other sizes (5 of 40x30, 5 of 20x24, 5 of 56x56) to the model's 28x28 (stretch, as its preprocessing resizes camera frames)`,
+      `note: --eval ${join(dir, 'eval')}: 4 of 6 images resized from other sizes (2 of 40x30, 2 of 20x24) to the model's 28x28 (stretch, as its preprocessing resizes camera frames)`,
+    ]);
+    assert.match(r.out, /accuracy on 6 eval set: FP32 /);
+    assert.ok(statSync(join(dir, 'q.onnx')).size > 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
