@@ -14,7 +14,7 @@ import {
 } from '../sdk/train/index.ts';
 import { intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
-import { checkResumeData, continueCommand, defaultCheckpoint, ignoredFlags, recordedData, refuseOtherRun, reproduceCommand, type TrainFlags } from './lib/train-resume.ts';
+import { checkResumeData, continueCommand, defaultCheckpoint, ignoredFlags, recordedData, refuseOtherRun, reproduceCommand, resumeWorkers, type TrainFlags } from './lib/train-resume.ts';
 
 export const summary = 'train ResNet-20 / MobileNet-style nets (checkpoint, resume, ONNX + manifest export, --bench)';
 
@@ -39,15 +39,17 @@ const HELP = `usage: ttaq train [options]
   --out P          model path (default runs/train/<arch>-<data>.onnx, <data> 'fmnist' or the data
                    folder's name); manifest beside it
   --checkpoint P   checkpoint written after every epoch (default: <out without .onnx>.ckpt)
-  --resume P       continue the run saved in checkpoint P: its config, data, --limit, --out and
-                   --checkpoint are used, so '--resume P' alone goes on with the same run (a new
-                   --out takes a checkpoint beside it); flags of the config that differ are named
-                   and ignored; another --arch, --data or --limit is refused (another run)
+  --resume P       continue the run saved in checkpoint P: its config, data, --limit, --out,
+                   --checkpoint and --workers are used, so '--resume P' alone goes on with the same
+                   run (a new --out takes a checkpoint beside it); flags of the config that differ
+                   are named and ignored, another --workers is named and used; another --arch,
+                   --data or --limit is refused (another run)
   --max-epochs N   stop after N epochs in this call (resume later); export only when done
   --limit N        use only the first N training and test images
-  --threads T      onnxruntime intra-op threads (default: one per core; per slice with --workers)
+  --threads T      onnxruntime intra-op threads, at least 1 (default: one per core; per slice
+                   with --workers)
   --workers K      each batch in K slices run at once on K threads, BN statistics per slice
-                   (default 1)
+                   (default 1, or the resumed run's)
   --bench          measure a training step (batch --batch, 10 steps) instead of training
   --json           machine-readable result on stdout
 `;
@@ -151,13 +153,13 @@ export async function run(argv: string[]): Promise<number> {
   if (!parsed) return 0;
   const f = parsed.values;
   const given = trainFlags(f);
-  const threads = f.threads === undefined ? undefined : int(f.threads, 'threads', 0);
+  // 0 threads is no thread to run an operator on (onnxruntime would take it for 'its default')
+  const threads = intFlag(f.threads, 'threads', 1);
   // as `ttaq quantize --workers`: a batch in 0 slices is no batch at all
   const workersFlag = intFlag(f.workers, 'workers', 1);
-  const workers = workersFlag ?? 1;
   // Idle workers sleep (sdk/runtime's default): a long training run shares the machine with other
   // jobs, and spinning threads starved by the scheduler cost far more than the wake-ups.
-  const session = { intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined) };
+  const sessionFor = (workers: number) => ({ intraOpThreads: threads ?? (workers > 1 ? threadsPerSlice(workers) : undefined) });
   const limitFlag = f.limit === undefined ? undefined : int(f.limit, 'limit', 0);
   // 0 epochs in this call would write no checkpoint for the hint it prints to resume from
   const maxEpochs = intFlag(f['max-epochs'], 'max-epochs', 1);
@@ -165,7 +167,8 @@ export async function run(argv: string[]): Promise<number> {
 
   if (f.bench) {
     const arch = (given.arch ?? 'resnet20') as Arch;
-    const r = await benchStep({ arch, batch: given.batchSize ?? 128, steps: 10, session, workers });
+    const workers = workersFlag ?? 1;
+    const r = await benchStep({ arch, batch: given.batchSize ?? 128, steps: 10, session: sessionFor(workers), workers });
     if (f.json) printJson(r);
     else {
       process.stdout.write(`${arch} training step, batch ${r.batch}: ${r.imagesPerSec.toFixed(1)} images/s, ${r.msPerStep.toFixed(1)} ms/step ` +
@@ -180,6 +183,9 @@ export async function run(argv: string[]): Promise<number> {
   const recorded = resumed ? configOfCheckpoint(resumed, f.resume) : undefined;
   if (recorded) refuseOtherRun(f.resume!, recorded, { arch: given.arch, data: f.data, limit: limitFlag });
   const rec = recorded?.run;
+  // the run's own slice count unless this call gives another (named: the numbers change)
+  const { workers, note: workersNote } = resumeWorkers(f.resume, workersFlag, recorded);
+  const session = sessionFor(workers);
   const was = recorded ? recordedData(recorded) : undefined;
   const dataSpec = was?.data ?? f.data ?? 'fashion-mnist';
   const limit = was ? was.limit : limitFlag;
@@ -197,13 +203,13 @@ export async function run(argv: string[]): Promise<number> {
   const ckptPath = f.checkpoint ?? (f.out === undefined ? rec?.checkpoint : undefined) ?? defaultCheckpoint(out);
   prepareOutputFile(out, '--out');
   prepareOutputFile(ckptPath, '--checkpoint');
-  const record = { data: dataSpec, ...(limit !== undefined ? { limit } : {}), trainImages: data.train.count, testImages: data.test?.count ?? 0, out, checkpoint: ckptPath };
+  const record = { data: dataSpec, ...(limit !== undefined ? { limit } : {}), trainImages: data.train.count, testImages: data.test?.count ?? 0, out, checkpoint: ckptPath, workers };
 
   let config: TrainConfig;
   if (recorded) {
     checkResumeData(f.resume!, resumed!, recorded, record);
     // the checkpoint's settings win (as --help says): name each flag of this call that is not used
-    for (const w of ignoredFlags(f.resume!, given, recorded)) process.stderr.write(`warning: ${w}\n`);
+    for (const w of [...ignoredFlags(f.resume!, given, recorded), ...(workersNote ? [workersNote] : [])]) process.stderr.write(`warning: ${w}\n`);
     config = { ...recorded, run: record };
   } else {
     const measured = dataSpec === 'fashion-mnist' ? { mean: [FMNIST_MEAN], std: [FMNIST_STD] } : measureNorm(data.train);

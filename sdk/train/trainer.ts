@@ -58,6 +58,10 @@ export interface TrainRunRecord {
   /** --out and --checkpoint of the call that wrote the checkpoint. */
   readonly out: string;
   readonly checkpoint: string;
+  /** --workers of that call: the slices a batch ran in (BN statistics are per slice, so another
+   * count gives the remaining epochs other numbers). Absent in checkpoints written before it was
+   * recorded: they resume with 1 slice unless the call gives --workers. */
+  readonly workers?: number;
 }
 
 export const DEFAULT_CONFIG: Omit<TrainConfig, 'arch' | 'numClasses' | 'channels' | 'height' | 'width' | 'mean' | 'std'> = {

@@ -1,7 +1,8 @@
 // `ttaq train` resumes the run it stopped: the checkpoint records the data (and --limit) and the
 // files, the printed hint is complete, `--resume` alone continues, flags the checkpoint overrides
 // are named, another --arch / --limit is refused, and the exported manifest describes the run that
-// was made. Ctrl-C prints the hint too. Bad normalisation and slice counts are refused up front.
+// was made; the slice count (--workers) is recorded and kept unless another is given. Ctrl-C prints
+// the hint too. Bad normalisation, slice and thread counts are refused up front.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,7 +40,7 @@ test('a stopped run resumes on its own data and files with --resume alone; the m
   const hint = /continue with: (ttaq train .*)/.exec(first.err)?.[1];
   assert.equal(hint, `ttaq train --data fashion-mnist --limit 64 --out ${out} --resume ${ckpt}`);
   const ck = await loadCheckpoint(ckpt);
-  assert.deepEqual((ck.meta.config as TrainConfig).run, { data: 'fashion-mnist', limit: 64, trainImages: 64, testImages: 64, out, checkpoint: ckpt });
+  assert.deepEqual((ck.meta.config as TrainConfig).run, { data: 'fashion-mnist', limit: 64, trainImages: 64, testImages: 64, out, checkpoint: ckpt, workers: 1 });
 
   // another network or other data is another run: refused, naming what the checkpoint's run is
   await assert.rejects(run(['--resume', ckpt, '--limit', '128']), usage(/continues a run of --arch mobilenet --data fashion-mnist --limit 64, not --limit 128; resume without it/));
@@ -82,6 +83,26 @@ test('a checkpoint that does not record its data resumes on the call\'s flags, c
 
 });
 
+test('the slice count is recorded: --resume alone keeps it, another --workers is named and used', async () => {
+  const out = join(dir, 'w.onnx');
+  const ckpt = join(dir, 'w.ckpt');
+  const recordedWorkers = async (): Promise<number | undefined> => ((await loadCheckpoint(ckpt)).meta.config as TrainConfig).run?.workers;
+  const base = ['--arch', 'mobilenet', '--limit', '64', '--epochs', '3', '--batch', '32', '--out', out];
+  assert.equal((await captured([...base, '--workers', '2', '--max-epochs', '1'])).rc, 0);
+  assert.equal(await recordedWorkers(), 2);
+  // the checkpoint this call writes records the count it ran with: the recorded 2, not the default 1
+  const kept = await captured(['--resume', ckpt, '--max-epochs', '1']);
+  assert.equal(kept.rc, 0, kept.err);
+  assert.deepEqual(kept.err.split('\n').filter((l) => l.startsWith('warning:')), []);
+  assert.equal(await recordedWorkers(), 2);
+  const other = await captured(['--resume', ckpt, '--workers', '1']);
+  assert.equal(other.rc, 0, other.err);
+  assert.deepEqual(other.err.split('\n').filter((l) => l.startsWith('warning:')), [
+    `warning: --workers 1 is used: the run in ${ckpt} had --workers 2; BN statistics are per slice, so the remaining epochs differ from the run's own (resume without --workers to keep 2)`,
+  ]);
+  assert.equal(await recordedWorkers(), 1);
+});
+
 test('Ctrl-C prints the command that continues from the last checkpoint, and it does', async () => {
   const out = join(dir, 'sig.onnx');
   const child = spawn(process.execPath, ['bin/ttaq.js', 'train', '--arch', 'mobilenet', '--limit', '64', '--batch', '32', '--epochs', '1000', '--out', out, '--workers', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -104,10 +125,11 @@ test('Ctrl-C prints the command that continues from the last checkpoint, and it 
   assert.match(resumed.err, new RegExp(`2 steps/epoch, epochs ${Number(m[1]) + 1}\\.\\.1000 \\(resumed from`));
 });
 
-test('a std of 0 and fewer than one slice are refused before any data loads (exit 2)', async () => {
+test('a std of 0, fewer than one slice and no threads are refused before any data loads (exit 2)', async () => {
   await assert.rejects(run(['--std', '0', '--data', 'no/such/data']), usage(/^--std 0: every value must be > 0/));
   await assert.rejects(run(['--std', '0.3,-1', '--data', 'no/such/data']), usage(/^--std 0\.3,-1: every value must be > 0/));
   await assert.rejects(run(['--workers', '0', '--data', 'no/such/data']), usage(/^--workers 0: expected an integer >= 1/));
+  await assert.rejects(run(['--threads', '0', '--data', 'no/such/data']), usage(/^--threads 0: expected an integer >= 1/));
   await assert.rejects(run(['--max-epochs', '0', '--data', 'no/such/data']), usage(/^--max-epochs 0: expected an integer >= 1/));
   // with --resume too: a bad value is refused even where the checkpoint's would be used
   await assert.rejects(run(['--std', '0', '--resume', join(dir, 'none.ckpt')]), usage(/^--std 0/));

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { DEFAULT_CONFIG, type Checkpoint, type TrainConfig } from '../../sdk/train/index.ts';
-import { checkResumeData, continueCommand, ignoredFlags, recordedData, refuseOtherRun, reproduceCommand, shellArg } from '../../tools/lib/train-resume.ts';
+import { checkResumeData, continueCommand, ignoredFlags, recordedData, refuseOtherRun, reproduceCommand, resumeWorkers, shellArg } from '../../tools/lib/train-resume.ts';
 
 const run = { data: 'data/pets', limit: 500, trainImages: 500, testImages: 200, out: 'runs/p.onnx', checkpoint: 'runs/p.ckpt' };
 const config: TrainConfig = {
@@ -35,6 +35,24 @@ test('another --arch, --data or --limit is refused; the same folder spelled othe
   const { run: _, ...old } = config;
   refuseOtherRun('p.ckpt', old, { data: 'elsewhere', limit: 3 });
   assert.throws(() => refuseOtherRun('p.ckpt', old, { arch: 'resnet20' }), (e) => isTtaqError(e) && /continues a run of --arch mobilenet, not --arch resnet20; resume without it/.test(e.message));
+});
+
+test('--workers on resume: the recorded count unless the call gives another, which is named; 1 for a checkpoint without it', () => {
+  const two: TrainConfig = { ...config, run: { ...run, workers: 2 } };
+  assert.deepEqual(resumeWorkers('p.ckpt', undefined, two), { workers: 2 });
+  assert.deepEqual(resumeWorkers('p.ckpt', 2, two), { workers: 2 });
+  assert.deepEqual(resumeWorkers('p.ckpt', 1, two), {
+    workers: 1,
+    note: "--workers 1 is used: the run in p.ckpt had --workers 2; BN statistics are per slice, so the remaining epochs differ from the run's own (resume without --workers to keep 2)",
+  });
+  // recorded before the count was: the call's flag or 1, nothing to name
+  assert.deepEqual(resumeWorkers('p.ckpt', undefined, config), { workers: 1 });
+  assert.deepEqual(resumeWorkers('p.ckpt', 3, config), { workers: 3 });
+  const { run: _, ...old } = config;
+  assert.deepEqual(resumeWorkers('p.ckpt', 2, old), { workers: 2 });
+  // a new run
+  assert.deepEqual(resumeWorkers(undefined, undefined, undefined), { workers: 1 });
+  assert.deepEqual(resumeWorkers(undefined, 4, undefined), { workers: 4 });
 });
 
 test('the recorded data: the record, else none', () => {

@@ -1,6 +1,7 @@
 // `ttaq train --resume`: what a checkpoint's run keeps of its own and which flags of the call it
-// therefore ignores or refuses, whether the data still gives the images the run trained on, and
-// the command lines that continue a run (printed on a stop or Ctrl-C) or reproduce it (manifest).
+// therefore ignores, refuses or uses instead (--workers), whether the data still gives the images
+// the run trained on, and the command lines that continue a run (printed on a stop or Ctrl-C) or
+// reproduce it (manifest).
 import { resolve } from 'node:path';
 import { TtaqError } from '../../sdk/errors/index.ts';
 import type { Checkpoint, TrainConfig } from '../../sdk/train/index.ts';
@@ -78,6 +79,19 @@ export function ignoredFlags(source: string, given: TrainFlags, c: TrainConfig):
   if (given.nesterov && !c.nesterov) out.push(`--nesterov is ignored: ${why} plain momentum`);
   if (given.noFlip && flip) out.push(`--no-flip is ignored: ${why} its random flips`);
   return out;
+}
+
+/**
+ * The slice count (--workers) a call runs with: the flag when given, else the count the resumed
+ * run recorded, else 1. Slices change the BN statistics (measured per slice), so a flag that
+ * differs from the recorded count is used and named in `note` (the run goes on with other
+ * numbers); a checkpoint written before the count was recorded resumes with the flag or 1.
+ */
+export function resumeWorkers(source: string | undefined, flag: number | undefined, c: TrainConfig | undefined): { workers: number; note?: string } {
+  const was = c?.run?.workers;
+  const workers = flag ?? was ?? 1;
+  if (source === undefined || flag === undefined || was === undefined || flag === was) return { workers };
+  return { workers, note: `--workers ${flag} is used: the run in ${source} had --workers ${was}; BN statistics are per slice, so the remaining epochs differ from the run's own (resume without --workers to keep ${was})` };
 }
 
 /**
