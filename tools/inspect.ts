@@ -6,7 +6,7 @@ import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
 import { opHistogram } from '../sdk/onnx/graph.ts';
 import { isSubByte, packedByteLength } from '../sdk/onnx/packing.ts';
-import { inferShapes } from '../sdk/onnx/shapes.ts';
+import { inferShapes } from '../sdk/runtime/shapes.ts';
 import { numel } from '../sdk/onnx/tensor.ts';
 import type { DType, Dim, Model, ValueInfo } from '../sdk/onnx/types.ts';
 import { getOpset } from '../sdk/onnx/versions.ts';

@@ -3,7 +3,7 @@
 // every intermediate exposed): symbolic input dims are fed at `sampleBatch` (default 2, so that a
 // batch dim is never mistaken for a broadcast dim of size 1).
 import type { DType, Model, Tensor } from '../onnx/types.ts';
-import { inferShapes } from '../onnx/shapes.ts';
+import { inferShapes } from '../runtime/shapes.ts';
 import type { SessionOptions } from '../runtime/index.ts';
 
 export interface ValueShape {

@@ -1,5 +1,6 @@
 // Public surface of sdk/onnx: the graph IR, the ONNX codec, packing of sub-byte integers, model
-// files, opset/IR-version helpers, graph analysis and edits, validation, shape inference.
+// files, opset/IR-version helpers, graph analysis and edits, validation, and the values that hold
+// sub-byte integers. Nothing here runs a model: shape inference by a run is sdk/runtime's.
 export type * from './types.ts';
 export * from './tensor.ts';
 export { A, GraphBuilder, type OpOptions } from './builder.ts';
@@ -12,4 +13,4 @@ export { ancestorNodes, consumers, declaredDtype, declaredInfo, descendantNodes,
 export { bypassNode, constantValue, exposeOutputs, foldConstants, insertNode, insertNodes, removeNode, removeNodes, nameAllocator, removeUnused, renameValue, replaceNode, replaceUses, setInitializer, setValueInfo, uniqueName, type InsertAt } from './edit.ts';
 export { extractModel, extractSubgraph, type ExtractOptions } from './extract.ts';
 export { assertValidGraph, validateGraph, validateModel, type Problem, type ProblemKind } from './validate.ts';
-export { clearShapeCache, inferShapes, subByteValues, type InferShapesOptions } from './shapes.ts';
+export { subByteValues } from './subbyte-values.ts';

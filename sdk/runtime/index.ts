@@ -1,8 +1,9 @@
-// The one seam around onnxruntime-node: sessions, execution providers, tensors. Nothing else in
-// ttaq imports onnxruntime-node.
+// The one seam around onnxruntime-node: sessions, execution providers, tensors, and shape inference
+// by running a model. Nothing else in ttaq imports onnxruntime-node.
 export { createSession, resolveSessionOptions } from './session.ts';
 export type { CudaOptions, GraphOptimization, Session, SessionOptions, TensorRtOptions } from './session.ts';
 export { DEFAULT_PROVIDERS, PROVIDER_NAMES, defaultAvailableProviders, defaultLogger, resolveProviders, runsBatchNormTraining } from './providers.ts';
 export type { ProviderName, RuntimeLogEvent, RuntimeLogger } from './providers.ts';
 export { clipsBeforeSubByteQuantize, hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenableActivationZeroPoints, widenSubByteActivations, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
+export { clearShapeCache, inferShapes, type InferShapesOptions } from './shapes.ts';
 export { convsToNchwc, nchwcBlockSize, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA } from './nchwc.ts';

@@ -1,14 +1,16 @@
 // Shape and dtype inference by running the model once: every intermediate value is exposed as an
 // untyped graph output, onnxruntime infers the types, and one run on zero (or given) inputs gives
 // concrete shapes. Results are cached by a hash of the probe model's bytes and the input shapes.
+// It lives beside the sessions because it runs one; sdk/onnx stays free of onnxruntime.
 import { createHash } from 'node:crypto';
 import { TtaqError } from '../errors/index.ts';
-import { createSession, rewriteSubByteIO, type SessionOptions } from '../runtime/index.ts';
-import { ONNX_DTYPE, encodeModel, dtypeFromOnnx, tensorRawBytes } from './codec.ts';
-import { isSubByte, type SubByteDType } from './packing.ts';
-import { nameAllocator } from './edit.ts';
-import { zeros } from './tensor.ts';
-import type { DType, Graph, Model, Node, Tensor, ValueInfo } from './types.ts';
+import { ONNX_DTYPE, encodeModel, tensorRawBytes } from '../onnx/codec.ts';
+import { nameAllocator } from '../onnx/edit.ts';
+import { subByteValues } from '../onnx/subbyte-values.ts';
+import { zeros } from '../onnx/tensor.ts';
+import type { DType, Graph, Model, Node, Tensor, ValueInfo } from '../onnx/types.ts';
+import { createSession, type SessionOptions } from './session.ts';
+import { rewriteSubByteIO } from './subbyte.ts';
 
 export interface InferShapesOptions {
   /** Concrete shapes for inputs whose declared shape has dynamic dims. */
@@ -19,56 +21,6 @@ export interface InferShapesOptions {
   readonly session?: SessionOptions;
   /** Bypass the cache. */
   readonly noCache?: boolean;
-}
-
-/** Ops whose output has the dtype of their first input (used to track sub-byte values statically). */
-const SAME_DTYPE_OPS = new Set([
-  'Identity', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Flatten', 'Slice', 'Gather', 'GatherElements',
-  'GatherND', 'Concat', 'Split', 'Expand', 'Tile', 'Pad', 'DepthToSpace', 'SpaceToDepth', 'Compress', 'ReverseSequence',
-]);
-
-/**
- * Values of sub-byte dtype, found statically (onnxruntime-node cannot hand them over, so the
- * probe exposes them through a Cast to int8/uint8): sub-byte inputs and initializers, Constants,
- * QuantizeLinear with a sub-byte zero point or output_dtype, Cast/CastLike to a sub-byte type, and
- * data-movement ops applied to any of these.
- */
-export function subByteValues(g: Graph): Map<string, SubByteDType> {
-  const sub = new Map<string, SubByteDType>();
-  for (const v of g.inputs) if (isSubByte(v.dtype)) sub.set(v.name, v.dtype);
-  for (const [k, t] of g.initializers) if (isSubByte(t.dtype)) sub.set(k, t.dtype);
-  const fromCode = (code: number | undefined): SubByteDType | undefined => {
-    const d = code === undefined ? undefined : dtypeFromOnnx(code);
-    return d && isSubByte(d) ? d : undefined;
-  };
-  const intAttr = (n: Node, k: string): number | undefined => {
-    const a = n.attrs[k];
-    return a?.kind === 'int' ? a.value : undefined;
-  };
-  for (const n of g.nodes) {
-    let d: SubByteDType | undefined;
-    if (n.domain !== '') continue;
-    switch (n.opType) {
-      case 'Constant': {
-        const a = n.attrs.value;
-        if (a?.kind === 'tensor' && isSubByte(a.value.dtype)) d = a.value.dtype;
-        break;
-      }
-      case 'QuantizeLinear':
-        d = (n.inputs[2] ? sub.get(n.inputs[2]) : undefined) ?? fromCode(intAttr(n, 'output_dtype'));
-        break;
-      case 'Cast':
-        d = fromCode(intAttr(n, 'to'));
-        break;
-      case 'CastLike':
-        d = n.inputs[1] ? sub.get(n.inputs[1]) : undefined;
-        break;
-      default:
-        if (SAME_DTYPE_OPS.has(n.opType)) d = n.inputs.map((v) => sub.get(v)).find((x) => x !== undefined);
-    }
-    if (d) for (const o of n.outputs) if (o !== '') sub.set(o, d);
-  }
-  return sub;
 }
 
 const cache = new Map<string, ReadonlyMap<string, ValueInfo>>();

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
-import { clearShapeCache, inferShapes, subByteValues } from '../../sdk/onnx/shapes.ts';
+import { subByteValues } from '../../sdk/onnx/subbyte-values.ts';
+import { clearShapeCache, inferShapes } from '../../sdk/runtime/shapes.ts';
 import { f32, makeTensor } from '../../sdk/onnx/tensor.ts';
 import type { Tensor } from '../../sdk/onnx/types.ts';
-import { lowBitConv, model, smallCnn, tinyResNet } from './fixtures.ts';
+import { lowBitConv, model, smallCnn, tinyResNet } from '../onnx/fixtures.ts';
 
 test('inferShapes reports dtype and concrete shape of every value', async () => {
   const m = tinyResNet();
