@@ -80,27 +80,57 @@ export interface QuantizeResult {
   readonly method: MethodPlan;
 }
 
-function checkCalib(model: Model, set: CalibSet | undefined, o: QuantizeOptions): CalibSet {
-  if (!set || !set.images || set.dims.length === 0 || set.dims[0]! === 0) {
-    throw new TtaqError('QUANT_CALIB_MISSING', 'no calibration images given; pass --calib <dataset> (1,024 images by default)');
+/**
+ * Checks a set of images (and labels) a pass will feed the model, before any work: a Float32Array
+ * of the dims it claims, each sample of the model input's size, every value finite (one NaN makes
+ * every statistic NaN and the exported model useless), labels one per image and among the model's
+ * classes. `role` names the set in errors ('calibration', 'evaluation').
+ */
+function checkImageSet(model: Model, set: CalibSet, role: string): void {
+  if (!(set.images instanceof Float32Array)) {
+    const got = set.images === undefined ? 'no images' : `a ${(set.images as object).constructor?.name ?? typeof set.images}`;
+    throw new TtaqError('QUANT_CALIB_MISSING', `${role} images must be a Float32Array of preprocessed values (model input layout, normalised), got ${got}; turn decoded images into one with preprocessBatch(batch, manifest.preprocess) from sdk/data`);
   }
   const n = set.dims[0]!;
   const per = set.dims.slice(1).reduce((a, b) => a * b, 1);
   if (set.images.length !== n * per) {
-    throw new TtaqError('QUANT_CALIB_MISSING', `calibration tensor holds ${set.images.length} values for dims [${set.dims.join(', ')}]; the reader is wrong`);
-  }
-  const need = Math.max(o.minCalibImages, fixedBatch(model) ?? 1);
-  if (n < need) {
-    throw new TtaqError('QUANT_CALIB_TOO_SMALL', `${n} calibration images; at least ${need} are needed (256 to 1,024 calibrate best); pass a larger --calib set or --calib-images, or lower --min-calib to accept fewer`, { images: n, needed: need });
+    throw new TtaqError('QUANT_CALIB_MISSING', `${role} tensor holds ${set.images.length} values for dims [${set.dims.join(', ')}]; the reader is wrong`);
   }
   const input = model.graph.inputs.find((i) => i.name === modelInput(model))!;
   const shape = input.shape ?? [];
   set.dims.slice(1).forEach((d, i) => {
     const want = shape[i + 1];
     if (typeof want === 'number' && want !== d) {
-      throw new TtaqError('QUANT_CALIB_MISSING', `calibration images are [${set.dims.slice(1).join(', ')}] per sample, the model input '${input.name}' takes [${shape.slice(1).join(', ')}]; preprocess them to the model's size`);
+      throw new TtaqError('QUANT_CALIB_MISSING', `${role} images are [${set.dims.slice(1).join(', ')}] per sample, the model input '${input.name}' takes [${shape.slice(1).join(', ')}]; preprocess them to the model's size`);
     }
   });
+  const bad = set.images.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new TtaqError('DATA_BAD_FORMAT', `${role} image ${Math.floor(bad / per)} holds ${set.images[bad]} at value ${bad % per}; every value must be finite: check the images and the preprocessing (a std of 0 divides by zero)`, { image: Math.floor(bad / per) });
+  }
+  if (set.labels) {
+    if (set.labels.length < n) throw new TtaqError('DATA_BAD_FORMAT', `${role} set has ${set.labels.length} labels for ${n} images; give one label per image`);
+    const classes = model.graph.outputs[0]?.shape?.at(-1);
+    for (let i = 0; i < n; i++) {
+      const l = set.labels[i]!;
+      if (!Number.isInteger(l) || l < 0 || (typeof classes === 'number' && l >= classes)) {
+        throw new TtaqError('DATA_BAD_FORMAT', `${role} label ${l} at image ${i} is not a class of the model (0..${typeof classes === 'number' ? classes - 1 : 'C-1'})${l === classes ? '; the labels look 1-based: subtract 1' : ''}`, { image: i, label: l });
+      }
+    }
+  }
+}
+
+function checkCalib(model: Model, set: CalibSet | undefined, o: QuantizeOptions): CalibSet {
+  if (!set || !set.images || !Array.isArray(set.dims) || set.dims.length === 0 || set.dims[0]! === 0) {
+    throw new TtaqError('QUANT_CALIB_MISSING', 'no calibration images given; pass --calib <dataset> (1,024 images by default)');
+  }
+  const n = set.dims[0]!;
+  const per = set.dims.slice(1).reduce((a, b) => a * b, 1);
+  const need = Math.max(o.minCalibImages, fixedBatch(model) ?? 1);
+  if (n < need) {
+    throw new TtaqError('QUANT_CALIB_TOO_SMALL', `${n} calibration images; at least ${need} are needed (256 to 1,024 calibrate best); pass a larger --calib set or --calib-images, or lower --min-calib to accept fewer`, { images: n, needed: need });
+  }
+  checkImageSet(model, set, 'calibration');
   const take = Math.min(n, o.calibImages);
   return { images: set.images.subarray(0, take * per), dims: [take, ...set.dims.slice(1)], ...(set.labels ? { labels: set.labels } : {}) };
 }
@@ -146,6 +176,9 @@ function missingRules(model: Model, b: Block): { node: string; op: string }[] {
 const copyValues = (v: QuantValues): MutableValues => ({ weights: new Map(v.weights), acts: new Map(v.acts) });
 
 export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
+  if (!Array.isArray((input?.model as Model | undefined)?.graph?.nodes)) {
+    throw new TtaqError('QUANT_BAD_MODEL', `quantize: 'model' must be a loaded model (await loadModel(path) from sdk/onnx), got ${typeof input?.model === 'string' ? `the string '${input.model}'` : typeof input?.model}`);
+  }
   const o = parseQuantizeOptions(input.options);
   const mp = resolveMethod(o);
   const progress = input.progress ?? noProgress;
@@ -161,6 +194,7 @@ export async function quantize(input: QuantizeInput): Promise<QuantizeResult> {
   // reconstruction and PEM run batches of their own size: a fixed batch dimension is freed
   const source = await withSymbolicBatch(input.model, mp.reconstruct);
   const set = checkCalib(source, input.calib, o);
+  if (input.eval) checkImageSet(source, input.eval, 'evaluation');
   const evalSet = input.eval ?? (set.labels ? set : undefined);
   // a batch that stayed fixed: passes pad their last batch where that is exact (else refused here)
   const counts = await fixedBatchCounts(source, set, evalSet?.labels ? evalSet : undefined, o);

@@ -15,16 +15,17 @@ export const PRESETS = { fast: 500, default: 2000, paper: 20000 } as const;
 export const TTAQ_TERMS = { pem: 0.1, pcr: 1 } as const;
 export type Preset = keyof typeof PRESETS;
 
-const Override = z.object({
+const Override = z.strictObject({
   match: z.string().min(1),
   wBits: z.number().int().optional(),
   aBits: z.number().int().optional(),
   skip: z.boolean().optional(),
 });
 
-const Perturbation = z.object({ kind: z.enum(['noise', 'blur', 'contrast', 'brightness']), strength: z.number().nonnegative() });
+const Perturbation = z.strictObject({ kind: z.enum(['noise', 'blur', 'contrast', 'brightness']), strength: z.number().nonnegative() });
 
-export const QuantizeOptionsSchema = z.object({
+// Strict: a misspelt key (`iteration: 5`) is an error naming the valid keys, not a silent default run.
+export const QuantizeOptionsSchema = z.strictObject({
   /** Weight bit width: 2, 3, 4 or 8. */
   wBits: z.number().int(),
   /** Activation bit width: 2, 3, 4 or 8. */
@@ -38,9 +39,9 @@ export const QuantizeOptionsSchema = z.object({
   calibImages: z.number().int().positive().default(1024),
   /** Fewest calibration images accepted (default 32, one batch). */
   minCalibImages: z.number().int().positive().default(32),
-  /** PEM weight; default 1 for method ttaq, 0 otherwise. */
+  /** PEM weight; default TTAQ_TERMS.pem (0.1) for method ttaq, 0 otherwise. */
   pem: z.number().nonnegative().optional(),
-  /** PCR weight; default 1 for method ttaq, 0 otherwise. */
+  /** PCR weight; default TTAQ_TERMS.pcr (1) for method ttaq, 0 otherwise. */
   pcr: z.number().nonnegative().optional(),
   pcrGamma: z.number().nonnegative().default(0.1),
   pcrTemperature: z.number().positive().default(1),
@@ -104,6 +105,12 @@ export function parseQuantizeOptions(o: unknown, source = 'quantize options'): Q
   const r = QuantizeOptionsSchema.safeParse(o);
   if (!r.success) {
     const issue = r.error.issues[0]!;
+    if (issue.code === 'unrecognized_keys') {
+      const at = issue.path.map((p) => `${String(p)}.`).join('');
+      const valid = issue.path.length === 0 ? Object.keys(QuantizeOptionsSchema.shape) : issue.path.includes('overrides') ? Object.keys(Override.shape) : Object.keys(Perturbation.shape);
+      const keys = issue.keys.map((k) => `'${at}${k}'`).join(', ');
+      throw new TtaqError('CONFIG_INVALID', `${source}: unknown option${issue.keys.length > 1 ? 's' : ''} ${keys}; valid keys${at ? ` of ${at.slice(0, -1)}` : ''}: ${valid.join(', ')}`, { path: issue.path, keys: issue.keys });
+    }
     throw new TtaqError('CONFIG_INVALID', `${source}: '${issue.path.join('.') || '(root)'}' ${issue.message}`, { path: issue.path });
   }
   return r.data;

@@ -52,6 +52,26 @@ test('bad inputs give coded errors that say what to do', async () => {
   assert.equal(ok.blocks.length, 0);
 });
 
+test('data and options a library caller gets wrong are refused before any work, naming the fix', async () => {
+  const model = tinyResNet();
+  const set = tinySet(64);
+  // a misspelt option would silently run the defaults
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, iteration: 5 } as QuantizeOptionsInput }), coded('CONFIG_INVALID', /unknown option 'iteration'; valid keys: .*iterations/));
+  await assert.rejects(quantize({ model, calib: set, options: { ...FAST, overrides: [{ match: 'fc', wbits: 8 }] } as unknown as QuantizeOptionsInput }), coded('CONFIG_INVALID', /'overrides\.0\.wbits'; valid keys of overrides\.0: match, wBits, aBits, skip/));
+  // one NaN would make every statistic NaN and the model useless
+  const nan = Float32Array.from(set.images);
+  nan[5 * 64 + 3] = Number.NaN;
+  await assert.rejects(quantize({ model, calib: { ...set, images: nan }, options: FAST }), coded('DATA_BAD_FORMAT', /calibration image 5 holds NaN at value 3/));
+  // decoded bytes instead of preprocessed floats
+  await assert.rejects(quantize({ model, calib: { ...set, images: new Uint8Array(set.images.length) as never }, options: FAST }), coded('QUANT_CALIB_MISSING', /Float32Array.*got a Uint8Array.*preprocessBatch/));
+  // labels of another numbering would report an accuracy against the wrong classes
+  const oneBased = Int32Array.from(set.labels!, (l) => l + 1);
+  await assert.rejects(quantize({ model, calib: { ...set, labels: oneBased }, options: FAST }), coded('DATA_BAD_FORMAT', /calibration label 10 at image \d+ is not a class of the model \(0\.\.9\); the labels look 1-based/));
+  await assert.rejects(quantize({ model, calib: set, eval: { ...tinySet(16), labels: new Int32Array(16).fill(-1) }, options: FAST }), coded('DATA_BAD_FORMAT', /evaluation label -1 at image 0/));
+  // a path where the loaded model belongs
+  await assert.rejects(quantize({ model: 'models/x.onnx' as never, calib: set, options: FAST }), coded('QUANT_BAD_MODEL', /loadModel\(path\).*the string 'models\/x\.onnx'/));
+});
+
 test('a BN-folded model gets identity BNs after its convs, measured on calibration data', async () => {
   const model = foldedNet();
   const set = tinySet(64);
