@@ -104,6 +104,8 @@ export class Adapter {
   /** What the inference graph is asked for by infer(), and by step() without a step graph (plus the robust statistics). */
   private readonly inferFetch: readonly string[];
   private readonly normaliseFetch: readonly string[];
+  /** The model input's declared dims after the batch; null entries are free (symbolic). */
+  private readonly sampleDims: readonly (number | null)[] | undefined;
 
   private constructor(
     private readonly graphs: AdaptGraphs,
@@ -125,6 +127,8 @@ export class Adapter {
     this.abl = initAblStats(graphs.classes);
     this.adaptedLayers = graphs.adapted.map((l) => l.node);
     this.inferFetch = [graphs.logits, HEAD.pred, HEAD.confidence, HEAD.entropy];
+    const declared = graphs.inference.graph.inputs.find((v) => v.name === graphs.input)?.shape;
+    this.sampleDims = declared?.slice(1).map((d) => (typeof d === 'number' && d > 0 ? d : null));
     this.normaliseFetch = [...this.inferFetch, ...L.flatMap((l) => (l.outputs ? [l.outputs.mean, l.outputs.var, l.outputs.batchMean, l.outputs.batchVar] : []))];
     this.opt = stepSession
       ? createVectorOptimizer(graphs.adapted.flatMap((l) => [l.channels, l.channels]), {
@@ -139,6 +143,9 @@ export class Adapter {
     const options = init.method ? methodOptions(init.method, init.options) : parseAdaptOptions(init.options ?? {});
     let model: Model;
     let sha = init.modelSha256 ?? init.manifest?.sha256;
+    if (!(init.model instanceof Uint8Array) && !Array.isArray((init.model as Model | undefined)?.graph?.nodes)) {
+      throw new TtaqError('CONFIG_INVALID', `${source}: 'model' must be a loaded model or the bytes of an ONNX file, got ${typeof init.model === 'string' ? `the string '${init.model}'` : typeof init.model}; read the file with loadModel(path) or readModelBytes(path) from sdk/onnx`);
+    }
     if (init.model instanceof Uint8Array) {
       const r = decodeModel(init.model, source);
       if (!r.ok) throw r.error;
@@ -376,8 +383,16 @@ export class Adapter {
   // --- internals ---------------------------------------------------------------------------
 
   private checkBatch(batch: TensorOf<'float32'>): void {
+    if (!batch || typeof batch !== 'object' || !Array.isArray(batch.dims) || !(batch.data instanceof Float32Array)) {
+      throw new TtaqError('CONFIG_INVALID', `${this.source}: a batch must be a tensor { dtype: 'float32', dims: [N, C, H, W], data: Float32Array }, got ${describeValue(batch)}; make one with f32(dims, data) from sdk/onnx, or preprocessBatch from sdk/data`);
+    }
     if (batch.dtype !== 'float32' || batch.dims.length < 2 || batch.dims[0]! < 1) {
       throw new TtaqError('CONFIG_INVALID', `${this.source}: a batch must be a float32 tensor [N, C, H, W] with N >= 1, got ${batch.dtype} [${batch.dims.join(', ')}]`);
+    }
+    const want = this.sampleDims;
+    if (want && (batch.dims.length !== want.length + 1 || want.some((d, i) => d !== null && d !== batch.dims[i + 1]))) {
+      const shape = `[N, ${want.map((d) => d ?? '?').join(', ')}]`;
+      throw new TtaqError('DATA_BAD_FORMAT', `${this.source}: a batch of [${batch.dims.join(', ')}] does not fit the model's input ${shape}; bring images to the model's size, channels and NCHW layout first (preprocessBatch with the model's manifest does)`, { dims: [...batch.dims], expected: shape });
     }
     if (this.options.norm === 'batch' && batch.dims[0] === 1 && batch.dims.length === 2) {
       throw new TtaqError('CONFIG_INVALID', `${this.source}: batch normalisation of a single sample without spatial extent is undefined; use norm 'robust' or 'source'`);
@@ -484,3 +499,11 @@ export class Adapter {
   }
 }
 
+/** A short description of a value of the wrong kind, for error messages. */
+function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (ArrayBuffer.isView(v)) return `a bare ${v.constructor.name} of ${(v as unknown as ArrayLike<number>).length} values (no dims)`;
+  if (typeof v !== 'object') return `a ${typeof v}`;
+  const t = v as { dtype?: unknown; data?: unknown };
+  return typeof t.dtype === 'string' ? `a ${t.dtype} tensor whose data is ${t.data?.constructor?.name ?? typeof t.data}` : 'an object without dims';
+}

@@ -80,6 +80,7 @@ export function select(d: Dataset, indices: ArrayLike<number>): Dataset {
 
 /** The first `n` samples (views, for --limit). */
 export function take(d: Dataset, n: number): Dataset {
+  if (!Number.isInteger(n) || n < 0) throw new TtaqError('DATA_BAD_SPEC', `take: an image count must be an integer >= 0, got ${n}`);
   if (n >= d.count) return d;
   const per = imageSize(d);
   return { ...d, count: n, images: d.images.subarray(0, n * per), labels: d.labels.subarray(0, n) };

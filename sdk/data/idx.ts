@@ -235,5 +235,6 @@ export const fashionMnistDir = (): string => process.env.TTAQ_FASHION_MNIST ?? '
 
 /** Fashion-MNIST `train` or `test` (t10k), with class names. */
 export async function readFashionMnist(split: 'train' | 'test' = 'test', dir = fashionMnistDir()): Promise<Dataset> {
+  if (split !== 'train' && split !== 'test') throw new TtaqError('DATA_BAD_SPEC', `Fashion-MNIST has the splits 'train' (60,000 images) and 'test' (10,000), not '${String(split)}'`);
   return readIdxDir(dir, split === 'test' ? 't10k' : 'train', FASHION_MNIST_LABELS);
 }

@@ -153,6 +153,9 @@ export async function evaluateOne(m: EvalModel, method: string, blocks: readonly
 
 /** Every model x method, in order; rows in `o.finished` are taken as they are. */
 export async function evaluate(models: readonly EvalModel[], methods: readonly string[], blocks: readonly DomainBlock[], o: EvalRunOptions): Promise<EvalRow[]> {
+  if (!Array.isArray(models) || !Array.isArray(methods) || !Array.isArray(blocks) || !o || !(Number.isInteger(o.passes) && o.passes >= 1)) {
+    throw new TtaqError('CONFIG_INVALID', 'evaluate(models, methods, blocks, options): models (loaded model + manifest each), methods (e.g. [\'source\', \'abl\']) and blocks (from corruptedFashionMnist or folderDomains) are arrays, and options.passes an integer >= 1');
+  }
   const perRun = blocks.reduce((s, b) => s + b.data.count, 0) * o.passes;
   const total = perRun * models.length * methods.length;
   const done = { n: 0 };

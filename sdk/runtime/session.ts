@@ -226,6 +226,9 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
   const source = opts.source ?? 'the model';
   const providers = sessionProviders(opts);
 
+  if (!(model instanceof Uint8Array) && !Array.isArray((model as Model | undefined)?.graph?.nodes)) {
+    throw new TtaqError('RUNTIME_SESSION_FAILED', `createSession for ${source}: takes a loaded model or the bytes of an ONNX file, got ${typeof model === 'string' ? `the string '${model}'` : typeof model}; read the file with loadModel(path) or readModelBytes(path) from sdk/onnx`);
+  }
   let rewrite: SubByteRewrite | undefined;
   let bytes: Uint8Array;
   if (model instanceof Uint8Array) {

@@ -382,3 +382,21 @@ describe('state and stability', () => {
 });
 
 void SHAPE;
+
+describe('what a library caller gets wrong', () => {
+  const coded = (code: string, re: RegExp) => (e: unknown): boolean => e instanceof TtaqError && e.code === code && re.test(e.message);
+
+  it('a batch of another shape names the model input it needs, before onnxruntime sees it', async () => {
+    const a = await make(tinyParams(4), 'tent');
+    const { c, h, w } = SHAPE;
+    const wrongChannels = f32([4, c + 1, h, w], new Float32Array(4 * (c + 1) * h * w));
+    await assert.rejects(a.infer(wrongChannels), coded('DATA_BAD_FORMAT', new RegExp(`\\[4, ${c + 1}, ${h}, ${w}\\] does not fit the model's input \\[N, ${c}, ${h}, ${w}\\].*preprocessBatch`)));
+    const nhwc = f32([4, h, w, c], new Float32Array(4 * c * h * w));
+    await assert.rejects(a.step(nhwc), coded('DATA_BAD_FORMAT', /NCHW layout/));
+    await assert.rejects(a.infer(new Float32Array(c * h * w) as never), coded('CONFIG_INVALID', /got a bare Float32Array of \d+ values \(no dims\).*f32\(dims, data\)/));
+  });
+
+  it('a path where the loaded model belongs', async () => {
+    await assert.rejects(Adapter.create({ model: 'models/x.onnx' as never, method: 'tent' }), coded('CONFIG_INVALID', /the string 'models\/x\.onnx'.*loadModel\(path\)/));
+  });
+});

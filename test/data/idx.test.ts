@@ -68,3 +68,11 @@ test('channel-first images (N, C, H, W) are refused with the IDX layout N, H, W[
   assert.throws(() => idxToDataset(four, labels, 'x'), (e: unknown) => badFormat(e) && /4 channels, but only 1 or 3/.test((e as Error).message) && !/channel-first/.test((e as Error).message));
   assert.equal(idxToDataset({ dims: [2, 6, 5, 3], data: new Uint8Array(180) }, labels, 'x').channels, 3);
 });
+
+test('a split that Fashion-MNIST does not have, and a negative take, are refused rather than read as something else', async () => {
+  const { readFashionMnist } = await import('../../sdk/data/idx.ts');
+  const { take } = await import('../../sdk/data/dataset.ts');
+  await assert.rejects(readFashionMnist('validation' as never), (e: unknown) => isTtaqError(e) && e.code === 'DATA_BAD_SPEC' && /'train' .*'test' .*not 'validation'/.test(e.message));
+  assert.throws(() => take(graySet(4), -5), (e: unknown) => isTtaqError(e) && e.code === 'DATA_BAD_SPEC' && /integer >= 0, got -5/.test(e.message));
+  assert.equal(take(graySet(4), 2).count, 2);
+});

@@ -256,3 +256,10 @@ describe('resuming an interrupted run', () => {
     assert.doesNotMatch(stderr, /resuming from/);
   });
 });
+
+describe('evaluate() called wrongly', () => {
+  it('names its arguments instead of failing inside', async () => {
+    await assert.rejects(evaluate({} as never, [], [], { passes: 1 } as never), (e: unknown) => e instanceof Error && (e as { code?: string }).code === 'CONFIG_INVALID' && /evaluate\(models, methods, blocks, options\)/.test(e.message));
+    await assert.rejects(evaluate([], ['abl'], [], { passes: 0 } as never), (e: unknown) => (e as { code?: string }).code === 'CONFIG_INVALID' && /passes an integer >= 1/.test((e as Error).message));
+  });
+});

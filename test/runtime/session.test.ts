@@ -128,6 +128,8 @@ test('errors: bad model -> RUNTIME_SESSION_FAILED with the ORT message; bad feed
   await assert.rejects(createSession(model(b), { ...quiet, source: 'broken.onnx' }), (e: unknown) =>
     isTtaqError(e) && e.code === 'RUNTIME_SESSION_FAILED' && /broken\.onnx/.test(e.message) && /NoSuchOp/.test(e.message));
   await assert.rejects(createSession(Uint8Array.from([1, 2, 3]), quiet), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_SESSION_FAILED');
+  // a path where the loaded model or its bytes belong
+  await assert.rejects(createSession('models/x.onnx' as never, quiet), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_SESSION_FAILED' && /the string 'models\/x\.onnx'.*loadModel\(path\) or readModelBytes\(path\)/.test(e.message));
   const s = await createSession(affine(), quiet);
   await assert.rejects(s.run({}), (e: unknown) => isTtaqError(e) && e.code === 'RUNTIME_RUN_FAILED' && /missing \[x\]/.test(e.message));
   await assert.rejects(s.run({ x: f32([1, 3], [1, 2, 3]), z: f32([1], [1]) }), (e: unknown) => isTtaqError(e) && /unknown \[z\]/.test(e.message));
