@@ -60,6 +60,7 @@
 //                    diagonals of the [W, Wo] results (one MatMul with a 0/1 matrix)
 //                    (weightGradRowGemm). Other convs get the 'conv' form.
 import type { ConvCase, ConvGradOptions, ConvInputGrad, ConvWeightGrad } from './convgrad-options.ts';
+import { prod } from './dims.ts';
 
 export type { ConvCase, ConvGradOptions, ConvInputGrad, ConvWeightGrad } from './convgrad-options.ts';
 
@@ -185,5 +186,3 @@ export function chooseConvGrad(c: ConvCase, o: ConvGradOptions = {}): { input: C
     : c.x.length === 4 ? 'shiftmmk' : 'shifted';
   return { input, weight };
 }
-
-const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
