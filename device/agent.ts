@@ -511,13 +511,24 @@ export class Agent {
     w?.();
   }
 
-  resetAdaptation(): void {
+  resetAdaptation(scope: 'adaptation' | 'all' = 'adaptation'): { step: number; scope: 'adaptation' | 'all'; checkpointsDeleted: number } {
     if (!this.runner.resetState) throw new TtaqError('CONFIG_INVALID', 'this model runs without adaptation; nothing to reset (set adaptation.enabled: true)');
     this.runner.resetState();
     this.s.resets++;
-    this.log.info('adaptation reset to the source parameters (command)');
-    this.record('info', 'reset', 'reset by command');
-    this.event({ type: 'reset', reason: 'command' });
+    let checkpointsDeleted = 0;
+    if (scope === 'all') {
+      // The drift reference was learnt on the old stream, and a checkpoint would restore the old
+      // adaptation at the next start: both go, so the agent starts over as if newly deployed.
+      this.detector.reset();
+      this.shiftWindow = 0;
+      checkpointsDeleted = this.store.deleteCheckpoints(this.runner.info.modelSha256);
+      this.stepsAtCheckpoint = this.runner.step ?? 0;
+    }
+    const what = scope === 'all' ? `adaptation, drift reference and ${checkpointsDeleted} checkpoint(s) of this model` : 'adaptation';
+    this.log.info({ scope, checkpointsDeleted }, `reset by command: ${what} back to the source`);
+    this.record('info', 'reset', `reset by command (scope ${scope})`, { scope, checkpointsDeleted });
+    this.event({ type: 'reset', reason: 'command', message: `scope ${scope}` });
+    return { step: this.runner.step ?? 0, scope, checkpointsDeleted };
   }
 
   /**
@@ -572,7 +583,7 @@ export class Agent {
     switch (c.name) {
       case 'pause': await this.pause(); return { paused: true };
       case 'resume': this.resume(); return { paused: false };
-      case 'reset': this.resetAdaptation(); return { step: this.runner.step ?? 0 };
+      case 'reset': return this.resetAdaptation(c.scope);
       case 'checkpoint': return { checkpoint: this.checkpoint('manual') ?? null };
       case 'reload': return c.url ? this.reloadFromUrl(c.url, c.sha256) : this.reload(c.path ?? this.modelPath, c.manifest, c.sha256);
       case 'set-options': return this.setOptions(c.options);

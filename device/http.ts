@@ -2,11 +2,13 @@
 //   GET  /healthz   200 {"status":"ok",...} while frames flow; 503 with the reason otherwise
 //   GET  /metrics   Prometheus text format
 //   GET  /status    the agent's state as JSON
-//   POST /pause, /resume, /reload (JSON body {"path"?, "manifest"?}), /adaptation/reset,
+//   POST /pause, /resume, /reload (JSON body {"path"?, "manifest"?}),
+//        /adaptation/reset (JSON body {"scope"?: "adaptation" | "all"}, as the MQTT command),
 //        /checkpoint   (only with http.control: true)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isTtaqError, TtaqError } from '../sdk/errors/index.ts';
+import { CommandArgSchemas } from '../sdk/telemetry/index.ts';
 import type { AgentCommand } from './ports.ts';
 
 export interface HttpHandlers {
@@ -46,7 +48,12 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 const ROUTES: Record<string, (body: Record<string, unknown>) => AgentCommand> = {
   '/pause': () => ({ name: 'pause' }),
   '/resume': () => ({ name: 'resume' }),
-  '/adaptation/reset': () => ({ name: 'reset' }),
+  '/adaptation/reset': (b) => {
+    // The fleet command's own schema, so HTTP and MQTT accept and refuse the same bodies.
+    const r = CommandArgSchemas.reset.safeParse(b);
+    if (!r.success) throw new TtaqError('CLI_USAGE', `POST /adaptation/reset: ${r.error.issues[0]!.message}; send {"scope": "adaptation"} or {"scope": "all"} (or nothing)`);
+    return { name: 'reset', scope: r.data.scope };
+  },
   '/checkpoint': () => ({ name: 'checkpoint' }),
   '/options': (b) => ({ name: 'set-options', options: b }),
   '/reload': (b) => ({
@@ -110,8 +117,14 @@ export class AgentHttp {
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         return json(res, 400, { error: { code: 'CLI_USAGE', message: `POST ${path}: the body must be a JSON object` } });
       }
+      let command: AgentCommand;
       try {
-        const result = await this.h.command(ROUTES[path]!(body as Record<string, unknown>));
+        command = ROUTES[path]!(body as Record<string, unknown>);
+      } catch (e) {
+        return json(res, 400, { error: { code: isTtaqError(e) ? e.code : 'CLI_USAGE', message: (e as Error).message } });
+      }
+      try {
+        const result = await this.h.command(command);
         return json(res, 200, { ok: true, result: result ?? null });
       } catch (e) {
         const code = isTtaqError(e) ? e.code : 'INTERNAL';

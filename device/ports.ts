@@ -166,7 +166,11 @@ export type AgentEvent =
 export type AgentCommand =
   | { readonly name: 'pause' }
   | { readonly name: 'resume' }
-  | { readonly name: 'reset' }
+  /**
+   * `adaptation`: the adapter back to the source parameters. `all`: that, the drift detector's
+   * reference, and this model's saved checkpoints, so a restart does not bring the old state back.
+   */
+  | { readonly name: 'reset'; readonly scope?: 'adaptation' | 'all' }
   | { readonly name: 'reload'; readonly path?: string; readonly manifest?: string; readonly sha256?: string; readonly url?: string }
   | { readonly name: 'checkpoint' }
   | { readonly name: 'set-options'; readonly options: Record<string, unknown> };

@@ -111,6 +111,7 @@ export class AgentStore {
       latestCkptFor: db.prepare('SELECT * FROM checkpoints WHERE model_sha256 = @sha AND (@method IS NULL OR method = @method) ORDER BY id DESC LIMIT 1'),
       openRuns: db.prepare('SELECT id, pid, started_at FROM runs WHERE ended_at IS NULL AND host = ? ORDER BY id DESC'),
       countCkpt: db.prepare('SELECT COUNT(*) AS n FROM checkpoints'),
+      deleteCkptFor: db.prepare('DELETE FROM checkpoints WHERE model_sha256 = ?'),
       insPred: db.prepare('INSERT INTO predictions (run_id, at, seq, model_sha256, label, confidence, entropy, adapted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       maxPred: db.prepare('SELECT MAX(id) AS id FROM predictions'),
       prunePred: db.prepare('DELETE FROM predictions WHERE id <= ?'),
@@ -234,6 +235,11 @@ export class AgentStore {
       reason: r['reason'] as string,
       state: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
     };
+  }
+
+  /** Deletes every checkpoint of one model (all methods); returns how many there were. */
+  deleteCheckpoints(modelSha256: string): number {
+    return this.st.deleteCkptFor!.run(modelSha256).changes;
   }
 
   checkpointCount(): number {

@@ -67,7 +67,7 @@ export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<Teleme
     onCommand(h) {
       client.onCommand('pause', () => h({ name: 'pause' }));
       client.onCommand('resume', () => h({ name: 'resume' }));
-      client.onCommand('reset', () => h({ name: 'reset' }));
+      client.onCommand('reset', (a) => h({ name: 'reset', scope: a.scope }));
       // A snapshot is an adaptation-state checkpoint taken now; the reply names it.
       client.onCommand('snapshot', () => h({ name: 'checkpoint' }));
       // By path on the device, or by https URL (downloaded into model.cacheDir, checked against the manifest).
