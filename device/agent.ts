@@ -144,12 +144,16 @@ export class Agent {
     const store = AgentStore.open(config.storage.path);
     // the run is recorded (and a database in use refused) before telemetry connects
     let telemetry: TelemetrySink | undefined;
+    let runId: number | undefined;
     try {
-      const runId = store.beginRun(config, hostname());
+      runId = store.beginRun(config, hostname());
       telemetry = deps.telemetry ?? (await createTelemetrySink(config, log));
       return new Agent(config, deps, store, telemetry, log, runId);
     } catch (e) {
       await telemetry?.close().catch(() => {});
+      // Ended, so the database is free for the next try in this process (a supervisor's restart
+      // of an embedded agent) and the run log says why it never started.
+      if (runId !== undefined) store.endRun(runId, `failed to start: ${(e as Error).message}`);
       store.close();
       throw e;
     }

@@ -162,6 +162,23 @@ export const TelemetrySchema = z.strictObject({
   intervalSec: z.number().positive().default(10),
   /** The outbox database that holds messages while the broker is unreachable; default beside storage.path. */
   outbox: z.string().optional(),
+  /** User name for a broker with password_file (Mosquitto) or built-in auth (EMQX). */
+  username: z.string().min(1).optional(),
+  /**
+   * The environment variable that holds the password: a secret never sits in agent.yaml, which is
+   * printed by --print-config and copied around. systemd: EnvironmentFile= (ttaq-agent.service).
+   */
+  passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').default('TTAQ_MQTT_PASSWORD'),
+  /** TLS (mqtts://): PEM file paths of the CA that signed the broker, and a client certificate and key for mutual TLS. */
+  tls: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+      /** Host name to check the broker's certificate against, when it differs from the URL's. */
+      servername: z.string().min(1).optional(),
+    })
+    .optional(),
 });
 
 export const HttpSchema = z.strictObject({
@@ -338,7 +355,18 @@ export function resolvePaths(c: AgentConfig, baseDir: string): AgentConfig {
       cacheDir: abs(c.model.cacheDir),
     },
     storage: { ...c.storage, path: abs(c.storage.path) },
-    telemetry: { ...c.telemetry, outbox: c.telemetry.outbox ? abs(c.telemetry.outbox) : undefined },
+    telemetry: {
+      ...c.telemetry,
+      outbox: c.telemetry.outbox ? abs(c.telemetry.outbox) : undefined,
+      tls: c.telemetry.tls
+        ? {
+            ...c.telemetry.tls,
+            ...(c.telemetry.tls.ca ? { ca: abs(c.telemetry.tls.ca) } : {}),
+            ...(c.telemetry.tls.cert ? { cert: abs(c.telemetry.tls.cert) } : {}),
+            ...(c.telemetry.tls.key ? { key: abs(c.telemetry.tls.key) } : {}),
+          }
+        : undefined,
+    },
   };
 }
 

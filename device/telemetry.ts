@@ -5,6 +5,8 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AgentConfig } from './config.ts';
+import { TtaqError } from '../sdk/errors/index.ts';
+import type { ConnectionOptions } from '../sdk/telemetry/index.ts';
 import { nullTelemetry, type AgentCommand, type AgentEvent, type TelemetryReport, type TelemetrySink } from './ports.ts';
 
 /** A sink that writes to the agent's log. */
@@ -44,15 +46,18 @@ export const deviceIdOf = (c: AgentConfig['telemetry']): string =>
  * (kept while the broker is unreachable), fleet commands come back to the agent. Imported only
  * when telemetry is on.
  */
-export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<TelemetrySink> {
+export async function mqttTelemetry(c: AgentConfig, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<TelemetrySink> {
   const { TelemetryClient } = await import('../sdk/telemetry/index.ts');
   const client = new TelemetryClient({
     broker: c.telemetry.url,
+    ...(await telemetryCredentials(c.telemetry, env)),
     device: deviceIdOf(c.telemetry),
     outbox: c.telemetry.outbox ?? join(dirname(c.storage.path), 'telemetry-outbox.db'),
     agent: 'ttaq-agent',
     log: (level, msg, fields) => log[level](fields ?? {}, `telemetry: ${msg}`),
   });
+  // A refused login does not stop the agent: it keeps inferring and adapting, the outbox keeps the
+  // reports, and the client logs the refusal once (at error, naming these settings) and retries.
   // Publishing validates the payload; a bad one is a bug to log, never a reason to stop the agent.
   const guard = (what: string, f: () => unknown) => {
     try {
@@ -83,6 +88,31 @@ export async function mqttTelemetry(c: AgentConfig, log: Logger): Promise<Teleme
     async close() {
       await client.stop(2000);
     },
+  };
+}
+
+/**
+ * The user name, password (from the environment variable telemetry.passwordEnv names) and TLS
+ * material for the broker. The PEM files are read and checked here, so a wrong path stops the
+ * agent at start with the config key that holds it.
+ */
+export async function telemetryCredentials(t: AgentConfig['telemetry'], env: NodeJS.ProcessEnv): Promise<Pick<ConnectionOptions, 'username' | 'password' | 'tls'>> {
+  const { readPem } = await import('../sdk/telemetry/index.ts');
+  const password = env[t.passwordEnv];
+  if (t.username !== undefined && !password) {
+    throw new TtaqError('CONFIG_INVALID', `telemetry.username is '${t.username}' but the environment variable ${t.passwordEnv} (telemetry.passwordEnv) is empty; set it to the broker password (systemd: EnvironmentFile=/etc/ttaq/agent.env with ${t.passwordEnv}=...)`, { key: 'telemetry.passwordEnv' });
+  }
+  const tls = t.tls
+    ? {
+        ca: readPem(t.tls.ca, 'CA', 'telemetry.tls.ca'),
+        cert: readPem(t.tls.cert, 'certificate', 'telemetry.tls.cert'),
+        key: readPem(t.tls.key, 'key', 'telemetry.tls.key'),
+        ...(t.tls.servername ? { servername: t.tls.servername } : {}),
+      }
+    : undefined;
+  return {
+    ...(t.username !== undefined ? { username: t.username, password } : {}),
+    ...(tls ? { tls } : {}),
   };
 }
 

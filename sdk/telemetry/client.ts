@@ -42,7 +42,16 @@ export interface TelemetryClientOptions extends ConnectionOptions {
   readonly agent?: string;
   /** Diagnostics sink (default: none). */
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Wait before trying again after the broker refused the login (default 30000 ms). mqtt.js itself
+   * stops reconnecting after a refused CONNACK; a device must still come back once an operator has
+   * fixed the broker's password file, without a restart.
+   */
+  readonly refusedRetryMs?: number;
 }
+
+/** CONNACK codes that mean the broker refused this client's credentials (MQTT 3.1.1 and 5). */
+const AUTH_REFUSED: Readonly<Record<number, string>> = { 4: 'bad user name or password', 5: 'not authorized', 134: 'bad user name or password', 135: 'not authorized' };
 
 export interface CommandContext {
   readonly device: string;
@@ -65,6 +74,8 @@ export interface ClientStats {
 interface ClientEvents {
   connect: [];
   disconnect: [];
+  /** The broker refused the login: once per run of refusals (TELEMETRY_CONNECT_FAILED, naming the credentials). */
+  connectError: [error: TtaqError];
   acked: [seq: number];
   command: [name: string, reply: Reply];
 }
@@ -93,6 +104,10 @@ export class TelemetryClient extends EventEmitter<ClientEvents> {
   private acks: number[] = [];
   private ackedSeqs: number[] = [];
   private outboxClosed = false;
+  private refused = false;
+  private refusedTimer: NodeJS.Timeout | undefined;
+  private readonly refusedRetryMs: number;
+  private readonly username: string | undefined;
 
   constructor(options: TelemetryClientOptions) {
     super();
@@ -100,6 +115,8 @@ export class TelemetryClient extends EventEmitter<ClientEvents> {
     this.maxInflight = options.maxInflight ?? 64;
     this.log = options.log ?? (() => {});
     this.agent = options.agent;
+    this.refusedRetryMs = options.refusedRetryMs ?? 30_000;
+    this.username = options.username;
     if (options.outbox instanceof Outbox) {
       this.outbox = options.outbox;
       this.ownsOutbox = false;
@@ -118,7 +135,7 @@ export class TelemetryClient extends EventEmitter<ClientEvents> {
     });
     this.mqtt.on('connect', () => this.onConnect());
     this.mqtt.on('close', () => this.onClose());
-    this.mqtt.on('error', (e) => this.log('warn', `mqtt: ${e.message}`, { device: this.device }));
+    this.mqtt.on('error', (e) => this.onError(e));
     this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
@@ -127,7 +144,34 @@ export class TelemetryClient extends EventEmitter<ClientEvents> {
     return JSON.stringify(s);
   }
 
+  private onError(e: Error): void {
+    const why = AUTH_REFUSED[(e as { code?: unknown }).code as number];
+    if (why === undefined) {
+      this.log('warn', `mqtt: ${e.message}`, { device: this.device });
+      return;
+    }
+    if (!this.refused) {
+      this.refused = true;
+      const who = this.username === undefined ? 'no user name was given' : `user name '${this.username}'`;
+      const err = new TtaqError(
+        'TELEMETRY_CONNECT_FAILED',
+        `the broker refused device ${this.device}'s login (${why}; ${who}); check the user name and password (the agent: telemetry.username and the variable telemetry.passwordEnv names), the broker's password file and ACL, or the client certificate; trying again every ${Math.round(this.refusedRetryMs / 1000)} s`,
+        { device: this.device },
+      );
+      this.log('error', err.message, { device: this.device });
+      this.emit('connectError', err);
+    }
+    if (!this.stopping && !this.refusedTimer) {
+      this.refusedTimer = setTimeout(() => {
+        this.refusedTimer = undefined;
+        if (!this.stopping) this.mqtt.reconnect();
+      }, this.refusedRetryMs);
+      this.refusedTimer.unref();
+    }
+  }
+
   private onConnect(): void {
+    this.refused = false;
     this.connects++;
     this.connected = true;
     this.cursor = 0;
@@ -368,6 +412,7 @@ export class TelemetryClient extends EventEmitter<ClientEvents> {
   async stop(flushMs = 2000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearTimeout(this.refusedTimer);
     if (this.connected) {
       await this.flush(flushMs);
       await this.cmdChain;
@@ -389,6 +434,7 @@ export class TelemetryClient extends EventEmitter<ClientEvents> {
    */
   abort(): void {
     this.stopping = true;
+    clearTimeout(this.refusedTimer);
     this.closed = true;
     this.mqtt.stream?.destroy();
     this.mqtt.end(true);
