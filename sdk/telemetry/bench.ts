@@ -3,12 +3,13 @@
 //  - store: receiver ingest without MQTT (JSON parse + zod validation + SQLite transaction)
 //  - receiver: messages/s ingested end to end (raw QoS 1 publishers -> broker -> Receiver -> SQLite)
 //  - agent: TelemetryClient (outbox, in-flight window) -> broker -> Receiver
-// Run: node --import tsx sdk/telemetry/bench.ts [--messages 20000] [--broker mqtt://...] [--json]
+// Run: node --import tsx sdk/telemetry/bench.ts [--messages 20000] [--broker mqtt://...] [--stall-seconds 10] [--json]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
+import { isTtaqError, TtaqError } from '../errors/index.ts';
 import { startEmbeddedBroker } from './broker.ts';
 import { TelemetryClient } from './client.ts';
 import { Outbox } from './outbox.ts';
@@ -25,6 +26,11 @@ export interface BenchOptions {
   readonly devices?: number;
   /** Broker to use; default: an embedded aedes broker started for the run. */
   readonly broker?: string;
+  /**
+   * Give up when no message has arrived for this long (default 10 s): a broker that drops what is
+   * over its queue limit (Mosquitto's max_queued_messages, 1,000 by default) never delivers the rest.
+   */
+  readonly stallSeconds?: number;
 }
 
 export interface BenchResult {
@@ -37,6 +43,41 @@ export interface BenchResult {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The persistent session the receiver benchmark leaves on the broker; removed after every run. */
+const RX_CLIENT = 'bench-rx';
+
+/**
+ * Waits until `count()` reaches `total`, failing once it has not moved for `stallS` seconds; the
+ * error says what a broker that drops messages needs.
+ */
+async function waitFor(what: string, count: () => number, total: number, stallS: number, url: string): Promise<void> {
+  let last = count();
+  let lastMove = Date.now();
+  while (last < total) {
+    await sleep(5);
+    const now = count();
+    if (now !== last) {
+      last = now;
+      lastMove = Date.now();
+    } else if (Date.now() - lastMove > stallS * 1000) {
+      throw new TtaqError(
+        'TELEMETRY_TIMEOUT',
+        `${what}: ${last} of ${total} messages arrived, then none for ${stallS} s. The broker at ${url} most likely dropped the rest: ` +
+          `Mosquitto keeps at most max_queued_messages (default 1000) per client and max_inflight_messages in flight. ` +
+          `Raise them in mosquitto.conf (max_queued_messages 200000, as examples/fleet-receiver/mosquitto.conf does), ` +
+          `or run fewer messages (--messages ${Math.max(100, Math.floor(last * 0.9))}); a slow broker may just need --stall-seconds ${stallS * 3}.`,
+        { arrived: last, total },
+      );
+    }
+  }
+}
+
+/** Drops the benchmark receiver's persistent session (and its queue) from the broker. */
+async function dropSession(url: string, clientId: string): Promise<void> {
+  const c = await mqtt.connectAsync(url, { clientId, clean: true, reconnectPeriod: 0, connectTimeout: 5000 }).catch(() => undefined);
+  await c?.endAsync().catch(() => undefined);
+}
 
 function payloads(device: number, n: number): string[] {
   const sim = simulatedDevice(device + 1);
@@ -89,56 +130,60 @@ function benchStore(dir: string, n: number, batch: number) {
  * session) and goes away, the devices publish N messages that the broker queues for it, then the
  * receiver comes back and the time to store all N is measured.
  */
-async function benchReceiver(dir: string, url: string, n: number, devices: number) {
+async function benchReceiver(dir: string, url: string, n: number, devices: number, stallS: number) {
   const db = join(dir, 'rx.sqlite');
-  const first = await Receiver.start({ broker: url, db, clientId: 'bench-rx' });
+  const first = await Receiver.start({ broker: url, db, clientId: RX_CLIENT });
   await first.close();
   const per = Math.ceil(n / devices);
   const pubs = await Promise.all(
     Array.from({ length: devices }, (_, d) => mqtt.connectAsync(url, { clientId: `bench-pub-${d}`, clean: true })),
   );
-  const data = pubs.map((_, d) => payloads(d, per));
+  try {
+    const data = pubs.map((_, d) => payloads(d, per));
+    await Promise.all(pubs.map(async (c, d) => {
+      const topic = topics.telemetry(`bench-${d}`);
+      for (let i = 0; i < per; i += 500) {
+        await Promise.all(data[d]!.slice(i, i + 500).map((p) => c.publishAsync(topic, p, { qos: 1 })));
+      }
+    }));
+  } finally {
+    await Promise.all(pubs.map((c) => c.endAsync()));
+  }
   const total = per * devices;
-  await Promise.all(pubs.map(async (c, d) => {
-    const topic = topics.telemetry(`bench-${d}`);
-    for (let i = 0; i < per; i += 500) {
-      await Promise.all(data[d]!.slice(i, i + 500).map((p) => c.publishAsync(topic, p, { qos: 1 })));
-    }
-  }));
-  await Promise.all(pubs.map((c) => c.endAsync()));
   const t0 = process.hrtime.bigint();
-  const rx = await Receiver.start({ broker: url, db, clientId: 'bench-rx' });
-  const devs = Array.from({ length: devices }, (_, d) => `bench-${d}`);
-  const storedNow = () => devs.reduce((a, d) => a + (rx.store.device(d)?.received ?? 0), 0);
-  let stored = storedNow();
-  rx.on('stored', () => stored++);
-  const deadline = Date.now() + 120_000;
-  while (stored < total && Date.now() < deadline) await sleep(5);
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  const duplicates = rx.stats().duplicates;
-  stored = storedNow();
-  await rx.close();
-  if (stored < total) throw new Error(`receiver benchmark: only ${stored} of ${total} messages arrived (broker queue limit?)`);
-  return { msgsPerS: total / s, messages: total, devices, duplicates };
+  const rx = await Receiver.start({ broker: url, db, clientId: RX_CLIENT });
+  try {
+    const devs = Array.from({ length: devices }, (_, d) => `bench-${d}`);
+    let stored = devs.reduce((a, d) => a + (rx.store.device(d)?.received ?? 0), 0);
+    rx.on('stored', () => stored++);
+    await waitFor('receiver benchmark', () => stored, total, stallS, url);
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { msgsPerS: total / s, messages: total, devices, duplicates: rx.stats().duplicates };
+  } finally {
+    await rx.close();
+  }
 }
 
-async function benchAgent(dir: string, url: string, n: number) {
+async function benchAgent(dir: string, url: string, n: number, stallS: number) {
   const rx = await Receiver.start({ broker: url, db: join(dir, 'agent-rx.sqlite'), clientId: 'bench-agent-rx', persistentSession: false });
   const client = new TelemetryClient({ broker: url, device: 'bench-agent', outbox: join(dir, 'agent-outbox.sqlite'), maxInflight: 256 });
-  await client.waitConnected();
-  const body = simulatedDevice(3).telemetry(50);
-  let stored = 0;
-  rx.on('stored', () => stored++);
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) {
-    client.publishTelemetry(body);
-    if (i % 1000 === 999) await sleep(0); // let acks in, as a real agent between frames would
+  try {
+    await client.waitConnected();
+    const body = simulatedDevice(3).telemetry(50);
+    let stored = 0;
+    rx.on('stored', () => stored++);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      client.publishTelemetry(body);
+      if (i % 1000 === 999) await sleep(0); // let acks in, as a real agent between frames would
+    }
+    await waitFor('agent benchmark', () => stored, n, stallS, url);
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { msgsPerS: n / s, messages: n };
+  } finally {
+    await client.stop(200);
+    await rx.close();
   }
-  while (stored < n) await sleep(5);
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  await client.stop();
-  await rx.close();
-  return { msgsPerS: n / s, messages: n };
 }
 
 export async function benchTelemetry(options: BenchOptions = {}): Promise<BenchResult> {
@@ -147,13 +192,18 @@ export async function benchTelemetry(options: BenchOptions = {}): Promise<BenchR
   const dir = mkdtempSync(join(tmpdir(), 'ttaq-bench-'));
   const broker = options.broker ? null : await startEmbeddedBroker({ port: 0 });
   const url = options.broker ?? broker!.url;
+  const stallS = options.stallSeconds ?? 10;
+  // and one left by a run that was killed would hand this run its stale queue
+  if (options.broker) await dropSession(url, RX_CLIENT);
   try {
     const outbox = benchOutbox(dir, Math.min(n, 20_000));
     const store = { msgsPerS: benchStore(dir, n, 64), perMessageCommitMsgsPerS: benchStore(dir, Math.min(n, 5000), 1), messages: n };
-    const receiver = { ...(await benchReceiver(dir, url, n, devices)), broker: options.broker ? url : 'embedded aedes' };
-    const agent = await benchAgent(dir, url, Math.min(n, 10_000));
+    const receiver = { ...(await benchReceiver(dir, url, n, devices, stallS)), broker: options.broker ? url : 'embedded aedes' };
+    const agent = await benchAgent(dir, url, Math.min(n, 10_000), stallS);
     return { outbox, store, receiver, agent, payloadBytes: payloads(0, 1)[0]!.length };
   } finally {
+    // A persistent session left on a real broker would keep queueing for a receiver that never returns.
+    if (options.broker) await dropSession(url, RX_CLIENT);
     await broker?.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -161,13 +211,22 @@ export async function benchTelemetry(options: BenchOptions = {}): Promise<BenchR
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
-    options: { messages: { type: 'string' }, devices: { type: 'string' }, broker: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { messages: { type: 'string' }, devices: { type: 'string' }, broker: { type: 'string' }, 'stall-seconds': { type: 'string' }, json: { type: 'boolean', default: false } },
   });
-  const r = await benchTelemetry({
-    ...(values.messages ? { messages: Number(values.messages) } : {}),
-    ...(values.devices ? { devices: Number(values.devices) } : {}),
-    ...(values.broker ? { broker: values.broker } : {}),
-  });
+  let r: BenchResult;
+  try {
+    r = await benchTelemetry({
+      ...(values.messages ? { messages: Number(values.messages) } : {}),
+      ...(values.devices ? { devices: Number(values.devices) } : {}),
+      ...(values.broker ? { broker: values.broker } : {}),
+      ...(values['stall-seconds'] ? { stallSeconds: Number(values['stall-seconds']) } : {}),
+    });
+  } catch (e) {
+    // A known failure is one paragraph, not a stack trace; anything else is a bug and keeps its trace.
+    if (!isTtaqError(e)) throw e;
+    process.stderr.write(`telemetry bench: ${e.message}\n`);
+    process.exit(1);
+  }
   if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else {
     const f = (x: number) => x.toFixed(0);
