@@ -38,7 +38,8 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
                            folders are named after the model's labels ('/' as '_'; case, spaces,
                            '_' and '-' aside) or numbered 0, 1, ... (1..K read as 1-based), or are
                            as many as the labels (then taken in sorted order, with a note)
-  --domains <a,b,c>        domains in visiting order (default: the 15 corruptions / every domain found)
+  --domains <a,b,c>        domains in visiting order (default: the 15 corruptions / every domain found);
+                           with --data, a domain's file name (fog-3) or a corruption (fog: its file at --severity)
   --severity <1-5>         corruption severity (default 5)
   --batch <n>              batch size (default: the protocol's)
   --passes <n>             passes over the domain sequence (default: the protocol's)

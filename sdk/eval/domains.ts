@@ -107,6 +107,21 @@ function missingSeverity(items: readonly { c: string; s: number | undefined }[],
   return out;
 }
 
+/**
+ * A domain named in --domains: a file's own name (`fog-3`), or a corruption's plain name (`fog`),
+ * which means its file at the run's --severity, as the default domain list does.
+ */
+export function idxDomainName(dir: string, name: string, present: readonly string[], severity: number): string {
+  if (present.includes(name)) return name;
+  if (present.includes(`${name}-${severity}`)) return `${name}-${severity}`;
+  const others = present.map(parseIdxName).filter((p) => p.c === name && p.s !== undefined);
+  if (others.length > 0) {
+    const sev = others.map((p) => p.s!).sort((a, b) => a - b);
+    throw new TtaqError('DATA_NOT_FOUND', `${dir}: no ${name} at severity ${severity}; it has ${name} at severit${sev.length > 1 ? 'ies' : 'y'} ${sev.join(', ')}: use --severity ${sev.join(' or ')}, or name the file in --domains (${others.map((p) => p.n).join(', ')})`);
+  }
+  throw new TtaqError('DATA_NOT_FOUND', `${dir}: no domain '${name}' (files ${name}-images-idx3-ubyte[.gz], or ${name}-<severity>-...); present: ${present.join(', ')}`);
+}
+
 /** What kind of folder `dir` is. */
 export function dataLayout(dir: string): 'idx' | 'imagenet-c' {
   if (!existsSync(dir) || !isFolder(dir)) throw new TtaqError('DATA_NOT_FOUND', `--data ${dir} is not a folder; give a folder of IDX pairs (one per domain) or an ImageNet-C tree`);
@@ -153,7 +168,7 @@ export async function folderDomains(dir: string, o: DomainOptions & { readonly f
   const out: DomainBlock[] = [];
   if (layout === 'idx') {
     const present = listIdxNames(dir);
-    const names = o.domains ? [...o.domains] : defaultIdxDomains(present, o.severity);
+    const names = o.domains ? o.domains.map((n) => idxDomainName(dir, n, present, o.severity)) : defaultIdxDomains(present, o.severity);
     if (!o.domains && corruptionNamed(present)) {
       const missing = missingSeverity(present.map(parseIdxName), o.severity);
       if (names.length === 0) {

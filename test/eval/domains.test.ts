@@ -100,6 +100,20 @@ describe('severities', () => {
     const [fog] = await folderDomains(join(dir, 'idx3'), { ...base, severity: 3, order: continual });
     assert.equal(fog!.data.count, 20);
   });
+
+  it('--domains takes a corruption by its plain name (its file at --severity) as well as by the file name', async () => {
+    const d = join(dir, 'idx-plain');
+    await writeIdxDataset(d, 'fog-3', src, { sharedLabels: true });
+    await writeIdxDataset(d, 'fog-5', src, { sharedLabels: true });
+    await writeIdxDataset(d, 'snow-5', src, { sharedLabels: true });
+    const plain = await folderDomains(d, { ...base, domains: ['snow', 'fog'], order: continual });
+    assert.deepEqual(plain.map((b) => b.name), ['snow-5', 'fog-5']);
+    const at3 = await folderDomains(d, { ...base, severity: 3, domains: ['fog', 'snow-5'], order: continual });
+    assert.deepEqual(at3.map((b) => b.name), ['fog-3', 'snow-5']);
+    await assert.rejects(folderDomains(d, { ...base, severity: 3, domains: ['snow'], order: continual }),
+      dataError(/no snow at severity 3; it has snow at severity 5: use --severity 5, or name the file in --domains \(snow-5\)/));
+    await assert.rejects(folderDomains(d, { ...base, domains: ['rain'], order: continual }), dataError(/no domain 'rain' .*present: fog-3, fog-5, snow-5/));
+  });
 });
 
 describe('ImageNet-C class folders and --limit', () => {
