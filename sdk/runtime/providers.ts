@@ -64,11 +64,19 @@ export function defaultAvailableProviders(): readonly string[] {
   return cachedAvailable;
 }
 
+/**
+ * How an x64 Linux user gets the CUDA/TensorRT provider libraries: `rebuild` reruns
+ * onnxruntime-node's install script, and the flag on the command line overrides the project's
+ * `.npmrc` (`onnxruntime-node-install=skip`); `npm install` would re-resolve the dependency too.
+ * README.md and docs/JETSON.md quote this same line (test/runtime/provider-install-hint.test.ts).
+ */
+export const GPU_INSTALL_COMMAND = 'npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12';
+
 /** Why a provider is not available, for the log line. */
 function unavailableReason(name: string, available: readonly string[]): string {
   if (name === 'tensorrt' || name === 'cuda') {
     return `this onnxruntime-node build has no ${name} provider library (available: ${available.join(', ') || 'none'}); ` +
-      `install the GPU build (npm install onnxruntime-node --onnxruntime-node-install=cuda12) on a machine with CUDA`;
+      `on x64 Linux with CUDA 12 install the GPU libraries with '${GPU_INSTALL_COMMAND}'; on a Jetson build onnxruntime-node with CUDA and TensorRT (docs/JETSON.md)`;
   }
   return `not supported by this onnxruntime-node build (available: ${available.join(', ') || 'none'})`;
 }
