@@ -1,6 +1,7 @@
 // The Adapter: one model, one option set, two sessions (inference and adapt step), and the state
 // that evolves over a stream (BN parameters, optimiser moments, robust statistics, ABL statistics,
-// counters). Everything here that loops does so over BN channels or classes, never over images.
+// counters). Everything here that loops does so over BN channels or classes, never over images (but
+// for refuseNonFiniteInput, which scans a batch only once its logits came out non-finite).
 import { createHash } from 'node:crypto';
 import { TtaqError } from '../errors/index.ts';
 import type { Manifest } from '../manifest/index.ts';
@@ -100,6 +101,7 @@ export class Adapter {
   private abl: AblStats;
   private entropyEma = NaN;
   private stepsSinceReset = 0;
+  private closed = false;
   private readonly opt: VectorOptimizer | null;
   /** What the inference graph is asked for by infer(), and by step() without a step graph (plus the robust statistics). */
   private readonly inferFetch: readonly string[];
@@ -180,14 +182,26 @@ export class Adapter {
     return new Adapter(graphs, inferSession, stepSession, options, sha, source);
   }
 
-  /** Releases the onnxruntime sessions. */
+  /** Releases the onnxruntime sessions; a second call does nothing. Every other method refuses afterwards. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.inferSession.release();
     await this.stepSession?.release();
   }
 
+  /**
+   * After close() the sessions are gone (a run would fail inside onnxruntime), and a state read or
+   * a reset would act on an adapter nothing can use any more: most likely the caller kept a stale
+   * reference, e.g. across a model reload.
+   */
+  private checkOpen(what: string): void {
+    if (this.closed) throw new TtaqError('ADAPT_CLOSED', `${this.source}: ${what}() on an adapter that was closed; create a new one with Adapter.create (and restore() a state() saved before closing to carry the adaptation over)`);
+  }
+
   /** Predictions with the current parameters; changes no state. */
   async infer(batch: TensorOf<'float32'>): Promise<InferResult> {
+    this.checkOpen('infer');
     this.checkBatch(batch);
     const out = await this.inferSession.run(this.feeds(batch, false), this.inferFetch);
     return this.inferResult(out);
@@ -198,16 +212,18 @@ export class Adapter {
    * Methods without a loss (source, bn) only normalise (and update the robust statistics).
    */
   async step(batch: TensorOf<'float32'>): Promise<StepResult> {
+    this.checkOpen('step');
     this.checkBatch(batch);
     const o = this.options;
     if (o.episodic) this.restoreSource(false);
     const n = batch.dims[0]!;
-    this.counters.steps++;
-    this.counters.samples += n;
 
     if (!this.stepSession) {
       const out = await this.inferSession.run(this.feeds(batch, false), this.normaliseFetch);
       const r = this.inferResult(out);
+      this.refuseNonFiniteInput(batch, r.logits.data);
+      this.counters.steps++;
+      this.counters.samples += n;
       this.robust.take(out, r.predictions, r.logits);
       return { ...r, loss: NaN, adapted: false, selected: 0, reset: this.guard(r.entropy, true, n) };
     }
@@ -215,6 +231,9 @@ export class Adapter {
     const step = this.graphs.step!;
     const out = await this.stepSession.run(this.feeds(batch, true));
     const r = this.inferResult(out);
+    this.refuseNonFiniteInput(batch, r.logits.data);
+    this.counters.steps++;
+    this.counters.samples += n;
     const loss = Number((out[step.loss] as Tensor).data[0]);
     const selected = o.loss === 'entropy' ? n : Number((out[HEAD.selected] as Tensor).data[0]);
     const grads: Float32Array[] = this.graphs.adapted.flatMap((l) => [l.inputs.scale, l.inputs.bias]).map((w) => (out[step.grads.get(w)!] as TensorOf<'float32'>).data);
@@ -275,6 +294,7 @@ export class Adapter {
    * both to start-up, so memory is flat while serving. `sample` is one image's dims ([C, H, W]).
    */
   async warmUp(batchSizes: readonly number[], sample: readonly number[]): Promise<void> {
+    this.checkOpen('warmUp');
     const size = sample.reduce((a, b) => a * b, 1);
     // twice per size: onnxruntime records a shape's memory pattern on its first run and allocates
     // by it from the second
@@ -290,17 +310,20 @@ export class Adapter {
 
   /** Back to the source parameters and statistics; forgets optimiser moments and ABL statistics. */
   reset(): void {
+    this.checkOpen('reset');
     this.counters.manualResets++;
     this.restoreSource(true);
   }
 
   /** The current BN affine parameters of every rewritten layer (copies). */
   parameters(): { node: string; scale: Float32Array; bias: Float32Array; mean: Float32Array; var: Float32Array }[] {
+    this.checkOpen('parameters');
     return this.graphs.layers.map((l, i) => ({ node: l.node, scale: Float32Array.from(this.scale[i]!), bias: Float32Array.from(this.bias[i]!), mean: Float32Array.from(this.mean[i]!), var: Float32Array.from(this.var[i]!) }));
   }
 
   /** The ABL class statistics (copies). */
   ablStatistics(): { freq: Float64Array; complexity: Float64Array; grad: Float64Array } {
+    this.checkOpen('ablStatistics');
     return { freq: Float64Array.from(this.abl.freq), complexity: Float64Array.from(this.abl.complexity), grad: Float64Array.from(this.abl.grad) };
   }
 
@@ -318,6 +341,7 @@ export class Adapter {
 
   /** Everything that evolves, as one versioned blob (see state.ts). */
   state(): Uint8Array {
+    this.checkOpen('state');
     const arrays = new Map<string, Float32Array | Float64Array>();
     this.graphs.layers.forEach((l, i) => {
       arrays.set(`${l.node}::scale`, this.scale[i]!);
@@ -342,6 +366,7 @@ export class Adapter {
 
   /** Restores a blob from state(); refuses one made for another model or option set. */
   restore(blob: Uint8Array): void {
+    this.checkOpen('restore');
     const s = decodeState(blob);
     if (s.modelSha256 !== this.modelSha256) {
       throw new TtaqError('STATE_MISMATCH', `${this.source}: adaptation state was saved for model ${s.modelSha256.slice(0, 12)}…, this is ${this.modelSha256.slice(0, 12)}…; discard the state (reset) or load the model it belongs to`);
@@ -381,6 +406,26 @@ export class Adapter {
   }
 
   // --- internals ---------------------------------------------------------------------------
+
+  /**
+   * A NaN or infinity in the images is the caller's bug (a camera frame never holds one), and
+   * taken as data it would reach the robust statistics and ABL's class statistics, or look like a
+   * diverged adaptation and reset it. The input is only scanned when the logits (N x classes, small)
+   * are not all finite, so a healthy stream pays nothing; non-finite logits from finite images are a
+   * diverged state, which the guard after this resets as before.
+   */
+  private refuseNonFiniteInput(batch: TensorOf<'float32'>, logits: Float32Array): void {
+    if (logits.every(Number.isFinite)) return;
+    const n = batch.dims[0]!;
+    const per = batch.data.length / n;
+    for (let i = 0; i < n; i++) {
+      const sample = batch.data.subarray(i * per, (i + 1) * per);
+      const j = sample.findIndex((v) => !Number.isFinite(v));
+      if (j >= 0) {
+        throw new TtaqError('DATA_BAD_FORMAT', `${this.source}: sample ${i} of the batch holds ${sample[j]} at element ${j}; images must be finite numbers (check the decoding and preprocessing), the adaptation state is unchanged`, { sample: i, element: j });
+      }
+    }
+  }
 
   private checkBatch(batch: TensorOf<'float32'>): void {
     if (!batch || typeof batch !== 'object' || !Array.isArray(batch.dims) || !(batch.data instanceof Float32Array)) {

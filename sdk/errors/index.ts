@@ -33,6 +33,7 @@ export type ErrorCode =
   // sdk/adapt
   | 'ADAPT_NO_BN'
   | 'ADAPT_BAD_STATE'
+  | 'ADAPT_CLOSED'
   // device, telemetry, tools
   | 'CONFIG_INVALID'
   | 'SOURCE_FAILED'
