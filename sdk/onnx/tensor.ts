@@ -19,6 +19,14 @@ export function allocArray<K extends DType>(dtype: K, n: number): ArrayFor[K] {
 
 /** Builds a tensor, checking that the data length matches the shape. */
 export function makeTensor<K extends DType>(dtype: K, dims: readonly number[], data: ArrayFor[K]): TensorOf<K> {
+  const want = ctor[dtype] as (new (n: number) => ArrayFor[K]) | undefined;
+  if (!want) throw new TtaqError('ONNX_INVALID_GRAPH', `unknown tensor dtype '${String(dtype)}'; use one of ${Object.keys(ctor).join(', ')}`);
+  // The type system says this already, but JavaScript callers and casts get past it: a Float64Array
+  // labelled float32 would be read by onnxruntime as other bytes, or refused deep inside a run.
+  if (!(data instanceof want)) {
+    const got = (data as { constructor?: { name?: string } } | null)?.constructor?.name ?? typeof data;
+    throw new TtaqError('ONNX_INVALID_GRAPH', `a ${dtype} tensor holds its elements in a ${want.name}, got ${got}; convert first (e.g. ${want.name}.from(data)), or use f32 / f64 / i64 from sdk/onnx, which convert`);
+  }
   const n = numel(dims);
   if (data.length !== n) {
     throw new TtaqError('ONNX_INVALID_GRAPH', `tensor of shape [${dims.join(', ')}] needs ${n} elements, got ${data.length}`);
