@@ -25,7 +25,7 @@
 //                                    ADAPT_BAD_STATE for a corrupt blob
 //   a.counters                       { steps, updates, skipped, samples, collapseResets,
 //                                      nonFiniteResets, manualResets }
-//   await a.close()                  releases the sessions
+//   await a.close()                  releases the sessions; any later call: ADAPT_CLOSED
 //
 // Small batches (1-8, camera streams): robust normalisation keeps a class-balanced memory of BN
 // moments, read as a shared domain component plus class offsets in the first half of the layers
