@@ -40,3 +40,19 @@ test('a broker that drops over its queue limit: a stall error naming max_queued_
     await b.stop();
   }
 });
+
+// The same run against a broker whose queue holds the whole burst: every message arrives, the
+// result reports both legs, and the receiver's session is still removed afterwards.
+test('a broker that queues the burst: the benchmark completes and leaves no session', { skip: MOSQUITTO_SKIP }, async () => {
+  const b = await startMosquitto({ dir: dir.dir, extra: ['allow_anonymous true', 'max_queued_messages 10000'] });
+  try {
+    const r = await benchTelemetry({ broker: b.url, messages: 400, devices: 2, stallSeconds: 5 });
+    assert.equal(r.receiver.broker, b.url);
+    assert.equal(r.receiver.messages, 400, 'every message arrived');
+    assert.ok(r.receiver.msgsPerS > 0 && Number.isFinite(r.receiver.msgsPerS), JSON.stringify(r.receiver));
+    assert.ok(r.agent.msgsPerS > 0 && Number.isFinite(r.agent.msgsPerS), JSON.stringify(r.agent));
+    assert.equal(await sessionPresent(b.url, 'bench-rx'), false, 'the benchmark receiver session is gone');
+  } finally {
+    await b.stop();
+  }
+});

@@ -45,3 +45,12 @@ test('SIGTERM while serving ends the serving: exit 0, temporary folder removed',
   assert.ok(r.dir.length > 0, r.err);
   assert.equal(existsSync(r.dir), false, `${r.dir} is left behind`);
 });
+
+// Ctrl-C goes through the same handler as SIGTERM; only the exit code differs (130, the shell's
+// convention for an interrupted command), so a terminal user also leaves nothing in /tmp.
+test('SIGINT while the devices publish: exit 130, temporary folder removed', async () => {
+  const r = await runAndSignal(['--devices', '2', '--steps', '1000000'], /data in \S+\n/, 'SIGINT');
+  assert.equal(r.code, 130, r.err);
+  assert.ok(r.dir.length > 0, r.err);
+  assert.equal(existsSync(r.dir), false, `${r.dir} is left behind`);
+});
