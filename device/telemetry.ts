@@ -56,8 +56,9 @@ export async function mqttTelemetry(c: AgentConfig, log: Logger, env: NodeJS.Pro
     agent: 'ttaq-agent',
     log: (level, msg, fields) => log[level](fields ?? {}, `telemetry: ${msg}`),
   });
-  // A refused login does not stop the agent: it keeps inferring and adapting, the outbox keeps the
-  // reports, and the client logs the refusal once (at error, naming these settings) and retries.
+  // (A refused login does not stop the agent: it keeps inferring and adapting, the outbox keeps the
+  // reports, and the client logs the refusal once, at error, naming these settings, and retries.)
+
   // Publishing validates the payload; a bad one is a bug to log, never a reason to stop the agent.
   const guard = (what: string, f: () => unknown) => {
     try {
