@@ -215,13 +215,16 @@ export class Adapter {
     this.checkOpen('step');
     this.checkBatch(batch);
     const o = this.options;
+    // Episodic mode starts each batch from the source; what the last batch left stays readable
+    // (state(), parameters()) until this one is known to be usable, so a refused batch changes nothing.
+    const before = o.episodic ? this.state() : undefined;
     if (o.episodic) this.restoreSource(false);
     const n = batch.dims[0]!;
 
     if (!this.stepSession) {
       const out = await this.inferSession.run(this.feeds(batch, false), this.normaliseFetch);
       const r = this.inferResult(out);
-      this.refuseNonFiniteInput(batch, r.logits.data);
+      this.refuseNonFiniteInput(batch, r.logits.data, before);
       this.counters.steps++;
       this.counters.samples += n;
       this.robust.take(out, r.predictions, r.logits);
@@ -231,7 +234,7 @@ export class Adapter {
     const step = this.graphs.step!;
     const out = await this.stepSession.run(this.feeds(batch, true));
     const r = this.inferResult(out);
-    this.refuseNonFiniteInput(batch, r.logits.data);
+    this.refuseNonFiniteInput(batch, r.logits.data, before);
     this.counters.steps++;
     this.counters.samples += n;
     const loss = Number((out[step.loss] as Tensor).data[0]);
@@ -414,7 +417,7 @@ export class Adapter {
    * are not all finite, so a healthy stream pays nothing; non-finite logits from finite images are a
    * diverged state, which the guard after this resets as before.
    */
-  private refuseNonFiniteInput(batch: TensorOf<'float32'>, logits: Float32Array): void {
+  private refuseNonFiniteInput(batch: TensorOf<'float32'>, logits: Float32Array, before: Uint8Array | undefined): void {
     if (logits.every(Number.isFinite)) return;
     const n = batch.dims[0]!;
     const per = batch.data.length / n;
@@ -422,6 +425,7 @@ export class Adapter {
       const sample = batch.data.subarray(i * per, (i + 1) * per);
       const j = sample.findIndex((v) => !Number.isFinite(v));
       if (j >= 0) {
+        if (before) this.restore(before);
         throw new TtaqError('DATA_BAD_FORMAT', `${this.source}: sample ${i} of the batch holds ${sample[j]} at element ${j}; images must be finite numbers (check the decoding and preprocessing), the adaptation state is unchanged`, { sample: i, element: j });
       }
     }

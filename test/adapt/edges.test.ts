@@ -10,8 +10,8 @@ import { batch, tinyModel, tinyParams } from './helpers.ts';
 
 const open: Adapter[] = [];
 after(async () => { for (const a of open) await a.close(); });
-async function make(method: string): Promise<Adapter> {
-  const a = await Adapter.create({ model: tinyModel(tinyParams(11)), method, options: { collapseEntropy: 0, updateEvery: 0 } });
+async function make(method: string, options: Record<string, unknown> = {}): Promise<Adapter> {
+  const a = await Adapter.create({ model: tinyModel(tinyParams(11)), method, options: { collapseEntropy: 0, updateEvery: 0, ...options } });
   open.push(a);
   return a;
 }
@@ -41,9 +41,9 @@ describe('a closed adapter', () => {
 });
 
 describe('a batch with a non-finite image', () => {
-  for (const method of ['tent', 'abl:robust', 'bn']) {
-    it(`${method}: DATA_BAD_FORMAT naming the sample and element; state and counters unchanged`, async () => {
-      const a = await make(method);
+  for (const [method, options] of [['tent', {}], ['abl:robust', {}], ['bn', {}], ['tent', { episodic: true }]] as const) {
+    it(`${method}${'episodic' in options ? ' (episodic)' : ''}: DATA_BAD_FORMAT naming the sample and element; state and counters unchanged`, async () => {
+      const a = await make(method, options);
       await a.step(batch(2, 8));
       const before = a.state();
       const steps = a.counters.steps;
