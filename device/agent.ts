@@ -208,8 +208,12 @@ export class Agent {
       this.log.info({ source: this.source.description, batch: this.batchSize, maxWaitMs: this.live.maxWaitMs }, 'source started');
     } catch (e) {
       this.mode = 'stopped';
+      // Everything create() and this start opened, telemetry included: an embedded agent's MQTT
+      // client would otherwise keep reconnecting and holding its outbox after the failure.
+      await this.source?.stop().catch(() => {});
       await this.http?.stop();
       await this.runner?.dispose().catch(() => {});
+      await this.telemetry.close().catch(() => {});
       this.store.endRun(this.runId, `failed to start: ${(e as Error).message}`);
       this.store.close();
       throw e;

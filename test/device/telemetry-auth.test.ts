@@ -10,8 +10,8 @@ import pino from 'pino';
 import { Agent } from '../../device/agent.ts';
 import { parseAgentConfig } from '../../device/config.ts';
 import { AgentStore } from '../../device/store.ts';
-import { telemetryCredentials } from '../../device/telemetry.ts';
-import { isTtaqError } from '../../sdk/errors/index.ts';
+import { memoryTelemetry, telemetryCredentials } from '../../device/telemetry.ts';
+import { isTtaqError, TtaqError } from '../../sdk/errors/index.ts';
 import { TelemetryClient } from '../../sdk/telemetry/index.ts';
 import { MOSQUITTO_SKIP, passwordFile, startMosquitto, tempDir, type Mosquitto } from '../telemetry/helpers.ts';
 import { FakeRunner, FakeSource, tmp, until } from './helpers.ts';
@@ -102,5 +102,53 @@ test('a start that fails on the telemetry settings closes the run, so the databa
     assert.doesNotThrow(() => st.endRun(st.beginRun({}, 'h'), 'x'), 'another run may begin');
   } finally {
     st.close();
+  }
+});
+
+test('a start that fails after create closes the telemetry connection and the source it opened', async () => {
+  for (const failIn of ['model', 'source'] as const) {
+    const telemetry = memoryTelemetry();
+    let source: FakeSource | undefined;
+    const agent = await Agent.create(parseAgentConfig({ storage: { path: join(tmp(), 'agent.db') }, http: { enabled: false } }), {
+      logger: silent,
+      telemetry,
+      runnerFactory: async () => {
+        if (failIn === 'model') throw new TtaqError('ONNX_READ_FAILED', 'cannot read model: no such file');
+        return new FakeRunner('m');
+      },
+      sourceFactory: (spec) => {
+        source = new FakeSource(spec, Infinity, 1);
+        source.start = async () => { throw new TtaqError('SOURCE_FAILED', 'cannot open the camera'); };
+        return source;
+      },
+    });
+    await assert.rejects(agent.start(), failIn === 'model' ? /cannot read model/ : /cannot open the camera/);
+    // Otherwise an embedded agent's MQTT client would go on reconnecting (and holding its outbox) after the failure.
+    assert.equal(telemetry.closed, true, `failed in ${failIn}: telemetry closed`);
+    if (failIn === 'source') assert.equal(source?.stopped, true, 'the source that failed to start is stopped');
+  }
+});
+
+test('the agent logs a refused login at error, naming telemetry.username and telemetry.passwordEnv', { skip: MOSQUITTO_SKIP }, async () => {
+  const b = await passwordBroker();
+  const lines: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as { level: number; msg: string }); } });
+  process.env['TTAQ_TEST_MQTT_PW'] = 'wrong';
+  const agent = await Agent.create(
+    parseAgentConfig({
+      storage: { path: join(tmp(), 'agent.db') },
+      http: { enabled: false },
+      telemetry: { enabled: true, url: b.url, deviceId: 'cam-auth', username: 'cam-auth', passwordEnv: 'TTAQ_TEST_MQTT_PW' },
+    }),
+    { logger, runnerFactory: async () => new FakeRunner('m'), sourceFactory: (spec) => new FakeSource(spec, Infinity, 1) },
+  );
+  try {
+    await agent.start();
+    const refusal = () => lines.filter((l) => l.level >= 50 && /refused device cam-auth's login/.test(l.msg));
+    await until(() => refusal().length > 0, 10_000, 'the refusal in the agent log');
+    assert.match(refusal()[0]!.msg, /^telemetry: .*user name 'cam-auth'.*telemetry\.username and the variable telemetry\.passwordEnv names/);
+  } finally {
+    await agent.stop();
+    delete process.env['TTAQ_TEST_MQTT_PW'];
   }
 });
