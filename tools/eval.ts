@@ -39,7 +39,9 @@ the mean as a Markdown table. Each model needs its <model>.manifest.json beside 
                            '_' and '-' aside) or numbered 0, 1, ... (1..K read as 1-based), or are
                            as many as the labels (then taken in sorted order, with a note)
   --domains <a,b,c>        domains in visiting order (default: the 15 corruptions / every domain found);
-                           with --data, a domain's file name (fog-3) or a corruption (fog: its file at --severity)
+                           with --data, a domain's file name (fog-3) or, in an IDX folder from
+                           ttaq corrupt, a corruption's plain name (fog: each of its files present,
+                           fog-1 ... fog-5 in severity order; with --severity, only its file at that one)
   --severity <1-5>         corruption severity (default 5)
   --batch <n>              batch size (default: the protocol's)
   --passes <n>             passes over the domain sequence (default: the protocol's)
@@ -140,7 +142,10 @@ export async function run(argv: string[]): Promise<number> {
   const domains = f.domains ? (f.data ? f.domains.split(',').map((s) => s.trim()).filter(Boolean) : parseCorruptionList(f.domains)) : undefined;
   const pre = models[0]!.manifest.preprocess;
   const note = (line: string): void => { if (!f.quiet) process.stderr.write(`note: ${line}\n`); };
-  const domOpts = { domains, severity, order: protocol.order, seed, limit, classes, labels: models[0]!.manifest.labels, onProgress: progress, onNote: note };
+  // a plain corruption name in --domains (fog) is every severity of it written by `ttaq corrupt`,
+  // unless --severity picks one
+  const plainName = f.severity === undefined ? 'all' as const : 'severity' as const;
+  const domOpts = { domains, severity, plainName, order: protocol.order, seed, limit, classes, labels: models[0]!.manifest.labels, onProgress: progress, onNote: note };
   const blocks: DomainBlock[] = f.data
     ? await folderDomains(f.data, { ...domOpts, fit: pre })
     : await corruptedFashionMnist(domOpts);

@@ -40,6 +40,13 @@ export interface DomainOptions {
    * folders taken by order or as 1-based, corruptions skipped for lack of the severity.
    */
   readonly onNote?: ((line: string) => void) | undefined;
+  /**
+   * What a corruption's plain name in `domains` (fog) selects in an IDX folder written by
+   * `ttaq corrupt` (fog-1 ... fog-5): 'severity' (default) its file at `severity`, 'all' each of its
+   * files present, in severity order (`ttaq eval` without --severity). A file's own name (fog-3)
+   * selects that file either way.
+   */
+  readonly plainName?: 'severity' | 'all' | undefined;
 }
 
 /** Applies the label order to a domain's samples (and the limit). */
@@ -108,18 +115,23 @@ function missingSeverity(items: readonly { c: string; s: number | undefined }[],
 }
 
 /**
- * A domain named in --domains: a file's own name (`fog-3`), or a corruption's plain name (`fog`),
- * which means its file at the run's --severity, as the default domain list does.
+ * The files a domain named in --domains stands for in an IDX folder: a file's own name (`fog-3`) is
+ * that file; a corruption's plain name (`fog`, with `ttaq corrupt`'s `fog-1` ... `fog-5` present) is
+ * its file at `severity` when `plainName` is 'severity', else each of its files present, in severity
+ * order. A name that is neither is an error listing what the folder holds.
  */
-export function idxDomainName(dir: string, name: string, present: readonly string[], severity: number): string {
-  if (present.includes(name)) return name;
-  if (present.includes(`${name}-${severity}`)) return `${name}-${severity}`;
-  const others = present.map(parseIdxName).filter((p) => p.c === name && p.s !== undefined);
-  if (others.length > 0) {
-    const sev = others.map((p) => p.s!).sort((a, b) => a - b);
-    throw new TtaqError('DATA_NOT_FOUND', `${dir}: no ${name} at severity ${severity}; it has ${name} at severit${sev.length > 1 ? 'ies' : 'y'} ${sev.join(', ')}: use --severity ${sev.join(' or ')}, or name the file in --domains (${others.map((p) => p.n).join(', ')})`);
+export function idxDomainNames(dir: string, name: string, present: readonly string[], severity: number, plainName: 'severity' | 'all' = 'severity'): string[] {
+  if (present.includes(name)) return [name];
+  const files = present.map(parseIdxName).filter((p) => p.c === name && p.s !== undefined).sort((a, b) => a.s! - b.s!);
+  if (plainName === 'all' && files.length > 0) return files.map((p) => p.n);
+  if (present.includes(`${name}-${severity}`)) return [`${name}-${severity}`];
+  if (files.length > 0) {
+    const sev = files.map((p) => p.s!);
+    throw new TtaqError('DATA_NOT_FOUND', `${dir}: no ${name} at severity ${severity}; it has ${name} at severit${sev.length > 1 ? 'ies' : 'y'} ${sev.join(', ')}: use --severity ${sev.join(' or ')}, or name the file in --domains (${files.map((p) => p.n).join(', ')})`);
   }
-  throw new TtaqError('DATA_NOT_FOUND', `${dir}: no domain '${name}' (files ${name}-images-idx3-ubyte[.gz], or ${name}-<severity>-...); present: ${present.join(', ')}`);
+  const corruptions = [...new Set(present.map(parseIdxName).filter((p) => p.s !== undefined).map((p) => p.c))];
+  throw new TtaqError('DATA_NOT_FOUND', `${dir}: no domain '${name}' (no ${name}-images-idx3-ubyte[.gz], nor ${name}-<severity>-images-idx3-ubyte[.gz]); ` +
+    `name one of the files present: ${present.join(', ')}${corruptions.length > 0 ? `, or a corruption by its plain name: ${corruptions.join(', ')}` : ''}`);
 }
 
 /** What kind of folder `dir` is. */
@@ -168,7 +180,7 @@ export async function folderDomains(dir: string, o: DomainOptions & { readonly f
   const out: DomainBlock[] = [];
   if (layout === 'idx') {
     const present = listIdxNames(dir);
-    const names = o.domains ? o.domains.map((n) => idxDomainName(dir, n, present, o.severity)) : defaultIdxDomains(present, o.severity);
+    const names = o.domains ? o.domains.flatMap((n) => idxDomainNames(dir, n, present, o.severity, o.plainName)) : defaultIdxDomains(present, o.severity);
     if (!o.domains && corruptionNamed(present)) {
       const missing = missingSeverity(present.map(parseIdxName), o.severity);
       if (names.length === 0) {

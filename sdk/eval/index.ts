@@ -19,7 +19,7 @@ export { describeOrder, describeRun, getProtocol, PROTOCOLS, SHORT_DOMAIN, type 
 export { evaluate, evaluateOne, mergeOptions, parseMethodSpec, parseOptionPairs, rowKey, type EvalModel, type EvalRow, type EvalRunOptions } from './run.ts';
 export { EvalJournal, journalPathFor, readJournal, type JournalRead } from './journal.ts';
 export { dataFingerprint } from './fingerprint.ts';
-export { markdownTable, runSummary } from './table.ts';
+export { domainHeads, markdownTable, runSummary } from './table.ts';
 export { measureStepCost, syntheticBatch, timingTable, type StepCost } from './timing.ts';
 export { stabilitySvg, writeStabilityPng, type PlotOptions } from './plot.ts';
 

@@ -5,11 +5,26 @@ import { SHORT_DOMAIN } from './protocols.ts';
 
 const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 
+/**
+ * Column heads for domain names: a corruption's short name (gauss for gaussian_noise, also for
+ * `ttaq corrupt`'s gaussian_noise-5), keeping the severity (gauss-3) when the domains are at more
+ * than one severity, so that no two columns read the same.
+ */
+export function domainHeads(domains: readonly string[]): string[] {
+  const parts = domains.map((d) => /^(.*?)(?:-([1-5]))?$/.exec(d)!);
+  const severities = new Set(parts.map((m) => m[2]).filter(Boolean));
+  return parts.map((m, i) => {
+    const short = SHORT_DOMAIN[m[1]!];
+    if (!short) return domains[i]!;
+    return m[2] && severities.size > 1 ? `${short}-${m[2]}` : short;
+  });
+}
+
 /** Markdown: `| model | method | d1 | ... | mean |`, then (several passes) a per-pass table. */
 export function markdownTable(rows: readonly EvalRow[]): string {
   if (rows.length === 0) return '(no results)\n';
   const domains = rows[0]!.domains;
-  const head = ['model', 'method', ...domains.map((d) => SHORT_DOMAIN[d.replace(/-[1-5]$/, '')] ?? d), 'mean'];
+  const head = ['model', 'method', ...domainHeads(domains), 'mean'];
   const lines = [
     `| ${head.join(' | ')} |`,
     `| ${head.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { packLabels, writeIdxDataset, writeImageFolder, type Dataset } from '../../sdk/data/index.ts';
 import { isTtaqError } from '../../sdk/errors/index.ts';
-import { folderDomains, getProtocol } from '../../sdk/eval/index.ts';
+import { domainHeads, folderDomains, getProtocol } from '../../sdk/eval/index.ts';
 import { FASHION_MNIST_LABELS } from '../../sdk/manifest/index.ts';
 import { graySet } from '../data/helpers.ts';
 
@@ -112,7 +112,55 @@ describe('severities', () => {
     assert.deepEqual(at3.map((b) => b.name), ['fog-3', 'snow-5']);
     await assert.rejects(folderDomains(d, { ...base, severity: 3, domains: ['snow'], order: continual }),
       dataError(/no snow at severity 3; it has snow at severity 5: use --severity 5, or name the file in --domains \(snow-5\)/));
-    await assert.rejects(folderDomains(d, { ...base, domains: ['rain'], order: continual }), dataError(/no domain 'rain' .*present: fog-3, fog-5, snow-5/));
+    await assert.rejects(folderDomains(d, { ...base, domains: ['rain'], order: continual }),
+      dataError(/no domain 'rain' .*files present: fog-3, fog-5, snow-5, or a corruption by its plain name: fog, snow$/));
+  });
+});
+
+describe("--domains on 'ttaq corrupt' output without --severity (plainName: 'all')", () => {
+  const src = graySet(12);
+  const d = join(dir, 'corrupt-out');
+  // written out of severity order, as a directory listing need not give them in order
+  const ready = (async () => {
+    for (const n of ['gaussian_noise-5', 'gaussian_noise-1', 'gaussian_noise-3', 'fog-2', 'snow-5']) await writeIdxDataset(d, n, src, { sharedLabels: true });
+  })();
+  const all = { ...base, order: continual, plainName: 'all' as const };
+
+  it('a plain corruption name selects each of its files present, in severity order, names in the given order', async () => {
+    await ready;
+    const blocks = await folderDomains(d, { ...all, domains: ['gaussian_noise', 'fog'] });
+    assert.deepEqual(blocks.map((b) => b.name), ['gaussian_noise-1', 'gaussian_noise-3', 'gaussian_noise-5', 'fog-2']);
+    for (const b of blocks) assert.equal(b.data.count, 12);
+  });
+
+  it('a file name still selects that file alone, mixed with plain names', async () => {
+    await ready;
+    const blocks = await folderDomains(d, { ...all, domains: ['gaussian_noise-3', 'snow'] });
+    assert.deepEqual(blocks.map((b) => b.name), ['gaussian_noise-3', 'snow-5']);
+  });
+
+  it('an unknown name is an error listing the files and the plain corruption names', async () => {
+    await ready;
+    await assert.rejects(folderDomains(d, { ...all, domains: ['fog', 'frost'] }),
+      dataError(/corrupt-out: no domain 'frost' .*files present: fog-2, gaussian_noise-1, gaussian_noise-3, gaussian_noise-5, snow-5, or a corruption by its plain name: fog, gaussian_noise, snow$/));
+    await assert.rejects(folderDomains(d, { ...all, domains: ['gaussian_noise-2'] }), dataError(/no domain 'gaussian_noise-2'/));
+  });
+
+  it('table heads keep the severity only when the domains are at more than one', () => {
+    assert.deepEqual(domainHeads(['gaussian_noise-5', 'fog-5', 'clean']), ['gauss', 'fog', 'clean']);
+    assert.deepEqual(domainHeads(['gaussian_noise-1', 'gaussian_noise-3', 'fog-2', 'my-cam']), ['gauss-1', 'gauss-3', 'fog-2', 'my-cam']);
+  });
+
+  it('ttaq eval --domains gaussian_noise,fog runs every severity, and the table keeps the severities apart', async () => {
+    await ready;
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--data', d, '--domains', 'gaussian_noise,fog', '--method', 'source', '--limit', '4', '--quiet'], { cwd: process.cwd(), encoding: 'utf8' });
+    assert.match(out, /4 domains \(gaussian_noise-1, gaussian_noise-3, gaussian_noise-5, fog-2\)/);
+    assert.match(out, /\| model \| method \| gauss-1 \| gauss-3 \| gauss-5 \| fog-2 \| mean \|/);
+    // with --severity a plain name is its file at that severity only
+    const at5 = execFileSync(process.execPath, ['--import', 'tsx', 'tools/ttaq.ts', 'eval', '--data', d, '--domains', 'gaussian_noise,snow', '--severity', '5', '--method', 'source', '--limit', '4', '--quiet'], { cwd: process.cwd(), encoding: 'utf8' });
+    assert.match(at5, /2 domains \(gaussian_noise-5, snow-5\)/);
+    assert.match(at5, /\| model \| method \| gauss \| snow \| mean \|/);
   });
 });
 
