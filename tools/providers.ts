@@ -8,7 +8,7 @@ import { EXIT, intFlag, parseFlags, printJson, reportError } from './lib/cli.ts'
 import { benchStep } from '../sdk/autodiff/bench.ts';
 import { TtaqError } from '../sdk/errors/index.ts';
 import { loadEvalModel, measureStepCost, syntheticBatch, type EvalModel } from '../sdk/eval/index.ts';
-import { createSession, defaultAvailableProviders, PROVIDER_NAMES, type ProviderName, type RuntimeLogEvent, type Session } from '../sdk/runtime/index.ts';
+import { createSession, defaultAvailableProviders, gpuInstallHint, PROVIDER_NAMES, type ProviderName, type RuntimeLogEvent, type Session } from '../sdk/runtime/index.ts';
 import { DEFAULT_MODEL_PATH } from '../sdk/bundled/index.ts';
 
 export const summary = 'list the execution providers this binary can run and check each on a model (inference, adaptation, training)';
@@ -97,7 +97,8 @@ export async function checkProviders(o: { models: readonly string[]; providers: 
   const providers = o.providers.filter((p) => {
     if (available.includes(p)) return true;
     const b = backends.find((x) => x.name === p);
-    skipped.push({ provider: p, reason: b ? `the binding registers '${p}' but its provider library (libonnxruntime_providers_${p}.so) is not installed beside it` : `this binary has no '${p}' backend` });
+    const hint = gpuInstallHint(p);
+    skipped.push({ provider: p, reason: b ? `the binding registers '${p}' but its provider library (libonnxruntime_providers_${p}.so) is not installed beside it${hint ? `; ${hint}` : ''}` : `this binary has no '${p}' backend` });
     return false;
   });
   const models = await Promise.all(o.models.map((p) => loadEvalModel(p)));

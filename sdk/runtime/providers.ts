@@ -65,19 +65,29 @@ export function defaultAvailableProviders(): readonly string[] {
 }
 
 /**
- * How an x64 Linux user gets the CUDA/TensorRT provider libraries: `rebuild` reruns
- * onnxruntime-node's install script, and the flag on the command line overrides the project's
- * `.npmrc` (`onnxruntime-node-install=skip`); `npm install` would re-resolve the dependency too.
- * README.md and docs/JETSON.md quote this same line (test/runtime/provider-install-hint.test.ts).
+ * How an x64 Linux user gets the CUDA/TensorRT provider libraries. `npm rebuild` reruns
+ * onnxruntime-node's install script (its postinstall) without re-resolving the dependency, as
+ * `npm install` would. The script reads $ONNXRUNTIME_NODE_INSTALL, else
+ * $npm_config_onnxruntime_node_install, which npm sets from this command-line flag in preference
+ * to the project's `.npmrc` (`onnxruntime-node-install=skip`); `cuda12` makes it download the
+ * CUDA 12 binaries. README.md and docs/JETSON.md quote this same line
+ * (test/runtime/provider-install-hint.test.ts).
  */
 export const GPU_INSTALL_COMMAND = 'npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12';
 
+/**
+ * The way out for a missing cuda or tensorrt provider library, as the runtime's log line and
+ * `ttaq providers` say it; undefined for other providers.
+ */
+export function gpuInstallHint(provider: string): string | undefined {
+  if (provider !== 'cuda' && provider !== 'tensorrt') return undefined;
+  return `on x64 Linux with CUDA 12 install the GPU libraries with '${GPU_INSTALL_COMMAND}'; on a Jetson build onnxruntime-node with CUDA and TensorRT (docs/JETSON.md)`;
+}
+
 /** Why a provider is not available, for the log line. */
 function unavailableReason(name: string, available: readonly string[]): string {
-  if (name === 'tensorrt' || name === 'cuda') {
-    return `this onnxruntime-node build has no ${name} provider library (available: ${available.join(', ') || 'none'}); ` +
-      `on x64 Linux with CUDA 12 install the GPU libraries with '${GPU_INSTALL_COMMAND}'; on a Jetson build onnxruntime-node with CUDA and TensorRT (docs/JETSON.md)`;
-  }
+  const hint = gpuInstallHint(name);
+  if (hint) return `this onnxruntime-node build has no ${name} provider library (available: ${available.join(', ') || 'none'}); ${hint}`;
   return `not supported by this onnxruntime-node build (available: ${available.join(', ') || 'none'})`;
 }
 
