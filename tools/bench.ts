@@ -302,10 +302,15 @@ async function timeQuantizeCommand(model: string, preset: string, threads: numbe
   }
 }
 
+/** A figure's baseline and note cell: the two joined by '; ', either alone, or empty; never a bare separator. */
+export function figureNotes(r: Pick<BenchFigure, 'baseline' | 'note'>): string {
+  return [r.baseline, r.note].map((s) => s?.trim()).filter((s): s is string => !!s).join('; ');
+}
+
 export function figuresTable(rows: readonly BenchFigure[]): string {
   const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
   const lines = ['| bench | figure | value | ratio | baseline | goal |', '| --- | --- | --- | --- | --- | --- |'];
-  for (const r of rows) lines.push(`| ${r.bench} | ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.ratio !== undefined ? fmt(r.ratio) + 'x' : ''} | ${[r.baseline, r.note].filter(Boolean).join('; ')} | ${r.goal ?? ''} |`);
+  for (const r of rows) lines.push(`| ${r.bench} | ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.ratio !== undefined ? fmt(r.ratio) + 'x' : ''} | ${figureNotes(r)} | ${r.goal ?? ''} |`);
   return lines.join('\n');
 }
 

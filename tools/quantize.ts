@@ -13,7 +13,7 @@ import { acquireLock, writeFileAtomic } from '../sdk/files/index.ts';
 import { encodeModel } from '../sdk/onnx/codec.ts';
 import { loadModel } from '../sdk/onnx/io.ts';
 import { readFile } from 'node:fs/promises';
-import { checkActBits, checkWeightBits, parseQuantizeOptions, quantize, resolveMethod, METHODS, PRESETS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
+import { checkActBits, checkWeightBits, parseQuantizeOptions, quantize, resolveMethod, METHODS, TTAQ_TERMS, type CalibSet, type QuantizeOptionsInput, type QuantReport } from '../sdk/quant/index.ts';
 import { EXIT, intFlag, parseFlags, prepareOutputFile, printJson } from './lib/cli.ts';
 import { progressPrinter } from './lib/progress.ts';
 
@@ -196,21 +196,18 @@ const num = (v: string | undefined, flag: string): number | undefined => {
 };
 
 /**
- * The reconstruction line of the report. The iteration count says where it came from: the preset's
- * own count, or --iterations overriding it (the preset then set nothing else worth naming).
+ * The reconstruction line of the report. The iteration count says where it came from: --iterations
+ * when the flag was given (even at the preset's own count), else the preset.
  */
-export function reconstructionLine(rec: NonNullable<QuantReport['reconstruction']>): string {
-  const presetCount: number | undefined = (PRESETS as Record<string, number>)[rec.preset];
-  const iterations = rec.iterationsPerBlock === presetCount
-    ? `${rec.iterationsPerBlock} iterations per block (${rec.preset} preset)`
-    : `${rec.iterationsPerBlock} iterations per block (--iterations)`;
+export function reconstructionLine(rec: NonNullable<QuantReport['reconstruction']>, iterationsFlag: boolean): string {
+  const iterations = `${rec.iterationsPerBlock} iterations per block (${iterationsFlag ? '--iterations' : `${rec.preset} preset`})`;
   return `reconstruction: ${iterations}, PEM ${rec.pem}, PCR ${rec.pcr}, ${rec.slices === 1 ? 'one session' : `up to ${rec.slices} slices per step`}`;
 }
 
-function printReport(r: QuantReport, out: string): void {
+function printReport(r: QuantReport, out: string, iterationsFlag: boolean): void {
   const w = (s: string) => process.stdout.write(s + '\n');
   w(`quantized ${r.method} W${r.weightBits}A${r.activationBits} -> ${out}`);
-  if (r.reconstruction) w(reconstructionLine(r.reconstruction));
+  if (r.reconstruction) w(reconstructionLine(r.reconstruction, iterationsFlag));
   if (r.accuracy) w(`accuracy on ${r.accuracy.images} ${r.accuracy.source}: FP32 ${(r.accuracy.fp32 * 100).toFixed(2)}%  quantized ${(r.accuracy.quantized * 100).toFixed(2)}%  (drop ${((r.accuracy.fp32 - r.accuracy.quantized) * 100).toFixed(2)} pt)`);
   if (r.variants) w(`true-width vs INT8-container on ${r.variants.images === r.accuracy?.images ? 'all' : 'the first'} ${r.variants.images} of those images: ${r.variants.samePredictions}/${r.variants.images} equal predictions, max logit difference ${r.variants.maxLogitDiff.toExponential(2)}`);
   w(`size: FP32 ${(r.size.fp32Bytes / 1024).toFixed(1)} KiB -> ${(r.size.quantizedBytes / 1024).toFixed(1)} KiB  (${Object.entries(r.size.weightsByDType).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)} KiB`).join(', ')})`);
@@ -357,7 +354,7 @@ export async function run(argv: string[]): Promise<number> {
       await writeFileAtomic(manifestPathFor(f.path), f.manifest);
     }
     if (v.json) printJson({ out, int8: int8Path, report: res.report });
-    else printReport(res.report, out);
+    else printReport(res.report, out, options.iterations !== undefined);
     return EXIT.ok;
   } finally {
     releaseLock();
