@@ -11,6 +11,7 @@ import {
   matchClassFolders, readFashionMnist, readIdxDataset, readImageNetC, resolveStreamSpec, select, type Dataset, type LabelOrder,
 } from '../data/index.ts';
 import { TtaqError } from '../errors/index.ts';
+import { parseIdxName } from './protocols.ts';
 import type { ProgressFn } from '../progress/index.ts';
 import type { Preprocess } from '../manifest/index.ts';
 
@@ -79,11 +80,6 @@ export async function corruptedFashionMnist(o: DomainOptions): Promise<DomainBlo
   return blocks;
 }
 
-/** An IDX domain name as `ttaq corrupt` writes it: `<corruption>[-<severity>]`. */
-const parseIdxName = (n: string): { n: string; c: string; s: number | undefined } => {
-  const m = /^(.*?)(?:-([1-5]))?$/.exec(n)!;
-  return { n, c: m[1]!, s: m[2] ? Number(m[2]) : undefined };
-};
 
 /** Whether every name is a corruption (or clean) as `ttaq corrupt` writes them. */
 const corruptionNamed = (present: readonly string[]): boolean => {

@@ -56,6 +56,12 @@ export function getProtocol(name: string): Protocol {
 }
 
 /** Short column names for the 15 corruptions (the papers' table headers). */
+/** A domain name as `ttaq corrupt` writes it: `<corruption>[-<severity>]`. */
+export const parseIdxName = (n: string): { n: string; c: string; s: number | undefined } => {
+  const m = /^(.*?)(?:-([1-5]))?$/.exec(n)!;
+  return { n, c: m[1]!, s: m[2] ? Number(m[2]) : undefined };
+};
+
 export const SHORT_DOMAIN: Readonly<Record<string, string>> = {
   gaussian_noise: 'gauss', shot_noise: 'shot', impulse_noise: 'impul', defocus_blur: 'defoc', glass_blur: 'glass',
   motion_blur: 'motn', zoom_blur: 'zoom', snow: 'snow', frost: 'frost', fog: 'fog', brightness: 'brit',

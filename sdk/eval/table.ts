@@ -1,7 +1,7 @@
 // Result tables in the papers' style: one row per model x method, error (%) per domain and the
 // mean; for multi-pass runs, the mean error of every pass and last - first.
 import type { EvalRow } from './run.ts';
-import { SHORT_DOMAIN } from './protocols.ts';
+import { parseIdxName, SHORT_DOMAIN } from './protocols.ts';
 
 const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 
@@ -11,12 +11,12 @@ const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
  * than one severity, so that no two columns read the same.
  */
 export function domainHeads(domains: readonly string[]): string[] {
-  const parts = domains.map((d) => /^(.*?)(?:-([1-5]))?$/.exec(d)!);
-  const severities = new Set(parts.map((m) => m[2]).filter(Boolean));
-  return parts.map((m, i) => {
-    const short = SHORT_DOMAIN[m[1]!];
-    if (!short) return domains[i]!;
-    return m[2] && severities.size > 1 ? `${short}-${m[2]}` : short;
+  const parts = domains.map(parseIdxName);
+  const severities = new Set(parts.map((p) => p.s).filter((s) => s !== undefined));
+  return parts.map((p) => {
+    const short = SHORT_DOMAIN[p.c];
+    if (!short) return p.n;
+    return p.s !== undefined && severities.size > 1 ? `${short}-${p.s}` : short;
   });
 }
 
