@@ -6,4 +6,5 @@ export { DEFAULT_PROVIDERS, GPU_INSTALL_COMMAND, PROVIDER_NAMES, defaultAvailabl
 export type { ProviderName, RuntimeLogEvent, RuntimeLogger } from './providers.ts';
 export { clipsBeforeSubByteQuantize, hasSubByteIO, rewriteSubByteIO, splitClipsBeforeSubByteQuantize, widenableActivationZeroPoints, widenSubByteActivations, widenTwoBitWeightsBeforeTranspose, type SubByteRewrite } from './subbyte.ts';
 export { clearShapeCache, inferShapes, type InferShapesOptions } from './shapes.ts';
+export { summarizeProfile, type ProfileEvent, type ProfileNode, type ProfileSummary } from './profile.ts';
 export { convsToNchwc, nchwcBlockSize, NCHWC_DOMAIN, NCHWC_SESSION_EXTRA } from './nchwc.ts';

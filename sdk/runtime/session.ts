@@ -56,6 +56,10 @@ export interface SessionOptions {
   readonly ortLogLevel?: 0 | 1 | 2 | 3 | 4;
   /** Receives one event per provider skipped or failed. Default: `defaultLogger`. */
   readonly logger?: RuntimeLogger;
+  /** Writes onnxruntime's profile (every node's kernel time, every run) to `<prefix>_<date>.json`
+   * when the session is released. Default: $TTAQ_ORT_PROFILE, so that any command can be profiled
+   * (`TTAQ_ORT_PROFILE=/tmp/prof/step node bin/ttaq.js quantize ...`); unset, no profile. */
+  readonly profilePrefix?: string;
   /** Which providers the binary supports. Default: asks onnxruntime-node (tests inject fakes). */
   readonly availableProviders?: () => readonly string[];
   /** Name used in error messages (e.g. the model file). */
@@ -132,6 +136,7 @@ export const CPU_SESSION_DEFAULTS: Readonly<Record<string, string>> = { 'session
 
 export function ortOptions(opts: SessionOptions, providers: readonly ProviderName[]): ort.InferenceSession.SessionOptions {
   const extra = { ...SESSION_DEFAULTS, ...(providers[0] === 'cpu' ? CPU_SESSION_DEFAULTS : {}), ...opts.extra };
+  const profile = opts.profilePrefix ?? (process.env.TTAQ_ORT_PROFILE || undefined);
   return {
     executionProviders: providers.map((p) => providerConfig(p, opts)),
     graphOptimizationLevel: opts.graphOptimization ?? 'all',
@@ -139,6 +144,7 @@ export function ortOptions(opts: SessionOptions, providers: readonly ProviderNam
     ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.interOpThreads !== undefined ? { interOpNumThreads: opts.interOpThreads } : {}),
     extra,
+    ...(profile ? { enableProfiling: true, profileFilePrefix: profile } : {}),
   };
 }
 

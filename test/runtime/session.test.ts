@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { isTtaqError } from '../../sdk/errors/index.ts';
 import { A, GraphBuilder } from '../../sdk/onnx/builder.ts';
@@ -229,5 +232,25 @@ test('CPU sessions flush denormals: a value below 1.2e-38 counts as zero', async
     assert.ok(Math.abs(y[1]! - 2e-30) < 1e-36, 'a normal value is unchanged');
   } finally {
     await s.release();
+  }
+});
+
+test('profilePrefix: the released session leaves onnxruntime profile with one model_run per run and the graph\'s nodes; unset, no file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttaq-prof-'));
+  try {
+    const x = f32([2, 3], [1, 2, 3, 4, 5, 6]);
+    const s = await createSession(affine(), { ...quiet, providers: ['cpu'], profilePrefix: join(dir, 'p') });
+    await s.run({ x });
+    await s.run({ x });
+    await s.release();
+    const files = readdirSync(dir);
+    assert.equal(files.length, 1);
+    assert.match(files[0]!, /^p_.*\.json$/);
+    const events = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as { cat?: string; name: string }[];
+    assert.equal(events.filter((e) => e.cat === 'Session' && e.name === 'model_run').length, 2);
+    assert.ok(events.some((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')));
+    assert.equal(ortOptions({}, ['cpu']).enableProfiling, process.env.TTAQ_ORT_PROFILE ? true : undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
