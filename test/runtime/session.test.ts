@@ -235,7 +235,7 @@ test('CPU sessions flush denormals: a value below 1.2e-38 counts as zero', async
   }
 });
 
-test('profilePrefix: the released session leaves onnxruntime profile with one model_run per run and the graph\'s nodes; unset, no file', async () => {
+test('profilePrefix: the released session leaves onnxruntime\'s profile with one model_run per run and the graph\'s nodes', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ttaq-prof-'));
   try {
     const x = f32([2, 3], [1, 2, 3, 4, 5, 6]);
@@ -249,8 +249,21 @@ test('profilePrefix: the released session leaves onnxruntime profile with one mo
     const events = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as { cat?: string; name: string }[];
     assert.equal(events.filter((e) => e.cat === 'Session' && e.name === 'model_run').length, 2);
     assert.ok(events.some((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')));
-    assert.equal(ortOptions({}, ['cpu']).enableProfiling, process.env.TTAQ_ORT_PROFILE ? true : undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('profilePrefix defaults to $TTAQ_ORT_PROFILE; neither set, onnxruntime does not profile', () => {
+  const saved = process.env.TTAQ_ORT_PROFILE;
+  try {
+    delete process.env.TTAQ_ORT_PROFILE;
+    assert.equal(ortOptions({}, ['cpu']).enableProfiling, undefined);
+    process.env.TTAQ_ORT_PROFILE = '/tmp/prof/step';
+    assert.deepEqual([ortOptions({}, ['cpu']).enableProfiling, ortOptions({}, ['cpu']).profileFilePrefix], [true, '/tmp/prof/step']);
+    assert.equal(ortOptions({ profilePrefix: '/tmp/other' }, ['cpu']).profileFilePrefix, '/tmp/other');
+  } finally {
+    if (saved === undefined) delete process.env.TTAQ_ORT_PROFILE;
+    else process.env.TTAQ_ORT_PROFILE = saved;
   }
 });
